@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv by themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# On a machine without an NVIDIA driver the CPU build of torch is installed first, so that the
+# dependency `torch>=2.2` is already satisfied and pip does not pull a multi-GB CUDA build.
+# Override with `make TORCH_SPEC= ...` (install nothing special) or another pin.
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+ifeq ($(HAS_GPU),1)
+TORCH_SPEC ?=
+else
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
+endif
+
+.PHONY: setup demo test test-all benchmark clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@if [ -n "$(TORCH_SPEC)" ]; then echo "installing $(TORCH_SPEC) (CPU machine)"; \
+	  $(PY) -m pip install -q "$(TORCH_SPEC)" || $(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)+cpu"; fi
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m autounfold.cli demo --out runs/demo
+
+test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
+	$(PY) -m pytest -q
+
+benchmark: setup
+	$(PY) -m autounfold.cli benchmark --out results/benchmark
+
+clean:
+	rm -rf $(VENV) runs results .pytest_cache

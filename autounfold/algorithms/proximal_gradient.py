@@ -1,0 +1,79 @@
+"""Projected / proximal gradient: the one update rule behind PGD, power iteration, ISTA and FISTA.
+
+The same ``ProximalGradient.step`` is called by the classical solver (fixed hyperparameters, T
+iterations) and by the unfolded network (K layers, learned per-layer parameters).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError
+from ..problems.base import Problem, batch_scalar
+
+
+@dataclass
+class State:
+    """x: current iterate; x_prev: previous iterate (momentum / extrapolation)."""
+
+    x: torch.Tensor
+    x_prev: torch.Tensor
+
+
+class ProximalGradient:
+    """x_{k+1} = prox( y_k + alpha_k T_k d(y_k) [+ beta_k (x_k - x_{k-1})] ),  d = sense * grad / L_hat.
+
+    Args:
+        extrapolation: "heavy_ball" (momentum added after the gradient step, y_k = x_k) or
+            "nesterov" (y_k = x_k + beta_k (x_k - x_{k-1}), gradient taken at y_k: FISTA).
+        normalize: divide the gradient by the problem's curvature bound L_hat (``Problem.curvature``),
+            so that alpha = 1 is the classical 1/L step.
+
+    Per-iteration parameters (``step`` below), each a scalar or a (B,) tensor:
+        step (alpha, required), momentum (beta, default 0), threshold (prox threshold; default
+        ``problem.threshold(effective step)`` where the problem has one), transform (a matrix T
+        applied to the gradient, the "hybrid" layer) and operator (problem matrices replaced by
+        learned ones, LISTA).
+    """
+
+    name = "pgd"
+    parameters = ("step", "momentum", "threshold", "transform", "operator")
+
+    def __init__(self, extrapolation: str = "heavy_ball", normalize: bool = False):
+        if extrapolation not in ("heavy_ball", "nesterov"):
+            raise ConfigError(f"pgd: extrapolation must be 'heavy_ball' or 'nesterov' (got {extrapolation!r})")
+        self.extrapolation, self.normalize = extrapolation, bool(normalize)
+
+    def init_state(self, x0: torch.Tensor) -> State:
+        return State(x0, x0)
+
+    def step(self, problem: Problem, inst, state: State, params: dict) -> State:
+        x, x_prev = state.x, state.x_prev
+        beta = params.get("momentum")
+        moving = beta is not None and not (isinstance(beta, (int, float)) and beta == 0)
+        y = x + batch_scalar(beta, x) * (x - x_prev) if moving and self.extrapolation == "nesterov" else x
+        d = problem.gradient_direction(y, inst, params.get("operator"))
+        alpha = batch_scalar(params["step"], y)
+        if self.normalize:
+            alpha = alpha / batch_scalar(problem.curvature(y, inst), y)
+        transform = params.get("transform")
+        if transform is not None:
+            d = transform @ d
+        z = y + alpha * d
+        if moving and self.extrapolation == "heavy_ball":
+            z = z + batch_scalar(beta, x) * (x - x_prev)
+        threshold = params.get("threshold")
+        if threshold is None and hasattr(problem, "threshold"):
+            threshold = problem.threshold(alpha)
+        return State(problem.prox(z, inst, threshold), x)
+
+
+def fista_momentum(k: int) -> float:
+    """FISTA's beta_k = (t_k - 1) / t_{k+1}, t_1 = 1, t_{k+1} = (1 + sqrt(1 + 4 t_k^2)) / 2 (k from 0)."""
+    t = 1.0
+    for _ in range(k):
+        t = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
+    t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
+    return (t - 1.0) / t_next

@@ -1,0 +1,134 @@
+"""The one interface every CSI source implements, and the seeded streams built on it."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Tuple
+
+import torch
+
+from ..errors import ConfigError, InputError
+from ..seeding import as_generator, generator
+
+
+@dataclass
+class ChannelBatch:
+    """A batch of channel realisations.
+
+    Attributes:
+        H: (B, n_rx, n_tx) complex64 channel matrices.
+        noise_var: (B,) float32 noise variance per sample (transmit power P = 1 unless the
+            problem says otherwise, so ``noise_var = P / SNR``).
+        snr_db: (B,) float32 SNR each sample was drawn at.
+    """
+
+    H: torch.Tensor
+    noise_var: torch.Tensor
+    snr_db: torch.Tensor
+
+    def to(self, device) -> "ChannelBatch":
+        return ChannelBatch(self.H.to(device), self.noise_var.to(device), self.snr_db.to(device))
+
+    @property
+    def batch_size(self) -> int:
+        return self.H.shape[0]
+
+    def __getitem__(self, idx) -> "ChannelBatch":
+        return ChannelBatch(self.H[idx], self.noise_var[idx], self.snr_db[idx])
+
+
+def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = None) -> None:
+    """Raise ``InputError`` unless H is (B, n_rx, n_tx) complex and finite and noise_var (B,) > 0."""
+    if not isinstance(H, torch.Tensor) or not H.is_complex():
+        raise InputError(f"H must be a complex tensor of shape (B, n_rx, n_tx), got "
+                         f"{getattr(H, 'dtype', type(H).__name__)}")
+    if H.dim() != 3:
+        raise InputError(f"H must have shape (B, n_rx, n_tx), got {tuple(H.shape)}")
+    if n_tx is not None and H.shape[-1] != n_tx:
+        raise InputError(f"H has n_tx={H.shape[-1]} columns but the model was built for n_tx={n_tx}")
+    if not isinstance(noise_var, torch.Tensor) or noise_var.shape != (H.shape[0],):
+        raise InputError(f"noise_var must be a tensor of shape ({H.shape[0]},), got "
+                         f"{tuple(getattr(noise_var, 'shape', ()))}")
+    if not torch.isfinite(torch.view_as_real(H)).all():
+        raise InputError("H contains NaN or Inf")
+    if not torch.isfinite(noise_var).all() or (noise_var <= 0).any():
+        raise InputError("noise_var must be finite and > 0 (a negative SNR in dB is fine; a negative variance is not)")
+
+
+class ChannelSource:
+    """Base class of CSI sources.
+
+    Subclasses implement ``_draw_h(batch, gen) -> (B, n_rx, n_tx) complex64`` on the CPU; SNR
+    drawing, device placement and validation live here once.
+
+    Args:
+        n_tx, n_rx: antenna counts.
+        snr_db: (low, high) range; each sample's SNR is uniform in dB over it.
+        power: total transmit power P; ``noise_var = P / 10**(snr_db/10)``.
+    """
+
+    name = "base"
+
+    def __init__(self, n_tx: int, n_rx: int, snr_db: Tuple[float, float] = (0.0, 30.0), power: float = 1.0):
+        if n_tx < 1 or n_rx < 1:
+            raise ConfigError(f"{self.name}: n_tx and n_rx must be >= 1 (got n_tx={n_tx}, n_rx={n_rx})")
+        lo, hi = snr_db
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+            raise ConfigError(f"{self.name}: snr_db must be [low, high] with low <= high (got {list(snr_db)})")
+        if not power > 0:
+            raise ConfigError(f"{self.name}: power must be > 0 (got {power})")
+        self.n_tx, self.n_rx, self.snr_db, self.power = int(n_tx), int(n_rx), (float(lo), float(hi)), float(power)
+
+    def _draw_h(self, batch: int, gen: torch.Generator) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, batch: int, seed: "int | torch.Generator", device="cpu") -> ChannelBatch:
+        """Draw ``batch`` channels.
+
+        Args:
+            batch: number of realisations B.
+            seed: an int seed or a CPU ``torch.Generator`` (advanced by the call).
+            device: where the returned tensors live.
+        Returns:
+            ChannelBatch with H (B, n_rx, n_tx) complex64, noise_var (B,) float32, snr_db (B,) float32.
+        """
+        if batch < 1:
+            raise ConfigError(f"batch must be >= 1 (got {batch})")
+        gen = as_generator(seed)
+        H = self._draw_h(batch, gen)
+        lo, hi = self.snr_db
+        snr_db = lo + (hi - lo) * torch.rand(batch, generator=gen)
+        noise_var = self.power / torch.pow(10.0, snr_db / 10.0)
+        return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float()).to(device)
+
+    def stream(self, seed: int, purpose: str, batch: int, device="cpu") -> "ChannelStream":
+        return ChannelStream(self, seed, purpose, batch, device)
+
+    def shard(self, search_seed: int, trial_index: int, batch: int, device="cpu") -> "ChannelStream":
+        """The training stream of one search trial; disjoint from validation and test streams."""
+        return ChannelStream(self, search_seed, f"train/trial-{int(trial_index)}", batch, device)
+
+    def describe(self) -> dict:
+        return {"model": self.name, "n_tx": self.n_tx, "n_rx": self.n_rx, "snr_db": list(self.snr_db)}
+
+
+class ChannelStream:
+    """Batch ``i`` of a stream is drawn from ``generator(seed, purpose, i)``: replayable from any index."""
+
+    def __init__(self, source: ChannelSource, seed: int, purpose: str, batch: int, device="cpu"):
+        self.source, self.seed, self.purpose, self.batch, self.device = source, int(seed), purpose, batch, device
+
+    def batch_at(self, index: int) -> ChannelBatch:
+        return self.source.sample(self.batch, generator(self.seed, self.purpose, index), self.device)
+
+    def __iter__(self) -> Iterator[ChannelBatch]:
+        i = 0
+        while True:
+            yield self.batch_at(i)
+            i += 1
+
+
+def complex_gaussian(shape, gen: torch.Generator) -> torch.Tensor:
+    """i.i.d. CN(0, 1) samples (unit variance), complex64, on the CPU."""
+    re_im = torch.randn(*shape, 2, generator=gen) * math.sqrt(0.5)
+    return torch.view_as_complex(re_im)

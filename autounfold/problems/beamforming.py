@@ -1,0 +1,212 @@
+"""Downlink MIMO beamforming: maximise spectral efficiency under a power constraint."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from ..channels.base import ChannelBatch, ChannelSource, check_channel
+from ..errors import ConfigError, InputError
+from ..seeding import as_generator
+from .base import Problem
+
+LN2 = math.log(2.0)
+
+
+def water_filling(gains: torch.Tensor, power: float) -> torch.Tensor:
+    """Water-filling powers over parallel channels.
+
+    Args:
+        gains: (B, S) float, channel gains g_i = lambda_i / noise_var, sorted descending, >= 0.
+        power: total power P.
+    Returns:
+        (B, S) float powers p_i = max(0, mu - 1/g_i) with sum_i p_i = P.
+    """
+    inv = 1.0 / gains.clamp_min(1e-30)
+    k = torch.arange(1, gains.shape[-1] + 1, device=gains.device, dtype=gains.dtype)
+    mu = (power + torch.cumsum(inv, -1)) / k                      # water level if the k best are active
+    active = mu > inv                                                # valid prefix lengths
+    n_active = active.to(torch.int64).cumprod(-1).sum(-1).clamp_min(1)
+    level = mu.gather(-1, (n_active - 1).unsqueeze(-1))
+    return (level - inv).clamp_min(0.0)
+
+
+class BeamformingProblem(Problem):
+    """Single-user MIMO precoding.
+
+    W: (B, n_tx, n_streams) complex64.  SE(W) = log2 det(I + H W W^H H^H / noise_var).
+
+    Args:
+        source: the ChannelSource training and evaluation draw from (its n_tx, n_rx and power).
+        n_streams: number of data streams S (<= min(n_rx, n_tx)).
+        constraint: "total" (||W||_F^2 <= P) or "per_antenna" (each row norm^2 <= P / n_tx).
+        init: "matched_filter" (MRT to the strongest receive antennas, full power) or "random".
+    """
+
+    name = "beamforming"
+    sense = 1.0
+
+    def __init__(self, source: ChannelSource, n_streams: int = 1, constraint: str = "total",
+                 init: str = "matched_filter"):
+        if constraint not in ("total", "per_antenna"):
+            raise ConfigError(f"beamforming: constraint must be 'total' or 'per_antenna' (got {constraint!r})")
+        if init not in ("matched_filter", "random"):
+            raise ConfigError(f"beamforming: init must be 'matched_filter' or 'random' (got {init!r})")
+        if not 1 <= n_streams <= min(source.n_tx, source.n_rx):
+            raise ConfigError(f"beamforming: n_streams must be in [1, min(n_tx, n_rx)] = "
+                              f"[1, {min(source.n_tx, source.n_rx)}] (got {n_streams})")
+        self.source, self.n_streams, self.constraint, self.init_method = source, n_streams, constraint, init
+        self.n_tx, self.n_rx, self.power = source.n_tx, source.n_rx, source.power
+
+    def settings(self):
+        return {"n_streams": self.n_streams, "constraint": self.constraint, "init": self.init_method}
+
+    # ---- instances -------------------------------------------------------------------------
+    def sample(self, batch: int, seed, device="cpu") -> ChannelBatch:
+        return self.source.sample(batch, seed, device)
+
+    def instance(self, H: torch.Tensor, noise_var: torch.Tensor) -> ChannelBatch:
+        check_channel(H, noise_var, self.n_tx)
+        snr_db = 10.0 * torch.log10(self.power / noise_var)
+        return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
+
+    # ---- math --------------------------------------------------------------------------------
+    def _gram_system(self, W, inst):
+        G = inst.H @ W                                                   # (B, n_rx, S)
+        s2 = inst.noise_var.view(-1, 1, 1)
+        M = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (G.mH @ G) / s2   # (B, S, S)
+        return G, M, s2
+
+    def objective(self, W, inst) -> torch.Tensor:
+        """SE in bit/s/Hz, (B,) float32. Uses the S x S determinant (Sylvester), not n_rx x n_rx."""
+        if W.shape[-1] == 1:
+            q = (inst.H @ W).abs().square().sum((-2, -1))
+            return torch.log2(1.0 + q / inst.noise_var)
+        _, M, _ = self._gram_system(W, inst)
+        return torch.linalg.slogdet(M).logabsdet / LN2
+
+    def gradient(self, W, inst, operator=None) -> torch.Tensor:
+        """dSE/dRe(W) + j dSE/dIm(W), (B, n_tx, S) complex64.
+
+        grad = (2 / (ln2 noise_var)) H^H (I + H W W^H H^H / noise_var)^{-1} H W
+             = (2 / (ln2 noise_var)) H^H G (I_S + G^H G / noise_var)^{-1},   G = H W,
+        by the matrix-inversion (push-through) identity: only an S x S system, a division for S = 1.
+        """
+        G, M, s2 = self._gram_system(W, inst)
+        if W.shape[-1] == 1:
+            X = G / M
+        else:
+            X = torch.linalg.solve(M, G.mH).mH                           # G M^{-1}, M Hermitian
+        return (2.0 / LN2) * (inst.H.mH @ X) / s2
+
+    def curvature(self, W, inst) -> torch.Tensor:
+        """Cheap bound L(W) on the local curvature of SE, (B,) float32.
+
+        For one stream the Hessian of SE(w) = log2(1 + w^H A w / s2), A = H^H H, is
+        (2/ln2) [A / (s2 + q) - A w w^H A / (s2 + q)^2] with q = ||H w||^2; the second term is
+        positive semidefinite, so its norm is at most (2/ln2) lambda_max(A) / (s2 + q) <=
+        (2/ln2) ||H||_F^2 / (s2 + q). Dividing the gradient by this bound gives A w / ||H||_F^2:
+        the full complex Gram matrix, the noise variance, and no eigenvalue computation. For several
+        streams q is the smallest eigenvalue of G^H G (the weakest stream sets the bound).
+        """
+        G = inst.H @ W
+        if W.shape[-1] == 1:
+            q = G.abs().square().sum((-2, -1))
+        else:
+            q = torch.linalg.eigvalsh(G.mH @ G)[..., 0]
+        fro = inst.H.abs().square().sum((-2, -1))
+        return (2.0 / LN2) * fro / (inst.noise_var + q)
+
+    def prox(self, Z, inst, threshold=None) -> torch.Tensor:
+        """Euclidean projection onto the feasible set (a scaling; ``threshold`` is unused)."""
+        if self.constraint == "total":
+            norm = torch.linalg.vector_norm(Z, dim=(-2, -1), keepdim=True)
+            return Z * torch.clamp(math.sqrt(self.power) / norm.clamp_min(1e-30), max=1.0)
+        row = torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
+        return Z * torch.clamp(math.sqrt(self.power / self.n_tx) / row.clamp_min(1e-30), max=1.0)
+
+    def feasible(self, W, inst, rtol: float = 1e-5) -> torch.Tensor:
+        if self.constraint == "total":
+            return W.abs().square().sum((-2, -1)) <= self.power * (1 + rtol)
+        return (W.abs().square().sum(-1) <= self.power / self.n_tx * (1 + rtol)).all(-1)
+
+    def init(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
+        """Initial precoder, feasible, at full power. (B, n_tx, S) complex64.
+
+        matched_filter: stream s is the conjugate of the s-th strongest row of H (MRT to that
+        receive antenna); random: i.i.d. CN(0, 1) entries (drawn from ``seed``) scaled to full power.
+        """
+        method = method or self.init_method
+        H = inst.H
+        if method == "matched_filter":
+            strongest = H.abs().square().sum(-1).topk(self.n_streams, dim=-1).indices   # (B, S)
+            rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, self.n_tx))         # (B, S, n_tx)
+            W = rows.conj().transpose(-2, -1)
+        elif method == "random":
+            g = as_generator(seed)
+            re_im = torch.randn(H.shape[0], self.n_tx, self.n_streams, 2, generator=g)
+            W = torch.view_as_complex(re_im).to(H.device)
+        else:
+            raise ConfigError(f"beamforming: unknown init {method!r}; allowed: matched_filter, random")
+        W = W / torch.linalg.vector_norm(W, dim=(-2, -1), keepdim=True).clamp_min(1e-30) * math.sqrt(self.power)
+        return self.prox(W, inst)
+
+    def spectrum_edge(self) -> float:
+        """Where the bulk of the normalised Gram spectrum (eigenvalues of H^H H / ||H||_F^2, which sum
+        to 1 over rank min(n_rx, n_tx)) ends: 2 / rank. Used to place Chebyshev step initialisations."""
+        return 2.0 / min(self.n_rx, self.n_tx)
+
+    # ---- reference -----------------------------------------------------------------------------
+    def optimum_total_power(self, inst) -> torch.Tensor:
+        """Closed-form optimum under the total-power constraint, (B, n_tx, S) complex64.
+
+        Eigenmodes of H^H H with water-filling. When n_rx < n_tx the eigenvectors come from the
+        n_rx x n_rx dual H H^H (v_i = H^H u_i / sqrt(lambda_i)); the computation is in float64.
+        """
+        H = inst.H.to(torch.complex128)
+        S = self.n_streams
+        if self.n_rx < self.n_tx:
+            lam, U = torch.linalg.eigh(H @ H.mH)
+            lam, U = lam.flip(-1)[..., :S], U.flip(-1)[..., :S]
+            V = H.mH @ U / lam.clamp_min(1e-30).sqrt().unsqueeze(-2)
+        else:
+            lam, V = torch.linalg.eigh(H.mH @ H)
+            lam, V = lam.flip(-1)[..., :S], V.flip(-1)[..., :S]
+        p = water_filling(lam / inst.noise_var.double().unsqueeze(-1), self.power)
+        return (V * p.sqrt().unsqueeze(-2)).to(torch.complex64)
+
+    def reference(self, inst, tol: float = 1e-9, max_iterations: int = 20000) -> torch.Tensor:
+        """The optimum: closed form for total power; for per-antenna power, projected gradient with
+        Nesterov extrapolation from the projected total-power optimum, run until the largest
+        relative SE change over the batch is below ``tol`` (default 1e-9) or ``max_iterations``."""
+        W = self.optimum_total_power(inst)
+        if self.constraint == "total":
+            return W
+        from ..algorithms import ProximalGradient, solve   # local: algorithms depend on problems
+        algo = ProximalGradient(extrapolation="nesterov", normalize=True)
+        res = solve(self, inst, algo, {"step": 1.0, "momentum": 0.5}, iterations=max_iterations,
+                    tol=tol, x0=self.prox(W, inst))
+        return res.x
+
+    def loss_scale(self, inst) -> torch.Tensor:
+        """Per-sample scale of the relative loss: the SE of the total-power optimum (closed form,
+        an upper bound for the per-antenna problem too), (B,)."""
+        with torch.no_grad():
+            return self.objective(self.optimum_total_power(inst), inst)
+
+    def supervised_target(self, inst) -> torch.Tensor:
+        return self.reference(inst)
+
+    def supervised_loss(self, W, inst, W_ref) -> torch.Tensor:
+        """Phase-invariant subspace distance 1 - ||W_ref^H W||_F^2 / (||W||_F^2 ||W_ref||_F^2), (B,)."""
+        num = (W_ref.mH @ W).abs().square().sum((-2, -1))
+        den = W.abs().square().sum((-2, -1)) * W_ref.abs().square().sum((-2, -1))
+        return 1.0 - num / den.clamp_min(1e-30)
+
+    def metrics(self, W, inst, W_ref) -> dict:
+        se, se_ref = self.objective(W, inst), self.objective(W_ref, inst)
+        return {"se": se, "se_ref": se_ref, "ratio": se / se_ref}
+
+    def describe(self) -> dict:
+        return {"problem": self.name, **self.settings(), "channel": self.source.describe()}

@@ -1,0 +1,157 @@
+"""Sparse recovery: y = A x + n with an s-sparse x, solved as the LASSO."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError, InputError
+from ..seeding import as_generator, generator
+from .base import Problem, batch_scalar
+
+
+@dataclass
+class SparseBatch:
+    """y: (B, M) float32 measurements; x_true: (B, N) float32 or None; noise_var: (B,) float32."""
+
+    y: torch.Tensor
+    x_true: Optional[torch.Tensor]
+    noise_var: torch.Tensor
+
+    def to(self, device):
+        return SparseBatch(self.y.to(device), None if self.x_true is None else self.x_true.to(device),
+                           self.noise_var.to(device))
+
+    @property
+    def batch_size(self):
+        return self.y.shape[0]
+
+
+class LassoProblem(Problem):
+    """min_x 1/2 ||y - A x||^2 + lam ||x||_1 with a fixed A (M, N), columns of unit norm.
+
+    Args:
+        n: signal length N.  m: measurements M.
+        sparsity: exact number of non-zeros s (int >= 1), or a Bernoulli probability p in (0, 1).
+        snr_db: measurement SNR, ||A x||^2 / E||n||^2.
+        lam: LASSO weight.  matrix_seed: seed of A (the same A for training, validation, test).
+    """
+
+    name = "lasso"
+    sense = -1.0
+
+    def __init__(self, n: int = 50, m: int = 25, sparsity: float = 5, snr_db: float = 20.0,
+                 lam: float = 0.05, matrix_seed: int = 0):
+        if n < 1 or m < 1:
+            raise ConfigError(f"lasso: n and m must be >= 1 (got n={n}, m={m})")
+        if not (0 < sparsity < 1 or (float(sparsity).is_integer() and 1 <= sparsity <= n)):
+            raise ConfigError(f"lasso: sparsity must be an integer count in [1, n={n}] or a probability in (0, 1) (got {sparsity})")
+        if not lam > 0:
+            raise ConfigError(f"lasso: lam must be > 0 (got {lam})")
+        self.n, self.m, self.sparsity, self.snr_db, self.lam, self.matrix_seed = n, m, sparsity, snr_db, lam, matrix_seed
+        A = torch.randn(m, n, generator=generator(matrix_seed, "lasso-matrix"))
+        self.A = A / torch.linalg.vector_norm(A, dim=0, keepdim=True)
+        self.lipschitz = float(torch.linalg.matrix_norm(self.A.double(), ord=2) ** 2)
+
+    def settings(self):
+        return {"n": self.n, "m": self.m, "sparsity": self.sparsity, "snr_db": self.snr_db,
+                "lam": self.lam, "matrix_seed": self.matrix_seed}
+
+    def describe(self):
+        return {"problem": self.name, **self.settings()}
+
+    def sample(self, batch: int, seed, device="cpu") -> SparseBatch:
+        """x: support uniform at random (s entries, or each entry with probability p), values N(0, 1)."""
+        g = as_generator(seed)
+        if self.sparsity < 1:
+            mask = torch.rand(batch, self.n, generator=g) < self.sparsity
+        else:
+            order = torch.rand(batch, self.n, generator=g).argsort(-1)
+            mask = order < int(self.sparsity)
+        x = torch.randn(batch, self.n, generator=g) * mask
+        clean = x @ self.A.T
+        noise_var = clean.square().mean(-1).clamp_min(1e-12) / 10 ** (self.snr_db / 10)
+        y = clean + torch.randn(batch, self.m, generator=g) * noise_var.sqrt().unsqueeze(-1)
+        return SparseBatch(y, x, noise_var).to(device)
+
+    def instance(self, y: torch.Tensor) -> SparseBatch:
+        if not isinstance(y, torch.Tensor) or y.dim() != 2 or y.shape[-1] != self.m or y.is_complex():
+            raise InputError(f"y must be a real tensor of shape (B, {self.m}), got "
+                             f"{tuple(getattr(y, 'shape', ()))} {getattr(y, 'dtype', '')}")
+        if not torch.isfinite(y).all():
+            raise InputError("y contains NaN or Inf")
+        return SparseBatch(y.float(), None, torch.full((y.shape[0],), float("nan"), device=y.device))
+
+    def _A(self, like):
+        return self.A.to(like.device)
+
+    def objective(self, x, inst):
+        A = self._A(x)
+        return 0.5 * (inst.y - x @ A.T).square().sum(-1) + self.lam * x.abs().sum(-1)
+
+    def gradient(self, x, inst, operator=None):
+        """Gradient of the smooth part, A^T (A x - y), (B, N).
+
+        ``operator`` replaces the problem's matrices (learned objective parameters, LISTA):
+        {"gram": Q (N, N), "backproj": S (N, M)} gives Q x - S y; {"backproj": S} alone gives the
+        coupled form S (A x - y) (LISTA-CP).
+        """
+        A = self._A(x)
+        op = operator or {}
+        if "gram" in op:
+            return x @ op["gram"].T - inst.y @ op["backproj"].T
+        S = op.get("backproj", A.T)
+        return (x @ A.T - inst.y) @ S.T
+
+    def curvature(self, x, inst):
+        """The global Lipschitz constant of the smooth part, ||A||_2^2, as (B,)."""
+        return torch.full((x.shape[0],), self.lipschitz, device=x.device)
+
+    def prox(self, z, inst, threshold=None):
+        """Soft thresholding with ``threshold`` (scalar or (B,)); identity when it is None."""
+        if threshold is None:
+            return z
+        t = batch_scalar(threshold, z)
+        return torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
+
+    def threshold(self, step):
+        """The ISTA threshold for an (effective) step: step * lam."""
+        return step * self.lam
+
+    def feasible(self, x, inst, rtol: float = 0.0):
+        return torch.isfinite(x).all(-1)
+
+    def init(self, inst, method=None, seed=0):
+        return torch.zeros(inst.batch_size, self.n, device=inst.y.device)
+
+    def reference(self, inst, tol: float = 1e-7, max_iterations: int = 20000):
+        """The LASSO solution: FISTA until the largest relative objective change is below ``tol``."""
+        from ..algorithms import ProximalGradient, fista_momentum, solve
+        algo = ProximalGradient(extrapolation="nesterov", normalize=True)
+        return solve(self, inst, algo, {"step": 1.0, "momentum": fista_momentum}, iterations=max_iterations,
+                     tol=tol).x
+
+    def loss_scale(self, inst):
+        """The objective at x = 0, 1/2 ||y||^2, (B,)."""
+        return 0.5 * inst.y.square().sum(-1).clamp_min(1e-12)
+
+    def supervised_target(self, inst):
+        """The true sparse signal (LISTA is trained against ground truth)."""
+        if inst.x_true is None:
+            raise InputError("supervised training needs instances with x_true")
+        return inst.x_true
+
+    def supervised_loss(self, x, inst, x_ref):
+        return (x - x_ref).square().sum(-1) / x_ref.square().sum(-1).clamp_min(1e-12)
+
+    def metrics(self, x, inst, x_ref):
+        target = inst.x_true if inst.x_true is not None else x_ref
+        return {"sq_err": (x - target).square().sum(-1), "sq_norm": target.square().sum(-1),
+                "objective": self.objective(x, inst)}
+
+
+def nmse_db(sq_err: torch.Tensor, sq_norm: torch.Tensor) -> float:
+    """10 log10(sum ||x_hat - x||^2 / sum ||x||^2) over the batch."""
+    return 10.0 * math.log10(float(sq_err.sum()) / max(float(sq_norm.sum()), 1e-30))

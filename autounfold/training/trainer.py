@@ -1,0 +1,148 @@
+"""Training loop: fresh seeded batches every step, validation on a fixed set, best state kept."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import torch
+
+from ..config import TrainingConfig
+from ..errors import TrainingError
+from ..seeding import generator
+from .losses import layer_weights, per_sample_loss, training_reference
+from ..evaluation.metrics import validation_score
+
+
+@dataclass
+class TrainResult:
+    """history: one dict per logged step; best_score: validation score of the returned weights
+    (higher is better: % of the optimum for beamforming, -NMSE dB for LASSO)."""
+
+    history: List[dict] = field(default_factory=list)
+    best_score: float = float("-inf")
+    best_step: int = -1
+    seconds: float = 0.0
+
+
+def _optimizer(cfg: TrainingConfig, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr)
+
+
+def _scheduler(cfg: TrainingConfig, opt, total: int):
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1), eta_min=cfg.lr * 0.02)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(total // 3, 1), gamma=0.3)
+    return None
+
+
+def _phases(cfg: TrainingConfig, K: int):
+    """(num_layers, steps, weights) per phase: sequential = each prefix alone, then end to end."""
+    if cfg.loss != "sequential" or K == 1:
+        return [(K, cfg.steps, layer_weights(cfg.loss, K))]
+    per_layer = max(cfg.steps // (2 * K), 1)
+    phases = [(k, per_layer, layer_weights("end_to_end", k)) for k in range(1, K + 1)]
+    return phases + [(K, max(cfg.steps - per_layer * K, 0), layer_weights("end_to_end", K))]
+
+
+def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device="cpu",
+          progress: bool = True, on_validation: Optional[Callable[[dict], None]] = None) -> TrainResult:
+    """Train ``model`` in place and leave it holding the best validated weights.
+
+    Batch i of phase p is drawn from ``generator(seed, purpose, p, i)``; the validation set from
+    ``generator(seed, "validation")`` (shared by every trial of a search with the same seed).
+    Raises TrainingError on a non-finite loss or gradient; the model then keeps its best weights.
+    """
+    problem = model.problem
+    torch.manual_seed(seed)
+    model.to(device).train()
+    val_inst = problem.sample(cfg.validation_batch, generator(seed, "validation"), device)
+    val_ref = problem.reference(val_inst)
+    result = TrainResult()
+    phases = _phases(cfg, model.num_layers)
+    total = sum(p[1] for p in phases)
+    best_state = copy.deepcopy(model.state_dict())
+
+    def validate(step: int, loss: float):
+        model.eval()
+        with torch.no_grad():
+            score = validation_score(problem, model.run(val_inst), val_inst, val_ref)
+        model.train()
+        entry = {"step": step, "loss": loss, "val_score": score, **{f"{n}_{k}": v for n, vals in
+                 model.scalar_parameters().items() for k, v in enumerate(vals)}}
+        result.history.append(entry)
+        if score > result.best_score:
+            result.best_score, result.best_step = score, step
+            best_state.update(copy.deepcopy(model.state_dict()))
+        if on_validation:
+            on_validation(entry)
+        return score
+
+    start = time.perf_counter()
+    validate(0, float("nan"))
+    bar = _Progress(total, enabled=progress)
+    step = 0
+    try:
+        for p_idx, (K, n_steps, weights) in enumerate(phases):
+            opt = _optimizer(cfg, [q for q in model.parameters() if q.requires_grad])
+            sched = _scheduler(cfg, opt, n_steps)
+            for i in range(n_steps):
+                inst = problem.sample(cfg.batch_size, generator(seed, purpose, p_idx, i), device)
+                ref = training_reference(problem, inst, cfg.target)
+                iterates = model.run(inst, return_all=True, num_layers=K)
+                loss = sum(w * per_sample_loss(problem, x, inst, cfg.target, ref).mean()
+                           for w, x in zip(weights, iterates) if w > 0)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"non-finite training loss ({float(loss)}) at step {step} "
+                                        f"(phase {p_idx}, lr={cfg.lr}); lower training.lr or the step_init")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    if not torch.isfinite(norm):
+                        raise TrainingError(f"non-finite gradient at step {step} (phase {p_idx})")
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                step += 1
+                score = None
+                if step % cfg.validate_every == 0 or step == total:
+                    score = validate(step, float(loss.detach()))
+                bar.update(float(loss.detach()), score)
+    finally:
+        bar.close()
+        model.load_state_dict(best_state)
+        model.eval()
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+class _Progress:
+    """A rich progress bar showing the loss and the last validation score; silent when disabled."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled and total > 0:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+            self.bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                TextColumn("{task.fields[info]}"), TimeRemainingColumn(), transient=True)
+            self.task = self.bar.add_task("train", total=total, info="")
+            self.bar.start()
+        self.score = None
+
+    def update(self, loss: float, score):
+        if self.bar is None:
+            return
+        self.score = score if score is not None else self.score
+        info = f"loss {loss:.5f}" + (f"  val {self.score:.4f}" if self.score is not None else "")
+        self.bar.update(self.task, advance=1, info=info)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.stop()

@@ -1,0 +1,96 @@
+"""The unfolded network: the algorithm's own update rule applied K times with learned parameters."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from ..algorithms import ProximalGradient
+from ..errors import ConfigError
+from .layers import LAYER_TYPES, LearnedParam, layer_params
+
+
+class Unfolded(nn.Module):
+    """K unrolled iterations of ``algorithm.step`` with per-layer learned parameters.
+
+    Args:
+        problem: the problem plugin (supplies gradient, prox, init and input validation).
+        algorithm: the update rule (``ProximalGradient``); the classical solver runs the same object.
+        num_layers: depth K >= 1.
+        layer: layer type, see ``autounfold.unfolding.layers``.
+        tied: share one set of parameters across all layers.
+        step_init: scalar, one value per layer, or "chebyshev" (signed layers).
+        momentum_init: initial beta (momentum layers).
+
+    Call:
+        ``model(*inputs)`` validates raw inputs through ``problem.instance`` (beamforming:
+        ``model(H, noise_var)`` with H (B, n_rx, n_tx) complex64, noise_var (B,) float32, returns
+        W (B, n_tx, n_streams) complex64 inside the constraint set); ``return_all=True`` returns
+        the list of the K iterates instead.
+    """
+
+    def __init__(self, problem, algorithm: ProximalGradient, num_layers: int, layer: str = "step",
+                 tied: bool = False, step_init=1.0, momentum_init=0.0):
+        super().__init__()
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
+        if layer not in LAYER_TYPES:
+            raise ConfigError(f"unknown layer type {layer!r}; allowed: {', '.join(LAYER_TYPES)}")
+        if layer in ("lista", "lista_cp") and not algorithm.normalize:
+            raise ConfigError(f"layer {layer!r} needs normalize_gradient: true (its matrices are scaled by 1/L)")
+        self.problem, self.algorithm, self.num_layers, self.layer, self.tied = problem, algorithm, num_layers, layer, tied
+        specs = layer_params(layer, problem, num_layers, step_init, momentum_init)
+        self.kinds = {name: spec.kind for name, spec in specs.items()}
+        self.params = nn.ParameterDict()
+        for name, spec in specs.items():
+            self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec))
+        self.fixed = {} if "step" in specs else {"step": 1.0}
+
+    def _initial(self, spec: LearnedParam) -> torch.Tensor:
+        if spec.kind == "matrix":
+            init = spec.init.unsqueeze(0)
+            return init.clone() if self.tied else init.repeat(self.num_layers, *([1] * spec.init.dim()))
+        values = torch.tensor(spec.init, dtype=torch.float32)
+        if spec.kind == "positive":
+            values = values.log()
+        return values[:1].clone() if self.tied else values
+
+    def layer_values(self, k: int) -> dict:
+        """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated)."""
+        out = dict(self.fixed)
+        for key, raw in self.params.items():
+            name = key.replace("__", ".")
+            v = raw[0 if self.tied else k]
+            if self.kinds[name] == "positive":
+                v = v.exp()
+            if name.startswith("operator."):
+                out.setdefault("operator", {})[name.split(".", 1)[1]] = v
+            else:
+                out[name] = v
+        return out
+
+    def scalar_parameters(self) -> dict:
+        """Per-layer scalar values for logging and plots: {name: [K floats]}."""
+        with torch.no_grad():
+            return {name: [float(self.layer_values(k)[name]) for k in range(self.num_layers)]
+                    for name in ("step", "momentum", "threshold") if name in self.kinds}
+
+    def run(self, inst, return_all: bool = False, num_layers: Optional[int] = None):
+        """Apply the first ``num_layers`` layers (default all) to a validated problem instance."""
+        K = self.num_layers if num_layers is None else num_layers
+        state = self.algorithm.init_state(self.problem.init(inst))
+        iterates: List[torch.Tensor] = []
+        for k in range(K):
+            state = self.algorithm.step(self.problem, inst, state, self.layer_values(k))
+            if return_all:
+                iterates.append(state.x)
+        return iterates if return_all else state.x
+
+    def forward(self, *inputs, return_all: bool = False):
+        return self.run(self.problem.instance(*inputs), return_all=return_all)
+
+    def num_parameters(self) -> int:
+        """Real-valued trainable parameters (a complex entry counts twice)."""
+        return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())
