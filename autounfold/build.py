@@ -22,14 +22,15 @@ def build_problem(cfg: "BeamformingConfig | LassoConfig"):
     return cls(n=cfg.n, m=cfg.m, sparsity=cfg.sparsity, snr_db=cfg.snr_db, lam=cfg.lam, matrix_seed=cfg.matrix_seed)
 
 
-def build_algorithm(cfg: ModelConfig) -> ProximalGradient:
-    return ProximalGradient(extrapolation=cfg.extrapolation, normalize=cfg.normalize_gradient)
+def build_algorithm(cfg: ModelConfig, problem) -> ProximalGradient:
+    scaling = {"auto": problem.default_scaling, "none": None}.get(cfg.gradient_scaling, cfg.gradient_scaling)
+    return ProximalGradient(extrapolation=cfg.extrapolation, normalize=scaling)
 
 
 def build_model(cfg: ExperimentConfig, problem=None) -> Unfolded:
     problem = problem if problem is not None else build_problem(cfg.problem)
     m = cfg.model
-    model = Unfolded(problem, build_algorithm(m), m.num_layers, m.layer, tied=m.tied,
+    model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
                      step_init=m.step_init, momentum_init=m.momentum_init)
     model.config = cfg
     return model

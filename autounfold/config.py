@@ -62,7 +62,7 @@ class ModelConfig(_Strict):
     step_init: Union[Literal["chebyshev"], float, List[float]] = "chebyshev"
     momentum_init: Union[float, List[float]] = 0.0
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
-    normalize_gradient: bool = True
+    gradient_scaling: Literal["auto", "none", "rayleigh", "trace", "lipschitz"] = "auto"
 
 
 class TrainingConfig(_Strict):
@@ -93,6 +93,10 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"model.layer {self.model.layer!r} does not apply to lasso; use one of {lasso_layers}")
         if self.problem.name == "beamforming" and self.model.layer in lasso_layers:
             raise ValueError(f"model.layer {self.model.layer!r} is for lasso; use step, signed, momentum or hybrid")
+        allowed = {"beamforming": ("auto", "none", "rayleigh", "trace"), "lasso": ("auto", "none", "lipschitz")}
+        if self.model.gradient_scaling not in allowed[self.problem.name]:
+            raise ValueError(f"model.gradient_scaling {self.model.gradient_scaling!r} does not apply to "
+                             f"{self.problem.name}; allowed: {', '.join(allowed[self.problem.name])}")
         if self.model.step_init == "chebyshev" and self.model.layer != "signed":
             raise ValueError("model.step_init 'chebyshev' only applies to layer 'signed'; give a number")
         return self

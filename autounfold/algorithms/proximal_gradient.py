@@ -28,8 +28,9 @@ class ProximalGradient:
     Args:
         extrapolation: "heavy_ball" (momentum added after the gradient step, y_k = x_k) or
             "nesterov" (y_k = x_k + beta_k (x_k - x_{k-1}), gradient taken at y_k: FISTA).
-        normalize: divide the gradient by the problem's curvature bound L_hat (``Problem.curvature``),
-            so that alpha = 1 is the classical 1/L step.
+        normalize: None, or a curvature scaling the problem knows (``problem.scalings``; beamforming
+            "rayleigh" / "trace", lasso "lipschitz"): the gradient is divided by
+            ``problem.curvature(x, inst, normalize)``, so that alpha = 1 is the classical 1/L step.
 
     Per-iteration parameters (``step`` below), each a scalar or a (B,) tensor:
         step (alpha, required), momentum (beta, default 0), threshold (prox threshold; default
@@ -41,10 +42,12 @@ class ProximalGradient:
     name = "pgd"
     parameters = ("step", "momentum", "threshold", "transform", "operator")
 
-    def __init__(self, extrapolation: str = "heavy_ball", normalize: bool = False):
+    def __init__(self, extrapolation: str = "heavy_ball", normalize: Optional[str] = None):
         if extrapolation not in ("heavy_ball", "nesterov"):
             raise ConfigError(f"pgd: extrapolation must be 'heavy_ball' or 'nesterov' (got {extrapolation!r})")
-        self.extrapolation, self.normalize = extrapolation, bool(normalize)
+        if normalize is not None and not isinstance(normalize, str):
+            raise ConfigError(f"pgd: normalize must be None or a scaling name (got {normalize!r})")
+        self.extrapolation, self.normalize = extrapolation, normalize
 
     def init_state(self, x0: torch.Tensor) -> State:
         return State(x0, x0)
@@ -57,7 +60,7 @@ class ProximalGradient:
         d = problem.gradient_direction(y, inst, params.get("operator"))
         alpha = batch_scalar(params["step"], y)
         if self.normalize:
-            alpha = alpha / batch_scalar(problem.curvature(y, inst), y)
+            alpha = alpha / batch_scalar(problem.curvature(y, inst, self.normalize), y)
         transform = params.get("transform")
         if transform is not None:
             d = transform @ d

@@ -100,23 +100,40 @@ class BeamformingProblem(Problem):
             X = torch.linalg.solve(M, G.mH).mH                           # G M^{-1}, M Hermitian
         return (2.0 / LN2) * (inst.H.mH @ X) / s2
 
-    def curvature(self, W, inst) -> torch.Tensor:
-        """Cheap bound L(W) on the local curvature of SE, (B,) float32.
+    scalings = ("rayleigh", "trace")
+    default_scaling = "rayleigh"
 
-        For one stream the Hessian of SE(w) = log2(1 + w^H A w / s2), A = H^H H, is
-        (2/ln2) [A / (s2 + q) - A w w^H A / (s2 + q)^2] with q = ||H w||^2; the second term is
-        positive semidefinite, so its norm is at most (2/ln2) lambda_max(A) / (s2 + q) <=
-        (2/ln2) ||H||_F^2 / (s2 + q). Dividing the gradient by this bound gives A w / ||H||_F^2:
-        the full complex Gram matrix, the noise variance, and no eigenvalue computation. For several
-        streams q is the smallest eigenvalue of G^H G (the weakest stream sets the bound).
+    def curvature(self, W, inst, mode: str = "rayleigh") -> torch.Tensor:
+        """Curvature scale L(W) that the gradient is divided by, (B,) float32.
+
+        For one stream, SE(w) = log2(1 + w^H A w / s2) with A = H^H H has the Hessian
+        (2/ln2) [A / (s2 + q) - A w w^H A / (s2 + q)^2], q = ||H w||^2. The second term is positive
+        semidefinite, so the curvature is at most (2/ln2) lambda_max(A) / (s2 + q). Both modes keep
+        the (s2 + q) factor (noise variance included) and the full complex Gram matrix:
+
+        trace:    lambda_max(A) <= tr(A) = ||H||_F^2, a global bound; grad / L = A w / ||H||_F^2.
+        rayleigh: lambda_max(A) is replaced by the Rayleigh quotient rho = ||H w||^2 / ||w||^2, the
+                  curvature of w^H A w along the current iterate (rho <= lambda_max, and rho ->
+                  lambda_max as w converges); grad / L = A w / rho. Step sizes are then relative to
+                  the current estimate of the top eigenvalue, which makes learned steps transfer
+                  across channel models, antenna counts and SNR.
+        Neither needs an eigenvalue. For several streams q and rho use the weakest stream
+        (smallest eigenvalue of G^H G, G = H W).
         """
         G = inst.H @ W
         if W.shape[-1] == 1:
             q = G.abs().square().sum((-2, -1))
+            w2 = W.abs().square().sum((-2, -1))
         else:
             q = torch.linalg.eigvalsh(G.mH @ G)[..., 0]
-        fro = inst.H.abs().square().sum((-2, -1))
-        return (2.0 / LN2) * fro / (inst.noise_var + q)
+            w2 = torch.linalg.eigvalsh(W.mH @ W)[..., -1]
+        if mode == "trace":
+            scale = inst.H.abs().square().sum((-2, -1))
+        elif mode == "rayleigh":
+            scale = q / w2.clamp_min(1e-30)
+        else:
+            raise ConfigError(f"beamforming: unknown gradient scaling {mode!r}; allowed: {', '.join(self.scalings)}")
+        return (2.0 / LN2) * scale.clamp_min(1e-30) / (inst.noise_var + q)
 
     def prox(self, Z, inst, threshold=None) -> torch.Tensor:
         """Euclidean projection onto the feasible set (a scaling; ``threshold`` is unused)."""
@@ -152,19 +169,22 @@ class BeamformingProblem(Problem):
         W = W / torch.linalg.vector_norm(W, dim=(-2, -1), keepdim=True).clamp_min(1e-30) * math.sqrt(self.power)
         return self.prox(W, inst)
 
-    def spectrum_edge(self) -> float:
-        """Where the bulk of the normalised Gram spectrum (eigenvalues of H^H H / ||H||_F^2, which sum
-        to 1 over rank min(n_rx, n_tx)) ends: 2 / rank. Used to place Chebyshev step initialisations."""
-        return 2.0 / min(self.n_rx, self.n_tx)
+    def spectrum_edge(self, mode: str = "rayleigh") -> float:
+        """Where the unwanted part of the scaled Gram spectrum ends, to place Chebyshev step
+        initialisations (training moves them). trace: eigenvalues of A / ||H||_F^2 sum to 1 over
+        rank min(n_rx, n_tx), so 2 / rank; rayleigh: eigenvalues relative to lambda_max, and
+        lambda_2 / lambda_1 is below 0.9 for the correlated and i.i.d. models of the benchmark."""
+        return 2.0 / min(self.n_rx, self.n_tx) if mode == "trace" else 0.9
 
     # ---- reference -----------------------------------------------------------------------------
-    def optimum_total_power(self, inst) -> torch.Tensor:
+    def optimum_total_power(self, inst, dtype=torch.complex128) -> torch.Tensor:
         """Closed-form optimum under the total-power constraint, (B, n_tx, S) complex64.
 
         Eigenmodes of H^H H with water-filling. When n_rx < n_tx the eigenvectors come from the
-        n_rx x n_rx dual H H^H (v_i = H^H u_i / sqrt(lambda_i)); the computation is in float64.
+        n_rx x n_rx dual H H^H (v_i = H^H u_i / sqrt(lambda_i)). ``dtype`` is the precision of the
+        eigendecomposition: complex128 for references, complex64 for a deployment-speed solution.
         """
-        H = inst.H.to(torch.complex128)
+        H = inst.H.to(dtype)
         S = self.n_streams
         if self.n_rx < self.n_tx:
             lam, U = torch.linalg.eigh(H @ H.mH)
@@ -173,7 +193,7 @@ class BeamformingProblem(Problem):
         else:
             lam, V = torch.linalg.eigh(H.mH @ H)
             lam, V = lam.flip(-1)[..., :S], V.flip(-1)[..., :S]
-        p = water_filling(lam / inst.noise_var.double().unsqueeze(-1), self.power)
+        p = water_filling(lam / inst.noise_var.to(lam.dtype).unsqueeze(-1), self.power)
         return (V * p.sqrt().unsqueeze(-2)).to(torch.complex64)
 
     def reference(self, inst, tol: float = 1e-9, max_iterations: int = 20000) -> torch.Tensor:
@@ -184,7 +204,7 @@ class BeamformingProblem(Problem):
         if self.constraint == "total":
             return W
         from ..algorithms import ProximalGradient, solve   # local: algorithms depend on problems
-        algo = ProximalGradient(extrapolation="nesterov", normalize=True)
+        algo = ProximalGradient(extrapolation="nesterov", normalize="trace")
         res = solve(self, inst, algo, {"step": 1.0, "momentum": 0.5}, iterations=max_iterations,
                     tol=tol, x0=self.prox(W, inst))
         return res.x

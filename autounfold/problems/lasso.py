@@ -105,7 +105,10 @@ class LassoProblem(Problem):
         S = op.get("backproj", A.T)
         return (x @ A.T - inst.y) @ S.T
 
-    def curvature(self, x, inst):
+    scalings = ("lipschitz",)
+    default_scaling = "lipschitz"
+
+    def curvature(self, x, inst, mode: str = "lipschitz"):
         """The global Lipschitz constant of the smooth part, ||A||_2^2, as (B,)."""
         return torch.full((x.shape[0],), self.lipschitz, device=x.device)
 
@@ -129,7 +132,7 @@ class LassoProblem(Problem):
     def reference(self, inst, tol: float = 1e-7, max_iterations: int = 20000):
         """The LASSO solution: FISTA until the largest relative objective change is below ``tol``."""
         from ..algorithms import ProximalGradient, fista_momentum, solve
-        algo = ProximalGradient(extrapolation="nesterov", normalize=True)
+        algo = ProximalGradient(extrapolation="nesterov", normalize="lipschitz")
         return solve(self, inst, algo, {"step": 1.0, "momentum": fista_momentum}, iterations=max_iterations,
                      tol=tol).x
 

@@ -48,14 +48,15 @@ def _per_layer(value, num_layers: int, name: str) -> list:
     return [float(value)] * num_layers
 
 
-def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0) -> Dict[str, LearnedParam]:
+def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
+                 scaling: Optional[str] = None) -> Dict[str, LearnedParam]:
     """The learned parameters of ``layer`` for ``problem``; ``step_init`` is a scalar, a list of
     one value per layer, or "chebyshev" (signed layers with a normalised gradient)."""
     if step_init == "chebyshev":
-        if layer != "signed" or not hasattr(problem, "spectrum_edge"):
-            raise ConfigError("step_init 'chebyshev' needs layer 'signed' on a problem with a spectrum_edge "
-                              f"(got layer {layer!r} on {problem.name!r})")
-        steps = chebyshev_steps(num_layers, problem.spectrum_edge())
+        if layer != "signed" or not hasattr(problem, "spectrum_edge") or scaling is None:
+            raise ConfigError("step_init 'chebyshev' needs layer 'signed', a scaled gradient and a problem with a "
+                              f"spectrum_edge (got layer {layer!r}, scaling {scaling!r} on {problem.name!r})")
+        steps = chebyshev_steps(num_layers, problem.spectrum_edge(scaling))
     else:
         steps = _per_layer(step_init, num_layers, "step_init")
     positive = layer in ("step", "momentum", "hybrid", "ista")

@@ -39,9 +39,9 @@ class Unfolded(nn.Module):
         if layer not in LAYER_TYPES:
             raise ConfigError(f"unknown layer type {layer!r}; allowed: {', '.join(LAYER_TYPES)}")
         if layer in ("lista", "lista_cp") and not algorithm.normalize:
-            raise ConfigError(f"layer {layer!r} needs normalize_gradient: true (its matrices are scaled by 1/L)")
+            raise ConfigError(f"layer {layer!r} needs a gradient scaling (its matrices are scaled by 1/L)")
         self.problem, self.algorithm, self.num_layers, self.layer, self.tied = problem, algorithm, num_layers, layer, tied
-        specs = layer_params(layer, problem, num_layers, step_init, momentum_init)
+        specs = layer_params(layer, problem, num_layers, step_init, momentum_init, algorithm.normalize)
         self.kinds = {name: spec.kind for name, spec in specs.items()}
         self.params = nn.ParameterDict()
         for name, spec in specs.items():

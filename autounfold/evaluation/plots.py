@@ -1,0 +1,59 @@
+"""Benchmark figures (PNG): SE vs layer/iteration, SE vs latency (Pareto), learned steps per layer."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def write_plots(result: dict, out: Path) -> list:
+    bf = result["beamforming"]
+    files = []
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in bf["curves"].items():
+        ax.plot(range(1, len(curve) + 1) if "article" in name else range(len(curve)), curve, marker=None if "article" in name else "o",
+                ms=3, label=name)
+    ax.set_xscale("symlog", linthresh=12)
+    ax.set_xlabel("layer / iteration")
+    ax.set_ylabel("SE, % of optimum")
+    ax.set_ylim(bottom=max(50, min(min(c) for c in bf["curves"].values())))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "se_vs_layer.png", dpi=120)
+    plt.close(fig)
+    files.append("se_vs_layer.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for kind in sorted({r["kind"] for r in bf["rows"]}):
+        rs = [r for r in bf["rows"] if r["kind"] == kind and r["pct_of_optimum"] > 95]
+        if rs:
+            ax.scatter([r["latency_median_ms"] for r in rs], [r["pct_of_optimum"] for r in rs], label=kind, s=18)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency, ms (batch {bf['latency_setup']['batch']}, CPU)")
+    ax.set_ylabel("SE, % of optimum")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "se_vs_latency.png", dpi=120)
+    plt.close(fig)
+    files.append("se_vs_latency.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, info in bf["learned"].items():
+        if name.endswith("-5") and "step" in info["params"]:
+            ax.plot(range(1, 6), info["params"]["step"], marker="o", label=name)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("learned step alpha_k (normalised gradient)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learned_steps.png", dpi=120)
+    plt.close(fig)
+    files.append("learned_steps.png")
+    return files
