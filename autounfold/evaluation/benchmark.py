@@ -21,15 +21,32 @@ from .latency import measure_latency
 from .metrics import summarize
 
 NOMINAL = ExperimentConfig()
-ROBUSTNESS_SCENARIOS = {
-    "nominal (corr. 15 deg, 0..30 dB, 64x16)": {},
-    "i.i.d. Rayleigh": {"model": "iid_rayleigh"},
-    "angular spread 5 deg": {"angular_spread_deg": 5.0},
-    "angular spread 40 deg": {"angular_spread_deg": 40.0},
-    "SNR -10..10 dB": {"snr_db": (-10.0, 10.0)},
-    "n_tx = 32": {"n_tx": 32},
-    "n_tx = 128": {"n_tx": 128},
+# short name -> (label, change to the nominal channel config)
+SCENARIOS = {
+    "nominal": ("nominal (corr. 15 deg, 0..30 dB, 64x16)", {}),
+    "iid": ("i.i.d. Rayleigh", {"model": "iid_rayleigh"}),
+    "as5": ("angular spread 5 deg", {"angular_spread_deg": 5.0}),
+    "as40": ("angular spread 40 deg", {"angular_spread_deg": 40.0}),
+    "lowsnr": ("SNR -10..10 dB", {"snr_db": (-10.0, 10.0)}),
+    "ntx32": ("n_tx = 32", {"n_tx": 32}),
+    "ntx128": ("n_tx = 128", {"n_tx": 128}),
 }
+
+
+def scenario_problem_config(base, scenario: str):
+    """The beamforming problem config of ``base`` with a scenario's channel change applied."""
+    if scenario not in SCENARIOS:
+        from ..errors import ConfigError
+        raise ConfigError(f"unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
+    return base.model_copy(update={"channel": base.channel.model_copy(update=SCENARIOS[scenario][1])})
+
+
+def transfer(model, cfg: ExperimentConfig, problem_cfg):
+    """The same learned parameters on another problem instance (other channel model, antennas, SNR)."""
+    problem = build_problem(problem_cfg)
+    moved = build_model(cfg.model_copy(update={"problem": problem_cfg}), problem)
+    moved.load_state_dict(model.state_dict())
+    return moved.eval()
 
 
 def _log(msg: str, quiet: bool):
@@ -129,12 +146,12 @@ def beamforming_benchmark(out: Path, steps: int, depths: Sequence[int], layers: 
 def robustness_benchmark(models: dict, tuned: dict, seed: int, test_batch: int, depth: int, quiet: bool) -> List[dict]:
     """The nominal models (same learned parameters) on other channel scenarios."""
     out = []
-    for name, change in ROBUSTNESS_SCENARIOS.items():
+    for key, (name, _) in SCENARIOS.items():
         _log(f"robustness: {name}", quiet)
-        ch = NOMINAL.problem.channel.model_copy(update=change)
-        pcfg = NOMINAL.problem.model_copy(update={"channel": ch})
+        pcfg = scenario_problem_config(NOMINAL.problem, key)
+        ch = pcfg.channel
         problem = build_problem(pcfg)
-        test = problem.sample(test_batch, generator(seed, "robustness", name))
+        test = problem.sample(test_batch, generator(seed, "robustness", key))
         ref = problem.reference(test)
         row = {"scenario": name}
         with torch.no_grad():
@@ -144,8 +161,7 @@ def robustness_benchmark(models: dict, tuned: dict, seed: int, test_batch: int, 
             for (layer, K), (cfg, model) in models.items():
                 if K != depth or layer == "hybrid" and ch.n_tx != NOMINAL.problem.channel.n_tx:
                     continue
-                moved = build_model(cfg.model_copy(update={"problem": pcfg}), problem)
-                moved.load_state_dict(model.state_dict())
+                moved = transfer(model, cfg, pcfg)
                 row[f"Auto-PGD-{K} ({layer})"] = summarize(problem, moved.run(test), test, ref)
         out.append(row)
     return out
