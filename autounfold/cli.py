@@ -18,7 +18,7 @@ console = Console()
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[bold red]error:[/] {err}", highlight=False)
+    typer.echo(f"error: {err}", err=True)
     raise typer.Exit(2)
 
 
@@ -157,7 +157,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         app(args=argv, standalone_mode=True)
     except AutoUnfoldError as err:  # pragma: no cover - commands catch their own
-        console.print(f"[bold red]error:[/] {err}")
+        typer.echo(f"error: {err}", err=True)
         sys.exit(2)
 
 

@@ -86,6 +86,13 @@ class ExperimentConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_problem_name(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("problem"), dict) and "name" not in data["problem"]:
+            data = {**data, "problem": {"name": "beamforming", **data["problem"]}}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self):
         lasso_layers = ("ista", "lista", "lista_cp")

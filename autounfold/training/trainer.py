@@ -100,7 +100,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
                 loss = sum(w * per_sample_loss(problem, x, inst, cfg.target, ref).mean()
                            for w, x in zip(weights, iterates) if w > 0)
                 if not torch.isfinite(loss):
-                    raise TrainingError(f"non-finite training loss ({float(loss)}) at step {step} "
+                    raise TrainingError(f"non-finite training loss ({float(loss.detach())}) at step {step} "
                                         f"(phase {p_idx}, lr={cfg.lr}); lower training.lr or the step_init")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

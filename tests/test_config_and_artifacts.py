@@ -1,0 +1,89 @@
+import json
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.build import build_model
+from autounfold.config import load_config
+from autounfold.errors import ArtifactError, ConfigError
+
+
+def test_defaults_are_the_nominal_scenario():
+    cfg = load_config("preset:auto_pgd")
+    assert cfg.problem.channel.n_tx == 64 and cfg.problem.channel.n_rx == 16 and cfg.model.num_layers == 5
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("model:\n  num_layer: 5\n", "model.num_layer: Extra inputs are not permitted"),
+    ("model:\n  num_layers: 0\n", "model.num_layers"),
+    ("problem:\n  channel:\n    snr_db: [30, 0]\n", "snr_db"),
+    ("model:\n  layer: step\n", "chebyshev"),
+    ("problem:\n  name: lasso\nmodel:\n  layer: signed\n  step_init: 1.0\n", "does not apply to lasso"),
+    ("model: [1, 2\n", "not valid YAML"),
+    ("- 1\n", "mapping"),
+])
+def test_config_errors_name_file_and_key(tmp_path, text, needle):
+    f = tmp_path / "exp.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert needle in str(err.value) and (str(f) in str(err.value) or "mapping" in needle or "YAML" in needle)
+
+
+def test_missing_file_and_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="available: auto_pgd, lista"):
+        load_config("preset:nope")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["model.num_layers"])
+
+
+def test_overrides_apply():
+    cfg = load_config("preset:auto_pgd", ["model.num_layers=8", "problem.channel.snr_db=[-10, 10]"])
+    assert cfg.model.num_layers == 8 and cfg.problem.channel.snr_db == (-10.0, 10.0)
+
+
+def test_save_load_round_trip_gives_same_outputs(tmp_path, small_problem):
+    cfg = load_config("preset:auto_pgd", ["problem.channel.n_tx=8", "problem.channel.n_rx=4", "model.layer=momentum",
+                                          "model.step_init=3.0", "model.momentum_init=0.2"])
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.params["step"].add_(0.1)
+    autounfold.save(model, tmp_path / "m", metrics={"x": 1})
+    loaded = autounfold.load(tmp_path / "m")
+    inst = small_problem.sample(8, seed=0)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(inst.H, inst.noise_var), model(inst.H, inst.noise_var))
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["metrics"] == {"x": 1} and len(meta["layer_parameters"]["step"]) == 5
+    autounfold.save(model, tmp_path / "m")                              # overwrite in place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]          # no temporary directories left
+
+
+def test_load_refuses_broken_directories(tmp_path):
+    with pytest.raises(ArtifactError, match="missing config.yaml"):
+        autounfold.load(tmp_path)
+    cfg = load_config("preset:auto_pgd")
+    autounfold.save(build_model(cfg), tmp_path / "m")
+    (tmp_path / "m" / "weights.pt").write_bytes(b"not a tensor file")
+    with pytest.raises(ArtifactError, match="plain tensors"):
+        autounfold.load(tmp_path / "m")
+    other = load_config("preset:auto_pgd", ["model.num_layers=3"])
+    torch.save(build_model(other).state_dict(), tmp_path / "m" / "weights.pt")
+    with pytest.raises(ArtifactError, match="do not match"):
+        autounfold.load(tmp_path / "m")
+
+
+def test_load_never_unpickles_code(tmp_path):
+    cfg = load_config("preset:auto_pgd")
+    autounfold.save(build_model(cfg), tmp_path / "m")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"params.step": Evil()}, tmp_path / "m" / "weights.pt")
+    with pytest.raises(ArtifactError, match="plain tensors"):
+        autounfold.load(tmp_path / "m")
