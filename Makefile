@@ -10,7 +10,6 @@ ifeq ($(HAS_GPU),1)
 TORCH_SPEC ?=
 else
 TORCH_SPEC ?= torch==2.13.0
-TORCH_INDEX ?= --extra-index-url https://download.pytorch.org/whl/cpu
 endif
 
 .PHONY: setup demo test test-all benchmark clean
@@ -19,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then echo "installing $(TORCH_SPEC) (CPU machine)"; \
-	  $(PY) -m pip install -q "$(TORCH_SPEC)" || $(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)+cpu"; fi
+	  $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
