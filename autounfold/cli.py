@@ -70,7 +70,6 @@ def evaluate(model_dir: Path = typer.Argument(..., help="a directory written by 
     """Evaluate a saved model (same learned parameters) against the optimum and classical solvers."""
     import torch
     from . import load
-    from .build import build_problem
     from .evaluation import baselines
     from .evaluation.benchmark import scenario_problem_config, transfer
     from .evaluation.metrics import summarize
@@ -128,7 +127,6 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
     try:
         d = [int(v) for v in depths.split(",") if v.strip()]
         ls = [v.strip() for v in layers.split(",") if v.strip()]
-        from .unfolding import LAYER_TYPES
         bad = [v for v in ls if v not in ("step", "signed", "momentum", "hybrid")]
         if bad or not d or min(d) < 1:
             raise AutoUnfoldError(f"--layers takes step, signed, momentum, hybrid (got {bad}); --depths positive integers (got {depths!r})")

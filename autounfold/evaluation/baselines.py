@@ -1,12 +1,12 @@
 """Classical baselines run through the same update rule as the unfolded networks."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 import torch
 
 from ..algorithms import ProximalGradient, fista_momentum, solve
-from .metrics import summarize, validation_score
+from .metrics import validation_score
 
 # The seed article's PGD: raw (unnormalised) SE gradient, a small positive step, random start.
 ARTICLE_STEP = 1e-3

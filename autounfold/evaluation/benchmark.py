@@ -5,10 +5,9 @@ Every number in the README comes from ``autounfold benchmark`` (this module).
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 

@@ -9,6 +9,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, ax, path: Path) -> str:
+    """Grid, legend, tight layout, write the PNG, free the figure; returns the file name."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def write_plots(result: dict, out: Path) -> list:
     bf = result["beamforming"]
     files = []
@@ -21,12 +31,7 @@ def write_plots(result: dict, out: Path) -> list:
     ax.set_xlabel("layer / iteration")
     ax.set_ylabel("SE, % of optimum")
     ax.set_ylim(bottom=max(50, min(min(c) for c in bf["curves"].values())))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "se_vs_layer.png", dpi=120)
-    plt.close(fig)
-    files.append("se_vs_layer.png")
+    files.append(_save(fig, ax, out / "se_vs_layer.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for kind in sorted({r["kind"] for r in bf["rows"]}):
@@ -36,12 +41,7 @@ def write_plots(result: dict, out: Path) -> list:
     ax.set_xscale("log")
     ax.set_xlabel(f"latency, ms (batch {bf['latency_setup']['batch']}, CPU)")
     ax.set_ylabel("SE, % of optimum")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "se_vs_latency.png", dpi=120)
-    plt.close(fig)
-    files.append("se_vs_latency.png")
+    files.append(_save(fig, ax, out / "se_vs_latency.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, info in bf["learned"].items():
@@ -50,10 +50,5 @@ def write_plots(result: dict, out: Path) -> list:
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xlabel("layer")
     ax.set_ylabel("learned step alpha_k (normalised gradient)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "learned_steps.png", dpi=120)
-    plt.close(fig)
-    files.append("learned_steps.png")
+    files.append(_save(fig, ax, out / "learned_steps.png"))
     return files

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from ..channels.base import ChannelBatch, ChannelSource, check_channel
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError
 from ..seeding import as_generator
 from .base import Problem
 

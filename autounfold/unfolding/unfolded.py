@@ -1,7 +1,6 @@
 """The unfolded network: the algorithm's own update rule applied K times with learned parameters."""
 from __future__ import annotations
 
-import math
 from typing import List, Optional
 
 import torch
