@@ -19,3 +19,15 @@ class TrainingError(AutoUnfoldError, RuntimeError):
 
 class ArtifactError(AutoUnfoldError, ValueError):
     """A saved model directory is missing files or holds something that is not an autounfold model."""
+
+
+class SpaceError(ConfigError):
+    """A search-space YAML is invalid (message names the file, the key, the value and what is allowed)."""
+
+
+class SearchError(AutoUnfoldError, RuntimeError):
+    """A search cannot start or go on (resources the cluster lacks, an unusable warm-start source, ...)."""
+
+
+class RegistryError(AutoUnfoldError, RuntimeError):
+    """The MLflow tracking store or model registry refused a request, or a model URI does not resolve."""

@@ -51,12 +51,17 @@ def _phases(cfg: TrainingConfig, K: int):
 
 
 def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device="cpu",
-          progress: bool = True, on_validation: Optional[Callable[[dict], None]] = None) -> TrainResult:
+          progress: bool = True, on_validation: Optional[Callable[..., None]] = None,
+          resume: Optional[dict] = None) -> TrainResult:
     """Train ``model`` in place and leave it holding the best validated weights.
 
     Batch i of phase p is drawn from ``generator(seed, purpose, p, i)``; the validation set from
     ``generator(seed, "validation")`` (shared by every trial of a search with the same seed).
     Raises TrainingError on a non-finite loss or gradient; the model then keeps its best weights.
+
+    ``on_validation(entry, snapshot)`` is called after every validation; ``snapshot()`` returns the
+    complete training state (tensors and numbers only) which, passed back as ``resume=``, continues
+    the run from that step with the same batches, so a resumed run ends where an uninterrupted one does.
     """
     problem = model.problem
     torch.manual_seed(seed)
@@ -81,18 +86,45 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
             result.best_score, result.best_step = score, step
             best_state.update(copy.deepcopy(model.state_dict()))
         if on_validation:
-            on_validation(entry)
+            on_validation(entry, lambda: _snapshot(step, p_idx, i + 1, opt, sched))
         return score
 
+    def _snapshot(step, p_idx, next_i, opt, sched):
+        return {"format": 1, "step": step, "phase": p_idx, "next_i": next_i,
+                "model": copy.deepcopy(model.state_dict()), "best_state": copy.deepcopy(best_state),
+                "optimizer": copy.deepcopy(opt.state_dict()) if opt is not None else None,
+                "scheduler": sched.state_dict() if sched is not None else None,
+                "best_score": result.best_score, "best_step": result.best_step,
+                "history": copy.deepcopy(result.history), "rng": torch.get_rng_state()}
+
     start = time.perf_counter()
-    validate(0, float("nan"))
+    step, first_phase, first_i = 0, 0, 0
+    p_idx, i, opt, sched = 0, -1, None, None
+    if resume is not None:
+        step, first_phase, first_i = resume["step"], resume["phase"], resume["next_i"]
+        model.load_state_dict(resume["model"])
+        best_state.update(resume["best_state"])
+        result.best_score, result.best_step = resume["best_score"], resume["best_step"]
+        result.history = list(resume["history"])
+        torch.set_rng_state(resume["rng"])
+    else:
+        validate(0, float("nan"))
     bar = _Progress(total, enabled=progress)
-    step = 0
+    bar.advance(step)
     try:
         for p_idx, (K, n_steps, weights) in enumerate(phases):
+            if p_idx < first_phase:
+                continue
             opt = _optimizer(cfg, [q for q in model.parameters() if q.requires_grad])
             sched = _scheduler(cfg, opt, n_steps)
-            for i in range(n_steps):
+            start_i = 0
+            if resume is not None and p_idx == first_phase:
+                if resume["optimizer"] is not None and first_i > 0:
+                    opt.load_state_dict(resume["optimizer"])
+                    if sched is not None and resume["scheduler"] is not None:
+                        sched.load_state_dict(resume["scheduler"])
+                start_i = first_i
+            for i in range(start_i, n_steps):
                 inst = problem.sample(cfg.batch_size, generator(seed, purpose, p_idx, i), device)
                 ref = training_reference(problem, inst, cfg.target)
                 iterates = model.run(inst, return_all=True, num_layers=K)
@@ -135,6 +167,10 @@ class _Progress:
             self.task = self.bar.add_task("train", total=total, info="")
             self.bar.start()
         self.score = None
+
+    def advance(self, n: int):
+        if self.bar is not None and n:
+            self.bar.update(self.task, advance=n)
 
     def update(self, loss: float, score):
         if self.bar is None:

@@ -1,0 +1,212 @@
+"""``SearchSpec``: one search-space YAML, validated once (file, key, value and what is allowed).
+
+A spec holds the *base* experiment (the same schema ``autounfold train`` reads), the objective,
+the budget, the resources of one trial, the search seed and the ``space`` searched on top of the
+base. ``SearchSpec.canonical_yaml`` / ``sha256`` identify it in every result that it produced.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, PrivateAttr
+
+from ..config import ExperimentConfig, parse_config, set_override
+from ..errors import ConfigError, SpaceError
+from . import dimensions as D
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Objective(_Strict):
+    """What a trial is scored by. ``metric`` is reported by every trial:
+
+    * ``val_score``: % of the optimum (beamforming) or -NMSE in dB (LASSO) on the shared validation set;
+    * ``pct_of_optimum`` / ``p5_pct`` (beamforming) or ``neg_nmse_db`` (LASSO).
+
+    The searched score is ``metric - depth_penalty * num_layers``; a trial whose median latency
+    (batch ``latency_batch``) exceeds ``latency_budget_ms`` scores ``metric - latency_penalty``.
+    """
+
+    metric: Literal["val_score", "pct_of_optimum", "p5_pct", "neg_nmse_db"] = "val_score"
+    mode: Literal["max", "min"] = "max"
+    depth_penalty: float = Field(0.0, ge=0)
+    latency_budget_ms: Optional[float] = Field(None, gt=0)
+    latency_penalty: float = Field(100.0, ge=0)
+    latency_batch: int = Field(256, ge=1)
+    measure_latency: bool = True
+
+
+class Asha(_Strict):
+    """Asynchronous successive halving over validation rounds (``training.validate_every`` steps each)."""
+
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class Budget(_Strict):
+    num_samples: int = Field(40, ge=1)
+    max_concurrent: Optional[int] = Field(None, ge=1)
+    time_budget_s: Optional[float] = Field(None, gt=0)
+    algorithm: Literal["tpe", "random"] = "tpe"
+    n_initial_points: int = Field(10, ge=1)
+    gamma: float = Field(0.25, gt=0, lt=1)
+    asha: Optional[Asha] = None
+
+    @model_validator(mode="after")
+    def _tpe_needs_more_than_startup(self):
+        if self.algorithm == "tpe" and self.num_samples <= self.n_initial_points:
+            raise ValueError(f"num_samples ({self.num_samples}) must exceed n_initial_points ({self.n_initial_points}): "
+                             "TPE's first n_initial_points suggestions are random, so this budget would be a random "
+                             "search; raise num_samples, lower n_initial_points, or set algorithm: random")
+        return self
+
+
+class Resources(_Strict):
+    """Per trial. ``gpu`` may be a fraction (0.25 = four trials share a GPU, each capped to a quarter
+    of its memory)."""
+
+    cpu: float = Field(1.0, gt=0)
+    gpu: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _gpu_fraction(self):
+        if self.gpu > 1 and not float(self.gpu).is_integer():
+            raise ValueError(f"gpu must be a fraction <= 1 or a whole number (got {self.gpu})")
+        return self
+
+
+class SearchSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    base: Dict[str, Any] = Field(default_factory=dict)
+    objective: Objective = Objective()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    seed: int = 0
+    space: Dict[str, D.Dimension] = Field(min_length=1)
+
+    _origin: str = PrivateAttr("<spec>")
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    # -- identity ---------------------------------------------------------------------------
+    def canonical_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", ), sort_keys=True)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_yaml().encode()).hexdigest()
+
+    # -- from trial parameters to an experiment ----------------------------------------------
+    def base_config(self) -> ExperimentConfig:
+        return parse_config(copy.deepcopy(self.base), f"{self.origin}: base")
+
+    def experiment(self, params: Dict[str, Any]) -> ExperimentConfig:
+        """The experiment config of one trial: base + the trial's flat params (see ``dimensions``).
+        Raises ConfigError when the combination is invalid (the trial then fails with that reason)."""
+        data = copy.deepcopy(self.base)
+        for key, value in D.assignments(self.space, params).items():
+            _assign(data, key, value)
+        data["seed"] = self.seed
+        return parse_config(data, f"{self.origin}: trial")
+
+    def hyperopt_space(self) -> Dict[str, Any]:
+        return D.to_hyperopt(self.space)
+
+    def flatten(self, config: Dict[str, Any]) -> Dict[str, Any]:
+        return D.flatten(self.space, config)
+
+    def to_vals(self, params: Dict[str, Any]):
+        return D.to_vals(self.space, params)
+
+    def labels(self) -> List[str]:
+        return D.labels(self.space)
+
+
+def _assign(data: dict, dotted: str, value) -> None:
+    node = data
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def _format(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if str(p) not in ("int", "float", "categorical", "conditional")]
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{origin}: {'.'.join(loc) or '<root>'}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _check_against_config(spec: SearchSpec) -> None:
+    """Every key of the space is a config key and every value it can take gives a valid experiment.
+
+    For each dimension and each candidate value (both ends of a range, every choice, every option)
+    a complete point is built (the other dimensions at their first candidate, the enclosing options
+    the ones this dimension lives in) and validated as an experiment config."""
+    try:
+        spec.base_config()
+    except ConfigError as err:
+        raise SpaceError(str(err)) from None
+    problems, seen = [], set()
+    for label, dim, path in D.iter_dims(spec.space):
+        for value in D.candidates(dim):
+            point = D.default_point(spec.space, {**path, label: value})
+            try:
+                spec.experiment(point)
+            except ConfigError as err:
+                detail = "; ".join(line.split(": ", 2)[-1].removeprefix("Value error, ") for line in str(err).splitlines())
+                if (label, detail) in seen:
+                    continue
+                seen.add((label, detail))
+                problems.append(f"space.{label}: value {value!r} gives an invalid experiment: {detail} "
+                                f"(point: {D.assignments(spec.space, point)})")
+    if problems:
+        raise SpaceError("\n".join(f"{spec.origin}: {p}" for p in problems))
+
+
+def parse_spec(data: Any, origin: str = "<spec>") -> SearchSpec:
+    if not isinstance(data, dict):
+        raise SpaceError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        spec = SearchSpec.model_validate(data)
+    except ValidationError as err:
+        raise SpaceError(_format(err, origin)) from None
+    spec._origin = origin
+    _check_against_config(spec)
+    return spec
+
+
+def load_spec(path, overrides: Optional[List[str]] = None) -> SearchSpec:
+    """Read and validate a search-space YAML; ``overrides`` are ``key.sub=value`` strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SpaceError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise SpaceError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    for o in overrides or []:
+        try:
+            set_override(data, o)
+        except ConfigError as err:
+            raise SpaceError(f"{path}: {err}") from None
+    return parse_spec(data, str(path) + (" (with --set overrides)" if overrides else ""))
+
+
+def spec_from_yaml(text: str, origin: str = "<spec>") -> SearchSpec:
+    return parse_spec(yaml.safe_load(text), origin)
