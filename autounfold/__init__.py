@@ -16,7 +16,14 @@ def save(model, path, config=None, metrics=None):
     return _save(model, path, cfg, metrics)
 
 
-def load(path, map_location="cpu"):
-    """Load a model directory written by ``save``; returns an ``Unfolded`` module in eval mode."""
+def load(path, map_location="cpu", tracking_uri=None):
+    """Load a model: a directory written by ``save``, or a registry URI (``models:/NAME@ALIAS``,
+    ``models:/NAME/VERSION``, ``runs:/RUN_ID/model``) resolved against MLflow (``tracking_uri``,
+    else ``MLFLOW_TRACKING_URI``, else the embedded store). Returns an ``Unfolded`` in eval mode."""
     from .artifacts import load as _load
+    if isinstance(path, str) and path.startswith(("models:/", "runs:/")):
+        import tempfile
+        from .registry.models import download_model
+        with tempfile.TemporaryDirectory() as tmp:
+            return _load(download_model(path, tmp, tracking_uri), map_location)
     return _load(path, map_location)

@@ -106,6 +106,9 @@ class ExperimentConfig(_Strict):
                              f"{self.problem.name}; allowed: {', '.join(allowed[self.problem.name])}")
         if self.model.step_init == "chebyshev" and self.model.layer != "signed":
             raise ValueError("model.step_init 'chebyshev' only applies to layer 'signed'; give a number")
+        if self.model.step_init == "chebyshev" and self.model.gradient_scaling == "none":
+            raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
+                             "rayleigh or trace); give a number with gradient_scaling 'none'")
         return self
 
     def canonical_yaml(self) -> str:

@@ -1,0 +1,180 @@
+"""Search tracking in MLflow.
+
+Only the driver talks to MLflow: trials report to Ray Tune, a Tune callback on the driver turns
+those reports into child runs. One writer means parallel trials cannot lock a sqlite store, and a
+trial never waits on the tracking server.
+
+Embedded default: ``sqlite:///<cwd>/mlruns/mlflow.db`` with artifacts in ``<cwd>/mlruns/artifacts``.
+``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` (e.g. ``http://127.0.0.1:5000``) overrides it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Dict, Optional
+
+from ..errors import RegistryError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = "mlruns"
+
+
+def _quiet_env() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def default_tracking_uri(root: "str | Path | None" = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a sqlite store under ``root`` (default: the working dir)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    base = Path(root or Path.cwd()) / DEFAULT_DIR
+    base.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(base / 'mlflow.db').resolve()}"
+
+
+def mlflow_client(tracking_uri: Optional[str] = None):
+    _quiet_env()
+    from mlflow import MlflowClient
+
+    uri = tracking_uri or default_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def _experiment_id(client, uri: str, name: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    artifact_location = None
+    if uri.startswith("sqlite:///"):            # keep artifacts beside the embedded store
+        db = Path(uri[len("sqlite:///"):])
+        artifact_location = (db.parent / "artifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+class SearchTracker:
+    """Parent run of one search and the child runs of its trials.
+
+    ``SearchTracker.start(spec, ...)`` creates (or, on resume, reopens) the parent run;
+    ``trial_result`` / ``trial_complete`` log one trial; ``finish`` logs the search's artifacts.
+    A tracking failure is logged as a warning and never stops the search.
+    """
+
+    def __init__(self, client, uri: str, experiment_id: str, run_id: str):
+        self.client, self.uri, self.experiment_id, self.run_id = client, uri, experiment_id, run_id
+        self.children: Dict[str, str] = {}
+        self._last_step: Dict[str, int] = {}
+
+    @classmethod
+    def start(cls, spec, tracking_uri: Optional[str] = None, experiment: Optional[str] = None,
+              run_id: Optional[str] = None, tags: Optional[dict] = None) -> "SearchTracker":
+        client, uri = mlflow_client(tracking_uri)
+        try:
+            exp_id = _experiment_id(client, uri, experiment or f"autounfold-{spec.name}")
+            if run_id is not None:
+                client.update_run(run_id, status="RUNNING")
+                self = cls(client, uri, exp_id, run_id)
+                self._load_children()
+                return self
+            run = client.create_run(exp_id, run_name=f"search-{spec.name}", tags={
+                "autounfold.kind": "search", "autounfold.spec_name": spec.name,
+                "autounfold.spec_sha256": spec.sha256, **(tags or {})})
+        except Exception as err:
+            raise RegistryError(f"MLflow at {uri}: cannot start the search run ({type(err).__name__}: {err})") from None
+        self = cls(client, uri, exp_id, run.info.run_id)
+        self._safe(self._log_spec, spec)
+        return self
+
+    def _log_spec(self, spec) -> None:
+        import tempfile
+        c, rid = self.client, self.run_id
+        c.log_param(rid, "spec_sha256", spec.sha256)
+        c.log_param(rid, "search_seed", spec.seed)
+        c.log_param(rid, "num_samples", spec.budget.num_samples)
+        c.log_param(rid, "algorithm", spec.budget.algorithm)
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "search_space.yaml"
+            p.write_text(spec.canonical_yaml())
+            c.log_artifact(rid, str(p))
+
+    def _load_children(self) -> None:
+        runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'",
+                                       max_results=10000)
+        for r in runs:
+            tid = r.data.tags.get("autounfold.trial_id")
+            if tid:
+                self.children[tid] = r.info.run_id
+
+    def _safe(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception as err:  # tracking must never take the search down
+            log.warning("MLflow logging failed (%s: %s); the search goes on", type(err).__name__, err)
+
+    # -- trials ------------------------------------------------------------------------------
+    def _child(self, trial_id: str, params: dict) -> str:
+        if trial_id not in self.children:
+            run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
+                "mlflow.parentRunId": self.run_id, "autounfold.kind": "trial", "autounfold.trial_id": trial_id})
+            rid = run.info.run_id
+            self.children[trial_id] = rid
+            from mlflow.entities import Param
+            batch = [Param(k[:250], json.dumps(v) if not isinstance(v, str) else v[:6000]) for k, v in params.items()]
+            for i in range(0, len(batch), 100):
+                self.client.log_batch(rid, params=batch[i:i + 100])
+        return self.children[trial_id]
+
+    def trial_result(self, trial_id: str, params: dict, metrics: dict) -> None:
+        self._safe(self._trial_result, trial_id, params, metrics)
+
+    def _trial_result(self, trial_id, params, metrics) -> None:
+        from mlflow.entities import Metric
+        import time
+        rid = self._child(trial_id, params)
+        step = int(metrics.get("step", self._last_step.get(trial_id, 0)))
+        self._last_step[trial_id] = step
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+                 and k not in ("step", "done", "training_iteration", "timestamp", "time_this_iter_s",
+                               "time_total_s", "pid", "iterations_since_restore", "time_since_restore")]
+        if batch:
+            self.client.log_batch(rid, metrics=batch)
+
+    def trial_complete(self, trial_id: str, params: dict, row: dict) -> None:
+        self._safe(self._trial_complete, trial_id, params, row)
+
+    def _trial_complete(self, trial_id, params, row) -> None:
+        rid = self._child(trial_id, params)
+        for key in ("status", "reason", "layer", "shard"):
+            if row.get(key):
+                self.client.set_tag(rid, f"autounfold.{key}", str(row[key])[:5000])
+        self.client.set_terminated(rid, "FAILED" if row.get("status") in ("failed", "error") else "FINISHED")
+
+    # -- the search --------------------------------------------------------------------------
+    def finish(self, out_dir: Path, summary: dict, failed: bool = False) -> None:
+        def _finish():
+            c, rid = self.client, self.run_id
+            for name in ("trials.parquet", "leaderboard.md", "pareto.png", "summary.json"):
+                p = out_dir / name
+                if p.is_file():
+                    c.log_artifact(rid, str(p))
+            best = summary.get("best") or {}
+            for k in ("objective", "val_score", "latency_ms", "num_layers"):
+                v = best.get(k)
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    c.log_metric(rid, f"best_{k}", float(v))
+            c.log_metric(rid, "trials_ok", float(summary.get("counts", {}).get("ok", 0)))
+            c.log_metric(rid, "trials_total", float(summary.get("num_trials", 0)))
+            if best.get("trial_id"):
+                c.set_tag(rid, "autounfold.best_trial", best["trial_id"])
+            c.set_terminated(rid, "FAILED" if failed else "FINISHED")
+        self._safe(_finish)
+
+    def child_run(self, trial_id: str) -> Optional[str]:
+        return self.children.get(trial_id)

@@ -1,0 +1,78 @@
+"""Driver-side Tune callback: progress lines and the MLflow child runs of the trials.
+
+Tune pickles its callbacks into the experiment (``tuner.pkl``) and unpickles them on
+``Tuner.restore``; an MLflow client or a console does not belong there. The callback therefore
+holds no state of its own: it forwards to the ``SearchContext`` the runner makes ``active``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ray.tune import Callback
+
+_ACTIVE: dict = {}
+
+
+@dataclass
+class SearchContext:
+    spec: object
+    tracker: object = None
+    console: object = None
+    total: int = 0
+    done: int = 0
+    best: Optional[float] = None
+    last: dict = field(default_factory=dict)
+
+
+def activate(ctx: Optional[SearchContext]) -> None:
+    _ACTIVE.clear()
+    if ctx is not None:
+        _ACTIVE["ctx"] = ctx
+
+
+class SearchCallback(Callback):
+    """Prints one line per finished trial (with the running best) and forwards every result to the
+    active ``SearchTracker`` (MLflow). Runs in the driver: the only MLflow writer."""
+
+    @staticmethod
+    def _ctx() -> Optional[SearchContext]:
+        return _ACTIVE.get("ctx")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        ctx = self._ctx()
+        if ctx is None:
+            return
+        ctx.last[trial.trial_id] = result
+        if ctx.tracker is not None:
+            ctx.tracker.trial_result(trial.trial_id, ctx.spec.flatten(trial.config), result)
+
+    def _finish(self, trial, error: Optional[str]):
+        from .results import trial_row
+        ctx = self._ctx()
+        if ctx is None:
+            return
+        params = ctx.spec.flatten(trial.config)
+        result = ctx.last.get(trial.trial_id) or trial.last_result or {}
+        row = trial_row(trial.trial_id, params, result, result.get("training_iteration", 0), error, ctx.spec)
+        ctx.done += 1
+        sign = 1 if ctx.spec.objective.mode == "max" else -1
+        if row["status"] in ("ok", "stopped") and math.isfinite(row["objective"]):
+            if ctx.best is None or sign * row["objective"] > sign * ctx.best:
+                ctx.best = row["objective"]
+        if ctx.tracker is not None:
+            ctx.tracker.trial_complete(trial.trial_id, params, row)
+        if ctx.console is not None:
+            score = "-" if math.isnan(row["val_score"]) else f"{row['val_score']:.4f}"
+            extra = f"  ({row['reason'][:100]})" if row["status"] in ("failed", "error") else ""
+            best = "-" if ctx.best is None else f"{ctx.best:.4f}"
+            ctx.console.print(f"[{ctx.done}/{ctx.total}] {trial.trial_id} {row['status']:<7} {row['layer']:<8} "
+                              f"K={row['num_layers']:<2} score {score}  best {best}{extra}", highlight=False)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        err = getattr(trial, "error_msg", None) or "the trial's worker raised or died (see its Ray log)"
+        self._finish(trial, str(err).strip().splitlines()[-1][:500])
