@@ -1,4 +1,4 @@
-"""Command line: ``autounfold train | evaluate | benchmark | demo``. Every command has --help."""
+"""Command line: ``autounfold train | evaluate | search | benchmark | demo``. Every command has --help."""
 from __future__ import annotations
 
 import json
@@ -62,7 +62,7 @@ def train(config: str = typer.Argument(..., help="experiment YAML, or preset:aut
 
 
 @app.command()
-def evaluate(model_dir: Path = typer.Argument(..., help="a directory written by `autounfold train`"),
+def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from train or search), or models:/NAME@ALIAS"),
              scenario: List[str] = typer.Option(["nominal"], help="beamforming scenarios: nominal, iid, as5, as40, lowsnr, ntx32, ntx128"),
              batch: int = typer.Option(2048, help="test channels per scenario"),
              seed: int = typer.Option(1, help="seed of the test stream"),
@@ -138,17 +138,89 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
     console.print(f"written: {out}/benchmark.json, benchmark.md, se_vs_layer.png, se_vs_latency.png, learned_steps.png")
 
 
+def _print_search(outcome, spec) -> None:
+    from .search.results import leaderboard
+    rows = leaderboard(outcome.table, top=10)
+    cols = [("#", "rank", "{}"), ("trial", "trial_id", "{}"), ("status", "status", "{}"), ("objective", "objective", "{:.4f}"),
+            ("score", "val_score", "{:.4f}"), ("layer", "layer", "{}"), ("K", "num_layers", "{}"),
+            ("latency ms", "latency_ms", "{:.2f}")]
+    console.print(_table(f"leaderboard: {spec.name} ({outcome.summary['num_trials']} trials, "
+                         f"{outcome.summary['seconds']:.0f} s)", rows, cols))
+    out = outcome.out_dir
+    console.print(f"results: {out}/trials.parquet, leaderboard.md, pareto.png, summary.json"
+                  + (f", best_model/" if outcome.best_model else ""), highlight=False)
+    if outcome.registered:
+        r = outcome.registered
+        console.print(f"registered {r['name']} version {r['version']} as @{r['alias']}: "
+                      f"autounfold.load(\"{r['uri']}\")", highlight=False)
+    uri = outcome.summary.get("tracking_uri")
+    if uri:
+        console.print(f"MLflow: mlflow ui --backend-store-uri {uri}   (search run {outcome.run_id})", highlight=False)
+
+
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), help="where the benchmark files go"),
-         steps: int = typer.Option(300, help="training steps per model")):
-    """A few-minute tour on embedded defaults: Auto-PGD (3 and 5 layers) vs classical baselines."""
-    from .evaluation.benchmark import run_benchmark
-    console.print("Training Auto-PGD with 3 and 5 signed layers on the nominal scenario and comparing it with "
-                  "the optimum, power iteration and PGD tuned by sweep ...")
-    run_benchmark(out, steps=steps, depths=(3, 5), layers=("signed",), test_batch=2048, repeats=10,
-                  lista_steps=0, robustness=True)
-    console.print((out / "benchmark.md").read_text(), markup=False, highlight=False)
-    console.print(f"JSON and plots in {out}/. Full benchmark: `make benchmark`.")
+def search(spec_path: Path = typer.Argument(..., metavar="SPEC", help="search-space YAML, e.g. search_spaces/auto_pgd.yaml"),
+           out: Optional[Path] = typer.Option(None, help="result directory (default runs/search/<spec name>)"),
+           set_: List[str] = typer.Option([], "--set", help="override a spec key, e.g. --set budget.num_samples=60"),
+           address: Optional[str] = typer.Option(None, help="Ray cluster address; default: start Ray on this machine"),
+           resume: bool = typer.Option(False, "--resume", help="continue an interrupted search in --out"),
+           warm_start: Optional[str] = typer.Option(None, "--warm-start",
+                                                    help="an earlier search: its result directory or MLflow run id"),
+           tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default MLFLOW_TRACKING_URI, "
+                                                                 "else sqlite under ./mlruns)"),
+           track: bool = typer.Option(True, "--track/--no-track", help="log to MLflow"),
+           register: Optional[str] = typer.Option(None, help="registered model name (default: the spec name)"),
+           no_register: bool = typer.Option(False, "--no-register", help="do not register the best model"),
+           cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray (default: all)"),
+           dry_run: bool = typer.Option(False, "--dry-run", help="validate the spec, print its space, start nothing")):
+    """TPE search over an unfolded model's depth, parameterisation and training recipe on Ray Tune."""
+    from .spaces import load_spec
+    try:
+        spec = load_spec(spec_path, set_)
+        if dry_run:
+            console.print(f"{spec_path}: valid; sha256 {spec.sha256}; {spec.budget.num_samples} trials "
+                          f"({spec.budget.algorithm}); dimensions: {', '.join(spec.labels())}", highlight=False)
+            return
+        from .search import run_search
+        outcome = run_search(spec, out or Path("runs/search") / spec.name, address=address, resume=resume,
+                             warm_start=warm_start, tracking_uri=tracking_uri, track=track,
+                             register=None if no_register or not track else (register or spec.name),
+                             console=console, num_cpus=cpus)
+    except AutoUnfoldError as err:
+        _fail(err)
+    _print_search(outcome, spec)
+    if outcome.summary.get("interrupted"):
+        typer.echo(f"interrupted: {outcome.summary['counts'].get('ok', 0)} of {spec.budget.num_samples} trials finished; "
+                   f"continue with: autounfold search {spec_path} --out {outcome.out_dir} --resume"
+                   + "".join(f" --set {s}" for s in set_), err=True)
+        raise typer.Exit(130)
+    if not outcome.summary["counts"].get("ok"):
+        typer.echo("error: no trial finished successfully (see the reasons in trials.parquet)", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), help="result directory of the demo search"),
+         trials: int = typer.Option(14, help="number of trials (TPE starts after 8 random ones)"),
+         steps: int = typer.Option(200, help="training steps per trial"),
+         tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite under ./mlruns)")):
+    """A few-minute tour: a small TPE search of Auto-PGD on embedded Ray and a local MLflow store,
+    the leaderboard, and the best model registered as models:/auto_pgd_demo@challenger."""
+    import shutil
+    from .search import run_search
+    from .spaces import load_spec
+    spec_file = Path(__file__).resolve().parent.parent / "search_spaces" / "auto_pgd.yaml"
+    if not spec_file.is_file():
+        spec_file = Path("search_spaces/auto_pgd.yaml")
+    try:
+        spec = load_spec(spec_file, [f"budget.num_samples={trials}", "budget.n_initial_points=8",
+                                     "budget.max_concurrent=2", f"base.training.steps={steps}"])
+        shutil.rmtree(out, ignore_errors=True)
+        console.print(f"Searching {trials} Auto-PGD configurations ({steps} training steps each, 2 at a time) ...")
+        outcome = run_search(spec, out, tracking_uri=tracking_uri, register="auto_pgd_demo", console=console)
+    except AutoUnfoldError as err:
+        _fail(err)
+    _print_search(outcome, spec)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -58,23 +58,34 @@ def register_model(name: str, model_dir: Path, spec, run_id: str, search_run_id:
 
 
 def download_model(model_uri: str, dst: "str | Path", tracking_uri: Optional[str] = None) -> Path:
-    """Download ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/ID/model`` into ``dst``."""
-    import mlflow.artifacts
+    """Download ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/ID/PATH`` into ``dst``.
+
+    Resolved with an explicit client (not MLflow's process-wide URIs), so the tracking URI given
+    here is the one asked."""
     client, uri = mlflow_client(tracking_uri)
     if model_uri.startswith("models:/"):
         ref = model_uri[len("models:/"):]
         name, sep, alias = ref.partition("@")
         try:
             if sep:
-                client.get_model_version_by_alias(name, alias)
+                mv = client.get_model_version_by_alias(name, alias)
             else:
                 mname, _, version = ref.partition("/")
-                client.get_model_version(mname, version)
+                mv = client.get_model_version(mname, version)
         except Exception as err:
             raise RegistryError(f"{model_uri}: no such registered model version in {uri} "
                                 f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        source = mv.source
+        if not source.startswith("runs:/"):
+            raise RegistryError(f"{model_uri}: version {mv.version} was not registered by autounfold (source {source})")
+        run_id, _, path = source[len("runs:/"):].partition("/")
+    elif model_uri.startswith("runs:/"):
+        run_id, _, path = model_uri[len("runs:/"):].partition("/")
+    else:
+        raise RegistryError(f"{model_uri}: expected models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH")
     try:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst), tracking_uri=uri)
+        local = client.download_artifacts(run_id, path or MODEL_ARTIFACT_PATH, str(dst))
     except Exception as err:
-        raise RegistryError(f"{model_uri}: cannot download from {uri} ({type(err).__name__}: {err})") from None
-    return Path(path)
+        raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} "
+                            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+    return Path(local)

@@ -157,7 +157,7 @@ class SearchTracker:
         self.client.set_terminated(rid, "FAILED" if row.get("status") in ("failed", "error") else "FINISHED")
 
     # -- the search --------------------------------------------------------------------------
-    def finish(self, out_dir: Path, summary: dict, failed: bool = False) -> None:
+    def finish(self, out_dir: Path, summary: dict, status: str = "FINISHED") -> None:
         def _finish():
             c, rid = self.client, self.run_id
             for name in ("trials.parquet", "leaderboard.md", "pareto.png", "summary.json"):
@@ -173,7 +173,7 @@ class SearchTracker:
             c.log_metric(rid, "trials_total", float(summary.get("num_trials", 0)))
             if best.get("trial_id"):
                 c.set_tag(rid, "autounfold.best_trial", best["trial_id"])
-            c.set_terminated(rid, "FAILED" if failed else "FINISHED")
+            c.set_terminated(rid, status)
         self._safe(_finish)
 
     def child_run(self, trial_id: str) -> Optional[str]:

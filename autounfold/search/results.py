@@ -17,14 +17,15 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
     """One row of the trial table from the last metrics a trial reported (or the error that ended it).
 
     status: ``ok`` (trained to the end), ``failed`` (the trial reported why: bad config, divergence),
-    ``stopped`` (stopped early by ASHA: its last validation is its score), ``error`` (the worker
-    died; Ray's error text is the reason)."""
+    ``stopped`` (stopped early by ASHA: its last validation is its score), ``unfinished`` (the
+    search was interrupted while it ran; ``--resume`` continues it), ``error`` (the worker died;
+    Ray's error text is the reason)."""
     metrics = metrics or {}
     status = metrics.get("status")
     if error:
         status = "error"
     elif status == "running":
-        status = "stopped"
+        status = "stopped" if spec.budget.asha is not None else "unfinished"
     elif status is None:
         status = "error"
     row = {

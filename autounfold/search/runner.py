@@ -219,7 +219,9 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
                     shutil.rmtree(best_model, ignore_errors=True)
                     tmp.replace(best_model)
         counts = table.status.value_counts().to_dict()
-        summary = {"spec_name": spec.name, "spec_sha256": spec.sha256, "num_trials": int(len(table)),
+        interrupted = bool(counts.get("unfinished")) or (len(table) < spec.budget.num_samples
+                                                          and spec.budget.time_budget_s is None)
+        summary = {"interrupted": interrupted, "spec_name": spec.name, "spec_sha256": spec.sha256, "num_trials": int(len(table)),
                    "counts": {k: int(v) for k, v in counts.items()}, "seconds": seconds,
                    "concurrency": concurrency, "warm_start": warm_start, "warm_start_counts": warm,
                    "best": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
@@ -228,7 +230,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
                    "mlflow_run_id": tracker.run_id if tracker else None,
                    "tracking_uri": tracker.uri if tracker else None}
         registered = None
-        if tracker is not None and register and best_model is not None:
+        if tracker is not None and register and best_model is not None and not interrupted:
             from ..registry.models import register_model
             child = tracker.child_run(best.trial_id) or tracker.run_id
             registered = register_model(register, best_model, spec, child, tracker.run_id,
@@ -237,7 +239,10 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
             summary["registered"] = registered
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         if tracker is not None:
-            tracker.finish(out, summary)
+            if interrupted:
+                tracker.finish(out, summary, status="KILLED")
+            else:
+                tracker.finish(out, summary)
         return SearchOutcome(out, table, summary, best_model, registered, tracker.run_id if tracker else None)
     except BaseException:
         if tracker is not None:

@@ -1,0 +1,166 @@
+"""Search pieces without a Ray cluster: trial seeding and replay, failures, resume of training,
+warm-start insertion into TPE, the trial table and the Pareto front."""
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from autounfold.build import build_model
+from autounfold.config import parse_config
+from autounfold.search import results as R
+from autounfold.search.history import History, insert_history, read_history
+from autounfold.search.trial import failure_objective, objective_value, run_trial, shard_purpose
+from autounfold.spaces import parse_spec
+from autounfold.training import train
+
+SPEC = {
+    "name": "unit",
+    "base": {"problem": {"channel": {"n_tx": 8, "n_rx": 4}},
+             "training": {"steps": 6, "batch_size": 16, "validate_every": 3, "validation_batch": 32}},
+    "objective": {"depth_penalty": 0.01, "latency_batch": 8},
+    "budget": {"num_samples": 12, "n_initial_points": 3},
+    "seed": 5,
+    "space": {
+        "model.num_layers": {"type": "int", "low": 2, "high": 6},
+        "training.lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+        "model.layer": {"type": "conditional", "options": {
+            "signed": {"set": {"model.step_init": "chebyshev"}},
+            "momentum": {"set": {"model.step_init": 1.0}, "space": {
+                "model.momentum_init": {"type": "float", "low": 0.0, "high": 0.9}}}}},
+    },
+}
+PARAMS = {"model.num_layers": 3, "training.lr": 0.02, "model.layer": "signed"}
+
+
+@pytest.fixture
+def spec():
+    return parse_spec(json.loads(json.dumps(SPEC)), "unit.yaml")
+
+
+def _run(spec, params, trial_id):
+    reports = []
+    final = run_trial(spec, params, trial_id, lambda m, state, model_dir: reports.append((m, state, model_dir)))
+    return final, reports
+
+
+def test_trials_train_on_their_own_shard_and_replay_exactly(spec):
+    a1, rep = _run(spec, PARAMS, "aaaa")
+    a2, _ = _run(spec, PARAMS, "aaaa")
+    b, _ = _run(spec, PARAMS, "bbbb")
+    assert a1["status"] == "ok" and a1["shard"] == shard_purpose("aaaa") != b["shard"]
+    assert a1["val_score"] == a2["val_score"] and a1["step_0"] == a2["step_0"]     # replay: bit for bit
+    assert a1["step_0"] != b["step_0"]                                                # other shard, other weights
+    # the shards themselves differ, the validation set is shared
+    cfg = spec.experiment(PARAMS)
+    problem = build_model(cfg).problem
+    from autounfold.seeding import generator
+    ha = problem.sample(4, generator(spec.seed, shard_purpose("aaaa"), 0, 0)).H
+    hb = problem.sample(4, generator(spec.seed, shard_purpose("bbbb"), 0, 0)).H
+    assert not torch.equal(ha, hb)
+    # every validation is reported with a checkpoint state, the final report with a model directory
+    intermediate = [r for r in rep if not r[0]["done"]]
+    assert len(intermediate) == 3 and all(state is not None for _, state, _ in intermediate)
+    final_m, final_state, model_dir = rep[-1]
+    assert final_m["done"] and final_state is None and model_dir is not None
+    assert final_m["objective"] == pytest.approx(final_m["val_score"] - 0.01 * 3)
+
+
+def test_a_failed_trial_reports_why_and_scores_worst(spec, monkeypatch):
+    final, rep = _run(spec, {**PARAMS, "model.num_layers": 500}, "cccc")      # config error
+    assert final["status"] == "failed" and "num_layers" in final["reason"]
+    assert final["objective"] == failure_objective(spec) and rep[-1][0] is final
+
+    import autounfold.training as training
+    from autounfold.errors import TrainingError
+
+    def diverge(*a, **k):
+        raise TrainingError("non-finite training loss (nan) at step 3")
+    monkeypatch.setattr(training, "train", diverge)
+    final, _ = _run(spec, PARAMS, "dddd")
+    assert final["status"] == "failed" and final["reason"] == "TrainingError: non-finite training loss (nan) at step 3"
+
+    def bug(*a, **k):
+        return {}["missing"]
+    monkeypatch.setattr(training, "train", bug)
+    final, _ = _run(spec, PARAMS, "eeee")                   # a bug is recorded with where it happened
+    assert final["status"] == "failed" and final["reason"].startswith("KeyError") and "test_search_units.py" in final["reason"]
+
+
+def test_objective_penalties(spec):
+    assert objective_value(spec, 99.0, 4) == pytest.approx(99.0 - 0.04)
+    spec.objective.latency_budget_ms = 5.0
+    assert objective_value(spec, 99.0, 4, latency_ms=6.0) == pytest.approx(99.0 - 0.04 - 100.0)
+    assert objective_value(spec, 99.0, 4, latency_ms=4.0) == pytest.approx(99.0 - 0.04)
+
+
+def test_training_resumes_from_a_snapshot_to_the_same_weights():
+    cfg = parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 4}}, "model": {"num_layers": 3, "layer": "momentum", "step_init": 1.0},
+                        "training": {"steps": 12, "batch_size": 16, "validate_every": 4, "validation_batch": 32,
+                                     "loss": "sequential"}})
+    full = build_model(cfg)
+    snaps = []
+    train(full, cfg.training, seed=1, progress=False, on_validation=lambda e, snap: snaps.append((e["step"], snap())))
+    assert [s for s, _ in snaps] == [0, 4, 8, 12]
+    resumed = build_model(cfg)
+    res = train(resumed, cfg.training, seed=1, progress=False, resume=snaps[1][1])    # "crash" after step 4
+    for (k, v), (k2, v2) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(v, v2), k
+    assert [h["step"] for h in res.history] == [0, 4, 8, 12]
+
+
+def test_warm_start_history_changes_the_first_suggestions(spec):
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    def searcher():
+        return HyperOptSearch(space=spec.hyperopt_space(), metric="objective", mode="max", n_initial_points=3,
+                              random_state_seed=0)
+
+    cold = searcher()
+    cold_first = [spec.flatten(cold.suggest(f"c{i}")) for i in range(6)]
+    # history: deep signed networks with a small lr were good, the rest bad
+    rng = np.random.default_rng(0)
+    points = []
+    for i in range(30):
+        layer = "signed" if i % 2 == 0 else "momentum"
+        p = {"model.num_layers": int(rng.integers(2, 7)), "training.lr": float(np.exp(rng.uniform(np.log(1e-3), np.log(0.1)))),
+             "model.layer": layer}
+        if layer == "momentum":
+            p["model.layer/momentum/model.momentum_init"] = float(rng.uniform(0, 0.9))
+        good = layer == "signed" and p["model.num_layers"] >= 5
+        points.append((p, 99.9 if good else 90.0))
+    points.append(({"model.num_layers": 40, "training.lr": 0.01, "model.layer": "signed"}, 50.0))   # outside
+    warm = searcher()
+    counts = insert_history(warm, spec, History(points, "test"))
+    assert counts == {"inserted": 30, "dropped": 1}
+    warm_first = [spec.flatten(warm.suggest(f"w{i}")) for i in range(6)]
+    assert warm_first != cold_first
+    # TPE is past its random start-up at once and proposes the good region
+    good = sum(p["model.layer"] == "signed" and p["model.num_layers"] >= 5 for p in warm_first)
+    good_cold = sum(p["model.layer"] == "signed" and p["model.num_layers"] >= 5 for p in cold_first)
+    assert good >= 4 and good > good_cold
+
+
+def test_trial_table_round_trip_and_pareto(spec, tmp_path):
+    rows = [
+        R.trial_row("t1", PARAMS, {"status": "ok", "objective": 99.0, "val_score": 99.0, "latency_ms": 5.0, "num_layers": 3}, 3, None, spec),
+        R.trial_row("t2", PARAMS, {"status": "ok", "objective": 99.5, "val_score": 99.5, "latency_ms": 9.0, "num_layers": 5}, 3, None, spec),
+        R.trial_row("t3", PARAMS, {"status": "ok", "objective": 98.0, "val_score": 98.0, "latency_ms": 7.0, "num_layers": 4}, 3, None, spec),
+        R.trial_row("t4", PARAMS, {"status": "running", "objective": 97.0, "val_score": 97.0, "num_layers": 3}, 1, None, spec),
+        R.trial_row("t5", PARAMS, {}, 0, "RayTaskError: worker died", spec),
+    ]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "stopped", "error"]
+    assert rows[4]["objective"] == failure_objective(spec) and "worker died" in rows[4]["reason"]
+    df = R.trial_table(rows)
+    assert list(df.trial_id[:2]) == ["t2", "t1"]
+    assert list(R.pareto_front(df).trial_id) == ["t1", "t2"]       # t3 is dominated by t1
+    assert R.best_row(df, "max").trial_id == "t2"
+    R.write_table(df, tmp_path / "trials.parquet")
+    hist = read_history(tmp_path)
+    assert len(hist.points) == 3 and hist.spec_sha256 == spec.sha256
+    assert hist.points[0] == (PARAMS, 99.5)
+    assert R.plot_pareto(df, tmp_path / "p.png", "t").stat().st_size > 1000
+    md = R.leaderboard_markdown(R.leaderboard(df, 3))
+    assert md.count("\n") == 5 and "t2" in md
