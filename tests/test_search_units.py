@@ -152,8 +152,10 @@ def test_trial_table_round_trip_and_pareto(spec, tmp_path):
         R.trial_row("t5", PARAMS, {}, 0, "RayTaskError: worker died", spec),
     ]
     assert [r["status"] for r in rows] == ["ok", "ok", "ok", "unfinished", "error"]
-    spec.budget.asha = {"grace_period": 1}             # with ASHA a trial that stopped mid-way was stopped by it
-    assert R.trial_row("t4", PARAMS, {"status": "running", "objective": 97.0}, 1, None, spec)["status"] == "stopped"
+    asha = parse_spec({**json.loads(json.dumps(SPEC)), "budget": {"num_samples": 12, "n_initial_points": 3,
+                                                                  "asha": {"grace_period": 1}}})
+    # with ASHA, a trial that ended mid-way was stopped by it
+    assert R.trial_row("t4", PARAMS, {"status": "running", "objective": 97.0}, 1, None, asha)["status"] == "stopped"
     assert rows[4]["objective"] == failure_objective(spec) and "worker died" in rows[4]["reason"]
     df = R.trial_table(rows)
     assert list(df.trial_id[:2]) == ["t2", "t1"]
