@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-all benchmark clean
+.PHONY: setup demo test test-all benchmark search-benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,16 +25,19 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) -m autounfold.cli demo --out runs/demo
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli demo --out runs/demo
 
 test: setup
-	$(PY) -m pytest -q -m "not slow"
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not slow"
 
 test-all: setup
-	$(PY) -m pytest -q
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q
 
 benchmark: setup
 	$(PY) -m autounfold.cli benchmark --out results/benchmark
 
+search-benchmark: setup
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark
+
 clean:
-	rm -rf $(VENV) runs results .pytest_cache
+	rm -rf $(VENV) runs results mlruns .pytest_cache

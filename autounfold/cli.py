@@ -199,6 +199,29 @@ def search(spec_path: Path = typer.Argument(..., metavar="SPEC", help="search-sp
         raise typer.Exit(1)
 
 
+@app.command("search-benchmark")
+def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
+                     spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),
+                     seeds: str = typer.Option("0,1,2", help="comma-separated search seeds"),
+                     trials: int = typer.Option(40, help="trials per search (TPE starts after the spec's n_initial_points)"),
+                     tolerance: float = typer.Option(0.1, help="'within X% of the best known score'"),
+                     parallel_trials: int = typer.Option(6, help="trials of the parallel-efficiency runs"),
+                     parallel_steps: int = typer.Option(1500, help="training steps of those trials (about 30 s each here)")):
+    """TPE vs random, warm vs cold re-search after a channel shift, parallel efficiency: JSON + Markdown.
+    Finished searches in --out are reused, so an interrupted benchmark continues where it stopped."""
+    from .search.benchmark import run_search_benchmark
+    try:
+        s = [int(v) for v in seeds.split(",") if v.strip()]
+        if not s:
+            raise AutoUnfoldError(f"--seeds needs at least one integer (got {seeds!r})")
+        run_search_benchmark(out, spec_path, s, trials, tolerance, parallel_trials, parallel_steps, console=console)
+    except ValueError as err:
+        _fail(err)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print((out / "search_benchmark.md").read_text(), markup=False, highlight=False)
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), help="result directory of the demo search"),
          trials: int = typer.Option(14, help="number of trials (TPE starts after 8 random ones)"),

@@ -1,3 +1,6 @@
+import os
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import pytest
 import torch
 

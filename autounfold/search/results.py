@@ -10,7 +10,7 @@ from typing import List, Optional
 import pandas as pd
 
 COLUMNS = ["trial_id", "status", "objective", "val_score", "num_layers", "layer", "latency_ms", "num_parameters",
-           "train_seconds", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard"]
+           "train_seconds", "trial_seconds", "finished_at", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard"]
 
 
 def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error: Optional[str], spec) -> dict:
@@ -34,7 +34,8 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
         "num_layers": int(metrics.get("num_layers") or _param(params, "model.num_layers") or 0),
         "layer": str(_param(params, "model.layer") or _set_layer(spec, params) or ""),
         "latency_ms": _float(metrics.get("latency_ms")), "num_parameters": int(metrics.get("num_parameters") or 0),
-        "train_seconds": _float(metrics.get("train_seconds")), "iterations": int(iterations),
+        "train_seconds": _float(metrics.get("train_seconds")), "trial_seconds": _float(metrics.get("trial_seconds")),
+        "finished_at": _float(metrics.get("timestamp")), "iterations": int(iterations),
         "reason": str(error or metrics.get("reason") or ""), "params": json.dumps(params, sort_keys=True),
         "spec_name": spec.name, "spec_sha256": spec.sha256, "search_seed": spec.seed,
         "shard": str(metrics.get("shard", f"trial:{trial_id}")),

@@ -84,7 +84,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
                  "latency_ms": latency if latency is not None else float("nan"),
                  "num_parameters": model.num_parameters(), "train_seconds": result.seconds,
                  "objective": objective_value(spec, result.best_score, K, latency),
-                 "status": OK, "reason": "", "done": True}
+                 "status": OK, "reason": "", "done": True, "trial_seconds": time.perf_counter() - started}
         if not math.isfinite(final["objective"]):
             raise AutoUnfoldError(f"validation score is not finite ({result.best_score})")
         with tempfile.TemporaryDirectory() as tmp:
