@@ -163,8 +163,32 @@ def test_trial_table_round_trip_and_pareto(spec, tmp_path):
     assert R.best_row(df, "max").trial_id == "t2"
     R.write_table(df, tmp_path / "trials.parquet")
     hist = read_history(tmp_path)
-    assert len(hist.points) == 3 and hist.spec_sha256 == spec.sha256
+    assert len(hist.points) == 3 and hist.spec_sha256 == spec.sha256      # not the unfinished, not the dead worker
     assert hist.points[0] == (PARAMS, 99.5)
     assert R.plot_pareto(df, tmp_path / "p.png", "t").stat().st_size > 1000
     md = R.leaderboard_markdown(R.leaderboard(df, 3))
     assert md.count("\n") == 5 and "t2" in md
+
+
+def test_asha_scheduler_counts_validation_rounds(spec):
+    from autounfold.search.runner import _scheduler
+    assert _scheduler(spec) is None
+    asha = parse_spec({**json.loads(json.dumps(SPEC)), "budget": {"num_samples": 12, "n_initial_points": 3,
+                                                                  "asha": {"grace_period": 2, "reduction_factor": 3}}})
+    sched = _scheduler(asha)
+    # 6 steps validated every 3: reports at steps 3 and 6 (the step-0 report is the first), plus the final report
+    assert (sched._max_t, sched._reduction_factor, sched._time_attr) == (6 // 3 + 2, 3, "training_iteration")
+
+
+def test_resource_requests_are_checked_against_the_cluster(spec):
+    from autounfold.errors import SearchError
+    from autounfold.search.cluster import check_resources
+    cpu_only = {"cpu": 2.0, "gpu": 0.0, "node_cpu": 2.0, "node_gpu": 0.0}
+    assert check_resources(spec, cpu_only) == 2                      # two 1-CPU trials at a time
+    gpu = parse_spec({**json.loads(json.dumps(SPEC)), "resources": {"cpu": 1, "gpu": 0.25}}, "gpu.yaml")
+    with pytest.raises(SearchError, match="gpu.yaml: resources.gpu = 0.25 but the Ray cluster has no GPU"):
+        check_resources(gpu, cpu_only)
+    assert check_resources(gpu, {"cpu": 16.0, "gpu": 1.0, "node_cpu": 16.0, "node_gpu": 1.0}) == 4
+    big = parse_spec({**json.loads(json.dumps(SPEC)), "resources": {"cpu": 4}}, "big.yaml")
+    with pytest.raises(SearchError, match="resources.cpu = 4.0 but no node has more than 2 CPU"):
+        check_resources(big, cpu_only)

@@ -19,17 +19,20 @@ from ..spaces.spec import SearchSpec
 log = logging.getLogger(__name__)
 
 TRIALS_FILE = "trials.parquet"
+LEARNED_FROM = ("ok", "stopped", "failed")
 
 
 @dataclass
 class History:
-    points: List[Tuple[dict, float]]      # (flat params, objective) of finished, successful trials
+    points: List[Tuple[dict, float]]      # (flat params, objective) of the trials TPE learned from
     source: str
     spec_sha256: str = ""
 
 
 def read_history(path: "str | Path") -> History:
-    """Finished trials of an earlier search from its result directory (``trials.parquet``)."""
+    """The trials of an earlier search that its TPE learned from, read from ``trials.parquet``:
+    finished (``ok``), stopped early by ASHA (their last validation) and failed (scored worst, which
+    tells TPE where configurations diverge). Trials that never ended (``unfinished``, ``error``) are left out."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -41,7 +44,8 @@ def read_history(path: "str | Path") -> History:
         rows = pq.read_table(table_path, columns=["params", "objective", "status", "spec_sha256"]).to_pylist()
     except Exception as err:
         raise SearchError(f"warm start: cannot read {table_path}: {err}") from None
-    points = [(json.loads(r["params"]), float(r["objective"])) for r in rows if r["status"] == "ok"]
+    points = [(json.loads(r["params"]), float(r["objective"])) for r in rows
+              if r["status"] in LEARNED_FROM and r["objective"] == r["objective"]]
     sha = rows[0]["spec_sha256"] if rows else ""
     return History(points, str(table_path), sha)
 

@@ -117,8 +117,10 @@ def plot_pareto(df: pd.DataFrame, path: Path, title: str) -> Optional[Path]:
     ax.step(front[cost], front.val_score, where="post", color="black", lw=1.2, label="Pareto front")
     ax.set_xlabel("median latency per batch (ms)" if cost == "latency_ms" else "depth (layers)")
     ax.set_ylabel("validation score")
-    lo = ok.val_score.quantile(0.25)
-    ax.set_ylim(bottom=min(lo, front.val_score.min()) - 0.05 * abs(lo), top=ok.val_score.max() + 0.02 * abs(ok.val_score.max()) + 1e-9)
+    lo = min(ok.val_score.quantile(0.25), front.val_score.min())   # zoom on the good half; outliers below are cut
+    hi = ok.val_score.max()
+    pad = 0.08 * (hi - lo) + 1e-6
+    ax.set_ylim(lo - pad, hi + pad)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -24,16 +24,15 @@ class _Strict(BaseModel):
 
 
 class Objective(_Strict):
-    """What a trial is scored by. ``metric`` is reported by every trial:
-
-    * ``val_score``: % of the optimum (beamforming) or -NMSE in dB (LASSO) on the shared validation set;
-    * ``pct_of_optimum`` / ``p5_pct`` (beamforming) or ``neg_nmse_db`` (LASSO).
+    """What a trial is scored by. ``metric: val_score`` is the one every trial reports at each
+    validation: % of the optimum (beamforming) or -NMSE in dB (LASSO) on the validation set shared
+    by all trials (the trial keeps its best validated weights, so its score is that validation's).
 
     The searched score is ``metric - depth_penalty * num_layers``; a trial whose median latency
     (batch ``latency_batch``) exceeds ``latency_budget_ms`` scores ``metric - latency_penalty``.
     """
 
-    metric: Literal["val_score", "pct_of_optimum", "p5_pct", "neg_nmse_db"] = "val_score"
+    metric: Literal["val_score"] = "val_score"
     mode: Literal["max", "min"] = "max"
     depth_penalty: float = Field(0.0, ge=0)
     latency_budget_ms: Optional[float] = Field(None, gt=0)

@@ -44,13 +44,16 @@ def test_search_end_to_end_on_local_ray_with_mlflow_server(tmp_path, mlflow_serv
     from autounfold.search import run_search
     from autounfold.spaces import parse_spec
 
-    spec = parse_spec(SPEC, "e2e.yaml")
+    data = json.loads(json.dumps(SPEC))
+    data["budget"]["asha"] = {"grace_period": 1, "reduction_factor": 2}     # ASHA on: poor trials may stop early
+    spec = parse_spec(data, "e2e.yaml")
     outcome = run_search(spec, tmp_path / "out", tracking_uri=mlflow_server, register="e2e_model", num_cpus=2)
 
     table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
     assert len(table) == 5 and table.trial_id.is_unique
     assert (table.spec_sha256 == spec.sha256).all()
     assert table.shard.is_unique                                   # every trial its own training shard
+    assert set(table.status) <= {"ok", "failed", "stopped"}, table[["status", "reason"]]
     ok = table[table.status == "ok"]
     assert len(ok) >= 1 and ok.val_score.between(50, 100.0001).all()
     for f in ("leaderboard.md", "pareto.png", "summary.json", "spec.yaml", "best_model/weights.pt"):
@@ -79,6 +82,17 @@ def test_search_end_to_end_on_local_ray_with_mlflow_server(tmp_path, mlflow_serv
     inst = local.problem.sample(16, generator(0, "check"))
     with torch.no_grad():
         assert torch.equal(registered.run(inst), local.run(inst))
+
+    # re-search after a channel shift, warm-started from the first search's MLflow run id
+    data["base"]["problem"]["channel"]["angular_spread_deg"] = 40.0
+    data["budget"] = {"num_samples": 3, "algorithm": "random", "max_concurrent": 2}
+    shifted = parse_spec(data, "e2e-shifted.yaml")
+    again = run_search(shifted, tmp_path / "out2", tracking_uri=mlflow_server, warm_start=outcome.run_id,
+                       register=None, num_cpus=2)
+    usable = int(table.status.isin(["ok", "stopped", "failed"]).sum())
+    assert again.summary["warm_start_counts"] == {"inserted": usable, "dropped": 0}
+    assert client.get_run(again.run_id).data.tags["autounfold.warm_start"] == outcome.run_id
+    assert len(again.table) == 3
 
 
 def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
