@@ -37,3 +37,19 @@ def test_help_texts():
     for cmd in ("train", "evaluate", "benchmark", "demo"):
         r = runner.invoke(app, [cmd, "--help"])
         assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_search_validates_before_starting_anything(tmp_path):
+    out = tmp_path / "search"
+    r = runner.invoke(app, ["search", "search_spaces/auto_pgd.yaml", "--out", str(out), "--set", "budget.num_samples=5"])
+    assert r.exit_code == 2
+    assert "search_spaces/auto_pgd.yaml (with --set overrides): budget: num_samples (5) must exceed n_initial_points (10)" in r.output
+    assert not out.exists()
+    r = runner.invoke(app, ["search", "search_spaces/auto_pgd.yaml", "--dry-run"])
+    assert r.exit_code == 0 and "valid; sha256" in r.output and "model.layer/signed/step_init" in r.output
+    r = runner.invoke(app, ["search", str(tmp_path / "none.yaml")])
+    assert r.exit_code == 2 and "none.yaml: no such file" in r.output
+    r = runner.invoke(app, ["search", "search_spaces/auto_pgd.yaml", "--out", str(out), "--resume"])
+    assert r.exit_code == 2 and "holds no interrupted search" in r.output and not out.exists()
+    r = runner.invoke(app, ["search", "search_spaces/auto_pgd.yaml", "--out", str(out), "--warm-start", str(tmp_path / "gone")])
+    assert r.exit_code == 2 and "gone': no such result directory" in r.output and not out.exists()

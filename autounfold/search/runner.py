@@ -44,9 +44,12 @@ class SearchOutcome:
 
 
 def _resolve_history(warm_start: str, tracking_uri: Optional[str]) -> History:
+    import re
     p = Path(warm_start)
     if p.exists():
         return read_history(p)
+    if not re.fullmatch(r"[0-9a-f]{32}", warm_start):
+        raise SearchError(f"warm start {warm_start!r}: no such result directory (nor an MLflow run id: 32 hex digits)")
     # an MLflow run id of an earlier search: its trials.parquet artifact
     import tempfile
 
