@@ -138,9 +138,10 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
         fit = check_resources(spec, available())
         concurrency = min(spec.budget.max_concurrent or fit, fit)
         out.mkdir(parents=True, exist_ok=True)
-        if track:
+        if track and (not resume or meta.get("mlflow_run_id")):
             from ..registry.tracking import SearchTracker
-            tracker = SearchTracker.start(spec, tracking_uri, run_id=meta.get("mlflow_run_id"),
+            # a resumed search keeps logging to the store and parent run it started with
+            tracker = SearchTracker.start(spec, tracking_uri or meta.get("tracking_uri"), run_id=meta.get("mlflow_run_id"),
                                           tags={"autounfold.warm_start": warm_start or ""})
         if not resume:
             (out / "spec.yaml").write_text(spec.canonical_yaml())
