@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -94,13 +95,50 @@ def _scheduler(spec: SearchSpec):
                          grace_period=a.grace_period, reduction_factor=a.reduction_factor)
 
 
+def _write_results(grid, spec: SearchSpec, out: Path, model_dir_name: str):
+    """Trial table (Parquet), leaderboard, Pareto plot and the best trial's model from a ResultGrid."""
+    rows, checkpoints = [], {}
+    for res in grid:
+        m = res.metrics or {}
+        trial_id = m.get("trial_id") or Path(res.path).name
+        try:
+            params = spec.flatten(res.config)
+        except Exception:
+            params = {}
+        err = None
+        if res.error is not None:
+            text = str(res.error).strip()
+            err = f"{type(res.error).__name__}: {text.splitlines()[-1][:500] if text else ''}"
+        rows.append(R.trial_row(trial_id, params, m, m.get("training_iteration", 0), err, spec))
+        if res.checkpoint is not None:
+            checkpoints[trial_id] = res.checkpoint
+    table = R.trial_table(rows)
+    R.write_table(table, out / R_TRIALS)
+    (out / "leaderboard.md").write_text(R.leaderboard_markdown(R.leaderboard(table)))
+    R.plot_pareto(table, out / "pareto.png", f"{spec.name}: score vs cost ({len(table)} trials)")
+    best = R.best_row(table, spec.objective.mode)
+    best_model = None
+    if best is not None and best.trial_id in checkpoints:
+        with checkpoints[best.trial_id].as_directory() as d:
+            src = Path(d) / model_dir_name
+            if src.is_dir():                       # staged beside, then swapped in: never half-written
+                best_model = out / "best_model"
+                tmp = out / ".best_model.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(src, tmp)
+                (tmp / "search_space.yaml").write_text(spec.canonical_yaml())
+                shutil.rmtree(best_model, ignore_errors=True)
+                tmp.replace(best_model)
+    return table, best, best_model
+
+
 def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None, resume: bool = False,
                warm_start: Optional[str] = None, tracking_uri: Optional[str] = None, track: bool = True,
                register: Optional[str] = None, console=None, num_cpus: Optional[int] = None) -> SearchOutcome:
     """Run (or ``resume``) a search and write its results to ``out``.
 
-    ``warm_start``: a result directory or the MLflow run id of an earlier search (its successful
-    trials seed TPE). ``register``: a model name; the best model becomes a new version with alias
+    ``warm_start``: a result directory or the MLflow run id of an earlier search (the trials its
+    TPE learned from seed this one's; see ``history.read_history``). ``register``: a model name; the best model becomes a new version with alias
     ``challenger``. ``track=False`` skips MLflow entirely. Raises SearchError before anything
     starts when the output directory, the warm-start source or the resources do not fit.
     """
@@ -111,7 +149,6 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     from .callbacks import SearchCallback, SearchContext, activate
     from .tune_trainable import MODEL_DIR, trainable
 
-    import os
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")                 # verbose=0 then means quiet
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     out = Path(out).resolve()
@@ -189,39 +226,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
             activate(None)
         seconds = time.perf_counter() - t0
 
-        rows = []
-        best_ckpt = {}
-        for res in grid:
-            m = res.metrics or {}
-            trial_id = m.get("trial_id") or Path(res.path).name
-            try:
-                params = spec.flatten(res.config)
-            except Exception:
-                params = {}
-            err = None
-            if res.error is not None:
-                err = f"{type(res.error).__name__}: {str(res.error).strip().splitlines()[-1][:500] if str(res.error).strip() else ''}"
-            rows.append(R.trial_row(trial_id, params, m, m.get("training_iteration", 0), err, spec))
-            if res.checkpoint is not None:
-                best_ckpt[trial_id] = res.checkpoint
-        table = R.trial_table(rows)
-        R.write_table(table, out / R_TRIALS)
-        board = R.leaderboard(table)
-        (out / "leaderboard.md").write_text(R.leaderboard_markdown(board))
-        R.plot_pareto(table, out / "pareto.png", f"{spec.name}: score vs cost ({len(table)} trials)")
-        best = R.best_row(table, spec.objective.mode)
-        best_model = None
-        if best is not None and best.trial_id in best_ckpt:
-            with best_ckpt[best.trial_id].as_directory() as d:
-                src = Path(d) / MODEL_DIR
-                if src.is_dir():
-                    best_model = out / "best_model"
-                    tmp = out / ".best_model.tmp"
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    shutil.copytree(src, tmp)
-                    (tmp / "search_space.yaml").write_text(spec.canonical_yaml())
-                    shutil.rmtree(best_model, ignore_errors=True)
-                    tmp.replace(best_model)
+        table, best, best_model = _write_results(grid, spec, out, MODEL_DIR)
         counts = table.status.value_counts().to_dict()
         interrupted = bool(counts.get("unfinished")) or (len(table) < spec.budget.num_samples
                                                           and spec.budget.time_budget_s is None)
