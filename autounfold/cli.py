@@ -199,6 +199,23 @@ def search(spec_path: Path = typer.Argument(..., metavar="SPEC", help="search-sp
         raise typer.Exit(1)
 
 
+@app.command()
+def export(model: str = typer.Argument(..., help="a model directory, or models:/NAME@ALIAS"),
+           out: Path = typer.Option(..., "--out", help="file to write, e.g. model.pt (a .json beside it describes the interface)"),
+           fmt: str = typer.Option("torchscript", "--format", help="torchscript (real-valued view_as_real inputs/outputs)"),
+           tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI for models:/ URIs")):
+    """Export a trained model for deployment; the exported module is checked against the eager one."""
+    from . import load
+    from .deploy import export_torchscript
+    try:
+        if fmt != "torchscript":
+            raise AutoUnfoldError(f"--format: only 'torchscript' is supported (got {fmt!r})")
+        path = export_torchscript(load(model, tracking_uri=tracking_uri), out)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print(f"wrote {path} and {path}.json: W_real = module(view_as_real(H), noise_var)", highlight=False)
+
+
 @app.command("search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),
