@@ -216,6 +216,54 @@ def export(model: str = typer.Argument(..., help="a model directory, or models:/
     console.print(f"wrote {path} and {path}.json: W_real = module(view_as_real(H), noise_var)", highlight=False)
 
 
+csi_app = typer.Typer(no_args_is_help=True, help="CSI datasets in Parquet: write synthetic CSI, inspect a file.")
+app.add_typer(csi_app, name="csi")
+
+
+@csi_app.command("write")
+def csi_write(out: Path = typer.Option(..., "--out", help="Parquet file to write"),
+              rows: int = typer.Option(1024, help="number of channel realisations"),
+              config: str = typer.Option("preset:auto_pgd", help="experiment YAML whose problem.channel is drawn from"),
+              set_: List[str] = typer.Option([], "--set", help="override, e.g. --set problem.channel.angular_spread_deg=40"),
+              seed: int = typer.Option(0, help="seed of the drawn channels"),
+              cell_id: Optional[str] = typer.Option(None, help="cell id written in every row"),
+              start_ms: Optional[int] = typer.Option(None, help="timestamp of the first row (ms since epoch; default now)"),
+              interval_ms: int = typer.Option(1, help="milliseconds between rows")):
+    """Draw synthetic CSI from a channel model and write it in the autounfold CSI schema."""
+    import time
+    import numpy as np
+    from .build import build_problem
+    from .channels.parquet import write_csi
+    from .config import load_config
+    from .seeding import generator
+    try:
+        if rows < 1:
+            raise AutoUnfoldError(f"--rows must be >= 1 (got {rows})")
+        cfg = load_config(config, set_)
+        if cfg.problem.name != "beamforming":
+            raise AutoUnfoldError("csi write draws MIMO channels: the config's problem must be beamforming")
+        problem = build_problem(cfg.problem)
+        batch = problem.source.sample(rows, generator(seed, "csi"))
+        t0 = start_ms if start_ms is not None else int(time.time() * 1000)
+        path = write_csi(out, batch, t0 + interval_ms * np.arange(rows, dtype=np.int64),
+                         [cell_id] * rows if cell_id else None, power=problem.power)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print(f"wrote {rows} channels ({cfg.problem.channel.model}, {cfg.problem.channel.n_rx} x "
+                  f"{cfg.problem.channel.n_tx}) to {path}", highlight=False)
+
+
+@csi_app.command("inspect")
+def csi_inspect(path: Path = typer.Argument(..., help="a CSI Parquet file")):
+    """Validate a CSI file and print a JSON summary (rows, shape, SNR range, time span, ids)."""
+    from .channels.parquet import inspect_csi
+    try:
+        summary = inspect_csi(path)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print_json(json.dumps(summary))
+
+
 @app.command("search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),
