@@ -264,6 +264,36 @@ def csi_inspect(path: Path = typer.Argument(..., help="a CSI Parquet file")):
     console.print_json(json.dumps(summary))
 
 
+@app.command()
+def promote(name: str = typer.Argument(..., help="registered model name"),
+            canary: float = typer.Option(0.05, help="share of the traffic batches sent to the challenger"),
+            batches: int = typer.Option(200, help="traffic batches in the canary"),
+            batch_size: int = typer.Option(64, help="channels per batch"),
+            tolerance: float = typer.Option(0.05, help="promote unless the challenger is worse by more than this many "
+                                                       "percentage points of the optimum"),
+            source: List[str] = typer.Option([], "--source", help="CSI Parquet file(s) as traffic (default: the "
+                                                                 "champion's synthetic channel model)"),
+            set_: List[str] = typer.Option([], "--set", help="change the synthetic traffic, e.g. "
+                                                              "--set problem.channel.angular_spread_deg=40"),
+            seed: int = typer.Option(0, help="seed of the routing and of synthetic traffic"),
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")):
+    """Canary the 'challenger' version against the 'champion' and move the aliases (or roll back)."""
+    from .registry.lifecycle import promote as run_promote
+    try:
+        traffic = None
+        if source and set_:
+            raise AutoUnfoldError("--source (recorded CSI) and --set (synthetic traffic) exclude each other")
+        if source:
+            from .channels.parquet import ParquetSource
+            traffic = ParquetSource(source)
+        record = run_promote(name, canary=canary, batches=batches, batch_size=batch_size, tolerance_pct=tolerance,
+                             source=traffic, traffic_overrides=set_, seed=seed, tracking_uri=tracking_uri,
+                             console=console)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print_json(json.dumps(record, default=str))
+
+
 @app.command("search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),

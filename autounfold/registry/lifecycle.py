@@ -1,0 +1,109 @@
+"""Model lifecycle in the registry: ``challenger`` -> canary -> ``champion`` (or rolled back).
+
+``promote`` compares the version aliased ``challenger`` with the one aliased ``champion`` on a
+canary share of the traffic (``evaluation.canary``) and moves the aliases:
+
+* no champion yet: the challenger becomes champion (the first model ever);
+* challenger not worse than champion beyond the tolerance: ``champion`` -> challenger's version,
+  ``previous_champion`` -> the old champion, ``challenger`` alias removed;
+* otherwise roll back: ``champion`` stays, the ``challenger`` alias is removed.
+
+Every decision is an MLflow run (experiment ``autounfold-promotions``) with the numbers, and the
+versions carry ``autounfold.canary_decision`` / ``autounfold.canary_run_id`` tags.
+"""
+from __future__ import annotations
+
+import tempfile
+from typing import Optional
+
+from ..errors import RegistryError
+from .models import CHALLENGER, download_model
+from .tracking import _experiment_id, mlflow_client
+
+CHAMPION = "champion"
+PREVIOUS = "previous_champion"
+EXPERIMENT = "autounfold-promotions"
+
+
+def _alias(client, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception:
+        return None
+
+
+def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: int = 64, tolerance_pct: float = 0.05,
+            source=None, traffic_overrides=None, seed: int = 0, tracking_uri: Optional[str] = None,
+            console=None) -> dict:
+    """Run the canary and move the aliases. ``source``: a ChannelSource for the traffic (default:
+    the champion's own synthetic channel model, changed by ``traffic_overrides`` such as
+    ``problem.channel.angular_spread_deg=40``). Returns the decision record."""
+    from .. import load
+    from ..build import build_problem
+    from ..evaluation.canary import decide, run_canary
+
+    client, uri = mlflow_client(tracking_uri)
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        raise RegistryError(f"no registered model {name!r} in {uri}") from None
+    challenger = _alias(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"{name}: no version has the alias '{CHALLENGER}' (register a search's best model first)")
+    champion = _alias(client, name, CHAMPION)
+    record = {"name": name, "challenger_version": str(challenger.version),
+              "champion_version": str(champion.version) if champion else None,
+              "canary": canary, "batches": batches, "batch_size": batch_size, "tolerance_pct": tolerance_pct}
+    if champion is not None and str(champion.version) == str(challenger.version):
+        record["decision"] = "unchanged"
+        record["reason"] = "the challenger already is the champion"
+        return record
+    exp_id = _experiment_id(client, uri, EXPERIMENT)
+    run = client.create_run(exp_id, run_name=f"promote-{name}-v{challenger.version}",
+                            tags={"autounfold.kind": "promotion", "autounfold.model": name})
+    rid = run.info.run_id
+    try:
+        for k, v in record.items():
+            if v is not None:
+                client.log_param(rid, k, v)
+        if champion is None:
+            record["decision"] = "promote"
+            record["reason"] = "first model: no champion to compare with"
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                champ_model = load(str(download_model(f"models:/{name}/{champion.version}", f"{tmp}/a", uri)))
+                chall_model = load(str(download_model(f"models:/{name}/{challenger.version}", f"{tmp}/b", uri)))
+            traffic = source
+            if traffic is None:
+                from ..config import parse_config, set_override
+                data = champ_model.config.model_dump(mode="json")
+                for o in traffic_overrides or []:
+                    set_override(data, o)
+                traffic = build_problem(parse_config(data, "traffic (--set)").problem).source
+            if console is not None:
+                console.print(f"canary: {canary:.0%} of {batches} batches of {batch_size} channels to challenger "
+                              f"v{challenger.version}, the rest to champion v{champion.version} ...", highlight=False)
+            report = run_canary(champ_model, chall_model, traffic, batches, batch_size, canary, seed)
+            summary = report.summary()
+            record.update(summary)
+            record["decision"] = decide(summary, tolerance_pct)
+            record["reason"] = (f"challenger {summary['challenger_pct']:.4f}% vs champion {summary['champion_pct']:.4f}% "
+                                f"of the optimum (tolerance {tolerance_pct} points)")
+            for k, v in summary.items():
+                client.log_metric(rid, k, float(v))
+        if record["decision"] == "promote":
+            if champion is not None:
+                client.set_registered_model_alias(name, PREVIOUS, champion.version)
+            client.set_registered_model_alias(name, CHAMPION, challenger.version)
+        client.delete_registered_model_alias(name, CHALLENGER)
+        for mv in (challenger,):
+            client.set_model_version_tag(name, mv.version, "autounfold.canary_decision", record["decision"])
+            client.set_model_version_tag(name, mv.version, "autounfold.canary_run_id", rid)
+        client.set_tag(rid, "autounfold.decision", record["decision"])
+        client.set_tag(rid, "autounfold.reason", record["reason"][:5000])
+        client.set_terminated(rid, "FINISHED")
+    except BaseException:
+        client.set_terminated(rid, "FAILED")
+        raise
+    record["run_id"] = rid
+    return record
