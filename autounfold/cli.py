@@ -294,6 +294,91 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
     console.print_json(json.dumps(record, default=str))
 
 
+@app.command()
+def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the registry (e.g. auto_pgd@champion)"),
+            source: List[str] = typer.Option(..., "--source", help="CSI Parquet file(s), or "
+                                             "synthetic:angular_spread=15->40,windows=12"),
+            window: int = typer.Option(512, help="channels per window"),
+            events: Optional[Path] = typer.Option(None, help="event log (JSON lines; default runs/monitor/NAME/events.jsonl)"),
+            research: bool = typer.Option(True, "--research/--no-research", help="run the warm-started re-search on a trigger"),
+            research_trials: int = typer.Option(16, help="trials of a triggered re-search"),
+            research_set: List[str] = typer.Option([], "--research-set", help="override for the re-search spec, "
+                                                   "e.g. base.training.steps=200"),
+            set_: List[str] = typer.Option([], "--set", help="monitor setting, e.g. --set covariance_threshold=0.2"),
+            tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")):
+    """Watch CSI windows for drift (covariance shift, shadow metric, parameter drift, gradient norm);
+    a covariance shift triggers, once per model version, a warm-started re-search -> new challenger."""
+    import tempfile
+    import time
+    import torch
+    from mlflow.entities import Metric
+    from . import load
+    from .errors import RegistryError
+    from .monitoring import Baseline, EventLog, MonitorConfig, compute_baseline, drifting_windows, monitor_windows
+    from .monitoring.monitor import parse_synthetic
+    from .registry.models import BASELINE_FILE, download_model
+    from .registry.tracking import _experiment_id, mlflow_client
+    try:
+        if "@" not in model:
+            raise AutoUnfoldError(f"--model: expected NAME@ALIAS (got {model!r})")
+        name, alias = model.split("@", 1)
+        data = {}
+        from .config import set_override
+        for o in set_:
+            set_override(data, o)
+        try:
+            cfg = MonitorConfig(window=window, **data)
+        except Exception as err:
+            raise AutoUnfoldError(f"--set: {err}") from None
+        client, uri = mlflow_client(tracking_uri)
+        try:
+            mv = client.get_model_version_by_alias(name, alias)
+        except Exception:
+            raise RegistryError(f"models:/{model}: no such registered model version in {uri}") from None
+        ref = f"{name}:v{mv.version}"
+        tmp = tempfile.TemporaryDirectory()
+        model_dir = download_model(f"models:/{name}/{mv.version}", tmp.name, uri)
+        net = load(str(model_dir))
+        bfile = Path(model_dir) / BASELINE_FILE
+        baseline = Baseline.from_state(torch.load(bfile, weights_only=True)) if bfile.is_file() else \
+            compute_baseline(net, cfg.baseline_channels, cfg.seed)
+        if len(source) == 1 and source[0].startswith("synthetic"):
+            windows = drifting_windows(net, parse_synthetic(source[0]), cfg.window, cfg.seed)
+        else:
+            from .channels.parquet import ParquetSource
+            windows = ParquetSource(source).windows(cfg.window)
+        log = EventLog(events or Path("runs/monitor") / name / "events.jsonl")
+        run = client.create_run(_experiment_id(client, uri, "autounfold-monitoring"), run_name=f"monitor-{ref}",
+                                tags={"autounfold.kind": "monitor", "autounfold.model": ref})
+
+        def on_window(rec):
+            client.log_batch(run.info.run_id, metrics=[Metric(k, float(v), int(time.time() * 1000), rec["window"])
+                                                        for k, v in rec.items() if isinstance(v, float)])
+            console.print(f"window {rec['window']:>3}: cov shift {rec['covariance_shift']:.3f}  shadow "
+                          f"{rec['shadow_pct']:.3f}%  AS~{rec['angular_spread_estimate']:.1f} deg  "
+                          f"grad x{rec['grad_norm_ratio']:.1f}" + (f"  ALERT {','.join(rec['alerts'])}" if rec["alerts"] else ""),
+                          highlight=False)
+
+        def on_trigger(event):
+            if not research:
+                return {"skipped": "--no-research"}
+            from .monitoring.trigger import research_on_drift
+            outcome = research_on_drift(model_dir, name, event, log.path.parent, mv.tags.get("autounfold.search_run_id"),
+                                        uri, research_trials, research_set, console)
+            client.set_tag(run.info.run_id, "autounfold.triggered_search", outcome["search_run_id"] or "")
+            return outcome
+
+        records = monitor_windows(net, windows, cfg, baseline, log, ref, on_trigger, on_window)
+        client.log_artifact(run.info.run_id, str(log.path))
+        client.set_terminated(run.info.run_id, "FINISHED")
+        tmp.cleanup()
+    except AutoUnfoldError as err:
+        _fail(err)
+    alerts = sum(len(r["alerts"]) for r in records)
+    triggers = [r["trigger"] for r in records if "trigger" in r]
+    console.print(f"{len(records)} windows, {alerts} alerts, {len(triggers)} trigger(s); events in {log.path}", highlight=False)
+
+
 @app.command("search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),

@@ -51,7 +51,7 @@ def test_register_alias_load_gives_the_same_outputs(tmp_path, tracking_uri):
         assert tag in mv.tags, tag
     assert mv.tags["autounfold.spec_sha256"] == spec.sha256 and mv.tags["autounfold.search_run_id"] == tracker.run_id
     files = {f.path for f in client.list_artifacts(tracker.child_run("t1"), "model")}
-    assert files == {"model/config.yaml", "model/weights.pt", "model/meta.json", "model/search_space.yaml"}
+    assert files == {"model/config.yaml", "model/weights.pt", "model/meta.json", "model/search_space.yaml", "model/baseline.pt"}
     child = client.get_run(tracker.child_run("t1"))
     assert child.data.tags["mlflow.parentRunId"] == tracker.run_id and child.info.status == "FINISHED"
     assert child.data.metrics["val_score"] == 99.0

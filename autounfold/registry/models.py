@@ -17,6 +17,19 @@ from .tracking import mlflow_client
 
 MODEL_ARTIFACT_PATH = "model"
 CHALLENGER = "challenger"
+BASELINE_FILE = "baseline.pt"
+
+
+def _write_baseline(model_dir: Path, path: Path) -> None:
+    """The drift monitor's baseline (training-distribution covariance, learned parameters, gradient
+    norm), stored with the version so the monitor compares against what this version was trained on."""
+    import torch
+    from ..artifacts import load
+    from ..monitoring.monitor import compute_baseline
+    model = load(model_dir)
+    if model.problem.name != "beamforming":
+        return
+    torch.save(compute_baseline(model).to_state(), path)
 
 
 def is_model_uri(path) -> bool:
@@ -36,6 +49,7 @@ def register_model(name: str, model_dir: Path, spec, run_id: str, search_run_id:
             staged = Path(tmp) / MODEL_ARTIFACT_PATH
             shutil.copytree(model_dir, staged)
             (staged / "search_space.yaml").write_text(spec.canonical_yaml())
+            _write_baseline(model_dir, staged / BASELINE_FILE)
             client.log_artifacts(run_id, str(staged), MODEL_ARTIFACT_PATH)
         try:
             client.get_registered_model(name)
