@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-all benchmark search-benchmark clean
+.PHONY: setup demo test test-all benchmark search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,22 @@ search-benchmark: setup
 
 clean:
 	rm -rf $(VENV) runs results mlruns .pytest_cache
+
+# The operations loop end to end on the nominal scenario (about 5 min on 2 cores): a model trained at
+# 15 deg angular spread becomes champion, the channel moves to 40 deg, the monitor triggers one
+# warm-started re-search, its best becomes challenger, a 5% canary on 40 deg traffic decides.
+DRIFT_DIR := results/drift_demo
+DRIFT_URI := sqlite:///$(abspath $(DRIFT_DIR))/mlflow.db
+drift-demo: setup
+	rm -rf $(DRIFT_DIR) && mkdir -p $(DRIFT_DIR)
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search search_spaces/auto_pgd.yaml --out $(DRIFT_DIR)/search15 \
+	  --tracking-uri $(DRIFT_URI) --register drift_demo --set budget.num_samples=12 --set budget.n_initial_points=8 \
+	  --set base.training.steps=200
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli promote drift_demo --tracking-uri $(DRIFT_URI)
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli monitor --model drift_demo@champion --tracking-uri $(DRIFT_URI) \
+	  --source "synthetic:angular_spread=15->40,windows=8,at=3" --events $(DRIFT_DIR)/events.jsonl \
+	  --research-trials 12 --research-set base.training.steps=200
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli promote drift_demo --tracking-uri $(DRIFT_URI) --canary 0.05 \
+	  --batches 200 --batch-size 64 --set problem.channel.angular_spread_deg=40
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli monitor --model drift_demo@champion --tracking-uri $(DRIFT_URI) \
+	  --source "synthetic:angular_spread=40->40,windows=3" --events $(DRIFT_DIR)/events.jsonl --no-research

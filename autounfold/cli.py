@@ -379,6 +379,87 @@ def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the re
     console.print(f"{len(records)} windows, {alerts} alerts, {len(triggers)} trigger(s); events in {log.path}", highlight=False)
 
 
+@app.command()
+def submit(spec_path: Path = typer.Argument(..., metavar="JOB", help="job spec, e.g. jobs/search.yaml"),
+           address: Optional[str] = typer.Option(None, help="Ray dashboard address (default RAY_ADDRESS, else "
+                                                            "http://127.0.0.1:8265)"),
+           set_: List[str] = typer.Option([], "--set", help="override a spec key, e.g. --set entrypoint_num_cpus=2"),
+           wait: bool = typer.Option(False, "--wait", help="follow the job to its end; exit 1 unless it SUCCEEDED"),
+           timeout: float = typer.Option(3600.0, help="seconds --wait waits")):
+    """Submit a declarative job spec to a Ray cluster (token authentication honoured)."""
+    from .jobs import load_job_spec, submit_job, wait_for_job
+    from .jobs.client import job_client
+    try:
+        spec = load_job_spec(spec_path, set_)
+        job_id = submit_job(spec, address)
+        console.print(f"submitted {spec.name} as {job_id}: {spec.entrypoint}", highlight=False)
+        if not wait:
+            return
+        status = wait_for_job(job_id, address, timeout, on_status=lambda st, t: console.print(
+            f"[{t:6.0f} s] {job_id} {st}", highlight=False))
+        logs = job_client(address).get_job_logs(job_id)
+        console.print(logs[-4000:], markup=False, highlight=False)
+    except AutoUnfoldError as err:
+        _fail(err)
+    if status != "SUCCEEDED":
+        typer.echo(f"error: job {job_id} ended {status}", err=True)
+        raise typer.Exit(1)
+
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Ray jobs on a cluster: list, status, logs, stop.")
+app.add_typer(jobs_app, name="jobs")
+_ADDRESS_HELP = "Ray dashboard address (default RAY_ADDRESS, else http://127.0.0.1:8265)"
+
+
+@jobs_app.command("list")
+def jobs_list(address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP)):
+    """All jobs of the cluster with their status."""
+    from .jobs.client import _call, job_client
+    try:
+        jobs = _call("listing jobs", job_client(address).list_jobs)
+    except AutoUnfoldError as err:
+        _fail(err)
+    rows = [{"id": j.submission_id or j.job_id, "status": str(j.status).split(".")[-1],
+             "job": (j.metadata or {}).get("autounfold.job", ""), "entrypoint": j.entrypoint[:70]} for j in jobs]
+    console.print(_table("Ray jobs", rows, [("id", "id", "{}"), ("status", "status", "{}"), ("job", "job", "{}"),
+                                            ("entrypoint", "entrypoint", "{}")]))
+
+
+@jobs_app.command("status")
+def jobs_status(job_id: str, address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP)):
+    """Status of one job (exit 1 when it FAILED or was STOPPED)."""
+    from .jobs.client import _call, job_client
+    try:
+        status = str(_call(f"job {job_id}", job_client(address).get_job_status, job_id)).split(".")[-1]
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print(status)
+    if status in ("FAILED", "STOPPED"):
+        raise typer.Exit(1)
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: str, address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP)):
+    """The job's driver output."""
+    from .jobs.client import _call, job_client
+    try:
+        logs = _call(f"job {job_id}", job_client(address).get_job_logs, job_id)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print(logs, markup=False, highlight=False)
+
+
+@jobs_app.command("stop")
+def jobs_stop(job_id: str, address: Optional[str] = typer.Option(None, help=_ADDRESS_HELP)):
+    """Ask the cluster to stop a job."""
+    from .jobs.client import _call, job_client
+    try:
+        _call(f"job {job_id}", job_client(address).stop_job, job_id)
+    except AutoUnfoldError as err:
+        _fail(err)
+    console.print(f"stop requested for {job_id}")
+
+
 @app.command("search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and the tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),

@@ -1,0 +1,58 @@
+"""Job specs: YAML validated once (unknown keys and bad values name the file and key)."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..config import set_override
+from ..errors import ConfigError
+
+
+class JobSpec(BaseModel):
+    """A Ray job that runs one ``autounfold`` command on the cluster.
+
+    entrypoint: the command (must start with ``autounfold``); runtime_env: Ray's runtime environment
+    (``working_dir: .`` ships this checkout, minus what .gitignore excludes); entrypoint_num_cpus /
+    entrypoint_num_gpus / entrypoint_resources: what the driver of the job reserves; metadata: labels."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    entrypoint: str
+    runtime_env: Dict[str, Any] = Field(default_factory=dict)
+    entrypoint_num_cpus: float = Field(1.0, ge=0)
+    entrypoint_num_gpus: float = Field(0.0, ge=0)
+    entrypoint_resources: Dict[str, float] = Field(default_factory=dict)
+    metadata: Dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _autounfold_command(cls, v: str) -> str:
+        words = shlex.split(v)
+        if not words or words[0] != "autounfold":
+            raise ValueError(f"must be an autounfold command, e.g. 'autounfold search search_spaces/auto_pgd.yaml' (got {v!r})")
+        return v
+
+
+def load_job_spec(path: "str | Path", overrides: Optional[List[str]] = None) -> JobSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such job spec")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    for o in overrides or []:
+        set_override(data, o, origin=f"{path} --set")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        lines = [f"{path}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in err.errors()]
+        raise ConfigError("\n".join(lines)) from None
