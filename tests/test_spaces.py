@@ -47,7 +47,8 @@ def test_shipped_spaces_are_valid_and_cover_the_issue():
 
 
 @pytest.mark.parametrize("change, fragment", [
-    ({"space/model.num_layers": {"type": "int", "low": 6, "high": 2}}, "space.model.num_layers: high must be >= low"),
+    ({"space/model.num_layers": {"type": "int", "low": 6, "high": 2}}, "space.model.num_layers: high must be > low"),
+    ({"space/model.num_layers": {"type": "int", "low": 6, "high": 6}}, "a fixed value belongs in base"),
     ({"space/training.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}, "space.training.lr: a log range needs low > 0"),
     ({"space/training.lr": {"type": "float", "low": 0.1, "high": 0.1}}, "high must be > low"),
     ({"space/model.tied": {"type": "categorical", "values": []}}, "space.model.tied.values"),

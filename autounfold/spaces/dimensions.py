@@ -37,8 +37,9 @@ class IntDim(_Dim):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.high < self.low:
-            raise ValueError(f"high must be >= low (got high={self.high} < low={self.low})")
+        if not self.high > self.low:
+            raise ValueError(f"high must be > low (got high={self.high}, low={self.low}; "
+                             "a fixed value belongs in base)")
         if self.log and self.low <= 0:
             raise ValueError(f"a log range needs low > 0 (got low={self.low})")
         return self
