@@ -26,6 +26,11 @@ DEFAULT_DIR = "mlruns"
 def _quiet_env() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # fail fast when a tracking server is down: the tracker queues and replays (see SearchTracker)
+    # instead of blocking the search for minutes inside MLflow's own retry loop
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 
 def default_tracking_uri(root: "str | Path | None" = None) -> str:
@@ -62,13 +67,22 @@ class SearchTracker:
 
     ``SearchTracker.start(spec, ...)`` creates (or, on resume, reopens) the parent run;
     ``trial_result`` / ``trial_complete`` log one trial; ``finish`` logs the search's artifacts.
-    A tracking failure is logged as a warning and never stops the search.
+
+    A tracking failure never stops the search: the operation is queued, with everything after it,
+    and the queue is replayed in order as soon as the store answers again (at the latest in
+    ``finish``, which retries for ``flush_timeout_s``). A child run is created once and remembered,
+    so a replay does not duplicate runs. What is still queued when ``finish`` gives up is reported
+    in ``pending``.
     """
 
-    def __init__(self, client, uri: str, experiment_id: str, run_id: str):
+    def __init__(self, client, uri: str, experiment_id: str, run_id: str, flush_timeout_s: float = 120.0):
         self.client, self.uri, self.experiment_id, self.run_id = client, uri, experiment_id, run_id
         self.children: Dict[str, str] = {}
         self._last_step: Dict[str, int] = {}
+        self.pending: list = []
+        self._params_logged: set = set()
+        self.flush_timeout_s = flush_timeout_s
+        self._outage_logged = False
 
     @classmethod
     def start(cls, spec, tracking_uri: Optional[str] = None, experiment: Optional[str] = None,
@@ -111,23 +125,41 @@ class SearchTracker:
                 self.children[tid] = r.info.run_id
 
     def _safe(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception as err:  # tracking must never take the search down
-            log.warning("MLflow logging failed (%s: %s); the search goes on", type(err).__name__, err)
+        self.pending.append((fn, args))
+        self._flush()
+
+    def _flush(self) -> bool:
+        """Replay queued operations in order; stop at the first failure (True when the queue is empty)."""
+        while self.pending:
+            fn, args = self.pending[0]
+            try:
+                fn(*args)
+            except Exception as err:  # tracking must never take the search down
+                if not self._outage_logged:
+                    log.warning("MLflow at %s failed (%s: %s); queuing tracking until it answers, the search goes on",
+                                self.uri, type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+                    self._outage_logged = True
+                return False
+            self.pending.pop(0)
+            if self._outage_logged and not self.pending:
+                log.warning("MLflow at %s answers again; queued tracking replayed", self.uri)
+                self._outage_logged = False
+        return True
 
     # -- trials ------------------------------------------------------------------------------
     def _child(self, trial_id: str, params: dict) -> str:
         if trial_id not in self.children:
             run = self.client.create_run(self.experiment_id, run_name=f"trial-{trial_id}", tags={
                 "mlflow.parentRunId": self.run_id, "autounfold.kind": "trial", "autounfold.trial_id": trial_id})
-            rid = run.info.run_id
-            self.children[trial_id] = rid
+            self.children[trial_id] = run.info.run_id          # remembered at once: a replay never duplicates it
+        rid = self.children[trial_id]
+        if rid not in self._params_logged:
             from mlflow.entities import Param
             batch = [Param(k[:250], json.dumps(v) if not isinstance(v, str) else v[:6000]) for k, v in params.items()]
             for i in range(0, len(batch), 100):
                 self.client.log_batch(rid, params=batch[i:i + 100])
-        return self.children[trial_id]
+            self._params_logged.add(rid)
+        return rid
 
     def trial_result(self, trial_id: str, params: dict, metrics: dict) -> None:
         self._safe(self._trial_result, trial_id, params, metrics)
@@ -175,6 +207,13 @@ class SearchTracker:
                 c.set_tag(rid, "autounfold.best_trial", best["trial_id"])
             c.set_terminated(rid, status)
         self._safe(_finish)
+        import time
+        deadline = time.monotonic() + self.flush_timeout_s
+        while not self._flush() and time.monotonic() < deadline:
+            time.sleep(2.0)
+        if self.pending:
+            log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
+                        self.uri, len(self.pending), out_dir)
 
     def child_run(self, trial_id: str) -> Optional[str]:
         return self.children.get(trial_id)

@@ -16,39 +16,60 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = open(tmp_path / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
+class MlflowServer:
+    """`mlflow server` on 127.0.0.1 with a sqlite store; ``stop()`` / ``start()`` keep port and store."""
+
+    def __init__(self, root):
+        self.root, self.port, self.proc = root, free_port(), None
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        self.log = open(self.root / "mlflow-server.log", "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+             "--artifacts-destination", str(self.root / "server-artifacts")],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.time() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
                     if r.status == 200:
-                        break
+                        return
             except OSError:
                 pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.flush()
-                raise RuntimeError(f"mlflow server did not start: {(tmp_path / 'mlflow-server.log').read_text()[-2000:]}")
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.log.flush()
+                raise RuntimeError(f"mlflow server did not start: {(self.root / 'mlflow-server.log').read_text()[-2000:]}")
             time.sleep(0.5)
-        yield url
-    finally:
+
+    def stop(self):
+        if self.proc is None:
+            return
         try:
-            os.killpg(proc.pid, signal.SIGTERM)      # the server and the workers it started
+            os.killpg(self.proc.pid, signal.SIGTERM)      # the server and the workers it started
         except ProcessLookupError:
             pass
         try:
-            proc.wait(timeout=20)
+            self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+        self.proc = None
+
+
+@pytest.fixture
+def mlflow_process(tmp_path):
+    server = MlflowServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mlflow_server(mlflow_process):
+    yield mlflow_process.url

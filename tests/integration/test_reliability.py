@@ -67,3 +67,47 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "autounfold.cli", "jobs", "list", "--address", "http://127.0.0.1:9"],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 2 and "cannot reach the Ray job server at http://127.0.0.1:9" in r.stderr, r.stderr[-2000:]
+
+
+def test_mlflow_server_outage_during_a_search_loses_nothing(tmp_path, mlflow_process):
+    from mlflow import MlflowClient
+
+    spec = json.loads(json.dumps(SPEC))
+    spec.update(name="outage", budget={"num_samples": 6, "algorithm": "random", "max_concurrent": 2})
+    spec["base"]["problem"]["channel"] = {"n_tx": 32, "n_rx": 8}
+    spec["base"]["training"].update(steps=300, validate_every=100)
+    spec["space"] = {"model.num_layers": {"type": "int", "low": 3, "high": 8}}
+    path = tmp_path / "outage.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    proc = subprocess.Popen([sys.executable, "-m", "autounfold.cli", "search", str(path), "--out", str(tmp_path / "out"),
+                             "--tracking-uri", mlflow_process.url, "--cpus", "2", "--register", "outage_model"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    lines = []
+    try:
+        for line in proc.stdout:                       # the server dies after the first trial, returns after the third
+            lines.append(line)
+            if line.startswith("[1/6]"):
+                mlflow_process.stop()
+            if line.startswith("[3/6]"):
+                mlflow_process.start()
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if mlflow_process.proc is None:
+            mlflow_process.start()
+    output = "".join(lines)
+    assert proc.returncode == 0, output[-3000:]
+    assert "queuing tracking" in output and "queued tracking replayed" in output
+    client = MlflowClient(mlflow_process.url, registry_uri=mlflow_process.url)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    parent = client.get_run(summary["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    assert len(children) == 6 and {c.data.tags["autounfold.trial_id"] for c in children} == set(table.trial_id)
+    for c in children:                                  # every trial complete: params, every validation, status
+        assert c.info.status == "FINISHED" and "model.num_layers" in c.data.params
+        assert len(client.get_metric_history(c.info.run_id, "val_score")) >= 4
+    assert str(client.get_model_version_by_alias("outage_model", "challenger").version) == "1"
