@@ -159,7 +159,8 @@ def _print_search(outcome, spec) -> None:
 
 
 @app.command()
-def search(spec_path: Path = typer.Argument(..., metavar="SPEC", help="search-space YAML, e.g. search_spaces/auto_pgd.yaml"),
+def search(spec_path: str = typer.Argument(..., metavar="SPEC", help="search-space YAML, e.g. search_spaces/auto_pgd.yaml, "
+                                                                   "or models:/NAME/VERSION (the space that version was found with)"),
            out: Optional[Path] = typer.Option(None, help="result directory (default runs/search/<spec name>)"),
            set_: List[str] = typer.Option([], "--set", help="override a spec key, e.g. --set budget.num_samples=60"),
            address: Optional[str] = typer.Option(None, help="Ray cluster address; default: start Ray on this machine"),
@@ -176,7 +177,17 @@ def search(spec_path: Path = typer.Argument(..., metavar="SPEC", help="search-sp
     """TPE search over an unfolded model's depth, parameterisation and training recipe on Ray Tune."""
     from .spaces import load_spec
     try:
-        spec = load_spec(spec_path, set_)
+        if spec_path.startswith("models:/"):
+            import tempfile
+            from .registry.models import download_model
+            with tempfile.TemporaryDirectory() as tmp:
+                local = download_model(spec_path, tmp, tracking_uri) / "search_space.yaml"
+                if not local.is_file():
+                    raise AutoUnfoldError(f"{spec_path}: this model version carries no search_space.yaml")
+                spec = load_spec(local, set_)
+                spec._origin = f"{spec_path} search_space.yaml" + (" (with --set overrides)" if set_ else "")
+        else:
+            spec = load_spec(spec_path, set_)
         if dry_run:
             console.print(f"{spec_path}: valid; sha256 {spec.sha256}; {spec.budget.num_samples} trials "
                           f"({spec.budget.algorithm}); dimensions: {', '.join(spec.labels())}", highlight=False)
@@ -305,6 +316,8 @@ def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the re
             research_set: List[str] = typer.Option([], "--research-set", help="override for the re-search spec, "
                                                    "e.g. base.training.steps=200"),
             set_: List[str] = typer.Option([], "--set", help="monitor setting, e.g. --set covariance_threshold=0.2"),
+            address: Optional[str] = typer.Option(None, help="submit a triggered re-search as a Ray job to this "
+                                                             "cluster (default: run it in this process)"),
             tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI")):
     """Watch CSI windows for drift (covariance shift, shadow metric, parameter drift, gradient norm);
     a covariance shift triggers, once per model version, a warm-started re-search -> new challenger."""
@@ -362,9 +375,15 @@ def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the re
         def on_trigger(event):
             if not research:
                 return {"skipped": "--no-research"}
-            from .monitoring.trigger import research_on_drift
-            outcome = research_on_drift(model_dir, name, event, log.path.parent, mv.tags.get("autounfold.search_run_id"),
-                                        uri, research_trials, research_set, console)
+            from .monitoring.trigger import research_changes, research_on_drift, submit_research
+            warm = mv.tags.get("autounfold.search_run_id")
+            if address:
+                outcome = submit_research(ref, name, str(mv.version), research_changes(model_dir, event, research_trials,
+                                                                                       research_set), warm, uri, address, console)
+                client.set_tag(run.info.run_id, "autounfold.triggered_job", outcome["job_id"])
+                return outcome
+            outcome = research_on_drift(model_dir, name, event, log.path.parent, warm, uri, research_trials,
+                                        research_set, console)
             client.set_tag(run.info.run_id, "autounfold.triggered_search", outcome["search_run_id"] or "")
             return outcome
 

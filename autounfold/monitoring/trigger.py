@@ -11,14 +11,9 @@ import yaml
 from ..errors import SearchError
 
 
-def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, search_run_id: Optional[str],
-                      tracking_uri: Optional[str], trials: int = 16, overrides: Optional[List[str]] = None,
-                      console=None) -> dict:
-    """Re-run the version's own search space with the channel set to the estimated angular spread,
-    warm-started from the version's search (its MLflow run), and register the best as challenger."""
-    from ..search import run_search
+def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optional[List[str]] = None) -> List[str]:
+    """The ``--set`` changes that aim the version's own search space at the channel the monitor sees."""
     from ..config import set_override
-    from ..spaces.spec import parse_spec
 
     space_file = Path(model_dir) / "search_space.yaml"
     if not space_file.is_file():
@@ -29,10 +24,51 @@ def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, s
                *(overrides or [])]
     for c in changes:
         set_override(data, c)
-    if data.get("budget", {}).get("algorithm", "tpe") == "tpe" and \
-            data["budget"].get("n_initial_points", 10) >= data["budget"]["num_samples"]:
+    budget = data.get("budget", {})
+    if budget.get("algorithm", "tpe") == "tpe" and budget.get("n_initial_points", 10) >= budget.get("num_samples", 40):
         # the warm-start history already covers TPE's random start-up
-        data["budget"]["n_initial_points"] = max(1, data["budget"]["num_samples"] - 1)
+        changes.append(f"budget.n_initial_points={max(1, budget['num_samples'] - 1)}")
+    return changes
+
+
+def submit_research(model_ref: str, name: str, version: str, changes: List[str], search_run_id: Optional[str],
+                    tracking_uri: str, address: str, console=None) -> dict:
+    """The re-search as a Ray job on the cluster at ``address``: the job reads the search space from
+    the registry (``autounfold search models:/NAME/VERSION``), so it needs no files from here."""
+    import shlex
+
+    from ..jobs import JobSpec, submit_job
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise SearchError(f"a re-search on the cluster at {address} must reach the registry: give an MLflow server "
+                          f"(--tracking-uri http://...), not {tracking_uri}")
+    words = ["autounfold", "search", f"models:/{name}/{version}", "--address", "auto", "--tracking-uri", tracking_uri,
+             "--register", name, "--out", f"runs/monitor/{name}/research-{time.strftime('%Y%m%d-%H%M%S')}"]
+    for c in changes:
+        words += ["--set", c]
+    if search_run_id:
+        words += ["--warm-start", search_run_id]
+    spec = JobSpec(name="research", entrypoint=shlex.join(words), metadata={"trigger": model_ref},
+                   runtime_env={"env_vars": {"MLFLOW_DISABLE_TELEMETRY": "true"}})
+    job_id = submit_job(spec, address)
+    if console is not None:
+        console.print(f"trigger: re-search submitted to {address} as job {job_id}", highlight=False)
+    return {"job_id": job_id, "address": address, "entrypoint": spec.entrypoint}
+
+
+def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, search_run_id: Optional[str],
+                      tracking_uri: Optional[str], trials: int = 16, overrides: Optional[List[str]] = None,
+                      console=None) -> dict:
+    """Re-run the version's own search space in this process with the channel set to the estimated
+    angular spread, warm-started from the version's search (its MLflow run); the best becomes challenger."""
+    from ..config import set_override
+    from ..search import run_search
+    from ..spaces.spec import parse_spec
+
+    changes = research_changes(model_dir, event, trials, overrides)
+    data = yaml.safe_load((Path(model_dir) / "search_space.yaml").read_text())
+    for c in changes:
+        set_override(data, c)
+    spread = round(float(event["angular_spread_estimate"]), 1)
     spec = parse_spec(data, f"re-search of {name} ({', '.join(changes)})")
     out = Path(out_root) / f"research-{time.strftime('%Y%m%d-%H%M%S')}"
     if console is not None:

@@ -1,6 +1,7 @@
 """Ray job submission against a real Ray head on 127.0.0.1 with token authentication on: a request
 without the token is refused with a clear error; a small search job runs to SUCCEEDED; its logs are
 read back; the head is stopped by its PID."""
+import json
 import os
 import secrets
 import shutil
@@ -19,8 +20,9 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head():
+    """One token-authenticated head for the tests of this module (started once: ~20 s)."""
     token = secrets.token_hex(16)
     port, dash = free_port(), free_port()
     temp = tempfile.mkdtemp(prefix="rayt", dir="/tmp")
@@ -106,3 +108,44 @@ def test_job_spec_validation(tmp_path):
         load_job_spec(ROOT / "jobs/search.yaml", ["entrypoint=rm -rf /"])
     with pytest.raises(ConfigError, match="colour: Extra inputs"):
         load_job_spec(ROOT / "jobs/search.yaml", ["colour=red"])
+
+
+SMALL = ("--set budget.num_samples=2 --set budget.algorithm=random --set base.training.steps=10 "
+         "--set base.training.validate_every=5 --set base.training.validation_batch=64 "
+         "--set base.problem.channel.n_tx=8 --set base.problem.channel.n_rx=4 --set objective.latency_batch=8")
+
+
+def test_monitor_trigger_submits_the_research_as_a_ray_job(ray_head, mlflow_server, tmp_path):
+    from mlflow import MlflowClient
+
+    address, env = ray_head
+    env = {**env, "MLFLOW_TRACKING_URI": mlflow_server}
+    entry = (f"autounfold search search_spaces/auto_pgd.yaml --address auto --out {tmp_path / 's15'} "
+             f"--tracking-uri {mlflow_server} --register jobloop {SMALL}")
+    r = _cli(["submit", "jobs/search.yaml", "--address", address, "--wait", "--timeout", "400",
+              "--set", f"entrypoint={entry}"], env, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    r = _cli(["promote", "jobloop"], env, timeout=120)
+    assert r.returncode == 0 and '"decision": "promote"' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+    events = tmp_path / "events.jsonl"
+    r = _cli(["monitor", "--model", "jobloop@champion", "--source", "synthetic:angular_spread=15->40,windows=4,at=1",
+              "--window", "128", "--events", str(events), "--address", address, "--research-trials", "2",
+              "--research-set", "base.training.steps=10", "--research-set", "budget.algorithm=random"], env, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    done = [json.loads(line) for line in events.read_text().splitlines() if '"trigger_done"' in line]
+    assert len(done) == 1
+    job_id = done[0]["outcome"]["job_id"]
+    assert "models:/jobloop/1" in done[0]["outcome"]["entrypoint"]
+    deadline = time.time() + 400
+    while True:
+        r = _cli(["jobs", "status", job_id, "--address", address], env, timeout=60)
+        if "SUCCEEDED" in r.stdout:
+            break
+        assert r.returncode == 0 and time.time() < deadline, r.stdout + r.stderr
+        time.sleep(2)
+    client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
+    challenger = client.get_model_version_by_alias("jobloop", "challenger")
+    assert str(challenger.version) == "2"
+    research = client.get_run(challenger.tags["autounfold.search_run_id"])
+    assert research.data.tags["autounfold.warm_start"] == client.get_model_version("jobloop", "1").tags["autounfold.search_run_id"]
