@@ -148,7 +148,7 @@ def _print_search(outcome, spec) -> None:
                          f"{outcome.summary['seconds']:.0f} s)", rows, cols))
     out = outcome.out_dir
     console.print(f"results: {out}/trials.parquet, leaderboard.md, pareto.png, summary.json"
-                  + (f", best_model/" if outcome.best_model else ""), highlight=False)
+                  + (", best_model/" if outcome.best_model else ""), highlight=False)
     if outcome.registered:
         r = outcome.registered
         console.print(f"registered {r['name']} version {r['version']} as @{r['alias']}: "

@@ -153,6 +153,23 @@ def set_override(data: dict, assignment: str, origin: str = "--set") -> None:
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
+def read_yaml_mapping(path: "str | Path", error=ConfigError, origin: Optional[str] = None,
+                      missing: str = "no such file") -> dict:
+    """The YAML file at ``path`` as a dict (empty file: ``{}``); ``error`` (a ConfigError subclass)
+    names ``origin`` (default: the path) when the file is missing, not YAML, or not a mapping."""
+    path = Path(path)
+    origin = origin or str(path)
+    if not path.is_file():
+        raise error(f"{origin}: {missing}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise error(f"{origin}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise error(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
 def load_config(path: "str | Path | None" = None, overrides: Optional[List[str]] = None) -> ExperimentConfig:
     """Load YAML (a path, or ``preset:NAME`` for a file in autounfold/presets), apply overrides, validate."""
     data, origin = {}, "<defaults>"
@@ -166,13 +183,8 @@ def load_config(path: "str | Path | None" = None, overrides: Optional[List[str]]
                 raise ConfigError(f"unknown preset {name!r}; available: {', '.join(names)}")
         else:
             p = Path(path)
-            if not p.exists():
-                raise ConfigError(f"{path}: no such file")
         origin = str(path)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{origin}: not valid YAML: {err}") from None
+        data = read_yaml_mapping(p, origin=origin)
     for o in overrides or []:
         set_override(data, o)
     return parse_config(data, origin + (" (with --set overrides)" if overrides else ""))

@@ -87,3 +87,15 @@ def test_load_never_unpickles_code(tmp_path):
     torch.save({"params.step": Evil()}, tmp_path / "m" / "weights.pt")
     with pytest.raises(ArtifactError, match="plain tensors"):
         autounfold.load(tmp_path / "m")
+
+
+def test_yaml_files_that_are_not_mappings_are_clear_errors(tmp_path):
+    from autounfold.config import load_config
+    from autounfold.errors import ConfigError
+    from autounfold.jobs import load_job_spec
+    from autounfold.spaces import load_spec
+    f = tmp_path / "list.yaml"
+    f.write_text("- 1\n- 2\n")
+    for load in (load_config, load_spec, load_job_spec):        # one reader behind all three
+        with pytest.raises(ConfigError, match="list.yaml: the top level must be a mapping, got list"):
+            load(f, ["a.b=1"])

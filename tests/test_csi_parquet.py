@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from autounfold.channels import CorrelatedRayleigh
-from autounfold.channels.parquet import ParquetSource, csi_schema, inspect_csi, read_csi, write_csi
+from autounfold.channels.parquet import ParquetSource, inspect_csi, read_csi, write_csi
 from autounfold.cli import app
 from autounfold.errors import InputError
 

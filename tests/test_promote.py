@@ -3,7 +3,6 @@ rolls back a worse one; every decision is recorded (sqlite store, no server need
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import autounfold

@@ -1,6 +1,4 @@
 """Model registry round trip on the embedded sqlite store: register -> alias -> load -> same outputs."""
-import json
-
 import pytest
 import torch
 

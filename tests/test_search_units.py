@@ -1,10 +1,8 @@
 """Search pieces without a Ray cluster: trial seeding and replay, failures, resume of training,
 warm-start insertion into TPE, the trial table and the Pareto front."""
 import json
-import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

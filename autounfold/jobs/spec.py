@@ -5,10 +5,9 @@ import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import set_override
+from ..config import read_yaml_mapping, set_override
 from ..errors import ConfigError
 
 
@@ -40,14 +39,7 @@ class JobSpec(BaseModel):
 
 def load_job_spec(path: "str | Path", overrides: Optional[List[str]] = None) -> JobSpec:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such job spec")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+    data = read_yaml_mapping(path, missing="no such job spec")
     for o in overrides or []:
         set_override(data, o, origin=f"{path} --set")
     try:

@@ -14,11 +14,10 @@ Writes ``search_benchmark.json`` and ``search_benchmark.md`` in ``out``.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import pandas as pd
 

@@ -25,7 +25,7 @@ from typing import Optional
 from ..errors import SearchError
 from ..spaces.spec import SearchSpec
 from . import results as R
-from .history import History, insert_history, read_history
+from .history import TRIALS_FILE, History, insert_history, read_history
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def _resolve_history(warm_start: str, tracking_uri: Optional[str]) -> History:
     client, uri = mlflow_client(tracking_uri)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            local = client.download_artifacts(warm_start, R_TRIALS, tmp)
+            local = client.download_artifacts(warm_start, TRIALS_FILE, tmp)
             return read_history(Path(local))
     except SearchError:
         raise
@@ -67,11 +67,7 @@ def _resolve_history(warm_start: str, tracking_uri: Optional[str]) -> History:
                           f"in {uri} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
 
 
-R_TRIALS = "trials.parquet"
-
-
 def _make_searcher(spec: SearchSpec, history: Optional[History]):
-    from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.hyperopt import HyperOptSearch
 
     b = spec.budget
@@ -113,7 +109,7 @@ def _write_results(grid, spec: SearchSpec, out: Path, model_dir_name: str):
         if res.checkpoint is not None:
             checkpoints[trial_id] = res.checkpoint
     table = R.trial_table(rows)
-    R.write_table(table, out / R_TRIALS)
+    R.write_table(table, out / TRIALS_FILE)
     (out / "leaderboard.md").write_text(R.leaderboard_markdown(R.leaderboard(table)))
     R.plot_pareto(table, out / "pareto.png", f"{spec.name}: score vs cost ({len(table)} trials)")
     best = R.best_row(table, spec.objective.mode)
@@ -138,8 +134,8 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     """Run (or ``resume``) a search and write its results to ``out``.
 
     ``warm_start``: a result directory or the MLflow run id of an earlier search (the trials its
-    TPE learned from seed this one's; see ``history.read_history``). ``register``: a model name; the best model becomes a new version with alias
-    ``challenger``. ``track=False`` skips MLflow entirely. Raises SearchError before anything
+    TPE learned from seed this one's; see ``history.read_history``). ``register``: a model name;
+    the best model becomes a new version with alias ``challenger``. ``track=False`` skips MLflow entirely. Raises SearchError before anything
     starts when the output directory, the warm-start source or the resources do not fit.
     """
     import ray

@@ -27,12 +27,9 @@ class _Dim(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class IntDim(_Dim):
-    """Integer in [low, high] (both included), uniform or log-uniform."""
+class _RangeDim(_Dim):
+    """A [low, high] range, uniform or log-uniform; the subclasses fix the number type."""
 
-    type: Literal["int"]
-    low: int
-    high: int
     log: bool = False
 
     @model_validator(mode="after")
@@ -47,29 +44,25 @@ class IntDim(_Dim):
     def candidates(self):
         return [self.low, self.high]
 
+
+class IntDim(_RangeDim):
+    """Integer in [low, high] (both included), uniform or log-uniform."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+
     def contains(self, v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() \
             and self.low <= v <= self.high
 
 
-class FloatDim(_Dim):
+class FloatDim(_RangeDim):
     """Real number in [low, high], uniform or log-uniform."""
 
     type: Literal["float"]
     low: float
     high: float
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _check(self):
-        if not self.high > self.low:
-            raise ValueError(f"high must be > low (got high={self.high} <= low={self.low})")
-        if self.log and self.low <= 0:
-            raise ValueError(f"a log range needs low > 0 (got low={self.low})")
-        return self
-
-    def candidates(self):
-        return [self.low, self.high]
 
     def contains(self, v) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and self.low <= v <= self.high

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, PrivateAttr
 
-from ..config import ExperimentConfig, parse_config, set_override
+from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
 from ..errors import ConfigError, SpaceError
 from . import dimensions as D
 
@@ -98,7 +98,7 @@ class SearchSpec(_Strict):
 
     # -- identity ---------------------------------------------------------------------------
     def canonical_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", ), sort_keys=True)
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)
 
     @property
     def sha256(self) -> str:
@@ -191,14 +191,7 @@ def parse_spec(data: Any, origin: str = "<spec>") -> SearchSpec:
 def load_spec(path, overrides: Optional[List[str]] = None) -> SearchSpec:
     """Read and validate a search-space YAML; ``overrides`` are ``key.sub=value`` strings."""
     path = Path(path)
-    if not path.is_file():
-        raise SpaceError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SpaceError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise SpaceError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    data = read_yaml_mapping(path, SpaceError)
     for o in overrides or []:
         try:
             set_override(data, o)
