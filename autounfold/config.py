@@ -1,68 +1,49 @@
 """Typed experiment configuration: YAML is parsed once into these objects, errors name file and key.
 
 The same object builds the problem, the model and the trainer, and its canonical YAML is saved
-beside the weights (``ExperimentConfig.canonical_yaml``).
+beside the weights (``ExperimentConfig.canonical_yaml``). Names are not listed here: the problem
+section is validated by the schema its registered problem declares, ``model.layer`` against the
+layer-type table and ``gradient_scaling`` against what the problem declares (``autounfold.plugins``).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Union
+from typing import List, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError
+from .channels.base import ChannelConfig
+from .errors import ConfigError, format_validation_error
+from .plugins import LAYERS, PROBLEMS
+from .problems.base import ProblemConfig
+
+__all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "load_config",
+           "parse_config", "read_yaml_mapping", "set_override"]
+
+DEFAULT_PROBLEM = "beamforming"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class ChannelConfig(_Strict):
-    model: Literal["correlated_rayleigh", "iid_rayleigh"] = "correlated_rayleigh"
-    n_tx: int = Field(64, ge=1)
-    n_rx: int = Field(16, ge=1)
-    snr_db: Tuple[float, float] = (0.0, 30.0)
-    power: float = Field(1.0, gt=0)
-    angular_spread_deg: float = Field(15.0, ge=0, le=90)
-    antenna_spacing: float = Field(0.5, gt=0)
-    rx_rho: Optional[float] = Field(None, ge=0, lt=1)
-
-    @field_validator("snr_db")
-    @classmethod
-    def _ordered(cls, v):
-        if v[1] < v[0]:
-            raise ValueError(f"must be [low, high] with low <= high, got {list(v)}")
-        return v
-
-
-class BeamformingConfig(_Strict):
-    name: Literal["beamforming"] = "beamforming"
-    n_streams: int = Field(1, ge=1)
-    constraint: Literal["total", "per_antenna"] = "total"
-    init: Literal["matched_filter", "random"] = "matched_filter"
-    channel: ChannelConfig = ChannelConfig()
-
-
-class LassoConfig(_Strict):
-    name: Literal["lasso"]
-    n: int = Field(50, ge=1)
-    m: int = Field(25, ge=1)
-    sparsity: float = Field(5, gt=0)
-    snr_db: float = 20.0
-    lam: float = Field(0.05, gt=0)
-    matrix_seed: int = 0
-
-
 class ModelConfig(_Strict):
     algorithm: Literal["pgd"] = "pgd"
     num_layers: int = Field(5, ge=1, le=200)
-    layer: Literal["step", "signed", "momentum", "hybrid", "ista", "lista", "lista_cp"] = "signed"
+    layer: str = "signed"
     tied: bool = False
     step_init: Union[Literal["chebyshev"], float, List[float]] = "chebyshev"
     momentum_init: Union[float, List[float]] = 0.0
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
-    gradient_scaling: Literal["auto", "none", "rayleigh", "trace", "lipschitz"] = "auto"
+    gradient_scaling: str = "auto"
+
+    @field_validator("layer")
+    @classmethod
+    def _registered(cls, v):
+        if v not in LAYERS:
+            raise ValueError(f"unknown layer type {v!r}; allowed: {', '.join(LAYERS.names())}")
+        return v
 
 
 class TrainingConfig(_Strict):
@@ -78,51 +59,54 @@ class TrainingConfig(_Strict):
     validate_every: int = Field(100, ge=1)
 
 
+def _default_problem() -> ProblemConfig:
+    return PROBLEMS.get(DEFAULT_PROBLEM).Config()
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: problem (with its channel), model, training and the seed of every stream."""
 
-    problem: Union[BeamformingConfig, LassoConfig] = Field(default_factory=BeamformingConfig, discriminator="name")
+    problem: SerializeAsAny[ProblemConfig] = Field(default_factory=_default_problem)
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     seed: int = 0
 
-    @model_validator(mode="before")
+    @field_validator("problem", mode="before")
     @classmethod
-    def _default_problem_name(cls, data):
-        if isinstance(data, dict) and isinstance(data.get("problem"), dict) and "name" not in data["problem"]:
-            data = {**data, "problem": {"name": "beamforming", **data["problem"]}}
-        return data
+    def _problem_schema(cls, v):
+        """The problem section is validated by the schema its registered problem declares."""
+        if isinstance(v, ProblemConfig):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"must be a mapping with a 'name' (one of {', '.join(PROBLEMS.names())})")
+        name = v.get("name", DEFAULT_PROBLEM)
+        if not isinstance(name, str) or name not in PROBLEMS:
+            raise ValueError(f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS.names())}")
+        return PROBLEMS.get(name).Config.model_validate({**v, "name": name})
 
     @model_validator(mode="after")
     def _consistent(self):
-        lasso_layers = ("ista", "lista", "lista_cp")
-        if self.problem.name == "lasso" and self.model.layer not in lasso_layers + ("step", "momentum"):
-            raise ValueError(f"model.layer {self.model.layer!r} does not apply to lasso; use one of {lasso_layers}")
-        if self.problem.name == "beamforming" and self.model.layer in lasso_layers:
-            raise ValueError(f"model.layer {self.model.layer!r} is for lasso; use step, signed, momentum or hybrid")
-        allowed = {"beamforming": ("auto", "none", "rayleigh", "trace"), "lasso": ("auto", "none", "lipschitz")}
-        if self.model.gradient_scaling not in allowed[self.problem.name]:
-            raise ValueError(f"model.gradient_scaling {self.model.gradient_scaling!r} does not apply to "
-                             f"{self.problem.name}; allowed: {', '.join(allowed[self.problem.name])}")
-        if self.model.step_init == "chebyshev" and self.model.layer != "signed":
-            raise ValueError("model.step_init 'chebyshev' only applies to layer 'signed'; give a number")
-        if self.model.step_init == "chebyshev" and self.model.gradient_scaling == "none":
+        problem, m = PROBLEMS.get(self.problem.name), self.model
+        layer = LAYERS.get(m.layer)
+        if not layer.applies_to(problem.name):
+            fits = LAYERS.select(lambda d: d.applies_to(problem.name))
+            raise ValueError(f"model.layer {m.layer!r} does not apply to {problem.name}; use one of {', '.join(fits)}")
+        allowed = ("auto", "none") + tuple(problem.scalings)
+        if m.gradient_scaling not in allowed:
+            raise ValueError(f"model.gradient_scaling {m.gradient_scaling!r} does not apply to "
+                             f"{problem.name}; allowed: {', '.join(allowed)}")
+        if layer.needs_scaling and m.gradient_scaling == "none":
+            raise ValueError(f"model.layer {m.layer!r} needs a scaled gradient; model.gradient_scaling 'none' is not allowed")
+        if m.step_init == "chebyshev" and not layer.chebyshev:
+            fits = LAYERS.select(lambda d: d.chebyshev)
+            raise ValueError(f"model.step_init 'chebyshev' only applies to layer {' or '.join(map(repr, fits))}; give a number")
+        if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
-                             "rayleigh or trace); give a number with gradient_scaling 'none'")
+                             f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")
         return self
 
     def canonical_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)
-
-
-def _format_errors(err: ValidationError, origin: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("beamforming", "lasso")))
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        lines.append(f"{origin}: {key or '<root>'}: {e['msg']}{shown}")
-    return "\n".join(lines)
 
 
 def parse_config(data: dict, origin: str = "<config>") -> ExperimentConfig:
@@ -131,7 +115,7 @@ def parse_config(data: dict, origin: str = "<config>") -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, origin)) from None
+        raise ConfigError(format_validation_error(err, origin)) from None
 
 
 def set_override(data: dict, assignment: str, origin: str = "--set") -> None:

@@ -31,3 +31,19 @@ class SearchError(AutoUnfoldError, RuntimeError):
 
 class RegistryError(AutoUnfoldError, RuntimeError):
     """The MLflow tracking store or model registry refused a request, or a model URI does not resolve."""
+
+
+def format_validation_error(err, origin: str, hide=()) -> str:
+    """One line per invalid field of a pydantic ``ValidationError``: ``origin: dotted.key: message (got value)``.
+
+    ``hide``: location parts that name a union member or a tagged-union tag rather than a key
+    (pydantic puts them in ``loc``), dropped from the dotted key. The one formatter for experiment
+    configs, search spaces, job specs and monitor settings."""
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if str(p) not in hide)
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        lines.append(f"{origin}: {key or '<root>'}: {msg}{shown}")
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ import torch
 
 from autounfold.channels import CorrelatedRayleigh, IIDRayleigh, check_channel, correlation_coefficient
 from autounfold.errors import ConfigError, InputError
-from autounfold.seeding import derive_seed
+from autounfold.seeding import derive_seed, generator
 
 
 def test_shapes_dtypes_and_noise_variance():
@@ -21,13 +21,14 @@ def test_same_seed_is_bit_identical_and_streams_differ():
     src = CorrelatedRayleigh(n_tx=8, n_rx=4)
     a, b = src.sample(16, seed=5), src.sample(16, seed=5)
     assert torch.equal(a.H, b.H) and torch.equal(a.noise_var, b.noise_var)
-    train0 = src.shard(search_seed=3, trial_index=0, batch=16).batch_at(0)
-    train1 = src.shard(search_seed=3, trial_index=1, batch=16).batch_at(0)
-    val = src.stream(3, "validation", 16).batch_at(0)
+    # the streams trials really use: generator(search seed, "trial:<id>", phase, step) and "validation"
+    train0 = src.sample(16, generator(3, "trial:t0", 0, 0))
+    train1 = src.sample(16, generator(3, "trial:t1", 0, 0))
+    val = src.sample(16, generator(3, "validation"))
     assert not torch.equal(train0.H, train1.H) and not torch.equal(train0.H, val.H)
-    again = src.shard(search_seed=3, trial_index=1, batch=16).batch_at(0)
+    again = src.sample(16, generator(3, "trial:t1", 0, 0))
     assert torch.equal(train1.H, again.H)
-    assert len({derive_seed(3, "train/trial-0", i) for i in range(1000)}) == 1000
+    assert len({derive_seed(3, "trial:t0", 0, i) for i in range(1000)}) == 1000
 
 
 def test_transmit_covariance_matches_exponential_model():

@@ -9,8 +9,8 @@ import torch
 from autounfold.build import build_model
 from autounfold.config import parse_config
 from autounfold.search import results as R
-from autounfold.search.history import History, insert_history, read_history
-from autounfold.search.trial import failure_objective, objective_value, run_trial, shard_purpose
+from autounfold.search.history import History, make_searcher, read_history
+from autounfold.search.trial import objective_value, run_trial, shard_purpose
 from autounfold.spaces import parse_spec
 from autounfold.training import train
 
@@ -69,7 +69,7 @@ def test_trials_train_on_their_own_shard_and_replay_exactly(spec):
 def test_a_failed_trial_reports_why_and_scores_worst(spec, monkeypatch):
     final, rep = _run(spec, {**PARAMS, "model.num_layers": 500}, "cccc")      # config error
     assert final["status"] == "failed" and "num_layers" in final["reason"]
-    assert final["objective"] == failure_objective(spec) and rep[-1][0] is final
+    assert final["objective"] == spec.objective.worst and rep[-1][0] is final
 
     import autounfold.training as training
     from autounfold.errors import TrainingError
@@ -110,13 +110,11 @@ def test_training_resumes_from_a_snapshot_to_the_same_weights():
 
 
 def test_warm_start_history_changes_the_first_suggestions(spec):
-    from ray.tune.search.hyperopt import HyperOptSearch
+    def searcher(history=None):
+        return make_searcher(spec, history, n_initial_points=3)
 
-    def searcher():
-        return HyperOptSearch(space=spec.hyperopt_space(), metric="objective", mode="max", n_initial_points=3,
-                              random_state_seed=0)
-
-    cold = searcher()
+    cold, cold_counts = searcher()
+    assert cold_counts == {"inserted": 0, "dropped": 0}
     cold_first = [spec.flatten(cold.suggest(f"c{i}")) for i in range(6)]
     # history: deep signed networks with a small lr were good, the rest bad
     rng = np.random.default_rng(0)
@@ -130,8 +128,7 @@ def test_warm_start_history_changes_the_first_suggestions(spec):
         good = layer == "signed" and p["model.num_layers"] >= 5
         points.append((p, 99.9 if good else 90.0))
     points.append(({"model.num_layers": 40, "training.lr": 0.01, "model.layer": "signed"}, 50.0))   # outside
-    warm = searcher()
-    counts = insert_history(warm, spec, History(points, "test"))
+    warm, counts = searcher(History(points, "test"))
     assert counts == {"inserted": 30, "dropped": 1}
     warm_first = [spec.flatten(warm.suggest(f"w{i}")) for i in range(6)]
     assert warm_first != cold_first
@@ -154,11 +151,11 @@ def test_trial_table_round_trip_and_pareto(spec, tmp_path):
                                                                   "asha": {"grace_period": 1}}})
     # with ASHA, a trial that ended mid-way was stopped by it
     assert R.trial_row("t4", PARAMS, {"status": "running", "objective": 97.0}, 1, None, asha)["status"] == "stopped"
-    assert rows[4]["objective"] == failure_objective(spec) and "worker died" in rows[4]["reason"]
-    df = R.trial_table(rows)
+    assert rows[4]["objective"] == spec.objective.worst and "worker died" in rows[4]["reason"]
+    df = R.trial_table(rows, spec.objective)
     assert list(df.trial_id[:2]) == ["t2", "t1"]
     assert list(R.pareto_front(df).trial_id) == ["t1", "t2"]       # t3 is dominated by t1
-    assert R.best_row(df, "max").trial_id == "t2"
+    assert R.best_row(df, spec.objective).trial_id == "t2"
     R.write_table(df, tmp_path / "trials.parquet")
     hist = read_history(tmp_path)
     assert len(hist.points) == 3 and hist.spec_sha256 == spec.sha256      # not the unfinished, not the dead worker

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
+from autounfold.algorithms import reference
 from autounfold.build import build_model
 from autounfold.config import load_config
 from autounfold.errors import TrainingError
 from autounfold.evaluation import baselines
-from autounfold.evaluation.metrics import summarize, validation_score
 from autounfold.seeding import generator
 from autounfold.training import layer_weights, train
 from autounfold.training.trainer import _phases
@@ -34,12 +34,12 @@ def test_training_beats_power_iteration_at_equal_depth():
     res = train(model, cfg.training, seed=0, progress=False)
     problem = model.problem
     val = problem.sample(256, generator(0, "validation"))
-    ref = problem.reference(val)
-    power = validation_score(problem, baselines.power_iteration(problem, val, 3), val, ref)
+    ref = reference(problem, val)
+    power = problem.score(problem.summarize(baselines.power_iteration(problem, val, 3), val, ref))
     assert res.best_score >= res.history[0]["val_score"]
     assert res.best_score > power
     with torch.no_grad():
-        assert summarize(problem, model.run(val), val, ref)["feasible"]
+        assert problem.summarize(model.run(val), val, ref)["feasible"]
 
 
 def test_training_is_deterministic():

@@ -1,5 +1,8 @@
-"""Update rules (one per algorithm family) and the classical solver that iterates them."""
-from .proximal_gradient import ProximalGradient, State, fista_momentum
+"""Update rules (one per algorithm family), the classical solver that iterates them and the
+reference solve of a problem (closed form or its declared solver run to convergence)."""
+from .proximal_gradient import SCHEDULES, ProximalGradient, State, fista_momentum
+from .reference import evaluation_reference, reference
 from .solver import SolveResult, param_at, solve
 
-__all__ = ["ProximalGradient", "State", "fista_momentum", "SolveResult", "param_at", "solve"]
+__all__ = ["ProximalGradient", "SCHEDULES", "State", "fista_momentum", "SolveResult", "param_at", "solve",
+           "reference", "evaluation_reference"]

@@ -80,3 +80,7 @@ def fista_momentum(k: int) -> float:
         t = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
     t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
     return (t - 1.0) / t_next
+
+
+SCHEDULES = {"fista": fista_momentum}
+"""Per-iteration schedules a parameter can name in a declaration (``ReferenceSolver.params``)."""

@@ -12,7 +12,13 @@ ParamValue = Union[float, Sequence[float], Callable[[int], float], torch.Tensor,
 
 
 def param_at(value: ParamValue, k: int):
-    """Per-iteration parameters are given as a scalar, a list (one per iteration) or a callable k -> value."""
+    """Per-iteration parameters are given as a scalar, a list (one per iteration), a callable
+    k -> value or the name of a schedule in ``SCHEDULES`` (``"fista"``)."""
+    if isinstance(value, str):
+        from .proximal_gradient import SCHEDULES
+        if value not in SCHEDULES:
+            raise ConfigError(f"unknown parameter schedule {value!r}; allowed: {', '.join(SCHEDULES)}")
+        value = SCHEDULES[value]
     if callable(value) and not isinstance(value, torch.Tensor):
         return value(k)
     if isinstance(value, (list, tuple)):

@@ -3,12 +3,48 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, Tuple
+from typing import Optional, Tuple
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConfigError, InputError
-from ..seeding import as_generator, generator
+from ..plugins import CHANNELS
+from ..seeding import as_generator
+
+
+class ChannelConfig(BaseModel):
+    """The ``problem.channel`` section of an experiment: which registered channel model, its sizes,
+    SNR range and power, and the settings of the correlated model (ignored by the others)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model: str = "correlated_rayleigh"
+    n_tx: int = Field(64, ge=1)
+    n_rx: int = Field(16, ge=1)
+    snr_db: Tuple[float, float] = (0.0, 30.0)
+    power: float = Field(1.0, gt=0)
+    angular_spread_deg: float = Field(15.0, ge=0, le=90)
+    antenna_spacing: float = Field(0.5, gt=0)
+    rx_rho: Optional[float] = Field(None, ge=0, lt=1)
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, v):
+        if v not in CHANNELS:
+            raise ValueError(f"unknown channel model {v!r}; allowed: {', '.join(CHANNELS.names())}")
+        return v
+
+    @field_validator("snr_db")
+    @classmethod
+    def _ordered(cls, v):
+        if v[1] < v[0]:
+            raise ValueError(f"must be [low, high] with low <= high, got {list(v)}")
+        return v
+
+
+def build_channel(cfg: ChannelConfig) -> "ChannelSource":
+    """The registered source ``cfg.model`` built from its config."""
+    return CHANNELS.get(cfg.model).from_config(cfg)
 
 
 @dataclass
@@ -101,31 +137,12 @@ class ChannelSource:
         noise_var = self.power / torch.pow(10.0, snr_db / 10.0)
         return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float()).to(device)
 
-    def stream(self, seed: int, purpose: str, batch: int, device="cpu") -> "ChannelStream":
-        return ChannelStream(self, seed, purpose, batch, device)
-
-    def shard(self, search_seed: int, trial_index: int, batch: int, device="cpu") -> "ChannelStream":
-        """The training stream of one search trial; disjoint from validation and test streams."""
-        return ChannelStream(self, search_seed, f"train/trial-{int(trial_index)}", batch, device)
+    @classmethod
+    def from_config(cls, cfg: "ChannelConfig") -> "ChannelSource":
+        return cls(n_tx=cfg.n_tx, n_rx=cfg.n_rx, snr_db=tuple(cfg.snr_db), power=cfg.power)
 
     def describe(self) -> dict:
         return {"model": self.name, "n_tx": self.n_tx, "n_rx": self.n_rx, "snr_db": list(self.snr_db)}
-
-
-class ChannelStream:
-    """Batch ``i`` of a stream is drawn from ``generator(seed, purpose, i)``: replayable from any index."""
-
-    def __init__(self, source: ChannelSource, seed: int, purpose: str, batch: int, device="cpu"):
-        self.source, self.seed, self.purpose, self.batch, self.device = source, int(seed), purpose, batch, device
-
-    def batch_at(self, index: int) -> ChannelBatch:
-        return self.source.sample(self.batch, generator(self.seed, self.purpose, index), self.device)
-
-    def __iter__(self) -> Iterator[ChannelBatch]:
-        i = 0
-        while True:
-            yield self.batch_at(i)
-            i += 1
 
 
 def complex_gaussian(shape, gen: torch.Generator) -> torch.Tensor:

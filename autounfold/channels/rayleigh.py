@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..errors import ConfigError
+from ..plugins import CHANNELS
 from .base import ChannelSource, complex_gaussian
 
 
@@ -21,6 +22,7 @@ def correlation_coefficient(angular_spread_deg: float, antenna_spacing: float) -
     return math.exp(-2.0 * (math.pi * antenna_spacing * math.sin(math.radians(angular_spread_deg))) ** 2)
 
 
+@CHANNELS.register
 class IIDRayleigh(ChannelSource):
     """H with i.i.d. CN(0, 1) entries."""
 
@@ -30,6 +32,7 @@ class IIDRayleigh(ChannelSource):
         return complex_gaussian((batch, self.n_rx, self.n_tx), gen)
 
 
+@CHANNELS.register
 class CorrelatedRayleigh(ChannelSource):
     """Exponentially correlated Rayleigh fading: H = L_rx H_iid L_tx^H.
 
@@ -58,6 +61,11 @@ class CorrelatedRayleigh(ChannelSource):
         self.rho = correlation_coefficient(angular_spread_deg, antenna_spacing)
         self.L_tx = self._cholesky(n_tx, self.rho)
         self.L_rx = None if rx_rho is None else self._cholesky(n_rx, rx_rho)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(n_tx=cfg.n_tx, n_rx=cfg.n_rx, snr_db=tuple(cfg.snr_db), power=cfg.power,
+                   angular_spread_deg=cfg.angular_spread_deg, antenna_spacing=cfg.antenna_spacing, rx_rho=cfg.rx_rho)
 
     @staticmethod
     def _cholesky(n: int, rho: float) -> torch.Tensor:

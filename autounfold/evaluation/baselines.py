@@ -6,7 +6,6 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 from ..algorithms import ProximalGradient, fista_momentum, solve
-from .metrics import validation_score
 
 # The seed article's PGD: raw (unnormalised) SE gradient, a small positive step, random start.
 ARTICLE_STEP = 1e-3
@@ -40,7 +39,7 @@ def tune_fixed_step(problem, inst, ref, iterations: int, grid: Optional[Iterable
             x = solve(problem, inst, algo, {"step": a, "momentum": beta}, iterations).x
             if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
                 continue
-            s = validation_score(problem, x, inst, ref)
+            s = problem.score(problem.summarize(x, inst, ref))
             if s > best_score:
                 best, best_score = {"step": a, "momentum": beta}, s
     return best, best_score
@@ -57,3 +56,12 @@ def ista(problem, inst, iterations: int, trajectory: bool = False):
 def fista(problem, inst, iterations: int, trajectory: bool = False):
     return solve(problem, inst, ProximalGradient(extrapolation="nesterov", normalize=problem.default_scaling),
                  {"step": 1.0, "momentum": fista_momentum}, iterations, trajectory=trajectory)
+
+
+# The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
+# solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
+CLASSICAL = {
+    "power_iteration": ("power iteration", power_iteration),
+    "ista": ("ISTA", lambda problem, inst, K: ista(problem, inst, K).x),
+    "fista": ("FISTA", lambda problem, inst, K: fista(problem, inst, K).x),
+}

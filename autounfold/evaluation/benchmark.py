@@ -11,41 +11,18 @@ from typing import Callable, Dict, List, Sequence
 
 import torch
 
+from ..algorithms import reference
 from ..build import build_model, build_problem
-from ..config import ExperimentConfig, LassoConfig, ModelConfig, TrainingConfig
+from ..config import ExperimentConfig, ModelConfig, TrainingConfig
+from ..problems.beamforming import BeamformingProblem
+from ..problems.lasso import LassoConfig
 from ..seeding import generator
 from ..training import train
 from . import baselines
+from .evaluate import scenario_config, transfer
 from .latency import measure_latency
-from .metrics import summarize
 
 NOMINAL = ExperimentConfig()
-# short name -> (label, change to the nominal channel config)
-SCENARIOS = {
-    "nominal": ("nominal (corr. 15 deg, 0..30 dB, 64x16)", {}),
-    "iid": ("i.i.d. Rayleigh", {"model": "iid_rayleigh"}),
-    "as5": ("angular spread 5 deg", {"angular_spread_deg": 5.0}),
-    "as40": ("angular spread 40 deg", {"angular_spread_deg": 40.0}),
-    "lowsnr": ("SNR -10..10 dB", {"snr_db": (-10.0, 10.0)}),
-    "ntx32": ("n_tx = 32", {"n_tx": 32}),
-    "ntx128": ("n_tx = 128", {"n_tx": 128}),
-}
-
-
-def scenario_problem_config(base, scenario: str):
-    """The beamforming problem config of ``base`` with a scenario's channel change applied."""
-    if scenario not in SCENARIOS:
-        from ..errors import ConfigError
-        raise ConfigError(f"unknown scenario {scenario!r}; allowed: {', '.join(SCENARIOS)}")
-    return base.model_copy(update={"channel": base.channel.model_copy(update=SCENARIOS[scenario][1])})
-
-
-def transfer(model, cfg: ExperimentConfig, problem_cfg):
-    """The same learned parameters on another problem instance (other channel model, antennas, SNR)."""
-    problem = build_problem(problem_cfg)
-    moved = build_model(cfg.model_copy(update={"problem": problem_cfg}), problem)
-    moved.load_state_dict(model.state_dict())
-    return moved.eval()
 
 
 def _log(msg: str, quiet: bool):
@@ -64,15 +41,15 @@ def beamforming_benchmark(out: Path, steps: int, depths: Sequence[int], layers: 
                           latency_batch: int, repeats: int, seed: int, quiet: bool) -> dict:
     problem = build_problem(NOMINAL.problem)
     test = problem.sample(test_batch, generator(seed, "test"))
-    ref = problem.reference(test)
+    ref = reference(problem, test)
     val = problem.sample(NOMINAL.training.validation_batch, generator(seed, "validation"))
-    val_ref = problem.reference(val)
+    val_ref = reference(problem, val)
     lat_inst = test[:latency_batch]
     rows: List[dict] = []
     latency_fns: Dict[str, Callable] = {}
 
     def add(name, kind, depth, x, params, fn):
-        s = summarize(problem, x, test, ref)
+        s = problem.summarize(x, test, ref)
         rows.append({"name": name, "kind": kind, "depth": depth, "params": params, **s})
         latency_fns[name] = fn
 
@@ -127,7 +104,7 @@ def beamforming_benchmark(out: Path, steps: int, depths: Sequence[int], layers: 
         sub = test[:512]
         sub_ref = ref[:512]
         def pct(x):
-            return summarize(problem, x, sub, sub_ref)["pct_of_optimum"]
+            return problem.summarize(x, sub, sub_ref)["pct_of_optimum"]
         curves["power iteration"] = [pct(problem.init(sub))] + [pct(x) for x in baselines.solve(
             problem, sub, baselines.ProximalGradient(normalize=problem.default_scaling), {"step": baselines.POWER_ITERATION_STEP},
             max(depths), trajectory=True).trajectory]
@@ -145,23 +122,23 @@ def beamforming_benchmark(out: Path, steps: int, depths: Sequence[int], layers: 
 def robustness_benchmark(models: dict, tuned: dict, seed: int, test_batch: int, depth: int, quiet: bool) -> List[dict]:
     """The nominal models (same learned parameters) on other channel scenarios."""
     out = []
-    for key, (name, _) in SCENARIOS.items():
+    for key, (name, _) in BeamformingProblem.scenarios.items():
         _log(f"robustness: {name}", quiet)
-        pcfg = scenario_problem_config(NOMINAL.problem, key)
+        pcfg = scenario_config(NOMINAL, key).problem
         ch = pcfg.channel
         problem = build_problem(pcfg)
         test = problem.sample(test_batch, generator(seed, "robustness", key))
-        ref = problem.reference(test)
+        ref = reference(problem, test)
         row = {"scenario": name}
         with torch.no_grad():
-            row["power iteration"] = summarize(problem, baselines.power_iteration(problem, test, depth), test, ref)
+            row["power iteration"] = problem.summarize(baselines.power_iteration(problem, test, depth), test, ref)
             p = tuned[str(depth)]["with_momentum"]
-            row["PGD tuned (nominal step)"] = summarize(problem, baselines.run_tuned(problem, test, p, depth), test, ref)
+            row["PGD tuned (nominal step)"] = problem.summarize(baselines.run_tuned(problem, test, p, depth), test, ref)
             for (layer, K), (cfg, model) in models.items():
                 if K != depth or layer == "hybrid" and ch.n_tx != NOMINAL.problem.channel.n_tx:
                     continue
-                moved = transfer(model, cfg, pcfg)
-                row[f"Auto-PGD-{K} ({layer})"] = summarize(problem, moved.run(test), test, ref)
+                moved = transfer(model, cfg.model_copy(update={"problem": pcfg}))
+                row[f"Auto-PGD-{K} ({layer})"] = problem.summarize(moved.run(test), test, ref)
         out.append(row)
     return out
 
@@ -177,8 +154,8 @@ def lista_benchmark(steps: int, seed: int, quiet: bool, large: bool) -> List[dic
         problem = build_problem(pcfg)
         test = problem.sample(2000, generator(seed, "test"))
         with torch.no_grad():
-            ista_traj = [summarize(problem, x, test, None)["nmse_db"] for x in baselines.ista(problem, test, 2000, True).trajectory]
-            fista_traj = [summarize(problem, x, test, None)["nmse_db"] for x in baselines.fista(problem, test, 2000, True).trajectory]
+            ista_traj = [problem.summarize(x, test, test.x_true)["nmse_db"] for x in baselines.ista(problem, test, 2000, True).trajectory]
+            fista_traj = [problem.summarize(x, test, test.x_true)["nmse_db"] for x in baselines.fista(problem, test, 2000, True).trajectory]
 
         def needed(traj, target):
             return next((i + 1 for i, v in enumerate(traj) if v <= target), None)
@@ -196,7 +173,7 @@ def lista_benchmark(steps: int, seed: int, quiet: bool, large: bool) -> List[dic
             model = build_model(cfg, problem)
             train(model, cfg.training, seed=seed, progress=not quiet)
             with torch.no_grad():
-                nmse = summarize(problem, model.run(test), test, None)["nmse_db"]
+                nmse = problem.summarize(model.run(test), test, test.x_true)["nmse_db"]
             entry["networks"].append({"layer": layer, "nmse_db": nmse, "params": model.num_parameters(),
                                       "ista_iterations_needed": needed(ista_traj, nmse),
                                       "fista_iterations_needed": needed(fista_traj, nmse)})
@@ -247,6 +224,13 @@ def run_benchmark(out_dir, steps: int = 400, depths: Sequence[int] = (3, 5, 8, 1
                   latency_batch: int = 256, repeats: int = 20, seed: int = 0, lista_steps: int = 1500,
                   lista_large: bool = True, robustness: bool = True, quiet: bool = False) -> dict:
     """Run everything and write benchmark.json, benchmark.md and the plots into ``out_dir``."""
+    from ..errors import ConfigError
+    from ..plugins import LAYERS
+    fits = LAYERS.select(lambda d: d.applies_to("beamforming"))
+    bad = [v for v in layers if v not in fits]
+    if bad or not layers or not depths or min(depths) < 1:
+        raise ConfigError(f"benchmark: layers must be among {', '.join(fits)} (got {list(layers)}); "
+                          f"depths positive integers (got {list(depths)})")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

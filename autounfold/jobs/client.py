@@ -36,7 +36,7 @@ def job_client(address: Optional[str] = None):
         raise JobError(f"cannot reach the Ray job server at {addr}: {text}{hint}") from None
 
 
-def _call(what: str, fn, *args, **kwargs):
+def call(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except Exception as err:
@@ -51,7 +51,7 @@ def submit_job(spec: JobSpec, address: Optional[str] = None, agent_wait_s: float
     deadline = time.monotonic() + agent_wait_s
     while True:
         try:
-            return _call("submitting the job", client.submit_job, entrypoint=spec.entrypoint,
+            return call("submitting the job", client.submit_job, entrypoint=spec.entrypoint,
                          runtime_env=spec.runtime_env or None, entrypoint_num_cpus=spec.entrypoint_num_cpus,
                          entrypoint_num_gpus=spec.entrypoint_num_gpus,
                          entrypoint_resources=spec.entrypoint_resources or None,
@@ -69,7 +69,7 @@ def wait_for_job(job_id: str, address: Optional[str] = None, timeout_s: float = 
     start = time.monotonic()
     last = None
     while True:
-        status = str(_call(f"job {job_id}", client.get_job_status, job_id)).split(".")[-1]
+        status = str(call(f"job {job_id}", client.get_job_status, job_id)).split(".")[-1]
         if status != last and on_status is not None:
             on_status(status, time.monotonic() - start)
         last = status
@@ -79,3 +79,22 @@ def wait_for_job(job_id: str, address: Optional[str] = None, timeout_s: float = 
             raise JobError(f"job {job_id} still {status} after {timeout_s:.0f} s (it keeps running; "
                            f"`autounfold jobs stop {job_id}` stops it)")
         time.sleep(poll_s)
+
+
+def list_jobs(address: Optional[str] = None) -> list:
+    """Every job of the cluster: ``[{"id", "status", "job", "entrypoint"}]``."""
+    jobs = call("listing jobs", job_client(address).list_jobs)
+    return [{"id": j.submission_id or j.job_id, "status": str(j.status).split(".")[-1],
+             "job": (j.metadata or {}).get("autounfold.job", ""), "entrypoint": j.entrypoint} for j in jobs]
+
+
+def job_status(job_id: str, address: Optional[str] = None) -> str:
+    return str(call(f"job {job_id}", job_client(address).get_job_status, job_id)).split(".")[-1]
+
+
+def job_logs(job_id: str, address: Optional[str] = None) -> str:
+    return call(f"job {job_id}", job_client(address).get_job_logs, job_id)
+
+
+def stop_job(job_id: str, address: Optional[str] = None) -> None:
+    call(f"job {job_id}", job_client(address).stop_job, job_id)

@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Iterator, List, Optional
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..channels.base import ChannelBatch
+from ..algorithms import reference
+from ..channels.base import ChannelBatch, build_channel
 from ..errors import ConfigError
 from ..seeding import generator
 from .drift import covariance_shift, estimate_angular_spread, gradient_norm, parameter_drift, transmit_covariance
@@ -105,7 +106,7 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
     trigger_key = f"{model_ref}:covariance_shift"
     over = 0                                   # consecutive windows above the covariance threshold
     for w, raw in enumerate(windows):
-        inst = problem.instance(raw.H, raw.noise_var)
+        inst = problem.accept(raw)
         B = inst.H.shape[0]
         with torch.no_grad():
             W = model.run(inst)
@@ -117,7 +118,7 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
             coin[int(torch.randint(0, B, (1,), generator=generator(cfg.seed, "shadow-one", w)))] = True
         sub = inst[coin]
         with torch.no_grad():
-            ref_se = problem.objective(problem.reference(sub), sub).double()
+            ref_se = problem.objective(reference(problem, sub), sub).double()
         shadow = float(100.0 * se[coin].mean() / ref_se.mean())
         gnorm = gradient_norm(model, inst[: min(B, GRAD_CHUNK)])
         drift = parameter_drift(baseline.layer_parameters, model.scalar_parameters())
@@ -182,8 +183,6 @@ def parse_synthetic(spec: str) -> dict:
 def drifting_windows(model, spec: dict, window: int, seed: int = 0) -> Iterator[ChannelBatch]:
     """Windows of the model's own channel model whose angular spread moves from ``spec["from"]`` to
     ``spec["to"]`` degrees: linearly over ``spec["windows"]`` windows, or in one step at window ``spec["at"]``."""
-    from ..build import build_channel
-
     cfg = model.config.problem.channel
     n = spec["windows"]
     for w in range(n):

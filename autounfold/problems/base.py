@@ -1,39 +1,136 @@
-"""What a problem plugin supplies to algorithms, unfolded networks, training and evaluation."""
+"""What a problem plugin declares and supplies. A leaf of the package: it imports no algorithm.
+
+A problem is one module holding a ``ProblemConfig`` subclass (its YAML schema and defaults) and a
+``Problem`` subclass registered with ``@PROBLEMS.register``. The class attributes are the
+declaration every other layer reads (config validation, build, CLI, evaluation, canary, monitor);
+the methods are the math the algorithms, unfolded networks and training call.
+"""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, ClassVar, Dict, Optional, Tuple, Type
 
 import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class ProblemConfig(BaseModel):
+    """Base of every problem's YAML schema: ``name`` selects the problem, the rest are its settings
+    (unknown keys are errors). Subclasses declare fields with defaults and bounds."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    name: str
+
+
+@dataclass(frozen=True)
+class ReferenceSolver:
+    """How to solve a problem to convergence when it has no closed form: the platform's update rule
+    (``autounfold.algorithms.ProximalGradient``) with these settings, run until the largest
+    relative objective change over the batch is below ``tol`` (``algorithms.reference``).
+
+    ``params`` values may name a schedule the algorithms know (``"fista"``: FISTA's momentum)."""
+
+    extrapolation: str = "nesterov"
+    normalize: Optional[str] = None
+    params: Tuple[Tuple[str, Any], ...] = (("step", 1.0),)
+    tol: float = 1e-7
+    max_iterations: int = 20000
 
 
 class Problem:
-    """Interface of a problem plugin.
+    """Base class of problem plugins.
 
-    ``sense`` is +1 for a maximisation (spectral efficiency) and -1 for a minimisation (LASSO):
-    algorithms step along ``sense * gradient``, so the sign always follows the objective.
+    Declaration (class attributes, read without building the problem):
+        name: the YAML name (``problem.name``).
+        Config: the ``ProblemConfig`` subclass (schema and defaults).
+        sense: +1 maximise (spectral efficiency), -1 minimise (LASSO). Algorithms step along
+            ``sense * gradient``, so the sign always follows the objective.
+        scalings / default_scaling: gradient scalings ``problem.curvature`` knows; a config's
+            ``model.gradient_scaling`` must be one of them, ``auto`` or ``none``.
+        score_key / score_sign: which ``summarize`` entry is the validation score, and +1 if
+            higher is better (-1: the score is ``-summary[score_key]``). Searches and canaries
+            maximise the score.
+        metrics: ``summarize`` keys and what they mean (``evaluate`` and the docs print them).
+        classical: names of ``autounfold.evaluation.baselines.CLASSICAL`` solvers that are the
+            honest comparison at equal depth K.
+        scenarios: ``evaluate --scenario`` names -> (label, changes to the problem config).
+        draws_channels: instances are ``ChannelBatch`` from a ``ChannelSource`` (``problem.source``),
+            so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
+        reference_solver: how ``algorithms.reference`` solves an instance without a closed form.
+        inputs / outputs: the call signature of a model for this problem, for the docs.
 
-    Methods (``inst`` is the problem's instance type, ``x`` a batch of iterates, B samples):
-        sample(batch, seed, device) -> inst          fresh random instances
+    Methods (``inst`` an instance batch of B samples, ``x`` a batch of iterates):
+        from_config(cfg) -> problem                   build from the validated config
+        sample(batch, seed, device) -> inst           fresh random instances
         instance(*inputs) -> inst                     validated instance from raw tensors
+        accept(batch) -> inst                         an instance from an external source's batch
         objective(x, inst) -> (B,)                    the objective value
         gradient(x, inst, operator=None) -> like x    analytic gradient (real gradient in complex form)
-        curvature(x, inst) -> (B,)                    cheap upper bound on the local Lipschitz constant
+        curvature(x, inst, mode) -> (B,)              the scale the gradient is divided by
         prox(z, inst, threshold=None) -> like x       projection onto the feasible set / proximal map
+        feasible(x, inst) -> (B,) bool
         init(inst, method=None) -> x0
-        reference(inst) -> x_ref                      closed form, or a classical solver run to convergence
+        closed_form(inst) -> x or None                the optimum where a formula gives it
+        reference_init(inst) -> x0                    the start of the iterative reference solve
+        ground_truth(inst) -> x or None               what generated the instance, when known
+        loss_scale(inst) -> (B,)                      per-sample scale of the "relative" loss
+        supervised_target(inst) -> x or None          None: the reference solution
         supervised_loss(x, inst, x_ref) -> (B,)
-        metrics(x, inst, x_ref) -> dict of (B,) tensors
+        summarize(x, inst, ref) -> dict of floats     the metrics of a batch of solutions
+        signature() -> dict                           sizes two models must share to be compared
+        settings() / describe() -> dict
     """
 
-    name = "problem"
-    sense = 1.0
+    name: ClassVar[str] = "problem"
+    Config: ClassVar[Type[ProblemConfig]] = ProblemConfig
+    sense: ClassVar[float] = 1.0
+    scalings: ClassVar[Tuple[str, ...]] = ()
+    default_scaling: ClassVar[Optional[str]] = None
+    score_key: ClassVar[str] = ""
+    score_sign: ClassVar[float] = 1.0
+    metrics: ClassVar[Dict[str, str]] = {}
+    classical: ClassVar[Tuple[str, ...]] = ()
+    scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
+    draws_channels: ClassVar[bool] = False
+    reference_solver: ClassVar[Optional[ReferenceSolver]] = None
+    inputs: ClassVar[str] = ""
+    outputs: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, cfg: ProblemConfig) -> "Problem":  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def settings(self) -> Dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        return {"problem": self.name, **self.settings()}
+
+    def signature(self) -> dict:
+        return {"problem": self.name, **self.settings()}
+
     def gradient_direction(self, x, inst, operator: Optional[dict] = None) -> torch.Tensor:
         """``sense * gradient``: the direction that improves the objective."""
         return self.sense * self.gradient(x, inst, operator)
+
+    def accept(self, batch):
+        return batch
+
+    def closed_form(self, inst) -> Optional[torch.Tensor]:
+        return None
+
+    def reference_init(self, inst) -> torch.Tensor:
+        return self.init(inst)
+
+    def ground_truth(self, inst) -> Optional[torch.Tensor]:
+        return None
+
+    def supervised_target(self, inst) -> Optional[torch.Tensor]:
+        return None
+
+    def score(self, summary: dict) -> float:
+        """The validation score of a ``summarize`` result; higher is better."""
+        return self.score_sign * float(summary[self.score_key])
 
 
 def batch_scalar(value, like: torch.Tensor) -> torch.Tensor:

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
+from pydantic import Field
 
-from ..channels.base import ChannelBatch, ChannelSource, check_channel
+from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError
+from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem
+from .base import Problem, ProblemConfig, ReferenceSolver
 
 LN2 = math.log(2.0)
 
@@ -32,6 +34,21 @@ def water_filling(gains: torch.Tensor, power: float) -> torch.Tensor:
     return (level - inv).clamp_min(0.0)
 
 
+class BeamformingConfig(ProblemConfig):
+    """``problem:`` of a beamforming experiment (the default problem)."""
+
+    name: Literal["beamforming"] = "beamforming"
+    n_streams: int = Field(1, ge=1)
+    constraint: Literal["total", "per_antenna"] = "total"
+    init: Literal["matched_filter", "random"] = "matched_filter"
+    channel: ChannelConfig = ChannelConfig()
+
+
+def _channel(**change) -> dict:
+    return {"channel": change}
+
+
+@PROBLEMS.register
 class BeamformingProblem(Problem):
     """Single-user MIMO precoding.
 
@@ -45,7 +62,36 @@ class BeamformingProblem(Problem):
     """
 
     name = "beamforming"
+    Config = BeamformingConfig
     sense = 1.0
+    scalings = ("rayleigh", "trace")
+    default_scaling = "rayleigh"
+    score_key = "pct_of_optimum"
+    metrics = {"pct_of_optimum": "100 x mean SE / mean SE of the optimum",
+               "p5_pct": "5th percentile over channels of 100 x SE / SE of the optimum",
+               "min_pct": "worst channel, % of its optimum", "se_mean": "mean SE, bit/s/Hz",
+               "feasible": "every precoder inside the power constraint"}
+    classical = ("power_iteration",)
+    scenarios = {
+        "nominal": ("nominal (the trained channel)", {}),
+        "iid": ("i.i.d. Rayleigh", _channel(model="iid_rayleigh")),
+        "as5": ("angular spread 5 deg", _channel(angular_spread_deg=5.0)),
+        "as40": ("angular spread 40 deg", _channel(angular_spread_deg=40.0)),
+        "lowsnr": ("SNR -10..10 dB", _channel(snr_db=[-10.0, 10.0])),
+        "ntx32": ("n_tx = 32", _channel(n_tx=32)),
+        "ntx128": ("n_tx = 128", _channel(n_tx=128)),
+    }
+    draws_channels = True
+    # per-antenna power has no closed form: Nesterov-accelerated projected gradient from the
+    # projected total-power optimum, to a relative SE change of 1e-9
+    reference_solver = ReferenceSolver(extrapolation="nesterov", normalize="trace",
+                                       params=(("step", 1.0), ("momentum", 0.5)), tol=1e-9)
+    inputs = "H (B, n_rx, n_tx) complex64, noise_var (B,) float32"
+    outputs = "W (B, n_tx, n_streams) complex64 inside the power constraint"
+
+    @classmethod
+    def from_config(cls, cfg: BeamformingConfig) -> "BeamformingProblem":
+        return cls(build_channel(cfg.channel), n_streams=cfg.n_streams, constraint=cfg.constraint, init=cfg.init)
 
     def __init__(self, source: ChannelSource, n_streams: int = 1, constraint: str = "total",
                  init: str = "matched_filter"):
@@ -62,6 +108,10 @@ class BeamformingProblem(Problem):
     def settings(self):
         return {"n_streams": self.n_streams, "constraint": self.constraint, "init": self.init_method}
 
+    def signature(self) -> dict:
+        return {"problem": self.name, "n_tx": self.n_tx, "n_rx": self.n_rx, "n_streams": self.n_streams,
+                "constraint": self.constraint}
+
     # ---- instances -------------------------------------------------------------------------
     def sample(self, batch: int, seed, device="cpu") -> ChannelBatch:
         return self.source.sample(batch, seed, device)
@@ -70,6 +120,10 @@ class BeamformingProblem(Problem):
         check_channel(H, noise_var, self.n_tx)
         snr_db = 10.0 * torch.log10(self.power / noise_var)
         return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
+
+    def accept(self, batch: ChannelBatch) -> ChannelBatch:
+        """A batch of an external channel source (recorded CSI, another model), validated."""
+        return self.instance(batch.H, batch.noise_var)
 
     # ---- math --------------------------------------------------------------------------------
     def _gram_system(self, W, inst):
@@ -99,9 +153,6 @@ class BeamformingProblem(Problem):
         else:
             X = torch.linalg.solve(M, G.mH).mH                           # G M^{-1}, M Hermitian
         return (2.0 / LN2) * (inst.H.mH @ X) / s2
-
-    scalings = ("rayleigh", "trace")
-    default_scaling = "rayleigh"
 
     def curvature(self, W, inst, mode: str = "rayleigh") -> torch.Tensor:
         """Curvature scale L(W) that the gradient is divided by, (B,) float32.
@@ -196,18 +247,13 @@ class BeamformingProblem(Problem):
         p = water_filling(lam / inst.noise_var.to(lam.dtype).unsqueeze(-1), self.power)
         return (V * p.sqrt().unsqueeze(-2)).to(torch.complex64)
 
-    def reference(self, inst, tol: float = 1e-9, max_iterations: int = 20000) -> torch.Tensor:
-        """The optimum: closed form for total power; for per-antenna power, projected gradient with
-        Nesterov extrapolation from the projected total-power optimum, run until the largest
-        relative SE change over the batch is below ``tol`` (default 1e-9) or ``max_iterations``."""
-        W = self.optimum_total_power(inst)
-        if self.constraint == "total":
-            return W
-        from ..algorithms import ProximalGradient, solve   # local: algorithms depend on problems
-        algo = ProximalGradient(extrapolation="nesterov", normalize="trace")
-        res = solve(self, inst, algo, {"step": 1.0, "momentum": 0.5}, iterations=max_iterations,
-                    tol=tol, x0=self.prox(W, inst))
-        return res.x
+    def closed_form(self, inst) -> Optional[torch.Tensor]:
+        """The optimum where a formula gives it: total power (eigenmodes + water-filling)."""
+        return self.optimum_total_power(inst) if self.constraint == "total" else None
+
+    def reference_init(self, inst) -> torch.Tensor:
+        """Start of the iterative per-antenna solve: the projected total-power optimum."""
+        return self.prox(self.optimum_total_power(inst), inst)
 
     def loss_scale(self, inst) -> torch.Tensor:
         """Per-sample scale of the relative loss: the SE of the total-power optimum (closed form,
@@ -215,18 +261,20 @@ class BeamformingProblem(Problem):
         with torch.no_grad():
             return self.objective(self.optimum_total_power(inst), inst)
 
-    def supervised_target(self, inst) -> torch.Tensor:
-        return self.reference(inst)
-
     def supervised_loss(self, W, inst, W_ref) -> torch.Tensor:
         """Phase-invariant subspace distance 1 - ||W_ref^H W||_F^2 / (||W||_F^2 ||W_ref||_F^2), (B,)."""
         num = (W_ref.mH @ W).abs().square().sum((-2, -1))
         den = W.abs().square().sum((-2, -1)) * W_ref.abs().square().sum((-2, -1))
         return 1.0 - num / den.clamp_min(1e-30)
 
-    def metrics(self, W, inst, W_ref) -> dict:
-        se, se_ref = self.objective(W, inst), self.objective(W_ref, inst)
-        return {"se": se, "se_ref": se_ref, "ratio": se / se_ref}
+    def summarize(self, W, inst, W_ref) -> dict:
+        """pct_of_optimum = 100 mean SE / mean SE of ``W_ref``; p5_pct / min_pct over channels of
+        100 SE / SE_ref; se_mean; feasible (every sample within P (1 + 1e-5))."""
+        se, se_ref = self.objective(W, inst).double(), self.objective(W_ref, inst).double()
+        ratio = 100.0 * se / se_ref
+        return {"pct_of_optimum": float(100.0 * se.mean() / se_ref.mean()),
+                "p5_pct": float(torch.quantile(ratio, 0.05)), "min_pct": float(ratio.min()),
+                "se_mean": float(se.mean()), "feasible": bool(self.feasible(W, inst).all())}
 
     def describe(self) -> dict:
         return {"problem": self.name, **self.settings(), "channel": self.source.describe()}

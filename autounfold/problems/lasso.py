@@ -3,13 +3,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
+from pydantic import Field
 
 from ..errors import ConfigError, InputError
+from ..plugins import PROBLEMS
 from ..seeding import as_generator, generator
-from .base import Problem, batch_scalar
+from .base import Problem, ProblemConfig, ReferenceSolver, batch_scalar
+
+
+class LassoConfig(ProblemConfig):
+    """``problem:`` of a sparse-recovery experiment (``name: lasso``)."""
+
+    name: Literal["lasso"] = "lasso"
+    n: int = Field(50, ge=1)
+    m: int = Field(25, ge=1)
+    sparsity: float = Field(5, gt=0)
+    snr_db: float = 20.0
+    lam: float = Field(0.05, gt=0)
+    matrix_seed: int = 0
 
 
 @dataclass
@@ -29,6 +43,7 @@ class SparseBatch:
         return self.y.shape[0]
 
 
+@PROBLEMS.register
 class LassoProblem(Problem):
     """min_x 1/2 ||y - A x||^2 + lam ||x||_1 with a fixed A (M, N), columns of unit norm.
 
@@ -40,7 +55,27 @@ class LassoProblem(Problem):
     """
 
     name = "lasso"
+    Config = LassoConfig
     sense = -1.0
+    scalings = ("lipschitz",)
+    default_scaling = "lipschitz"
+    score_key = "nmse_db"
+    score_sign = -1.0
+    metrics = {"nmse_db": "10 log10(sum ||x - x_true||^2 / sum ||x_true||^2) (against the reference "
+                          "where x_true is unknown)", "objective_mean": "mean LASSO objective",
+               "feasible": "all entries finite"}
+    classical = ("ista", "fista")
+    scenarios = {"nominal": ("nominal (the trained setting)", {}),
+                 "lowsnr": ("measurement SNR 10 dB", {"snr_db": 10.0}),
+                 "highsnr": ("measurement SNR 40 dB", {"snr_db": 40.0})}
+    reference_solver = ReferenceSolver(extrapolation="nesterov", normalize="lipschitz",
+                                       params=(("step", 1.0), ("momentum", "fista")), tol=1e-7)
+    inputs = "y (B, m) float32"
+    outputs = "x (B, n) float32"
+
+    @classmethod
+    def from_config(cls, cfg: LassoConfig) -> "LassoProblem":
+        return cls(n=cfg.n, m=cfg.m, sparsity=cfg.sparsity, snr_db=cfg.snr_db, lam=cfg.lam, matrix_seed=cfg.matrix_seed)
 
     def __init__(self, n: int = 50, m: int = 25, sparsity: float = 5, snr_db: float = 20.0,
                  lam: float = 0.05, matrix_seed: int = 0):
@@ -59,8 +94,8 @@ class LassoProblem(Problem):
         return {"n": self.n, "m": self.m, "sparsity": self.sparsity, "snr_db": self.snr_db,
                 "lam": self.lam, "matrix_seed": self.matrix_seed}
 
-    def describe(self):
-        return {"problem": self.name, **self.settings()}
+    def signature(self) -> dict:
+        return {"problem": self.name, "n": self.n, "m": self.m, "matrix_seed": self.matrix_seed}
 
     def sample(self, batch: int, seed, device="cpu") -> SparseBatch:
         """x: support uniform at random (s entries, or each entry with probability p), values N(0, 1)."""
@@ -105,9 +140,6 @@ class LassoProblem(Problem):
         S = op.get("backproj", A.T)
         return (x @ A.T - inst.y) @ S.T
 
-    scalings = ("lipschitz",)
-    default_scaling = "lipschitz"
-
     def curvature(self, x, inst, mode: str = "lipschitz"):
         """The global Lipschitz constant of the smooth part, ||A||_2^2, as (B,)."""
         return torch.full((x.shape[0],), self.lipschitz, device=x.device)
@@ -129,12 +161,8 @@ class LassoProblem(Problem):
     def init(self, inst, method=None, seed=0):
         return torch.zeros(inst.batch_size, self.n, device=inst.y.device)
 
-    def reference(self, inst, tol: float = 1e-7, max_iterations: int = 20000):
-        """The LASSO solution: FISTA until the largest relative objective change is below ``tol``."""
-        from ..algorithms import ProximalGradient, fista_momentum, solve
-        algo = ProximalGradient(extrapolation="nesterov", normalize="lipschitz")
-        return solve(self, inst, algo, {"step": 1.0, "momentum": fista_momentum}, iterations=max_iterations,
-                     tol=tol).x
+    def ground_truth(self, inst):
+        return inst.x_true
 
     def loss_scale(self, inst):
         """The objective at x = 0, 1/2 ||y||^2, (B,)."""
@@ -149,12 +177,10 @@ class LassoProblem(Problem):
     def supervised_loss(self, x, inst, x_ref):
         return (x - x_ref).square().sum(-1) / x_ref.square().sum(-1).clamp_min(1e-12)
 
-    def metrics(self, x, inst, x_ref):
-        target = inst.x_true if inst.x_true is not None else x_ref
-        return {"sq_err": (x - target).square().sum(-1), "sq_norm": target.square().sum(-1),
-                "objective": self.objective(x, inst)}
-
-
-def nmse_db(sq_err: torch.Tensor, sq_norm: torch.Tensor) -> float:
-    """10 log10(sum ||x_hat - x||^2 / sum ||x||^2) over the batch."""
-    return 10.0 * math.log10(float(sq_err.sum()) / max(float(sq_norm.sum()), 1e-30))
+    def summarize(self, x, inst, x_ref) -> dict:
+        """nmse_db against ``x_ref`` (the true signal where known, see ``ground_truth``), mean objective."""
+        err = float((x - x_ref).double().square().sum())
+        norm = float(x_ref.double().square().sum())
+        return {"nmse_db": 10.0 * math.log10(max(err, 1e-30) / max(norm, 1e-30)),
+                "objective_mean": float(self.objective(x, inst).double().mean()),
+                "feasible": bool(self.feasible(x, inst).all())}

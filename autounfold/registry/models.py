@@ -1,74 +1,114 @@
 """The MLflow Model Registry: a registered model version is a directory of plain files.
 
 ``model/`` of the version's run holds ``config.yaml`` (experiment config), ``weights.pt`` (a
-tensors-only state dict), ``meta.json`` and ``search_space.yaml`` (the spec that found it). No
-pickled code: ``autounfold.load("models:/NAME@challenger")`` downloads the directory and rebuilds
-the model with ``autounfold.load``.
+tensors-only state dict), ``meta.json`` and whatever the caller adds (``autounfold.ops`` adds the
+search space and the drift baseline). No pickled code: ``autounfold.load("models:/NAME@challenger")``
+downloads the directory and rebuilds the model. This module only talks to MLflow.
 """
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 from ..errors import RegistryError
 from .tracking import mlflow_client
 
 MODEL_ARTIFACT_PATH = "model"
 CHALLENGER = "challenger"
-BASELINE_FILE = "baseline.pt"
+CHAMPION = "champion"
+PREVIOUS = "previous_champion"
 
 
-def _write_baseline(model_dir: Path, path: Path) -> None:
-    """The drift monitor's baseline (training-distribution covariance, learned parameters, gradient
-    norm), stored with the version so the monitor compares against what this version was trained on."""
-    import torch
-    from ..artifacts import load
-    from ..monitoring.monitor import compute_baseline
-    model = load(model_dir)
-    if model.problem.name != "beamforming":
-        return
-    torch.save(compute_baseline(model).to_state(), path)
+def is_not_found(err: BaseException) -> bool:
+    """True when MLflow says the model, version or alias does not exist (and nothing else went
+    wrong): the one case a caller may read as "absent". An unreachable server, a permission or a
+    database error is not "absent"."""
+    from mlflow.exceptions import MlflowException
+    if not isinstance(err, MlflowException):
+        return False
+    code = getattr(err, "error_code", "")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    # the SQL store reports a missing alias as INVALID_PARAMETER_VALUE "... alias X not found."
+    text = str(err)
+    return code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
 
 
-def is_model_uri(path) -> bool:
-    return isinstance(path, str) and path.startswith(("models:/", "runs:/"))
+def _brief(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
 
 
-def register_model(name: str, model_dir: Path, spec, run_id: str, search_run_id: str, metric: dict,
-                   tracking_uri: Optional[str] = None, alias: str = CHALLENGER) -> dict:
-    """Log ``model_dir`` (+ the spec's YAML) under ``run_id``'s artifacts and register it as a new
-    version of ``name`` with tags and ``alias``. Returns ``{"name", "version", "uri", "alias"}``."""
-    import yaml
+def get_alias(client, uri: str, name: str, alias: str):
+    """The version of ``name`` carrying ``alias``, or None when no version carries it. Any other
+    failure (server down, database error) is a RegistryError: never mistaken for "no such alias"."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except Exception as err:
+        if is_not_found(err):
+            return None
+        raise RegistryError(f"MLflow at {uri}: cannot read alias {name}@{alias} ({_brief(err)})") from None
+
+
+def require_registered_model(client, uri: str, name: str) -> None:
+    try:
+        client.get_registered_model(name)
+    except Exception as err:
+        if is_not_found(err):
+            raise RegistryError(f"no registered model {name!r} in {uri}") from None
+        raise RegistryError(f"MLflow at {uri}: cannot read registered model {name!r} ({_brief(err)})") from None
+
+
+def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str],
+                   tracking_uri: Optional[str] = None, alias: str = CHALLENGER,
+                   extra_files: Optional[Dict[str, "str | bytes"]] = None) -> dict:
+    """Log ``model_dir`` (plus ``extra_files``: file name -> text or bytes) under ``run_id``'s
+    artifacts and register it as a new version of ``name`` with ``tags`` and ``alias``.
+    Returns ``{"name", "version", "uri", "alias"}``."""
     client, uri = mlflow_client(tracking_uri)
     model_dir = Path(model_dir)
     try:
-        cfg = yaml.safe_load((model_dir / "config.yaml").read_text())
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / MODEL_ARTIFACT_PATH
             shutil.copytree(model_dir, staged)
-            (staged / "search_space.yaml").write_text(spec.canonical_yaml())
-            _write_baseline(model_dir, staged / BASELINE_FILE)
+            for fname, content in (extra_files or {}).items():
+                target = staged / fname
+                target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
             client.log_artifacts(run_id, str(staged), MODEL_ARTIFACT_PATH)
         try:
             client.get_registered_model(name)
-        except Exception:
+        except Exception as err:
+            if not is_not_found(err):
+                raise
             client.create_registered_model(name, description="autounfold model: weights + config + search space; "
                                                              "load with autounfold.load('models:/NAME@ALIAS')")
-        problem = cfg.get("problem", {})
-        tags = {"autounfold.problem": str(problem.get("name", "")),
-                "autounfold.channel_model": str(problem.get("channel", {}).get("model", "")),
-                "autounfold.spec_name": spec.name, "autounfold.spec_sha256": spec.sha256,
-                "autounfold.search_run_id": search_run_id, "autounfold.trial_run_id": run_id,
-                **{f"autounfold.metric.{k}": f"{v:.6g}" if isinstance(v, float) else str(v) for k, v in metric.items()}}
         mv = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=tags)
         client.set_registered_model_alias(name, alias, mv.version)
-    except RegistryError:
-        raise
     except Exception as err:
-        raise RegistryError(f"MLflow at {uri}: registering {name!r} failed ({type(err).__name__}: {err})") from None
+        raise RegistryError(f"MLflow at {uri}: registering {name!r} failed ({_brief(err)})") from None
     return {"name": name, "version": str(mv.version), "uri": f"models:/{name}@{alias}", "alias": alias}
+
+
+def resolve_version(model_uri: str, tracking_uri: Optional[str] = None):
+    """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (client, uri, ModelVersion)."""
+    client, uri = mlflow_client(tracking_uri)
+    if not model_uri.startswith("models:/"):
+        raise RegistryError(f"{model_uri}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    ref = model_uri[len("models:/"):]
+    name, sep, alias = ref.partition("@")
+    try:
+        if sep:
+            mv = client.get_model_version_by_alias(name, alias)
+        else:
+            mname, _, version = ref.partition("/")
+            mv = client.get_model_version(mname, version)
+    except Exception as err:
+        if is_not_found(err):
+            raise RegistryError(f"{model_uri}: no such registered model version in {uri}") from None
+        raise RegistryError(f"{model_uri}: cannot reach the registry at {uri} ({_brief(err)})") from None
+    return client, uri, mv
 
 
 def download_model(model_uri: str, dst: "str | Path", tracking_uri: Optional[str] = None) -> Path:
@@ -76,30 +116,19 @@ def download_model(model_uri: str, dst: "str | Path", tracking_uri: Optional[str
 
     Resolved with an explicit client (not MLflow's process-wide URIs), so the tracking URI given
     here is the one asked."""
-    client, uri = mlflow_client(tracking_uri)
     if model_uri.startswith("models:/"):
-        ref = model_uri[len("models:/"):]
-        name, sep, alias = ref.partition("@")
-        try:
-            if sep:
-                mv = client.get_model_version_by_alias(name, alias)
-            else:
-                mname, _, version = ref.partition("/")
-                mv = client.get_model_version(mname, version)
-        except Exception as err:
-            raise RegistryError(f"{model_uri}: no such registered model version in {uri} "
-                                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})") from None
+        client, uri, mv = resolve_version(model_uri, tracking_uri)
         source = mv.source
         if not source.startswith("runs:/"):
             raise RegistryError(f"{model_uri}: version {mv.version} was not registered by autounfold (source {source})")
         run_id, _, path = source[len("runs:/"):].partition("/")
     elif model_uri.startswith("runs:/"):
+        client, uri = mlflow_client(tracking_uri)
         run_id, _, path = model_uri[len("runs:/"):].partition("/")
     else:
         raise RegistryError(f"{model_uri}: expected models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH")
     try:
         local = client.download_artifacts(run_id, path or MODEL_ARTIFACT_PATH, str(dst))
     except Exception as err:
-        raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} "
-                            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
+        raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} ({_brief(err)})") from None
     return Path(local)

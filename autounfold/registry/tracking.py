@@ -51,7 +51,7 @@ def mlflow_client(tracking_uri: Optional[str] = None):
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 
 
-def _experiment_id(client, uri: str, name: str) -> str:
+def experiment_id(client, uri: str, name: str) -> str:
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
@@ -89,7 +89,7 @@ class SearchTracker:
               run_id: Optional[str] = None, tags: Optional[dict] = None) -> "SearchTracker":
         client, uri = mlflow_client(tracking_uri)
         try:
-            exp_id = _experiment_id(client, uri, experiment or f"autounfold-{spec.name}")
+            exp_id = experiment_id(client, uri, experiment or f"autounfold-{spec.name}")
             if run_id is not None:
                 client.update_run(run_id, status="RUNNING")
                 self = cls(client, uri, exp_id, run_id)
@@ -111,10 +111,9 @@ class SearchTracker:
         c.log_param(rid, "search_seed", spec.seed)
         c.log_param(rid, "num_samples", spec.budget.num_samples)
         c.log_param(rid, "algorithm", spec.budget.algorithm)
+        from ..spaces.spec import write_space_file
         with tempfile.TemporaryDirectory() as tmp:
-            p = Path(tmp) / "search_space.yaml"
-            p.write_text(spec.canonical_yaml())
-            c.log_artifact(rid, str(p))
+            c.log_artifact(rid, str(write_space_file(spec, tmp)))
 
     def _load_children(self) -> None:
         runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}'",
@@ -214,6 +213,14 @@ class SearchTracker:
         if self.pending:
             log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
                         self.uri, len(self.pending), out_dir)
+
+    def abort(self) -> None:
+        """Mark the search run KILLED after the search raised or was interrupted (best effort: the
+        exception that got us here is the one the caller needs to see)."""
+        try:
+            self.client.set_terminated(self.run_id, "KILLED")
+        except Exception as err:  # noqa: BLE001 - already unwinding another exception
+            log.warning("MLflow at %s: could not mark run %s KILLED (%s)", self.uri, self.run_id, err)
 
     def child_run(self, trial_id: str) -> Optional[str]:
         return self.children.get(trial_id)

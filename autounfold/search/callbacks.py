@@ -24,6 +24,7 @@ class SearchContext:
     done: int = 0
     best: Optional[float] = None
     last: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)          # trial id -> its row, made when the trial ended
 
 
 def activate(ctx: Optional[SearchContext]) -> None:
@@ -48,7 +49,7 @@ class SearchCallback(Callback):
         if ctx.tracker is not None:
             ctx.tracker.trial_result(trial.trial_id, ctx.spec.flatten(trial.config), result)
 
-    def _finish(self, trial, error: Optional[str]):
+    def _finish(self, trial, error):
         from .results import trial_row
         ctx = self._ctx()
         if ctx is None:
@@ -56,10 +57,10 @@ class SearchCallback(Callback):
         params = ctx.spec.flatten(trial.config)
         result = ctx.last.get(trial.trial_id) or trial.last_result or {}
         row = trial_row(trial.trial_id, params, result, result.get("training_iteration", 0), error, ctx.spec)
+        ctx.rows[trial.trial_id] = row
         ctx.done += 1
-        sign = 1 if ctx.spec.objective.mode == "max" else -1
         if row["status"] in ("ok", "stopped") and math.isfinite(row["objective"]):
-            if ctx.best is None or sign * row["objective"] > sign * ctx.best:
+            if ctx.spec.objective.better(row["objective"], ctx.best):
                 ctx.best = row["objective"]
         if ctx.tracker is not None:
             ctx.tracker.trial_complete(trial.trial_id, params, row)
@@ -74,5 +75,6 @@ class SearchCallback(Callback):
         self._finish(trial, None)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        err = getattr(trial, "error_msg", None) or "the trial's worker raised or died (see its Ray log)"
-        self._finish(trial, str(err).strip().splitlines()[-1][:500])
+        # the same error object Ray's ResultGrid later gives (pickled exception, else its text)
+        err = trial.get_pickled_error() or trial.get_error() or "the trial's worker raised or died (see its Ray log)"
+        self._finish(trial, err)

@@ -1,9 +1,10 @@
-"""Warm start: an earlier search's (params, objective) history, inserted into TPE's hyperopt Trials.
+"""Warm start: an earlier search's (params, objective) history, handed to TPE as evaluated points.
 
-Ray's ``HyperOptSearch`` takes ``points_to_evaluate`` but no scores for them, so a warm start
-writes finished hyperopt trial documents (``vals`` + ``{"loss": ..., "status": "ok"}``) straight
-into the searcher's ``Trials``. TPE then treats them as its own past evaluations: they count
-towards ``n_initial_points`` and shape the first model-based suggestions.
+Ray's ``HyperOptSearch`` takes ``points_to_evaluate`` but no scores for them and does not implement
+the searcher contract's ``add_evaluated_point``; ``make_searcher`` returns a subclass that does, so
+the earlier trials become finished trials of TPE's own history: they count towards
+``n_initial_points`` and shape the first model-based suggestions. Objectives are the earlier
+search's: with a changed channel they are a prior (which regions were good), not a promise.
 """
 from __future__ import annotations
 
@@ -50,36 +51,53 @@ def read_history(path: "str | Path") -> History:
     return History(points, str(table_path), sha)
 
 
-def insert_history(searcher, spec: SearchSpec, history: History) -> dict:
-    """Insert the points of ``history`` that lie in ``spec``'s space into a ``HyperOptSearch``.
+def make_searcher(spec: SearchSpec, history: "History | None" = None, n_initial_points: "int | None" = None):
+    """The TPE searcher of ``spec`` (``WarmStartHyperOpt``), with ``history``'s points added through
+    Ray's public searcher contract (``add_evaluated_point``). Returns ``(searcher, counts)`` with
+    ``counts = {"inserted": n, "dropped": m}``."""
+    from ray.tune.search.hyperopt import HyperOptSearch
 
-    Returns ``{"inserted": n, "dropped": m}``; dropped points (outside the new space) are counted
-    in a warning. Objectives are the earlier search's: with a changed channel they are a prior,
-    which is what TPE needs from them (which regions were good), not a promise.
-    """
-    from hyperopt import base
+    class WarmStartHyperOpt(HyperOptSearch):
+        """``HyperOptSearch`` that implements ``Searcher.add_evaluated_point`` (Ray's contract for
+        results evaluated outside the suggest / complete loop, which ``HyperOptSearch`` leaves
+        unimplemented): the point becomes a finished trial of TPE's own history, so it counts
+        towards ``n_initial_points`` and shapes the next suggestions.
 
-    trials = searcher._hpopt_trials          # created by HyperOptSearch when it gets its space
-    sign = 1.0 if spec.objective.mode == "min" else -1.0   # hyperopt minimises
-    usable = []
+        ``parameters`` are the flat trial parameters of ``spec`` (what ``trials.parquet`` stores);
+        points outside the space raise ValueError."""
+
+        def add_evaluated_point(self, parameters, value, error=False, pruned=False, intermediate_values=None):
+            from hyperopt import base
+
+            vals = spec.to_vals(parameters)
+            if vals is None:
+                raise ValueError(f"point outside the search space of {spec.name}: {parameters}")
+            if error:
+                value = spec.objective.worst
+            loss = -spec.objective.sign * float(value)          # hyperopt minimises
+            trials = self._hpopt_trials
+            tid = trials.new_trial_ids(1)[0]
+            misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+                    "idxs": {k: ([tid] if v else []) for k, v in vals.items()}, "vals": vals}
+            doc = trials.new_trial_docs([tid], [None], [{"loss": loss, "status": base.STATUS_OK}], [misc])[0]
+            doc["state"] = base.JOB_STATE_DONE
+            trials.insert_trial_docs([doc])
+            trials.refresh()
+
+    b = spec.budget
+    searcher = WarmStartHyperOpt(space=spec.hyperopt_space(), metric="objective", mode=spec.objective.mode,
+                                 n_initial_points=n_initial_points or b.n_initial_points,
+                                 random_state_seed=spec.seed, gamma=b.gamma)
+    if history is None:
+        return searcher, {"inserted": 0, "dropped": 0}
+    inserted = dropped = 0
     for params, objective in history.points:
-        vals = spec.to_vals(params)
-        if vals is not None:
-            usable.append((vals, objective))
-    dropped = len(history.points) - len(usable)
+        if spec.to_vals(params) is None:
+            dropped += 1
+            continue
+        searcher.add_evaluated_point(params, objective)
+        inserted += 1
     if dropped:
         log.warning("warm start: %d of %d earlier trials lie outside the new search space and were dropped",
                     dropped, len(history.points))
-    if not usable:
-        return {"inserted": 0, "dropped": dropped}
-    tids = trials.new_trial_ids(len(usable))
-    docs = []
-    for tid, (vals, objective) in zip(tids, usable):
-        misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                "idxs": {k: ([tid] if v else []) for k, v in vals.items()}, "vals": vals}
-        doc = trials.new_trial_docs([tid], [None], [{"loss": sign * objective, "status": base.STATUS_OK}], [misc])[0]
-        doc["state"] = base.JOB_STATE_DONE
-        docs.append(doc)
-    trials.insert_trial_docs(docs)
-    trials.refresh()
-    return {"inserted": len(usable), "dropped": dropped}
+    return searcher, {"inserted": inserted, "dropped": dropped}

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import pandas as pd
 
+from ..errors import ConfigError
+
 COLUMNS = ["trial_id", "status", "objective", "val_score", "num_layers", "layer", "latency_ms", "num_parameters",
            "train_seconds", "trial_seconds", "finished_at", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard"]
 
 
-def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error: Optional[str], spec) -> dict:
-    """One row of the trial table from the last metrics a trial reported (or the error that ended it).
+def error_reason(err) -> str:
+    """The one text a trial's error gets (the Parquet ``reason`` and the MLflow tag alike): the last
+    line of the error, prefixed with its type when that line does not already name one."""
+    if err is None:
+        return ""
+    text = str(err).strip()
+    last = text.splitlines()[-1].strip() if text else ""
+    if isinstance(err, BaseException) and not re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", last):
+        last = f"{type(err).__name__}: {last}" if last else type(err).__name__
+    return last[:500] or "the trial's worker raised or died (see its Ray log)"
+
+
+def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error, spec) -> dict:
+    """One row of the trial table from the last metrics a trial reported (or the error that ended
+    it: an exception or Ray's error text, formatted by ``error_reason``). The only producer of rows.
 
     status: ``ok`` (trained to the end), ``failed`` (the trial reported why: bad config, divergence),
     ``stopped`` (stopped early by ASHA: its last validation is its score), ``unfinished`` (the
@@ -22,6 +38,7 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
     Ray's error text is the reason)."""
     metrics = metrics or {}
     status = metrics.get("status")
+    error = error_reason(error) if error is not None else None
     if error:
         status = "error"
     elif status == "running":
@@ -41,8 +58,7 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
         "shard": str(metrics.get("shard", f"trial:{trial_id}")),
     }
     if status == "error" and not math.isfinite(row["objective"]):
-        from .trial import failure_objective
-        row["objective"] = failure_objective(spec)
+        row["objective"] = spec.objective.worst
     return row
 
 
@@ -63,13 +79,17 @@ def _param(params: dict, key: str):
 def _set_layer(spec, params):
     try:
         return spec.experiment(params).model.layer
-    except Exception:
+    except ConfigError:                       # an invalid combination: the trial failed for that reason
         return None
 
 
-def trial_table(rows: List[dict]) -> pd.DataFrame:
+def trial_table(rows: List[dict], objective) -> pd.DataFrame:
+    """The rows, best first under ``objective`` (a spec's ``Objective``: its mode decides), trials
+    without a finite objective last."""
     df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.sort_values("objective", ascending=False, kind="stable").reset_index(drop=True)
+    key = (objective.sign * df.objective).where(df.objective.notna(), -math.inf)
+    order = key.sort_values(ascending=False, kind="stable").index
+    return df.loc[order].reset_index(drop=True)
 
 
 def write_table(df: pd.DataFrame, path: Path) -> Path:
@@ -82,11 +102,12 @@ def write_table(df: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def best_row(df: pd.DataFrame, mode: str) -> Optional[pd.Series]:
+def best_row(df: pd.DataFrame, objective) -> Optional[pd.Series]:
+    """The best finished (``ok``) trial under ``objective``'s mode, or None."""
     ok = df[df.status.isin(["ok"])]
     if ok.empty:
         return None
-    return ok.loc[ok.objective.idxmax() if mode == "max" else ok.objective.idxmin()]
+    return ok.loc[(objective.sign * ok.objective).idxmax()]
 
 
 def pareto_front(df: pd.DataFrame, cost: str = "latency_ms") -> pd.DataFrame:

@@ -1,10 +1,12 @@
-"""``run_search``: a search spec -> Ray Tune (HyperOptSearch TPE, concurrency limit, optional ASHA)
--> trial table, leaderboard, Pareto front, best model, MLflow runs and a registered challenger.
+"""``run_search``: a search spec -> Ray Tune (TPE through ``history.make_searcher``, a concurrency
+limit, optional ASHA) -> trial table, leaderboard, Pareto front and the best model. It knows nothing
+of MLflow: a ``tracker`` (``registry.SearchTracker`` when ``autounfold.ops.search`` runs it) is told
+about every trial; registering the best model is the caller's business.
 
 Result directory (``out``)::
 
-    search.json         what ran: spec sha256, MLflow run id and tracking URI, warm start, timings
-    spec.yaml           the canonical search-space YAML (its sha256 is in every row of trials.parquet)
+    search.json         what ran: spec sha256, the tracker's state (run id, URI), warm start, timings
+    search_space.yaml   the canonical search-space YAML (its sha256 is in every row of trials.parquet)
     tune/               Ray Tune's experiment (checkpoints; what --resume continues)
     trials.parquet      one row per trial: status, objective, score, latency, params (JSON), reason
     leaderboard.md      the top trials;  summary.json  counts, best trial, timings
@@ -23,14 +25,15 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import SearchError
-from ..spaces.spec import SearchSpec
+from ..spaces.spec import SearchSpec, write_space_file
 from . import results as R
-from .history import TRIALS_FILE, History, insert_history, read_history
+from .history import TRIALS_FILE, History, make_searcher
 
 log = logging.getLogger(__name__)
 
 TUNE_DIR = "tune"
 META = "search.json"
+SUMMARY = "summary.json"
 METRIC = "objective"
 
 
@@ -40,44 +43,25 @@ class SearchOutcome:
     table: "object"                     # pandas DataFrame, best first
     summary: dict
     best_model: Optional[Path]
-    registered: Optional[dict]
-    run_id: Optional[str]
+    registered: Optional[dict] = None   # set by the caller that registers (autounfold.ops.search)
+    run_id: Optional[str] = None        # the tracker's run id, when a tracker was given
 
 
-def _resolve_history(warm_start: str, tracking_uri: Optional[str]) -> History:
-    import re
-    p = Path(warm_start)
-    if p.exists():
-        return read_history(p)
-    if not re.fullmatch(r"[0-9a-f]{32}", warm_start):
-        raise SearchError(f"warm start {warm_start!r}: no such result directory (nor an MLflow run id: 32 hex digits)")
-    # an MLflow run id of an earlier search: its trials.parquet artifact
-    import tempfile
-
-    from ..registry.tracking import mlflow_client
-    client, uri = mlflow_client(tracking_uri)
+def resume_meta(out: "str | Path", spec: SearchSpec) -> dict:
+    """The ``search.json`` of an interrupted search in ``out`` that ``spec`` may resume; SearchError
+    when there is none or it was searched with a different spec."""
+    out = Path(out).resolve()
+    meta_path = out / META
+    if not (out / TUNE_DIR / "tuner.pkl").is_file() or not meta_path.is_file():
+        raise SearchError(f"--resume: {out} holds no interrupted search (no {TUNE_DIR}/tuner.pkl)")
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            local = client.download_artifacts(warm_start, TRIALS_FILE, tmp)
-            return read_history(Path(local))
-    except SearchError:
-        raise
-    except Exception as err:
-        raise SearchError(f"warm start {warm_start!r}: neither a result directory nor the MLflow run id of a search "
-                          f"in {uri} ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
-
-
-def _make_searcher(spec: SearchSpec, history: Optional[History]):
-    from ray.tune.search.hyperopt import HyperOptSearch
-
-    b = spec.budget
-    n_hist = len(history.points) if history else 0
-    # random search = TPE that never leaves its random start-up (same code path, same seeding)
-    n_initial = b.n_initial_points if b.algorithm == "tpe" else b.num_samples + n_hist + 1
-    searcher = HyperOptSearch(space=spec.hyperopt_space(), metric=METRIC, mode=spec.objective.mode,
-                              n_initial_points=n_initial, random_state_seed=spec.seed, gamma=b.gamma)
-    counts = insert_history(searcher, spec, history) if history else {"inserted": 0, "dropped": 0}
-    return searcher, counts
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as err:
+        raise SearchError(f"--resume: {meta_path} is unreadable ({err})") from None
+    if meta.get("spec_sha256") != spec.sha256:
+        raise SearchError(f"--resume: {out} was searched with a different spec (sha256 {str(meta.get('spec_sha256', '?'))[:12]} "
+                          f"!= {spec.sha256[:12]}); resume with the same YAML and --set values")
+    return meta
 
 
 def _scheduler(spec: SearchSpec):
@@ -91,28 +75,28 @@ def _scheduler(spec: SearchSpec):
                          grace_period=a.grace_period, reduction_factor=a.reduction_factor)
 
 
-def _write_results(grid, spec: SearchSpec, out: Path, model_dir_name: str):
-    """Trial table (Parquet), leaderboard, Pareto plot and the best trial's model from a ResultGrid."""
+def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model_dir_name: str):
+    """Trial table (Parquet), leaderboard, Pareto plot and the best trial's model.
+
+    Rows come from ``rows_by_trial`` (made by the callback as each trial ended, the one producer);
+    a trial that did not end in this session (unfinished, or ended before a resume) gets its row
+    from its last reported result through the same ``results.trial_row``."""
     rows, checkpoints = [], {}
     for res in grid:
         m = res.metrics or {}
         trial_id = m.get("trial_id") or Path(res.path).name
-        try:
-            params = spec.flatten(res.config)
-        except Exception:
-            params = {}
-        err = None
-        if res.error is not None:
-            text = str(res.error).strip()
-            err = f"{type(res.error).__name__}: {text.splitlines()[-1][:500] if text else ''}"
-        rows.append(R.trial_row(trial_id, params, m, m.get("training_iteration", 0), err, spec))
+        row = rows_by_trial.get(trial_id)
+        if row is None:
+            params = spec.flatten(res.config) if res.config else {}
+            row = R.trial_row(trial_id, params, m, m.get("training_iteration", 0), res.error, spec)
+        rows.append(row)
         if res.checkpoint is not None:
             checkpoints[trial_id] = res.checkpoint
-    table = R.trial_table(rows)
+    table = R.trial_table(rows, spec.objective)
     R.write_table(table, out / TRIALS_FILE)
     (out / "leaderboard.md").write_text(R.leaderboard_markdown(R.leaderboard(table)))
     R.plot_pareto(table, out / "pareto.png", f"{spec.name}: score vs cost ({len(table)} trials)")
-    best = R.best_row(table, spec.objective.mode)
+    best = R.best_row(table, spec.objective)
     best_model = None
     if best is not None and best.trial_id in checkpoints:
         with checkpoints[best.trial_id].as_directory() as d:
@@ -122,21 +106,26 @@ def _write_results(grid, spec: SearchSpec, out: Path, model_dir_name: str):
                 tmp = out / ".best_model.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(src, tmp)
-                (tmp / "search_space.yaml").write_text(spec.canonical_yaml())
-                shutil.rmtree(best_model, ignore_errors=True)
+                write_space_file(spec, tmp)
+                old = out / ".best_model.old"
+                shutil.rmtree(old, ignore_errors=True)
+                if best_model.exists():
+                    best_model.replace(old)
                 tmp.replace(best_model)
+                shutil.rmtree(old, ignore_errors=True)
     return table, best, best_model
 
 
 def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None, resume: bool = False,
-               warm_start: Optional[str] = None, tracking_uri: Optional[str] = None, track: bool = True,
-               register: Optional[str] = None, console=None, num_cpus: Optional[int] = None) -> SearchOutcome:
+               history: Optional[History] = None, warm_start: Optional[str] = None, tracker=None, console=None,
+               num_cpus: Optional[int] = None) -> SearchOutcome:
     """Run (or ``resume``) a search and write its results to ``out``.
 
-    ``warm_start``: a result directory or the MLflow run id of an earlier search (the trials its
-    TPE learned from seed this one's; see ``history.read_history``). ``register``: a model name;
-    the best model becomes a new version with alias ``challenger``. ``track=False`` skips MLflow entirely. Raises SearchError before anything
-    starts when the output directory, the warm-start source or the resources do not fit.
+    ``history``: the trials of an earlier search (``history.read_history``) that seed TPE;
+    ``warm_start`` is only its label for the records. ``tracker``: an object with ``run_id``,
+    ``uri``, ``trial_result(trial_id, params, metrics)`` and ``trial_complete(trial_id, params, row)``
+    (``registry.SearchTracker``), told about every trial from the driver; the caller finishes it.
+    Raises SearchError before anything starts when the output directory or the resources do not fit.
     """
     import ray
     from ray import tune
@@ -150,38 +139,26 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     out = Path(out).resolve()
     tune_dir = out / TUNE_DIR
     meta_path = out / META
-    meta = {}
     if resume:
-        if not (tune_dir / "tuner.pkl").is_file() or not meta_path.is_file():
-            raise SearchError(f"--resume: {out} holds no interrupted search (no {TUNE_DIR}/tuner.pkl)")
-        meta = json.loads(meta_path.read_text())
-        if meta.get("spec_sha256") != spec.sha256:
-            raise SearchError(f"--resume: {out} was searched with a different spec (sha256 {meta.get('spec_sha256', '?')[:12]} "
-                              f"!= {spec.sha256[:12]}); resume with the same YAML and --set values")
-        if warm_start:
+        meta = resume_meta(out, spec)
+        if history is not None:
             raise SearchError("--resume continues a search with its own warm start; do not pass --warm-start again")
     elif tune_dir.exists():
         raise SearchError(f"{out} already holds a search; pass --resume to continue it or choose another --out")
 
-    history = _resolve_history(warm_start, tracking_uri) if warm_start else None
     started_ray = connect(address, num_cpus)
     t0 = time.perf_counter()
-    tracker = None
     try:
         fit = check_resources(spec, available())
         concurrency = min(spec.budget.max_concurrent or fit, fit)
         out.mkdir(parents=True, exist_ok=True)
-        if track and (not resume or meta.get("mlflow_run_id")):
-            from ..registry.tracking import SearchTracker
-            # a resumed search keeps logging to the store and parent run it started with
-            tracker = SearchTracker.start(spec, tracking_uri or meta.get("tracking_uri"), run_id=meta.get("mlflow_run_id"),
-                                          tags={"autounfold.warm_start": warm_start or ""})
+        tracking = {"run_id": tracker.run_id, "uri": tracker.uri} if tracker is not None else None
         if not resume:
-            (out / "spec.yaml").write_text(spec.canonical_yaml())
-            meta = {"spec_name": spec.name, "spec_sha256": spec.sha256, "origin": spec.origin,
-                    "mlflow_run_id": tracker.run_id if tracker else None,
-                    "tracking_uri": tracker.uri if tracker else None, "warm_start": warm_start,
-                    "address": address, "concurrency": concurrency, "started": time.time()}
+            write_space_file(spec, out)
+            meta = {"spec_name": spec.name, "spec_sha256": spec.sha256, "origin": spec.origin, "tracking": tracking,
+                    "warm_start": warm_start, "address": address, "concurrency": concurrency, "started": time.time()}
+        elif tracking is not None:
+            meta["tracking"] = tracking
         meta_path.write_text(json.dumps(meta, indent=2))
 
         fn = tune.with_resources(tune.with_parameters(trainable, spec_yaml=spec.canonical_yaml()),
@@ -190,12 +167,13 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
         if resume:
             tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True, resume_errored=True)
             warm = meta.get("warm_start_counts", {"inserted": 0, "dropped": 0})
-            try:
-                done_before = sum(1 for r in tuner.get_results() if r.metrics.get("done"))
-            except Exception:
-                done_before = 0
+            done_before = sum(1 for r in tuner.get_results() if (r.metrics or {}).get("done"))
         else:
-            searcher, warm = _make_searcher(spec, history)
+            b = spec.budget
+            n_hist = len(history.points) if history else 0
+            # random search = TPE that never leaves its random start-up (same code path, same seeding)
+            n_initial = b.n_initial_points if b.algorithm == "tpe" else b.num_samples + n_hist + 1
+            searcher, warm = make_searcher(spec, history, n_initial)
             meta["warm_start_counts"] = warm
             meta_path.write_text(json.dumps(meta, indent=2))
             from ray.tune.search import ConcurrencyLimiter
@@ -213,49 +191,31 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
             console.print(f"search {spec.name}: {spec.budget.num_samples} trials ({spec.budget.algorithm}), "
                           f"{concurrency} at a time, sha256 {spec.sha256[:12]}"
                           + (f", warm start: {warm['inserted']} earlier trials ({warm['dropped']} dropped)"
-                             if warm_start or warm.get("inserted") else "")
-                          + (f", MLflow run {tracker.run_id} at {tracker.uri}" if tracker else ""), highlight=False)
-        activate(SearchContext(spec, tracker, console, spec.budget.num_samples, done_before))
+                             if history is not None or warm.get("inserted") else "")
+                          + (f", MLflow run {tracker.run_id} at {tracker.uri}" if tracker is not None else ""),
+                          highlight=False)
+        ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, done_before)
+        activate(ctx)
         try:
             grid = tuner.fit()
         finally:
             activate(None)
         seconds = time.perf_counter() - t0
 
-        table, best, best_model = _write_results(grid, spec, out, MODEL_DIR)
+        table, best, best_model = _write_results(grid, ctx.rows, spec, out, MODEL_DIR)
         counts = table.status.value_counts().to_dict()
         interrupted = bool(counts.get("unfinished")) or (len(table) < spec.budget.num_samples
                                                           and spec.budget.time_budget_s is None)
         summary = {"interrupted": interrupted, "spec_name": spec.name, "spec_sha256": spec.sha256, "num_trials": int(len(table)),
                    "counts": {k: int(v) for k, v in counts.items()}, "seconds": seconds,
-                   "concurrency": concurrency, "warm_start": warm_start, "warm_start_counts": warm,
+                   "concurrency": concurrency, "warm_start": warm_start or meta.get("warm_start"),
+                   "warm_start_counts": warm,
                    "best": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                       for k, v in best.drop(labels=["params"]).items()},
                    "best_params": None if best is None else json.loads(best.params),
-                   "mlflow_run_id": tracker.run_id if tracker else None,
-                   "tracking_uri": tracker.uri if tracker else None}
-        registered = None
-        if tracker is not None and register and best_model is not None and not interrupted:
-            from ..registry.models import register_model
-            child = tracker.child_run(best.trial_id) or tracker.run_id
-            registered = register_model(register, best_model, spec, child, tracker.run_id,
-                                        {"val_score": float(best.val_score), "objective": float(best.objective)},
-                                        tracking_uri=tracker.uri)
-            summary["registered"] = registered
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        if tracker is not None:
-            if interrupted:
-                tracker.finish(out, summary, status="KILLED")
-            else:
-                tracker.finish(out, summary)
-        return SearchOutcome(out, table, summary, best_model, registered, tracker.run_id if tracker else None)
-    except BaseException:
-        if tracker is not None:
-            try:
-                tracker.client.set_terminated(tracker.run_id, "KILLED")
-            except Exception:
-                pass
-        raise
+                   "tracking": tracking}
+        (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
+        return SearchOutcome(out, table, summary, best_model, None, tracker.run_id if tracker is not None else None)
     finally:
         if started_ray:
             ray.shutdown()

@@ -31,14 +31,9 @@ def shard_purpose(trial_id: str) -> str:
     return f"trial:{trial_id}"
 
 
-def failure_objective(spec: SearchSpec) -> float:
-    """What a failed trial scores: worse than any real result, finite so TPE can rank it."""
-    return -1e9 if spec.objective.mode == "max" else 1e9
-
-
 def objective_value(spec: SearchSpec, score: float, num_layers: int, latency_ms: Optional[float] = None) -> float:
     """The searched number: the metric, less the depth penalty, less the latency penalty when over budget."""
-    sign = 1.0 if spec.objective.mode == "max" else -1.0
+    sign = spec.objective.sign
     value = score - sign * spec.objective.depth_penalty * num_layers
     budget = spec.objective.latency_budget_ms
     if budget is not None and latency_ms is not None and latency_ms > budget:
@@ -55,7 +50,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
     """Train and evaluate one configuration; returns the final metrics (also passed to ``report``).
 
     Never raises for a bad configuration or a diverging run: the final metrics then carry
-    ``status="failed"``, ``reason`` and ``objective = failure_objective(spec)``.
+    ``status="failed"``, ``reason`` and ``objective = spec.objective.worst``.
     """
     from ..build import build_model
     from ..training import train
@@ -99,7 +94,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
             frame = traceback.extract_tb(err.__traceback__)[-1]
             reason += f" (at {Path(frame.filename).name}:{frame.lineno})"
         final = {**base, "status": FAILED, "reason": reason[:2000], "done": True,
-                 "objective": failure_objective(spec), "val_score": float("nan"),
+                 "objective": spec.objective.worst, "val_score": float("nan"),
                  "seconds": time.perf_counter() - started}
         report(final, None, None)
         return final

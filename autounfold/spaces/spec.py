@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, PrivateAttr
 
 from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
-from ..errors import ConfigError, SpaceError
+from ..errors import ConfigError, SpaceError, format_validation_error
 from . import dimensions as D
 
 
@@ -39,6 +39,22 @@ class Objective(_Strict):
     latency_penalty: float = Field(100.0, ge=0)
     latency_batch: int = Field(256, ge=1)
     measure_latency: bool = True
+
+    # the one sign convention of a search: everything that compares, sorts or penalises objectives
+    # goes through these (trial objective, failure score, leaderboard, running best, TPE's loss)
+    @property
+    def sign(self) -> float:
+        """+1 when a larger objective is better (``mode: max``), -1 for ``mode: min``."""
+        return 1.0 if self.mode == "max" else -1.0
+
+    @property
+    def worst(self) -> float:
+        """What a failed trial scores: worse than any real result, finite so TPE can rank it."""
+        return -self.sign * 1e9
+
+    def better(self, a: float, b: Optional[float]) -> bool:
+        """``a`` is strictly better than ``b`` (None: nothing yet)."""
+        return b is None or self.sign * a > self.sign * b
 
 
 class Asha(_Strict):
@@ -138,15 +154,7 @@ def _assign(data: dict, dotted: str, value) -> None:
     node[parts[-1]] = value
 
 
-def _format(err: ValidationError, origin: str) -> str:
-    lines = []
-    for e in err.errors():
-        loc = [str(p) for p in e["loc"] if str(p) not in ("int", "float", "categorical", "conditional")]
-        value = e.get("input")
-        shown = "" if isinstance(value, dict) else f" (got {value!r})"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{origin}: {'.'.join(loc) or '<root>'}: {msg}{shown}")
-    return "\n".join(lines)
+_UNION_TAGS = ("int", "float", "categorical", "conditional")
 
 
 def _check_against_config(spec: SearchSpec) -> None:
@@ -176,29 +184,46 @@ def _check_against_config(spec: SearchSpec) -> None:
         raise SpaceError("\n".join(f"{spec.origin}: {p}" for p in problems))
 
 
-def parse_spec(data: Any, origin: str = "<spec>") -> SearchSpec:
+def parse_spec(data: Any, origin: str = "<spec>", check_space: bool = True) -> SearchSpec:
+    """Validate a search-space mapping. ``check_space=False`` skips building an experiment for every
+    value of every dimension: for a spec that was validated already (a trial re-reading the
+    driver's canonical YAML), not for user input."""
     if not isinstance(data, dict):
         raise SpaceError(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
     try:
         spec = SearchSpec.model_validate(data)
     except ValidationError as err:
-        raise SpaceError(_format(err, origin)) from None
+        raise SpaceError(format_validation_error(err, origin, hide=_UNION_TAGS)) from None
     spec._origin = origin
-    _check_against_config(spec)
+    if check_space:
+        _check_against_config(spec)
     return spec
 
 
-def load_spec(path, overrides: Optional[List[str]] = None) -> SearchSpec:
-    """Read and validate a search-space YAML; ``overrides`` are ``key.sub=value`` strings."""
+def load_spec(path, overrides: Optional[List[str]] = None, origin: Optional[str] = None) -> SearchSpec:
+    """Read and validate a search-space YAML; ``overrides`` are ``key.sub=value`` strings;
+    ``origin`` names the file in errors (default: its path)."""
     path = Path(path)
-    data = read_yaml_mapping(path, SpaceError)
+    origin = origin or str(path)
+    data = read_yaml_mapping(path, SpaceError, origin=origin)
     for o in overrides or []:
         try:
             set_override(data, o)
         except ConfigError as err:
-            raise SpaceError(f"{path}: {err}") from None
-    return parse_spec(data, str(path) + (" (with --set overrides)" if overrides else ""))
+            raise SpaceError(f"{origin}: {err}") from None
+    return parse_spec(data, origin + (" (with --set overrides)" if overrides else ""))
 
 
-def spec_from_yaml(text: str, origin: str = "<spec>") -> SearchSpec:
-    return parse_spec(yaml.safe_load(text), origin)
+def spec_from_yaml(text: str, origin: str = "<spec>", check_space: bool = True) -> SearchSpec:
+    return parse_spec(yaml.safe_load(text), origin, check_space)
+
+
+SPACE_FILE = "search_space.yaml"
+"""The one name of a search space stored beside what it produced (result dirs, model versions, runs)."""
+
+
+def write_space_file(spec: SearchSpec, directory: "str | Path") -> Path:
+    """Write ``spec``'s canonical YAML as ``directory/search_space.yaml`` (the one writer)."""
+    path = Path(directory) / SPACE_FILE
+    path.write_text(spec.canonical_yaml())
+    return path

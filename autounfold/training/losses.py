@@ -6,6 +6,8 @@ from typing import List
 
 import torch
 
+from ..algorithms import reference
+
 
 def layer_weights(kind: str, num_layers: int) -> List[float]:
     """end_to_end: only the last layer; multi_iteration: w_k proportional to log(1 + k), k = 1..K."""
@@ -35,7 +37,8 @@ def per_sample_loss(problem, x, inst, target: str, reference) -> torch.Tensor:
 def training_reference(problem, inst, target: str):
     """What ``per_sample_loss`` needs besides the iterate, computed once per batch."""
     if target == "supervised":
-        return problem.supervised_target(inst)
+        x = problem.supervised_target(inst)
+        return x if x is not None else reference(problem, inst)
     if target == "relative":
         return problem.loss_scale(inst)
     return None

@@ -8,17 +8,17 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..algorithms import evaluation_reference
 from ..config import TrainingConfig
 from ..errors import TrainingError
 from ..seeding import generator
 from .losses import layer_weights, per_sample_loss, training_reference
-from ..evaluation.metrics import validation_score
 
 
 @dataclass
 class TrainResult:
     """history: one dict per logged step; best_score: validation score of the returned weights
-    (higher is better: % of the optimum for beamforming, -NMSE dB for LASSO)."""
+    (``problem.score``, higher is better: % of the optimum for beamforming, -NMSE dB for LASSO)."""
 
     history: List[dict] = field(default_factory=list)
     best_score: float = float("-inf")
@@ -67,8 +67,8 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     torch.manual_seed(seed)
     model.to(device).train()
     val_inst = problem.sample(cfg.validation_batch, generator(seed, "validation"), device)
-    # Scores against ground truth where the instances carry it (LASSO), else against the reference.
-    val_ref = None if getattr(val_inst, "x_true", None) is not None else problem.reference(val_inst)
+    # scored against the ground truth where the instances carry it (LASSO), else the reference
+    val_ref = evaluation_reference(problem, val_inst)
     result = TrainResult()
     phases = _phases(cfg, model.num_layers)
     total = sum(p[1] for p in phases)
@@ -77,7 +77,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     def validate(step: int, loss: float):
         model.eval()
         with torch.no_grad():
-            score = validation_score(problem, model.run(val_inst), val_inst, val_ref)
+            score = problem.score(problem.summarize(model.run(val_inst), val_inst, val_ref))
         model.train()
         entry = {"step": step, "loss": loss, "val_score": score, **{f"{n}_{k}": v for n, vals in
                  model.scalar_parameters().items() for k, v in enumerate(vals)}}

@@ -1,7 +1,10 @@
 """Layer types: which per-layer parameters an unfolded network learns, and how they are stored.
 
-Each layer type maps parameter names of the update rule to a ``LearnedParam``; the unfolded
-network stores a (K, *shape) tensor per parameter (or (1, *shape) when tied across layers).
+Each layer type is a ``LayerType`` declaration registered in ``autounfold.plugins.LAYERS``: its
+learned parameters (a function mapping the update rule's parameter names to ``LearnedParam``), the
+problems it applies to and what its step initialisation must satisfy. Config validation, ``build``
+and the unfolded network read this table; the unfolded network stores a (K, *shape) tensor per
+parameter (or (1, *shape) when tied across layers).
 
 | layer      | paradigm (survey)              | learned per layer                                   |
 |------------|--------------------------------|-----------------------------------------------------|
@@ -17,11 +20,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from ..errors import ConfigError
+from ..plugins import LAYERS
 
 
 @dataclass
@@ -30,6 +34,35 @@ class LearnedParam:
 
     kind: str
     init: object
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """A layer type: what an unfolded network learns per layer.
+
+    Args:
+        name: the YAML name (``model.layer``).
+        paradigm: the survey's paradigm it belongs to.
+        learns: one line for the docs and ``--help``.
+        params: ``params(problem, num_layers, steps, momentum_init) -> {name: LearnedParam}``;
+            ``steps`` is the per-layer step initialisation (a list of K floats).
+        problems: the problem names it applies to (None: every problem).
+        positive_step: the step is learned in log space, so ``step_init`` must be > 0.
+        chebyshev: ``step_init: chebyshev`` (signed steps at Chebyshev nodes) is allowed.
+        needs_scaling: the parameters assume a scaled gradient (``gradient_scaling`` not ``none``).
+    """
+
+    name: str
+    paradigm: str
+    learns: str
+    params: Callable[..., Dict[str, LearnedParam]]
+    problems: Optional[Tuple[str, ...]] = None
+    positive_step: bool = False
+    chebyshev: bool = False
+    needs_scaling: bool = False
+
+    def applies_to(self, problem: str) -> bool:
+        return self.problems is None or problem in self.problems
 
 
 def chebyshev_steps(num_layers: int, edge: float) -> list:
@@ -48,45 +81,62 @@ def _per_layer(value, num_layers: int, name: str) -> list:
     return [float(value)] * num_layers
 
 
+def _ista_thresholds(problem, steps: List[float]) -> LearnedParam:
+    return LearnedParam("positive", [problem.lam / problem.lipschitz * s for s in steps])
+
+
+LAYERS.register(LayerType(
+    "step", "learned hyperparameters", "step alpha_k = exp(a_k) > 0",
+    lambda problem, K, steps, momentum: {"step": LearnedParam("positive", steps)}, positive_step=True))
+LAYERS.register(LayerType(
+    "signed", "learned hyperparameters", "step alpha_k of either sign (Chebyshev initialisation)",
+    lambda problem, K, steps, momentum: {"step": LearnedParam("signed", steps)},
+    problems=("beamforming",), chebyshev=True))
+LAYERS.register(LayerType(
+    "momentum", "learned hyperparameters", "step alpha_k > 0 and momentum beta_k",
+    lambda problem, K, steps, momentum: {"step": LearnedParam("positive", steps),
+                                         "momentum": LearnedParam("signed", _per_layer(momentum, K, "momentum_init"))},
+    positive_step=True))
+LAYERS.register(LayerType(
+    "hybrid", "learned objective parameters", "step alpha_k > 0 and a matrix T_k applied to the gradient (init identity)",
+    lambda problem, K, steps, momentum: {"step": LearnedParam("positive", steps),
+                                         "transform": LearnedParam("matrix", torch.eye(problem.n_tx, dtype=torch.complex64))},
+    problems=("beamforming",), positive_step=True))
+LAYERS.register(LayerType(
+    "ista", "learned hyperparameters", "step alpha_k > 0 and threshold theta_k > 0 (analytic W = A^T)",
+    lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),
+                                         "step": LearnedParam("positive", steps)},
+    problems=("lasso",), positive_step=True))
+LAYERS.register(LayerType(
+    "lista", "learned objective parameters", "Q_k (N, N), S_k (N, M), theta_k: x <- soft(x - (Q_k x - S_k y)/L)",
+    lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),
+                                         "operator.gram": LearnedParam("matrix", problem.A.T @ problem.A),
+                                         "operator.backproj": LearnedParam("matrix", problem.A.T.clone())},
+    problems=("lasso",), positive_step=True, needs_scaling=True))
+LAYERS.register(LayerType(
+    "lista_cp", "learned objective parameters", "S_k (N, M) coupled with A, theta_k: x <- soft(x - S_k (A x - y)/L)",
+    lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),
+                                         "operator.backproj": LearnedParam("matrix", problem.A.T.clone())},
+    problems=("lasso",), positive_step=True, needs_scaling=True))
+
+
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
                  scaling: Optional[str] = None) -> Dict[str, LearnedParam]:
-    """The learned parameters of ``layer`` for ``problem``; ``step_init`` is a scalar, a list of
-    one value per layer, or "chebyshev" (signed layers with a normalised gradient)."""
+    """The learned parameters of the registered layer type ``layer`` for ``problem``; ``step_init``
+    is a scalar, a list of one value per layer, or "chebyshev" (layer types that allow it, with a
+    scaled gradient)."""
+    decl = LAYERS.get(layer)
+    if not decl.applies_to(problem.name):
+        raise ConfigError(f"layer {layer!r} applies to {', '.join(decl.problems)} (got {problem.name!r})")
+    if decl.needs_scaling and not scaling:
+        raise ConfigError(f"layer {layer!r} needs a gradient scaling (its matrices are scaled by 1/L)")
     if step_init == "chebyshev":
-        if layer != "signed" or not hasattr(problem, "spectrum_edge") or scaling is None:
-            raise ConfigError("step_init 'chebyshev' needs layer 'signed', a scaled gradient and a problem with a "
-                              f"spectrum_edge (got layer {layer!r}, scaling {scaling!r} on {problem.name!r})")
+        if not decl.chebyshev or not hasattr(problem, "spectrum_edge") or scaling is None:
+            raise ConfigError("step_init 'chebyshev' needs a layer that allows it (signed), a scaled gradient and a "
+                              f"problem with a spectrum_edge (got layer {layer!r}, scaling {scaling!r} on {problem.name!r})")
         steps = chebyshev_steps(num_layers, problem.spectrum_edge(scaling))
     else:
         steps = _per_layer(step_init, num_layers, "step_init")
-    positive = layer in ("step", "momentum", "hybrid", "ista")
-    if positive and min(steps) <= 0:
+    if decl.positive_step and min(steps) <= 0:
         raise ConfigError(f"layer {layer!r} learns a positive step: step_init must be > 0 (got {step_init})")
-    if layer == "step":
-        return {"step": LearnedParam("positive", steps)}
-    if layer == "signed":
-        return {"step": LearnedParam("signed", steps)}
-    if layer == "momentum":
-        return {"step": LearnedParam("positive", steps),
-                "momentum": LearnedParam("signed", _per_layer(momentum_init, num_layers, "momentum_init"))}
-    if layer == "hybrid":
-        n = problem.n_tx if hasattr(problem, "n_tx") else problem.n
-        dtype = torch.complex64 if problem.name == "beamforming" else torch.float32
-        return {"step": LearnedParam("positive", steps), "transform": LearnedParam("matrix", torch.eye(n, dtype=dtype))}
-    if layer in ("ista", "lista", "lista_cp"):
-        if problem.name != "lasso":
-            raise ConfigError(f"layer {layer!r} is for the lasso problem (got {problem.name!r})")
-        theta = [problem.lam / problem.lipschitz * s for s in steps]
-        out = {"threshold": LearnedParam("positive", theta)}
-        if layer == "ista":
-            out["step"] = LearnedParam("positive", steps)
-        elif layer == "lista":
-            out["operator.gram"] = LearnedParam("matrix", problem.A.T @ problem.A)
-            out["operator.backproj"] = LearnedParam("matrix", problem.A.T.clone())
-        else:
-            out["operator.backproj"] = LearnedParam("matrix", problem.A.T.clone())
-        return out
-    raise ConfigError(f"unknown layer type {layer!r}; allowed: {', '.join(LAYER_TYPES)}")
-
-
-LAYER_TYPES = ("step", "signed", "momentum", "hybrid", "ista", "lista", "lista_cp")
+    return decl.params(problem, num_layers, steps, momentum_init)

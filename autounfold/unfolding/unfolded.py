@@ -8,7 +8,7 @@ from torch import nn
 
 from ..algorithms import ProximalGradient
 from ..errors import ConfigError
-from .layers import LAYER_TYPES, LearnedParam, layer_params
+from .layers import LearnedParam, layer_params
 
 
 class Unfolded(nn.Module):
@@ -18,7 +18,7 @@ class Unfolded(nn.Module):
         problem: the problem plugin (supplies gradient, prox, init and input validation).
         algorithm: the update rule (``ProximalGradient``); the classical solver runs the same object.
         num_layers: depth K >= 1.
-        layer: layer type, see ``autounfold.unfolding.layers``.
+        layer: a registered layer type (``autounfold.plugins.LAYERS``, see ``unfolding.layers``).
         tied: share one set of parameters across all layers.
         step_init: scalar, one value per layer, or "chebyshev" (signed layers).
         momentum_init: initial beta (momentum layers).
@@ -35,10 +35,6 @@ class Unfolded(nn.Module):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
-        if layer not in LAYER_TYPES:
-            raise ConfigError(f"unknown layer type {layer!r}; allowed: {', '.join(LAYER_TYPES)}")
-        if layer in ("lista", "lista_cp") and not algorithm.normalize:
-            raise ConfigError(f"layer {layer!r} needs a gradient scaling (its matrices are scaled by 1/L)")
         self.problem, self.algorithm, self.num_layers, self.layer, self.tied = problem, algorithm, num_layers, layer, tied
         specs = layer_params(layer, problem, num_layers, step_init, momentum_init, algorithm.normalize)
         self.kinds = {name: spec.kind for name, spec in specs.items()}

@@ -101,7 +101,7 @@ def test_mlflow_server_outage_during_a_search_loses_nothing(tmp_path, mlflow_pro
     assert "queuing tracking" in output and "queued tracking replayed" in output
     client = MlflowClient(mlflow_process.url, registry_uri=mlflow_process.url)
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    parent = client.get_run(summary["mlflow_run_id"])
+    parent = client.get_run(summary["tracking"]["run_id"])
     assert parent.info.status == "FINISHED"
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     table = pd.read_parquet(tmp_path / "out" / "trials.parquet")

@@ -40,7 +40,7 @@ SPEC = {
 def test_search_end_to_end_on_local_ray_with_mlflow_server(tmp_path, mlflow_server, monkeypatch):
     monkeypatch.chdir(tmp_path)
     from mlflow import MlflowClient
-    from autounfold.search import run_search
+    from autounfold.ops.search import search as run_search
     from autounfold.spaces import parse_spec
 
     data = json.loads(json.dumps(SPEC))
@@ -55,9 +55,9 @@ def test_search_end_to_end_on_local_ray_with_mlflow_server(tmp_path, mlflow_serv
     assert set(table.status) <= {"ok", "failed", "stopped"}, table[["status", "reason"]]
     ok = table[table.status == "ok"]
     assert len(ok) >= 1 and ok.val_score.between(50, 100.0001).all()
-    for f in ("leaderboard.md", "pareto.png", "summary.json", "spec.yaml", "best_model/weights.pt"):
+    for f in ("leaderboard.md", "pareto.png", "summary.json", "search_space.yaml", "best_model/weights.pt"):
         assert (tmp_path / "out" / f).exists(), f
-    assert (tmp_path / "out" / "spec.yaml").read_text() == spec.canonical_yaml()
+    assert (tmp_path / "out" / "search_space.yaml").read_text() == spec.canonical_yaml()
 
     client = MlflowClient(mlflow_server, registry_uri=mlflow_server)
     parent = client.get_run(outcome.run_id)

@@ -8,17 +8,22 @@ from typing import List, Optional
 
 import yaml
 
+from ..config import set_override
 from ..errors import SearchError
+from ..spaces.spec import SPACE_FILE, parse_spec
+from .search import search
+
+
+def _space_data(model_dir: Path) -> dict:
+    space_file = Path(model_dir) / SPACE_FILE
+    if not space_file.is_file():
+        raise SearchError(f"{model_dir}: this model version carries no {SPACE_FILE}; cannot re-search")
+    return yaml.safe_load(space_file.read_text())
 
 
 def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optional[List[str]] = None) -> List[str]:
     """The ``--set`` changes that aim the version's own search space at the channel the monitor sees."""
-    from ..config import set_override
-
-    space_file = Path(model_dir) / "search_space.yaml"
-    if not space_file.is_file():
-        raise SearchError(f"{model_dir}: this model version carries no search_space.yaml; cannot re-search")
-    data = yaml.safe_load(space_file.read_text())
+    data = _space_data(model_dir)
     spread = round(float(event["angular_spread_estimate"]), 1)
     changes = [f"base.problem.channel.angular_spread_deg={spread}", f"budget.num_samples={trials}",
                *(overrides or [])]
@@ -60,12 +65,8 @@ def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, s
                       console=None) -> dict:
     """Re-run the version's own search space in this process with the channel set to the estimated
     angular spread, warm-started from the version's search (its MLflow run); the best becomes challenger."""
-    from ..config import set_override
-    from ..search import run_search
-    from ..spaces.spec import parse_spec
-
     changes = research_changes(model_dir, event, trials, overrides)
-    data = yaml.safe_load((Path(model_dir) / "search_space.yaml").read_text())
+    data = _space_data(model_dir)
     for c in changes:
         set_override(data, c)
     spread = round(float(event["angular_spread_estimate"]), 1)
@@ -75,7 +76,7 @@ def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, s
         console.print(f"trigger: covariance shift {event['value']:.3f} > {event['threshold']}; re-searching at "
                       f"angular spread {spread} deg ({trials} trials, warm start {search_run_id or 'none'}) -> {out}",
                       highlight=False)
-    outcome = run_search(spec, out, warm_start=search_run_id, tracking_uri=tracking_uri, register=name, console=console)
+    outcome = search(spec, out, warm_start=search_run_id, tracking_uri=tracking_uri, register=name, console=console)
     best = outcome.summary.get("best") or {}
     return {"out": str(out), "search_run_id": outcome.run_id, "registered": outcome.registered,
             "best_val_score": best.get("val_score"), "angular_spread_deg": spread}

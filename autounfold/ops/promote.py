@@ -1,7 +1,8 @@
 """Model lifecycle in the registry: ``challenger`` -> canary -> ``champion`` (or rolled back).
 
 ``promote`` compares the version aliased ``challenger`` with the one aliased ``champion`` on a
-canary share of the traffic (``evaluation.canary``) and moves the aliases:
+canary share of the traffic (``evaluation.canary``, scored by the problem's validation score) and
+moves the aliases:
 
 * no champion yet: the challenger becomes champion (the first model ever);
 * challenger not worse than champion beyond the tolerance: ``champion`` -> challenger's version,
@@ -16,49 +17,50 @@ from __future__ import annotations
 import tempfile
 from typing import Optional
 
+from ..artifacts import load
+from ..build import build_problem
+from ..config import parse_config, set_override
 from ..errors import RegistryError
-from .models import CHALLENGER, download_model
-from .tracking import _experiment_id, mlflow_client
+from ..evaluation.canary import decide, run_canary
+from ..registry import (CHALLENGER, CHAMPION, PREVIOUS, download_model, experiment_id, get_alias, mlflow_client,
+                        require_registered_model)
 
-CHAMPION = "champion"
-PREVIOUS = "previous_champion"
 EXPERIMENT = "autounfold-promotions"
 
 
-def _alias(client, name: str, alias: str):
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except Exception:
-        return None
+def traffic_source(model, overrides=None):
+    """The default canary traffic: the model's own problem (its channel model for beamforming),
+    changed by ``overrides`` such as ``problem.channel.angular_spread_deg=40``."""
+    data = model.config.model_dump(mode="json")
+    for o in overrides or []:
+        set_override(data, o)
+    problem = build_problem(parse_config(data, "traffic (--set)").problem)
+    return problem.source if problem.draws_channels else problem
 
 
-def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: int = 64, tolerance_pct: float = 0.05,
+def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: int = 64, tolerance: float = 0.05,
             source=None, traffic_overrides=None, seed: int = 0, tracking_uri: Optional[str] = None,
             console=None) -> dict:
-    """Run the canary and move the aliases. ``source``: a ChannelSource for the traffic (default:
-    the champion's own synthetic channel model, changed by ``traffic_overrides`` such as
-    ``problem.channel.angular_spread_deg=40``). Returns the decision record."""
-    from .. import load
-    from ..build import build_problem
-    from ..evaluation.canary import decide, run_canary
+    """Run the canary and move the aliases. ``source``: the traffic (anything with
+    ``sample(batch, seed)``; default ``traffic_source(champion, traffic_overrides)``). ``tolerance``
+    is in score units (percentage points of the optimum for beamforming). Returns the decision record.
 
+    A registry that fails while the aliases are read raises RegistryError: a passing error is never
+    taken for "no champion" (which would promote without a canary)."""
     client, uri = mlflow_client(tracking_uri)
-    try:
-        client.get_registered_model(name)
-    except Exception:
-        raise RegistryError(f"no registered model {name!r} in {uri}") from None
-    challenger = _alias(client, name, CHALLENGER)
+    require_registered_model(client, uri, name)
+    challenger = get_alias(client, uri, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"{name}: no version has the alias '{CHALLENGER}' (register a search's best model first)")
-    champion = _alias(client, name, CHAMPION)
+    champion = get_alias(client, uri, name, CHAMPION)
     record = {"name": name, "challenger_version": str(challenger.version),
               "champion_version": str(champion.version) if champion else None,
-              "canary": canary, "batches": batches, "batch_size": batch_size, "tolerance_pct": tolerance_pct}
+              "canary": canary, "batches": batches, "batch_size": batch_size, "tolerance": tolerance}
     if champion is not None and str(champion.version) == str(challenger.version):
         record["decision"] = "unchanged"
         record["reason"] = "the challenger already is the champion"
         return record
-    exp_id = _experiment_id(client, uri, EXPERIMENT)
+    exp_id = experiment_id(client, uri, EXPERIMENT)
     run = client.create_run(exp_id, run_name=f"promote-{name}-v{challenger.version}",
                             tags={"autounfold.kind": "promotion", "autounfold.model": name})
     rid = run.info.run_id
@@ -73,22 +75,16 @@ def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: 
             with tempfile.TemporaryDirectory() as tmp:
                 champ_model = load(str(download_model(f"models:/{name}/{champion.version}", f"{tmp}/a", uri)))
                 chall_model = load(str(download_model(f"models:/{name}/{challenger.version}", f"{tmp}/b", uri)))
-            traffic = source
-            if traffic is None:
-                from ..config import parse_config, set_override
-                data = champ_model.config.model_dump(mode="json")
-                for o in traffic_overrides or []:
-                    set_override(data, o)
-                traffic = build_problem(parse_config(data, "traffic (--set)").problem).source
+            traffic = source if source is not None else traffic_source(champ_model, traffic_overrides)
             if console is not None:
                 console.print(f"canary: {canary:.0%} of {batches} batches of {batch_size} channels to challenger "
                               f"v{challenger.version}, the rest to champion v{champion.version} ...", highlight=False)
             report = run_canary(champ_model, chall_model, traffic, batches, batch_size, canary, seed)
             summary = report.summary()
             record.update(summary)
-            record["decision"] = decide(summary, tolerance_pct)
-            record["reason"] = (f"challenger {summary['challenger_pct']:.4f}% vs champion {summary['champion_pct']:.4f}% "
-                                f"of the optimum (tolerance {tolerance_pct} points)")
+            record["decision"] = decide(summary, tolerance)
+            record["reason"] = (f"challenger score {summary['challenger_score']:.4f} vs champion "
+                                f"{summary['champion_score']:.4f} ({champ_model.problem.score_key}; tolerance {tolerance})")
             for k, v in summary.items():
                 client.log_metric(rid, k, float(v))
         if record["decision"] == "promote":

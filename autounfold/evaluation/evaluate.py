@@ -1,0 +1,74 @@
+"""Evaluate a trained model on its problem's scenarios against the optimum and the classical
+solvers the problem declares, at the model's own depth (pure PyTorch; ``autounfold evaluate``).
+
+Scenarios, baselines and metrics all come from the problem's declaration (``Problem.scenarios``,
+``Problem.classical``, ``Problem.summarize``), so a new problem is evaluated with no edit here.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable, List
+
+import torch
+
+from ..algorithms import evaluation_reference
+from ..build import build_model
+from ..config import ExperimentConfig, parse_config
+from ..errors import ConfigError
+from ..plugins import PROBLEMS
+from ..seeding import generator
+from .baselines import CLASSICAL
+
+
+def _merge(base: dict, change: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def scenario_config(cfg: ExperimentConfig, scenario: str) -> ExperimentConfig:
+    """``cfg`` with the problem section changed as the problem's scenario ``scenario`` says."""
+    scenarios = PROBLEMS.get(cfg.problem.name).scenarios
+    if scenario not in scenarios:
+        raise ConfigError(f"unknown scenario {scenario!r} for {cfg.problem.name}; allowed: {', '.join(scenarios)}")
+    data = cfg.model_dump(mode="json")
+    data["problem"] = _merge(data["problem"], scenarios[scenario][1])
+    return parse_config(data, f"scenario {scenario}")
+
+
+def transfer(model, cfg: ExperimentConfig):
+    """The same learned parameters on the problem ``cfg`` describes (another channel model, antenna
+    count, SNR): the learned parameters must not depend on the changed sizes."""
+    moved = build_model(cfg)
+    try:
+        moved.load_state_dict(model.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(f"the model's learned parameters do not fit {cfg.problem.name} as changed "
+                          f"({str(err).splitlines()[0][:200]})") from None
+    return moved.eval()
+
+
+def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 2048, seed: int = 1) -> List[dict]:
+    """One row per (scenario, method): the model and each declared classical solver at the model's
+    depth, scored by ``problem.summarize`` against the reference (or the ground truth)."""
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1 (got {batch})")
+    cfg = model.config
+    rows = []
+    for sc in scenarios:
+        m = transfer(model, scenario_config(cfg, sc)) if sc != "nominal" else model
+        problem, K = m.problem, m.num_layers
+        test = problem.sample(batch, generator(seed, "evaluate", sc))
+        ref = evaluation_reference(problem, test)
+        with torch.no_grad():
+            cands = {f"{cfg.model.layer}-{K} (this model)": m.run(test)}
+            for name in problem.classical:
+                label, solver = CLASSICAL[name]
+                cands[f"{label}-{K}"] = solver(problem, test, K)
+        for name, x in cands.items():
+            rows.append({"scenario": sc, "method": name, **problem.summarize(x, test, ref)})
+    return rows
