@@ -6,6 +6,7 @@ read with ``torch.load(weights_only=True)``) and ``meta.json`` (format version, 
 from __future__ import annotations
 
 import json
+import pickle
 import os
 import shutil
 import tempfile
@@ -57,7 +58,8 @@ def load(path, map_location="cpu"):
     model = build_model(cfg)
     try:
         state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
-    except Exception as err:  # corrupt file, or pickled code that weights_only refuses
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+        # a corrupt file, or pickled code that weights_only refuses
         raise ArtifactError(f"{path / 'weights.pt'}: cannot be read as plain tensors ({err})") from None
     try:
         model.load_state_dict(state)

@@ -26,16 +26,18 @@ ADDRESS_HELP = "Ray dashboard address (default RAY_ADDRESS, else http://127.0.0.
 URI_HELP = "MLflow tracking URI (default MLFLOW_TRACKING_URI, else sqlite under ./mlruns)"
 
 
-def errors_exit_2(fn):
-    """The CLI boundary: an error raised on purpose becomes one line on stderr and exit code 2."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except AutoUnfoldError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2)
-    return wrapper
+def command(group: typer.Typer, name: Optional[str] = None):
+    """Register a command; the CLI boundary: an error raised on purpose is one line on stderr, exit 2."""
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except AutoUnfoldError as err:
+                typer.echo(f"error: {err}", err=True)
+                raise typer.Exit(2)
+        return group.command(name)(wrapper)
+    return register
 
 
 def _table(title: str, rows: List[dict], columns: List[tuple]) -> Table:
@@ -57,8 +59,7 @@ def _ints(text: str, what: str) -> List[int]:
     return values
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def train(config: str = typer.Argument(..., help="experiment YAML, or preset:auto_pgd / preset:lista"),
           out: Path = typer.Option(..., "--out", help="model directory to write (config.yaml, weights.pt, meta.json)"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
@@ -69,8 +70,7 @@ def train(config: str = typer.Argument(..., help="experiment YAML, or preset:aut
     console.print_json(json.dumps(train_experiment(config, out, set_, device, progress=not quiet)))
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from train or search), or models:/NAME@ALIAS"),
              scenario: List[str] = typer.Option(["nominal"], help="scenarios the model's problem declares "
                                                 "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128)"),
@@ -92,8 +92,7 @@ def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from 
         json_out.write_text(json.dumps(rows, indent=2))
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="directory for benchmark.json / .md / PNGs"),
               steps: int = typer.Option(400, help="training steps per Auto-PGD model"),
               depths: str = typer.Option("3,5,8,12", help="comma-separated depths"),
@@ -112,14 +111,11 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
 
 
 def _print_search(outcome, spec) -> None:
-    from .search.results import leaderboard
-    cols = [("#", "rank", "{}"), ("trial", "trial_id", "{}"), ("status", "status", "{}"), ("objective", "objective", "{:.4f}"),
-            ("score", "val_score", "{:.4f}"), ("layer", "layer", "{}"), ("K", "num_layers", "{}"),
-            ("latency ms", "latency_ms", "{:.2f}")]
-    console.print(_table(f"leaderboard: {spec.name} ({outcome.summary['num_trials']} trials, "
-                         f"{outcome.summary['seconds']:.0f} s)", leaderboard(outcome.table, top=10), cols))
-    console.print(f"results: {outcome.out_dir}/trials.parquet, leaderboard.md, pareto.png, summary.json"
-                  + (", best_model/" if outcome.best_model else ""), highlight=False)
+    s = outcome.summary
+    console.print(f"leaderboard: {spec.name} ({s['num_trials']} trials, {s['seconds']:.0f} s)\n"
+                  + (outcome.out_dir / "leaderboard.md").read_text()
+                  + f"results: {outcome.out_dir}/trials.parquet, leaderboard.md, pareto.png, summary.json"
+                  + (", best_model/" if outcome.best_model else ""), markup=False, highlight=False)
     if outcome.registered:
         r = outcome.registered
         console.print(f"registered {r['name']} version {r['version']} as @{r['alias']}: "
@@ -128,8 +124,7 @@ def _print_search(outcome, spec) -> None:
         console.print(f"MLflow: search run {outcome.run_id}", highlight=False)
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def search(spec_path: str = typer.Argument(..., metavar="SPEC", help="search-space YAML, e.g. search_spaces/auto_pgd.yaml, "
                                            "or models:/NAME/VERSION (the space that version was found with)"),
            out: Optional[Path] = typer.Option(None, help="result directory (default runs/search/<spec name>)"),
@@ -165,8 +160,7 @@ def search(spec_path: str = typer.Argument(..., metavar="SPEC", help="search-spa
         raise typer.Exit(1)
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def export(model: str = typer.Argument(..., help="a model directory, or models:/NAME@ALIAS"),
            out: Path = typer.Option(..., "--out", help="file to write, e.g. model.pt (a .json beside it describes the interface)"),
            fmt: str = typer.Option("torchscript", "--format", help="torchscript (real-valued view_as_real inputs/outputs)"),
@@ -180,8 +174,7 @@ def export(model: str = typer.Argument(..., help="a model directory, or models:/
     console.print(f"wrote {path} and {path}.json: W_real = module(view_as_real(H), noise_var)", highlight=False)
 
 
-@csi_app.command("write")
-@errors_exit_2
+@command(csi_app, "write")
 def csi_write(out: Path = typer.Option(..., "--out", help="Parquet file to write"),
               rows: int = typer.Option(1024, help="number of channel realisations"),
               config: str = typer.Option("preset:auto_pgd", help="experiment YAML whose problem.channel is drawn from"),
@@ -196,16 +189,14 @@ def csi_write(out: Path = typer.Option(..., "--out", help="Parquet file to write
     console.print(f"wrote {r['rows']} channels ({r['channel']}) to {r['path']}", highlight=False)
 
 
-@csi_app.command("inspect")
-@errors_exit_2
+@command(csi_app, "inspect")
 def csi_inspect(path: Path = typer.Argument(..., help="a CSI Parquet file")):
     """Validate a CSI file and print a JSON summary (rows, shape, SNR range, time span, ids)."""
     from .channels.parquet import inspect_csi
     console.print_json(json.dumps(inspect_csi(path)))
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def promote(name: str = typer.Argument(..., help="registered model name"),
             canary: float = typer.Option(0.05, help="share of the traffic batches sent to the challenger"),
             batches: int = typer.Option(200, help="traffic batches in the canary"),
@@ -231,8 +222,7 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
     console.print_json(json.dumps(record, default=str))
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the registry (e.g. auto_pgd@champion)"),
             source: List[str] = typer.Option(..., "--source", help="CSI Parquet file(s), or "
                                              "synthetic:angular_spread=15->40,windows=12"),
@@ -250,21 +240,16 @@ def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the re
     a covariance shift triggers, once per model version, a warm-started re-search -> new challenger."""
     from .ops.monitor import run_monitor
 
-    def line(rec):
-        console.print(f"window {rec['window']:>3}: cov shift {rec['covariance_shift']:.3f}  shadow "
-                      f"{rec['shadow_pct']:.3f}%  AS~{rec['angular_spread_estimate']:.1f} deg  grad x"
-                      f"{rec['grad_norm_ratio']:.1f}" + (f"  ALERT {','.join(rec['alerts'])}" if rec["alerts"] else ""),
-                      highlight=False)
+    from .monitoring.monitor import window_line
     r = run_monitor(model, source, window=window, events=events, research=research, research_trials=research_trials,
                     research_set=research_set, settings=set_, address=address, tracking_uri=tracking_uri,
-                    console=console, on_window=line)
+                    console=console, on_window=lambda rec: console.print(window_line(rec), highlight=False))
     recs = r["records"]
     console.print(f"{len(recs)} windows, {sum(len(x['alerts']) for x in recs)} alerts, "
                   f"{sum('trigger' in x for x in recs)} trigger(s); events in {r['events']}", highlight=False)
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def submit(spec_path: Path = typer.Argument(..., metavar="JOB", help="job spec, e.g. jobs/search.yaml"),
            address: Optional[str] = typer.Option(None, help=ADDRESS_HELP),
            set_: List[str] = typer.Option([], "--set", help="override a spec key, e.g. --set entrypoint_num_cpus=2"),
@@ -285,8 +270,7 @@ def submit(spec_path: Path = typer.Argument(..., metavar="JOB", help="job spec, 
         raise typer.Exit(1)
 
 
-@jobs_app.command("list")
-@errors_exit_2
+@command(jobs_app, "list")
 def jobs_list(address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     """All jobs of the cluster with their status."""
     from .jobs import list_jobs
@@ -294,8 +278,7 @@ def jobs_list(address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     console.print(_table("Ray jobs", rows, [(k, k, "{}") for k in ("id", "status", "job", "entrypoint")]))
 
 
-@jobs_app.command("status")
-@errors_exit_2
+@command(jobs_app, "status")
 def jobs_status(job_id: str, address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     """Status of one job (exit 1 when it FAILED or was STOPPED)."""
     from .jobs import job_status
@@ -305,16 +288,14 @@ def jobs_status(job_id: str, address: Optional[str] = typer.Option(None, help=AD
         raise typer.Exit(1)
 
 
-@jobs_app.command("logs")
-@errors_exit_2
+@command(jobs_app, "logs")
 def jobs_logs(job_id: str, address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     """The job's driver output."""
     from .jobs import job_logs
     console.print(job_logs(job_id, address), markup=False, highlight=False)
 
 
-@jobs_app.command("stop")
-@errors_exit_2
+@command(jobs_app, "stop")
 def jobs_stop(job_id: str, address: Optional[str] = typer.Option(None, help=ADDRESS_HELP)):
     """Ask the cluster to stop a job."""
     from .jobs import stop_job
@@ -322,8 +303,7 @@ def jobs_stop(job_id: str, address: Optional[str] = typer.Option(None, help=ADDR
     console.print(f"stop requested for {job_id}")
 
 
-@app.command("search-benchmark")
-@errors_exit_2
+@command(app, "search-benchmark")
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and tables"),
                      spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),
                      seeds: str = typer.Option("0,1,2", help="comma-separated search seeds"),
@@ -339,8 +319,7 @@ def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), 
     console.print((out / "search_benchmark.md").read_text(), markup=False, highlight=False)
 
 
-@app.command()
-@errors_exit_2
+@command(app)
 def demo(out: Path = typer.Option(Path("runs/demo"), help="result directory of the demo search"),
          trials: int = typer.Option(14, help="number of trials (TPE starts after 8 random ones)"),
          steps: int = typer.Option(200, help="training steps per trial"),

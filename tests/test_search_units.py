@@ -187,3 +187,37 @@ def test_resource_requests_are_checked_against_the_cluster(spec):
     big = parse_spec({**json.loads(json.dumps(SPEC)), "resources": {"cpu": 4}}, "big.yaml")
     with pytest.raises(SearchError, match="resources.cpu = 4.0 but no node has more than 2 CPU"):
         check_resources(big, cpu_only)
+
+
+def test_mode_min_is_one_sign_convention_everywhere(spec):
+    """mode: min: the depth penalty raises the objective, failures score +1e9 and sort last, the
+    leaderboard and the best row take the lowest objective, the running best follows it, and TPE's
+    history stores the objective itself as hyperopt's loss."""
+    data = json.loads(json.dumps(SPEC))
+    data["objective"]["mode"] = "min"
+    low = parse_spec(data, "min.yaml")
+    assert objective_value(low, 10.0, 4) == pytest.approx(10.04) and objective_value(spec, 10.0, 4) == pytest.approx(9.96)
+    assert low.objective.worst == 1e9 and spec.objective.worst == -1e9
+    rows = [R.trial_row("t1", PARAMS, {"status": "ok", "objective": 5.0, "val_score": 5.0}, 1, None, low),
+            R.trial_row("t2", PARAMS, {"status": "failed", "objective": low.objective.worst, "reason": "x"}, 1, None, low),
+            R.trial_row("t3", PARAMS, {"status": "ok", "objective": 2.0, "val_score": 2.0}, 1, None, low),
+            R.trial_row("t4", PARAMS, {}, 0, RuntimeError("worker died"), low)]
+    df = R.trial_table(rows, low.objective)
+    assert list(df.trial_id) == ["t3", "t1", "t2", "t4"]               # lowest first, failures and errors last
+    assert R.best_row(df, low.objective).trial_id == "t3"
+    assert R.leaderboard(df, 1)[0]["trial_id"] == "t3"
+    assert rows[3]["reason"] == "RuntimeError: worker died" and rows[3]["objective"] == 1e9
+    assert low.objective.better(2.0, 5.0) and not low.objective.better(5.0, 2.0) and low.objective.better(7.0, None)
+    searcher, counts = make_searcher(low, History([(PARAMS, 3.0)], "test"), n_initial_points=3)
+    assert counts == {"inserted": 1, "dropped": 0}
+    assert [t["result"]["loss"] for t in searcher._hpopt_trials.trials] == [3.0]     # hyperopt minimises the objective
+    max_searcher, _ = make_searcher(spec, History([(PARAMS, 3.0)], "test"), n_initial_points=3)
+    assert [t["result"]["loss"] for t in max_searcher._hpopt_trials.trials] == [-3.0]
+
+
+def test_error_reason_is_one_text_for_exceptions_and_ray_error_text():
+    assert R.error_reason(ValueError("bad lr")) == "ValueError: bad lr"
+    text = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad lr"
+    assert R.error_reason(text) == "ValueError: bad lr"
+    assert R.error_reason(RuntimeError(text)) == "ValueError: bad lr"
+    assert R.error_reason(None) == ""

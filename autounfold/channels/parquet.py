@@ -113,7 +113,7 @@ def read_csi(path: "str | Path", power: Optional[float] = None) -> CsiRecords:
         _fail(path, "no such file")
     try:
         table = pq.read_table(path)
-    except Exception as err:
+    except (pa.ArrowException, OSError) as err:
         _fail(path, f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})")
     names = table.column_names
     expected_h = "a float32 fixed_shape_tensor of shape (n_rx, n_tx, 2) (complex CSI with a trailing (re, im) axis)"

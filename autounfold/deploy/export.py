@@ -94,5 +94,5 @@ def load_torchscript(path: "str | Path"):
         raise ArtifactError(f"{path}: no such TorchScript file")
     try:
         return torch.jit.load(str(path), map_location="cpu")
-    except Exception as err:
+    except (RuntimeError, ValueError, OSError) as err:    # torch.jit.load's failures on a foreign file
         raise ArtifactError(f"{path}: not a TorchScript module ({type(err).__name__}: {str(err)[:200]})") from None

@@ -51,7 +51,7 @@ def apply_memory_caps(gpu_fraction: float, torch_module=None, cupy_module=None) 
 def _import_cupy() -> Optional[object]:
     try:
         import cupy
-    except Exception:  # not installed, or installed without a usable CUDA runtime
+    except (ImportError, OSError, RuntimeError):  # not installed, or without a usable CUDA runtime
         return None
     return cupy
 
@@ -59,5 +59,5 @@ def _import_cupy() -> Optional[object]:
 def _cupy_has_gpu(cupy) -> bool:
     try:
         return bool(cupy.cuda.is_available())
-    except Exception:
+    except (RuntimeError, OSError):          # CUDARuntimeError is a RuntimeError
         return False

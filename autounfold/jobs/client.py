@@ -28,7 +28,7 @@ def job_client(address: Optional[str] = None):
     addr = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
     try:
         return JobSubmissionClient(addr)
-    except Exception as err:
+    except (OSError, RuntimeError, ValueError) as err:      # unreachable, refused (HTTP status), bad address
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ""
         if "401" in text or "403" in text or "auth" in text.lower() or "token" in text.lower():
@@ -39,7 +39,7 @@ def job_client(address: Optional[str] = None):
 def call(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except Exception as err:
+    except (OSError, RuntimeError, ValueError) as err:      # what Ray's job SDK raises for a refused request
         text = str(err).strip()
         raise JobError(f"{what}: {text.splitlines()[-1] if text else type(err).__name__}") from None
 

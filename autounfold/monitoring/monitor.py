@@ -155,6 +155,13 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
     return records
 
 
+def window_line(rec: dict) -> str:
+    """One human line per monitor window record."""
+    return (f"window {rec['window']:>3}: cov shift {rec['covariance_shift']:.3f}  shadow {rec['shadow_pct']:.3f}%  "
+            f"AS~{rec['angular_spread_estimate']:.1f} deg  grad x{rec['grad_norm_ratio']:.1f}"
+            + (f"  ALERT {','.join(rec['alerts'])}" if rec["alerts"] else ""))
+
+
 def parse_synthetic(spec: str) -> dict:
     """``synthetic:angular_spread=15->40,windows=12[,at=3]`` -> {"from": 15, "to": 40, "windows": 12, "at": 3}:
     a linear ramp over the windows, or with ``at`` a step change at that window."""

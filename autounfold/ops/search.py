@@ -45,12 +45,12 @@ def resolve_history(warm_start: str, tracking_uri: Optional[str] = None) -> Hist
         return read_history(p)
     if not re.fullmatch(r"[0-9a-f]{32}", warm_start):
         raise SearchError(f"warm start {warm_start!r}: no such result directory (nor an MLflow run id: 32 hex digits)")
-    from ..registry import mlflow_client
+    from ..registry.tracking import mlflow_client, mlflow_errors
     client, uri = mlflow_client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = client.download_artifacts(warm_start, TRIALS_FILE, tmp)
-        except Exception as err:  # MLflow's errors: missing run, missing artifact, unreachable server
+        except mlflow_errors() as err:      # a missing run or artifact, an unreachable server
             text = str(err).strip()
             raise SearchError(f"warm start {warm_start!r}: neither a result directory nor the MLflow run id of a "
                               f"search in {uri} ({type(err).__name__}: {text.splitlines()[0][:200] if text else ''})") from None

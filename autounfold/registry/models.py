@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from ..errors import RegistryError
-from .tracking import mlflow_client
+from .tracking import mlflow_client, mlflow_errors
 
 MODEL_ARTIFACT_PATH = "model"
 CHALLENGER = "challenger"
@@ -46,7 +46,7 @@ def get_alias(client, uri: str, name: str, alias: str):
     failure (server down, database error) is a RegistryError: never mistaken for "no such alias"."""
     try:
         return client.get_model_version_by_alias(name, alias)
-    except Exception as err:
+    except mlflow_errors() as err:
         if is_not_found(err):
             return None
         raise RegistryError(f"MLflow at {uri}: cannot read alias {name}@{alias} ({_brief(err)})") from None
@@ -55,7 +55,7 @@ def get_alias(client, uri: str, name: str, alias: str):
 def require_registered_model(client, uri: str, name: str) -> None:
     try:
         client.get_registered_model(name)
-    except Exception as err:
+    except mlflow_errors() as err:
         if is_not_found(err):
             raise RegistryError(f"no registered model {name!r} in {uri}") from None
         raise RegistryError(f"MLflow at {uri}: cannot read registered model {name!r} ({_brief(err)})") from None
@@ -79,14 +79,14 @@ def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str]
             client.log_artifacts(run_id, str(staged), MODEL_ARTIFACT_PATH)
         try:
             client.get_registered_model(name)
-        except Exception as err:
+        except mlflow_errors() as err:
             if not is_not_found(err):
                 raise
             client.create_registered_model(name, description="autounfold model: weights + config + search space; "
                                                              "load with autounfold.load('models:/NAME@ALIAS')")
         mv = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=tags)
         client.set_registered_model_alias(name, alias, mv.version)
-    except Exception as err:
+    except mlflow_errors() as err:
         raise RegistryError(f"MLflow at {uri}: registering {name!r} failed ({_brief(err)})") from None
     return {"name": name, "version": str(mv.version), "uri": f"models:/{name}@{alias}", "alias": alias}
 
@@ -104,7 +104,7 @@ def resolve_version(model_uri: str, tracking_uri: Optional[str] = None):
         else:
             mname, _, version = ref.partition("/")
             mv = client.get_model_version(mname, version)
-    except Exception as err:
+    except mlflow_errors() as err:
         if is_not_found(err):
             raise RegistryError(f"{model_uri}: no such registered model version in {uri}") from None
         raise RegistryError(f"{model_uri}: cannot reach the registry at {uri} ({_brief(err)})") from None
@@ -129,6 +129,6 @@ def download_model(model_uri: str, dst: "str | Path", tracking_uri: Optional[str
         raise RegistryError(f"{model_uri}: expected models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/PATH")
     try:
         local = client.download_artifacts(run_id, path or MODEL_ARTIFACT_PATH, str(dst))
-    except Exception as err:
+    except mlflow_errors() as err:
         raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} ({_brief(err)})") from None
     return Path(local)

@@ -33,6 +33,13 @@ def _quiet_env() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
 
 
+def mlflow_errors() -> tuple:
+    """What a tracking store or registry raises when it refuses or cannot be reached: MLflow's own
+    exception (server answers, SQL store errors) and OSError (connection and artifact I/O)."""
+    from mlflow.exceptions import MlflowException
+    return (MlflowException, OSError)
+
+
 def default_tracking_uri(root: "str | Path | None" = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else a sqlite store under ``root`` (default: the working dir)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -98,7 +105,7 @@ class SearchTracker:
             run = client.create_run(exp_id, run_name=f"search-{spec.name}", tags={
                 "autounfold.kind": "search", "autounfold.spec_name": spec.name,
                 "autounfold.spec_sha256": spec.sha256, **(tags or {})})
-        except Exception as err:
+        except mlflow_errors() as err:
             raise RegistryError(f"MLflow at {uri}: cannot start the search run ({type(err).__name__}: {err})") from None
         self = cls(client, uri, exp_id, run.info.run_id)
         self._safe(self._log_spec, spec)
@@ -133,7 +140,7 @@ class SearchTracker:
             fn, args = self.pending[0]
             try:
                 fn(*args)
-            except Exception as err:  # tracking must never take the search down
+            except mlflow_errors() as err:  # a tracking outage must never take the search down
                 if not self._outage_logged:
                     log.warning("MLflow at %s failed (%s: %s); queuing tracking until it answers, the search goes on",
                                 self.uri, type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
@@ -219,7 +226,7 @@ class SearchTracker:
         exception that got us here is the one the caller needs to see)."""
         try:
             self.client.set_terminated(self.run_id, "KILLED")
-        except Exception as err:  # noqa: BLE001 - already unwinding another exception
+        except mlflow_errors() as err:  # already unwinding another exception: warn only
             log.warning("MLflow at %s: could not mark run %s KILLED (%s)", self.uri, self.run_id, err)
 
     def child_run(self, trial_id: str) -> Optional[str]:

@@ -50,9 +50,10 @@ def best_after(table: pd.DataFrame, n: int) -> float:
 
 
 def _search(spec_path, overrides, out, warm_start=None):
+    from .history import read_history
     from .runner import run_search
     spec = load_spec(spec_path, overrides)
-    return run_search(spec, out, warm_start=warm_start, track=False, register=None)
+    return run_search(spec, out, history=read_history(warm_start) if warm_start else None, warm_start=warm_start)
 
 
 def _stats(values: Sequence[Optional[float]], cap: int) -> dict:

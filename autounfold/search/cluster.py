@@ -30,7 +30,7 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-    except Exception as err:
+    except (OSError, RuntimeError, ValueError) as err:      # ConnectionError, timeouts, a bad address
         hint = ""
         if address:
             hint = (" (is the cluster up, and does this shell have RAY_AUTH_MODE=token and the cluster's token, "

@@ -34,6 +34,7 @@ def read_history(path: "str | Path") -> History:
     """The trials of an earlier search that its TPE learned from, read from ``trials.parquet``:
     finished (``ok``), stopped early by ASHA (their last validation) and failed (scored worst, which
     tells TPE where configurations diverge). Trials that never ended (``unfinished``, ``error``) are left out."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -43,7 +44,7 @@ def read_history(path: "str | Path") -> History:
                           "or the MLflow run id of a search)")
     try:
         rows = pq.read_table(table_path, columns=["params", "objective", "status", "spec_sha256"]).to_pylist()
-    except Exception as err:
+    except (pa.ArrowException, OSError, KeyError) as err:
         raise SearchError(f"warm start: cannot read {table_path}: {err}") from None
     points = [(json.loads(r["params"]), float(r["objective"])) for r in rows
               if r["status"] in LEARNED_FROM and r["objective"] == r["objective"]]

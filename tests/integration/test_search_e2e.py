@@ -138,3 +138,25 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     with pytest.raises(subprocess.CalledProcessError) as err:      # same directory, no --resume: refused
         subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=120)
     assert "already holds a search; pass --resume" in err.value.stderr
+
+
+def test_mode_min_search_end_to_end(tmp_path):
+    """A real search with ``objective.mode: min``: TPE, the leaderboard, the trial table, the
+    summary's best and best_model all agree that the lowest objective wins."""
+    from autounfold.search import run_search
+    from autounfold.spaces import parse_spec
+
+    data = json.loads(json.dumps(SPEC))
+    data.update(name="minimise", objective={"mode": "min", "measure_latency": False},
+                budget={"num_samples": 4, "algorithm": "random", "max_concurrent": 2})
+    data["base"]["training"].update(steps=20, validate_every=10)
+    data["space"] = {"model.num_layers": {"type": "int", "low": 1, "high": 6}}
+    spec = parse_spec(data, "min.yaml")
+    outcome = run_search(spec, tmp_path / "out", num_cpus=2)
+    table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    ok = table[table.status == "ok"]
+    assert len(ok) >= 2 and list(table.objective) == sorted(table.objective)      # ascending: best first
+    lowest = ok.loc[ok.objective.idxmin()]
+    assert outcome.summary["best"]["trial_id"] == lowest.trial_id
+    assert lowest.trial_id in (tmp_path / "out" / "leaderboard.md").read_text().splitlines()[2]
+    assert autounfold.load(tmp_path / "out" / "best_model").num_layers == int(lowest.num_layers)
