@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-all benchmark search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,13 @@ setup: $(VENV)/.installed
 demo: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli demo --out runs/demo
 
+# everything: unit tests and the integration tests that start real Ray / MLflow processes (what CI runs)
 test: setup
-	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not slow"
-
-test-all: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q
+
+# unit tests only (no Ray head, no mlflow server; about half a minute on 2 cores)
+test-unit: setup
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not integration"
 
 benchmark: setup
 	$(PY) -m autounfold.cli benchmark --out results/benchmark

@@ -38,12 +38,7 @@ class ModelConfig(_Strict):
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
     gradient_scaling: str = "auto"
 
-    @field_validator("layer")
-    @classmethod
-    def _registered(cls, v):
-        if v not in LAYERS:
-            raise ValueError(f"unknown layer type {v!r}; allowed: {', '.join(LAYERS.names())}")
-        return v
+    _registered = field_validator("layer")(lambda v: LAYERS.validate(v))
 
 
 class TrainingConfig(_Strict):
@@ -79,9 +74,7 @@ class ExperimentConfig(_Strict):
             return v
         if not isinstance(v, dict):
             raise ValueError(f"must be a mapping with a 'name' (one of {', '.join(PROBLEMS.names())})")
-        name = v.get("name", DEFAULT_PROBLEM)
-        if not isinstance(name, str) or name not in PROBLEMS:
-            raise ValueError(f"unknown problem {name!r}; allowed: {', '.join(PROBLEMS.names())}")
+        name = PROBLEMS.validate(v.get("name", DEFAULT_PROBLEM))
         return PROBLEMS.get(name).Config.model_validate({**v, "name": name})
 
     @model_validator(mode="after")

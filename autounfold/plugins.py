@@ -103,6 +103,13 @@ class Registry:
             raise ConfigError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
         return self._entries[name]
 
+    def validate(self, name: object) -> str:
+        """``name`` when it is registered, else ValueError naming the allowed names (for pydantic
+        field validators: the config error then names the file and key)."""
+        if not isinstance(name, str) or name not in self:
+            raise ValueError(f"unknown {self.kind} {name!r}; allowed: {', '.join(self.names())}")
+        return name
+
     def select(self, predicate: Callable[[Any], bool]) -> List[str]:
         """Names whose declaration satisfies ``predicate``."""
         return [n for n in self.names() if predicate(self._entries[n])]

@@ -27,12 +27,7 @@ class ChannelConfig(BaseModel):
     antenna_spacing: float = Field(0.5, gt=0)
     rx_rho: Optional[float] = Field(None, ge=0, lt=1)
 
-    @field_validator("model")
-    @classmethod
-    def _registered(cls, v):
-        if v not in CHANNELS:
-            raise ValueError(f"unknown channel model {v!r}; allowed: {', '.join(CHANNELS.names())}")
-        return v
+    _registered = field_validator("model")(lambda v: CHANNELS.validate(v))
 
     @field_validator("snr_db")
     @classmethod
