@@ -32,7 +32,9 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None) 
     try:
         (tmp / "config.yaml").write_text(config.canonical_yaml())
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
+        problem = model.problem
         meta = {"format_version": FORMAT_VERSION, "num_parameters": model.num_parameters(),
+                "interface": {"problem": problem.name, "inputs": problem.inputs, "outputs": problem.outputs},
                 "layer_parameters": model.scalar_parameters(), "metrics": metrics or {}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         if path.exists():                       # replace an earlier save: swap, then delete it

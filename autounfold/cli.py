@@ -211,8 +211,6 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
             tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Canary the 'challenger' version against the 'champion' and move the aliases (or roll back)."""
     from .ops.promote import promote as run
-    if source and set_:
-        raise ConfigError("--source (recorded CSI) and --set (synthetic traffic) exclude each other")
     traffic = None
     if source:
         from .channels.parquet import ParquetSource

@@ -20,7 +20,6 @@ from torch import nn
 from ..channels.base import ChannelBatch
 from ..errors import ArtifactError
 
-LN10 = 2.302585092994046
 
 
 class RealInterface(nn.Module):

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..config import read_yaml_mapping, set_override
-from ..errors import ConfigError
+from ..errors import ConfigError, format_validation_error
 
 
 class JobSpec(BaseModel):
@@ -45,6 +45,4 @@ def load_job_spec(path: "str | Path", overrides: Optional[List[str]] = None) -> 
     try:
         return JobSpec.model_validate(data)
     except ValidationError as err:
-        lines = [f"{path}: {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in err.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError(format_validation_error(err, str(path))) from None

@@ -20,7 +20,7 @@ from typing import Optional
 from ..artifacts import load
 from ..build import build_problem
 from ..config import parse_config, set_override
-from ..errors import RegistryError
+from ..errors import ConfigError, RegistryError
 from ..evaluation.canary import decide, run_canary
 from ..registry import (CHALLENGER, CHAMPION, PREVIOUS, download_model, experiment_id, get_alias, mlflow_client,
                         require_registered_model)
@@ -47,6 +47,8 @@ def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: 
 
     A registry that fails while the aliases are read raises RegistryError: a passing error is never
     taken for "no champion" (which would promote without a canary)."""
+    if source is not None and traffic_overrides:
+        raise ConfigError("--source (recorded CSI) and --set (synthetic traffic) exclude each other")
     client, uri = mlflow_client(tracking_uri)
     require_registered_model(client, uri, name)
     challenger = get_alias(client, uri, name, CHALLENGER)
