@@ -6,14 +6,15 @@ Core (pure PyTorch): ``channels``, ``problems``, ``algorithms``, ``unfolding``, 
 __version__ = "0.1.0"
 
 
-def save(model, path, config=None, metrics=None):
-    """Save ``model`` (an ``Unfolded``) with its experiment config to the directory ``path``."""
+def save(model, path, config=None, metrics=None, overwrite=False):
+    """Save ``model`` (an ``Unfolded``) with its experiment config to the directory ``path``; an
+    existing ``path`` that is not an autounfold model is refused unless ``overwrite``."""
     from .artifacts import save as _save
     cfg = config if config is not None else getattr(model, "config", None)
     if cfg is None:
         from .errors import ArtifactError
         raise ArtifactError("save needs the model's ExperimentConfig (pass config=, or build the model with build_model)")
-    return _save(model, path, cfg, metrics)
+    return _save(model, path, cfg, metrics, overwrite=overwrite)
 
 
 def load(path, map_location="cpu", tracking_uri=None):

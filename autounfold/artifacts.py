@@ -1,48 +1,143 @@
 """Saving and loading models: weights (a plain state dict) + the experiment config, no pickled code.
 
 A model directory holds ``config.yaml`` (canonical experiment config), ``weights.pt`` (tensors only,
-read with ``torch.load(weights_only=True)``) and ``meta.json`` (format version, metrics).
+read with ``torch.load(weights_only=True)``) and ``meta.json`` (format version, metrics, and the
+sha256 of the config and of the weights, verified on load).
+
+Writing is safe for the user's files and atomic for the model:
+* ``check_output_dir`` refuses an ``--out`` that holds anything but an autounfold model (a regular
+  file, a directory of other files) unless ``overwrite`` is given: nothing the program did not
+  write is deleted without being asked.
+* the new model is written completely in a hidden sibling directory, then exchanged with the old
+  one in one ``renameat2(RENAME_EXCHANGE)`` call (Linux); at every instant the path holds either the
+  old or the new complete model. Where the exchange is not available, the old model is first
+  renamed to a recovery name that ``load`` / the next ``save`` restore from after a crash.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import hashlib
 import json
-import pickle
+import math
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
-import yaml
 
 from .build import build_model
-from .config import ExperimentConfig, parse_config
+from .config import ExperimentConfig, parse_config, read_yaml_mapping
 from .errors import ArtifactError
 
 FORMAT_VERSION = 1
+MODEL_FILES = ("config.yaml", "weights.pt", "meta.json")
 
 
-def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None) -> Path:
-    """Write the model directory atomically: a temporary sibling directory renamed into place, so
-    an interrupted save never leaves a half-written model behind."""
+def is_model_dir(path: Path) -> bool:
+    """A directory that an autounfold ``save`` wrote (its three files, meta.json naming the format)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    if not path.is_dir() or not all((path / f).is_file() for f in MODEL_FILES):
+        return False
     try:
-        (tmp / "config.yaml").write_text(config.canonical_yaml())
+        return "format_version" in json.loads((path / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_dir(path: "str | Path", overwrite: bool = False, kind: str = "model directory") -> Path:
+    """Raise ArtifactError unless ``path`` may receive a model: it does not exist, is an empty
+    directory, is an earlier autounfold model, or ``overwrite`` is given."""
+    path = Path(path)
+    _recover(path)
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return path
+    if path.is_dir() and not path.is_symlink():
+        if is_model_dir(path) or not any(path.iterdir()):
+            return path
+        raise ArtifactError(f"{path}: an existing directory that is not an autounfold {kind}; refusing to replace "
+                            "what autounfold did not write (choose another --out, or pass --overwrite)")
+    raise ArtifactError(f"{path}: exists and is not a directory; refusing to replace it "
+                        "(choose another --out, or pass --overwrite)")
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2``); False where the system cannot."""
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    return False
+
+
+def _recovery_name(path: Path) -> Path:
+    return path.parent / f".{path.name}.replaced"
+
+
+def _recover(path: Path) -> None:
+    """Finish a replacement a crash interrupted on a system without the atomic exchange: the old
+    model is back under ``path`` if nothing took its place."""
+    old = _recovery_name(path)
+    if old.is_dir():
+        if not path.exists():
+            os.replace(old, path)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, overwrite: bool = False,
+         extra_files: Optional[dict] = None) -> Path:
+    """Write the model directory ``path`` (see the module docstring for what may be replaced and
+    how), with ``extra_files`` (name -> text) beside the model files. Raises ArtifactError for an
+    output that is not the program's to replace."""
+    path = Path(path)
+    check_output_dir(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+    try:
+        config_text = config.canonical_yaml()
+        (tmp / "config.yaml").write_text(config_text)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
         problem = model.problem
         meta = {"format_version": FORMAT_VERSION, "num_parameters": model.num_parameters(),
                 "interface": {"problem": problem.name, "inputs": problem.inputs, "outputs": problem.outputs},
-                "layer_parameters": model.scalar_parameters(), "metrics": metrics or {}}
+                "sha256": {"config.yaml": _digest(config_text.encode()),
+                           "weights.pt": _digest((tmp / "weights.pt").read_bytes())},
+                "layer_parameters": model.scalar_parameters(), "metrics": _finite(metrics or {})}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        if path.exists():                       # replace an earlier save: swap, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / "model")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
+        for f in MODEL_FILES:                            # on disk before the model becomes visible
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if path.is_dir() and not path.is_symlink() and _exchange(tmp, path):
+            shutil.rmtree(tmp, ignore_errors=True)       # tmp now holds the old model
+        elif path.is_dir() and not path.is_symlink():
+            old = _recovery_name(path)                   # no atomic exchange here: recoverable two-step
+            os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
+            if path.exists() or path.is_symlink():       # a file the user asked (--overwrite) to replace
+                path.unlink()
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -50,22 +145,56 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None) 
     return path
 
 
+def _finite(metrics: dict) -> dict:
+    """JSON-safe metrics: non-finite floats become None (JSON has no NaN)."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
 def load(path, map_location="cpu"):
-    """Rebuild a saved model from its directory; returns the ``Unfolded`` module in eval mode."""
+    """Rebuild a saved model from its directory; returns the ``Unfolded`` module in eval mode.
+
+    Refuses (ArtifactError) a directory whose files are missing, whose config or weights do not
+    match the sha256 recorded in meta.json (an edited config.yaml, a swapped weights.pt), or whose
+    weights are not finite."""
     path = Path(path)
+    _recover(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such model directory")
     for name in ("config.yaml", "weights.pt"):
         if not (path / name).is_file():
             raise ArtifactError(f"{path}: not an autounfold model directory (missing {name})")
-    cfg = parse_config(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
+    expected = _recorded_digests(path)
+    for name, digest in expected.items():
+        if _digest((path / name).read_bytes()) != digest:
+            raise ArtifactError(f"{path / name}: does not match the sha256 recorded in meta.json "
+                                "(the file was changed after the model was saved)")
+    cfg = parse_config(read_yaml_mapping(path / "config.yaml", ArtifactError), str(path / "config.yaml"))
     model = build_model(cfg)
     try:
         state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         # a corrupt file, or pickled code that weights_only refuses
         raise ArtifactError(f"{path / 'weights.pt'}: cannot be read as plain tensors ({err})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"{path / 'weights.pt'}: not a state dict of tensors")
+    bad = [k for k, v in state.items() if not torch.isfinite(torch.view_as_real(v) if v.is_complex() else v).all()]
+    if bad:
+        raise ArtifactError(f"{path / 'weights.pt'}: non-finite values in {', '.join(bad)}")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ArtifactError(f"{path}: weights do not match config.yaml ({err})") from None
+        raise ArtifactError(f"{path}: weights do not match config.yaml ({str(err).splitlines()[0]})") from None
     model.config = cfg
     return model.eval()
+
+
+def _recorded_digests(path: Path) -> dict:
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ArtifactError(f"{meta_path}: not valid JSON ({err})") from None
+    digests = meta.get("sha256") if isinstance(meta, dict) else None
+    return {k: v for k, v in digests.items() if k in ("config.yaml", "weights.pt")} if isinstance(digests, dict) else {}

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import AutoUnfoldError, ConfigError
+from .seeding import SEED_MAX
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autounfold: deep unfolding of iterative physical-layer solvers.")
@@ -64,24 +65,33 @@ def train(config: str = typer.Argument(..., help="experiment YAML, or preset:aut
           out: Path = typer.Option(..., "--out", help="model directory to write (config.yaml, weights.pt, meta.json)"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           device: str = typer.Option("cpu", help="torch device"),
-          quiet: bool = typer.Option(False, help="no progress bar")):
+          quiet: bool = typer.Option(False, help="no progress bar"),
+          overwrite: bool = typer.Option(False, "--overwrite", help="replace --out even if it is not an autounfold model")):
     """Train one unfolded model, evaluate it on the test stream, save it."""
     from .ops.experiments import train_experiment
-    console.print_json(json.dumps(train_experiment(config, out, set_, device, progress=not quiet)))
+    try:
+        result = train_experiment(config, out, set_, device, progress=not quiet, overwrite=overwrite)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: training stopped; nothing was written to {out}", err=True)
+        raise typer.Exit(130)
+    console.print_json(json.dumps(result))
 
 
 @command(app)
 def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from train or search), or models:/NAME@ALIAS"),
              scenario: List[str] = typer.Option(["nominal"], help="scenarios the model's problem declares "
                                                 "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128)"),
-             batch: int = typer.Option(2048, help="test instances per scenario"),
-             seed: int = typer.Option(1, help="seed of the test stream"),
+             batch: int = typer.Option(2048, min=1, help="test instances per scenario"),
+             seed: int = typer.Option(1, min=0, max=SEED_MAX, help="seed of the test stream"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON"),
              tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Evaluate a saved model (same learned parameters) against the optimum and the classical solvers
     its problem declares, at the model's depth."""
     from . import load
     from .evaluation.evaluate import evaluate_model
+    if json_out is not None and (json_out.is_dir() or not json_out.parent.is_dir()):
+        raise ConfigError(f"--json {json_out}: " + ("is a directory" if json_out.is_dir() else
+                                                    f"its directory {json_out.parent} does not exist"))
     model = load(model_dir, tracking_uri=tracking_uri)
     rows = evaluate_model(model, scenario, batch, seed)
     keys = [k for k in model.problem.metrics if k in rows[0]]
@@ -101,7 +111,7 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
               repeats: int = typer.Option(20, help="latency repetitions"),
               lista_steps: int = typer.Option(1500, help="training steps per LISTA model (0 skips the LISTA table)"),
               lista_large: bool = typer.Option(True, help="also the N=500, M=250 LISTA setting"),
-              seed: int = typer.Option(0), quiet: bool = typer.Option(False)):
+              seed: int = typer.Option(0, min=0, max=SEED_MAX), quiet: bool = typer.Option(False)):
     """Unfolded vs classical on a fixed test set: quality, latency, robustness, LISTA; JSON + Markdown + plots."""
     from .evaluation.benchmark import run_benchmark
     ls = [v.strip() for v in layers.split(",") if v.strip()]
@@ -137,7 +147,7 @@ def search(spec_path: str = typer.Argument(..., metavar="SPEC", help="search-spa
            track: bool = typer.Option(True, "--track/--no-track", help="log to MLflow"),
            register: Optional[str] = typer.Option(None, help="registered model name (default: the spec name)"),
            no_register: bool = typer.Option(False, "--no-register", help="do not register the best model"),
-           cpus: Optional[int] = typer.Option(None, help="CPUs of the embedded Ray (default: all)"),
+           cpus: Optional[int] = typer.Option(None, min=1, help="CPUs of the embedded Ray (default: all)"),
            dry_run: bool = typer.Option(False, "--dry-run", help="validate the spec, print its space, start nothing")):
     """TPE search over an unfolded model's depth, parameterisation and training recipe on Ray Tune."""
     from .ops.search import load_search_spec, search as run
@@ -176,10 +186,10 @@ def export(model: str = typer.Argument(..., help="a model directory, or models:/
 
 @command(csi_app, "write")
 def csi_write(out: Path = typer.Option(..., "--out", help="Parquet file to write"),
-              rows: int = typer.Option(1024, help="number of channel realisations"),
+              rows: int = typer.Option(1024, min=1, help="number of channel realisations"),
               config: str = typer.Option("preset:auto_pgd", help="experiment YAML whose problem.channel is drawn from"),
               set_: List[str] = typer.Option([], "--set", help="e.g. --set problem.channel.angular_spread_deg=40"),
-              seed: int = typer.Option(0, help="seed of the drawn channels"),
+              seed: int = typer.Option(0, min=0, max=SEED_MAX, help="seed of the drawn channels"),
               cell_id: Optional[str] = typer.Option(None, help="cell id written in every row"),
               start_ms: Optional[int] = typer.Option(None, help="timestamp of the first row (ms since epoch; default now)"),
               interval_ms: int = typer.Option(1, help="milliseconds between rows")):
@@ -199,15 +209,15 @@ def csi_inspect(path: Path = typer.Argument(..., help="a CSI Parquet file")):
 @command(app)
 def promote(name: str = typer.Argument(..., help="registered model name"),
             canary: float = typer.Option(0.05, help="share of the traffic batches sent to the challenger"),
-            batches: int = typer.Option(200, help="traffic batches in the canary"),
-            batch_size: int = typer.Option(64, help="instances per batch"),
+            batches: int = typer.Option(200, min=1, help="traffic batches in the canary"),
+            batch_size: int = typer.Option(64, min=1, help="instances per batch"),
             tolerance: float = typer.Option(0.05, help="promote unless the challenger's score is lower by more than "
                                             "this (beamforming: percentage points of the optimum)"),
             source: List[str] = typer.Option([], "--source", help="CSI Parquet file(s) as traffic (default: the "
                                              "champion's own problem / channel model)"),
             set_: List[str] = typer.Option([], "--set", help="change the synthetic traffic, e.g. "
                                            "--set problem.channel.angular_spread_deg=40"),
-            seed: int = typer.Option(0, help="seed of the routing and of synthetic traffic"),
+            seed: int = typer.Option(0, min=0, max=SEED_MAX, help="seed of the routing and of synthetic traffic"),
             tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Canary the 'challenger' version against the 'champion' and move the aliases (or roll back)."""
     from .ops.promote import promote as run
@@ -227,7 +237,7 @@ def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the re
             window: int = typer.Option(512, help="channels per window"),
             events: Optional[Path] = typer.Option(None, help="event log (JSON lines; default runs/monitor/NAME/events.jsonl)"),
             research: bool = typer.Option(True, "--research/--no-research", help="run the warm-started re-search on a trigger"),
-            research_trials: int = typer.Option(16, help="trials of a triggered re-search"),
+            research_trials: int = typer.Option(16, min=2, help="trials of a triggered re-search"),
             research_set: List[str] = typer.Option([], "--research-set", help="override for the re-search spec, "
                                                    "e.g. base.training.steps=200"),
             set_: List[str] = typer.Option([], "--set", help="monitor setting, e.g. --set covariance_threshold=0.2"),
@@ -319,8 +329,8 @@ def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), 
 
 @command(app)
 def demo(out: Path = typer.Option(Path("runs/demo"), help="result directory of the demo search"),
-         trials: int = typer.Option(14, help="number of trials (TPE starts after 8 random ones)"),
-         steps: int = typer.Option(200, help="training steps per trial"),
+         trials: int = typer.Option(14, min=9, help="number of trials (TPE starts after 8 random ones)"),
+         steps: int = typer.Option(200, min=1, help="training steps per trial"),
          tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """A few-minute tour: a small TPE search of Auto-PGD on embedded Ray and a local MLflow store,
     the leaderboard, and the best model registered as models:/auto_pgd_demo@challenger."""

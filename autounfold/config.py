@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import List, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .channels.base import ChannelConfig
 from .errors import ConfigError, format_validation_error
 from .plugins import LAYERS, PROBLEMS
 from .problems.base import ProblemConfig
+from .schema import Schema, load_yaml
+from .seeding import SEED_MAX
 
 __all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "load_config",
            "parse_config", "read_yaml_mapping", "set_override"]
@@ -24,8 +26,8 @@ __all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", 
 DEFAULT_PROBLEM = "beamforming"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+class _Strict(Schema):
+    pass
 
 
 class ModelConfig(_Strict):
@@ -64,7 +66,7 @@ class ExperimentConfig(_Strict):
     problem: SerializeAsAny[ProblemConfig] = Field(default_factory=_default_problem)
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
     @field_validator("problem", mode="before")
     @classmethod
@@ -124,7 +126,7 @@ def set_override(data: dict, assignment: str, origin: str = "--set") -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"{origin}: {key} goes through a value that is not a mapping")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = load_yaml(raw, f"{origin} {key}", ConfigError)
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -132,16 +134,23 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 
 def read_yaml_mapping(path: "str | Path", error=ConfigError, origin: Optional[str] = None,
                       missing: str = "no such file") -> dict:
-    """The YAML file at ``path`` as a dict (empty file: ``{}``); ``error`` (a ConfigError subclass)
-    names ``origin`` (default: the path) when the file is missing, not YAML, or not a mapping."""
+    """The YAML file at ``path`` as a dict; ``error`` (a ConfigError subclass) names ``origin``
+    (default: the path) when the file is missing, a directory, unreadable, not UTF-8, not YAML (or
+    a refused one: see ``schema.load_yaml``), empty, or not a mapping."""
     path = Path(path)
     origin = origin or str(path)
+    if path.is_dir():
+        raise error(f"{origin}: is a directory; expected a YAML file")
     if not path.is_file():
         raise error(f"{origin}: {missing}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise error(f"{origin}: not valid YAML: {err}") from None
+        raw = path.read_bytes()
+    except OSError as err:
+        raise error(f"{origin}: cannot be read ({err.strerror})") from None
+    data = load_yaml(raw, origin, error)
+    if data is None:
+        raise error(f"{origin}: the file is empty; write at least the keys you mean (an empty file is not "
+                    "taken for the defaults)")
     if not isinstance(data, dict):
         raise error(f"{origin}: the top level must be a mapping, got {type(data).__name__}")
     return data

@@ -10,6 +10,10 @@ import hashlib
 import torch
 
 
+SEED_MAX = 2**63 - 1
+"""The largest seed a config accepts (torch generators take 64-bit seeds)."""
+
+
 def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed from ``seed`` and any labels, stable across processes and machines."""
     text = ":".join([str(int(seed))] + [str(p) for p in parts])

@@ -10,7 +10,7 @@ ROOT = Path(autounfold.__file__).parent
 
 # low -> high; a module may import its own layer and the layers before it
 LAYERS = [
-    {"errors", "seeding", "plugins", "gpu"},
+    {"errors", "seeding", "plugins", "gpu", "schema", "net"},
     {"channels"},
     {"problems"},
     {"algorithms"},
@@ -27,9 +27,9 @@ LAYERS = [
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 # narrower than the layers: the registry talks to MLflow only (what to register is autounfold.ops)
-ONLY = {"registry": {"registry", "errors", "spaces"}}
+ONLY = {"registry": {"registry", "errors", "spaces", "schema", "net"}}
 CORE = {"channels", "problems", "algorithms", "unfolding", "training", "evaluation", "monitoring", "config", "build",
-        "artifacts", "errors", "seeding", "plugins"}
+        "artifacts", "errors", "seeding", "plugins", "schema"}
 
 
 def _unit(path: Path) -> str:

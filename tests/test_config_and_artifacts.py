@@ -67,12 +67,39 @@ def test_load_refuses_broken_directories(tmp_path):
         autounfold.load(tmp_path)
     cfg = load_config("preset:auto_pgd")
     autounfold.save(build_model(cfg), tmp_path / "m")
+    _forget_digests(tmp_path / "m")                 # as written by a version that recorded none
     (tmp_path / "m" / "weights.pt").write_bytes(b"not a tensor file")
     with pytest.raises(ArtifactError, match="plain tensors"):
         autounfold.load(tmp_path / "m")
     other = load_config("preset:auto_pgd", ["model.num_layers=3"])
     torch.save(build_model(other).state_dict(), tmp_path / "m" / "weights.pt")
     with pytest.raises(ArtifactError, match="do not match"):
+        autounfold.load(tmp_path / "m")
+
+
+def _forget_digests(model_dir):
+    meta = json.loads((model_dir / "meta.json").read_text())
+    meta.pop("sha256")
+    (model_dir / "meta.json").write_text(json.dumps(meta))
+
+
+def test_load_refuses_edited_configs_swapped_and_non_finite_weights(tmp_path):
+    cfg = load_config("preset:auto_pgd", ["model.layer=step", "model.step_init=1.0"])
+    autounfold.save(build_model(cfg), tmp_path / "m")
+    text = (tmp_path / "m" / "config.yaml").read_text()
+    # same weight shapes, another layer type: it would load and run a different network
+    (tmp_path / "m" / "config.yaml").write_text(text.replace("layer: step", "layer: signed"))
+    with pytest.raises(ArtifactError, match="config.yaml: does not match the sha256 recorded in meta.json"):
+        autounfold.load(tmp_path / "m")
+    (tmp_path / "m" / "config.yaml").write_text(text)
+    assert autounfold.load(tmp_path / "m").layer == "step"
+    state = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    state["params.step"][0] = float("nan")
+    torch.save(state, tmp_path / "m" / "weights.pt")
+    with pytest.raises(ArtifactError, match="weights.pt: does not match the sha256"):
+        autounfold.load(tmp_path / "m")
+    _forget_digests(tmp_path / "m")
+    with pytest.raises(ArtifactError, match="non-finite values in params.step"):
         autounfold.load(tmp_path / "m")
 
 
@@ -84,6 +111,7 @@ def test_load_never_unpickles_code(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
 
+    _forget_digests(tmp_path / "m")
     torch.save({"params.step": Evil()}, tmp_path / "m" / "weights.pt")
     with pytest.raises(ArtifactError, match="plain tensors"):
         autounfold.load(tmp_path / "m")

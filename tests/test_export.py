@@ -49,7 +49,7 @@ def test_export_cli_and_errors(tmp_path):
     assert r.exit_code == 2 and "only 'torchscript'" in r.output and not (tmp_path / "y.onnx").exists()
     lasso = build_model(parse_config({"problem": {"name": "lasso"}, "model": {"layer": "ista", "step_init": 1.0,
                                                                                "gradient_scaling": "lipschitz"}}))
-    with pytest.raises(ArtifactError, match="supports beamforming models"):
+    with pytest.raises(ArtifactError, match="a lasso model is not one"):
         export_torchscript(lasso, tmp_path / "l.pt")
     with pytest.raises(ArtifactError, match="no such TorchScript file"):
         load_torchscript(tmp_path / "missing.pt")

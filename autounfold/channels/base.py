@@ -6,18 +6,18 @@ from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from ..errors import ConfigError, InputError
 from ..plugins import CHANNELS
+from ..schema import Schema
 from ..seeding import as_generator
 
 
-class ChannelConfig(BaseModel):
+class ChannelConfig(Schema):
     """The ``problem.channel`` section of an experiment: which registered channel model, its sizes,
     SNR range and power, and the settings of the correlated model (ignored by the others)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     model: str = "correlated_rayleigh"
     n_tx: int = Field(64, ge=1)
     n_rx: int = Field(16, ge=1)

@@ -84,6 +84,8 @@ def write_csi(path: "str | Path", batch: ChannelBatch, timestamp_ms: Optional[Se
         schema=csi_schema(n_rx, n_tx).with_metadata({"autounfold.csi_version": CSI_VERSION,
                                                      "autounfold.power": json.dumps(float(power))}))
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory; give the Parquet file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
@@ -109,12 +111,16 @@ def read_csi(path: "str | Path", power: Optional[float] = None) -> CsiRecords:
     import pyarrow.parquet as pq
 
     path = Path(path)
+    if path.is_dir():
+        _fail(path, "is a directory; expected a CSI Parquet file")
     if not path.is_file():
         _fail(path, "no such file")
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         _fail(path, f"not a readable Parquet file ({type(err).__name__}: {str(err)[:200]})")
+    if table.num_rows == 0:
+        _fail(path, "holds no rows")
     names = table.column_names
     expected_h = "a float32 fixed_shape_tensor of shape (n_rx, n_tx, 2) (complex CSI with a trailing (re, im) axis)"
     if "H" not in names:
@@ -130,8 +136,14 @@ def read_csi(path: "str | Path", power: Optional[float] = None) -> CsiRecords:
     if not pa.types.is_timestamp(table.schema.field("timestamp").type):
         _fail(path, f"column 'timestamp' has type {table.schema.field('timestamp').type}; expected timestamp[ms]")
     meta = table.schema.metadata or {}
-    file_power = float(json.loads(meta.get(b"autounfold.power", b"1.0")))
-    power = float(power) if power is not None else file_power
+    try:
+        file_power = json.loads(meta.get(b"autounfold.power", b"1.0"))
+    except ValueError:
+        _fail(path, f"metadata 'autounfold.power' is not valid JSON ({meta.get(b'autounfold.power')[:50]!r})")
+    if isinstance(file_power, bool) or not isinstance(file_power, (int, float)) or not math.isfinite(file_power) \
+            or file_power <= 0:
+        _fail(path, f"metadata 'autounfold.power' must be a finite number > 0 (got {file_power!r})")
+    power = float(power) if power is not None else float(file_power)
     h_col = table.column("H").combine_chunks()
     if h_col.null_count:
         _fail(path, f"column 'H' has {h_col.null_count} null rows")

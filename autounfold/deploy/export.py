@@ -45,8 +45,11 @@ def export_torchscript(model, path: "str | Path", example_batch: int = 8, check_
     from ..seeding import generator
 
     problem = model.problem
-    if problem.name != "beamforming":
-        raise ArtifactError(f"TorchScript export supports beamforming models (got a {problem.name} model)")
+    if not problem.draws_channels:
+        raise ArtifactError(f"TorchScript export takes models called as model(H, noise_var) (problems that draw "
+                            f"channels); a {problem.name} model is not one")
+    if Path(path).is_dir():
+        raise ArtifactError(f"{path}: is a directory; give the file to write, e.g. {Path(path) / 'model.pt'}")
     model = model.cpu().eval()
     wrapper = RealInterface(model).eval()
 

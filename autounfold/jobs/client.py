@@ -12,6 +12,7 @@ import time
 from typing import Callable, Optional
 
 from ..errors import AutoUnfoldError
+from ..net import check_reachable
 from .spec import JobSpec
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
@@ -22,13 +23,20 @@ class JobError(AutoUnfoldError, RuntimeError):
     """The cluster could not be reached, refused the request, or the job did not succeed."""
 
 
+def sdk_errors() -> tuple:
+    """What Ray's job SDK raises for an unreachable, refusing or unauthenticated cluster."""
+    from ray.exceptions import RayError
+    return (OSError, RuntimeError, ValueError, RayError)
+
+
 def job_client(address: Optional[str] = None):
     from ray.job_submission import JobSubmissionClient
 
     addr = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
+    check_reachable(addr, "the Ray job server", 8265, JobError)
     try:
         return JobSubmissionClient(addr)
-    except (OSError, RuntimeError, ValueError) as err:      # unreachable, refused (HTTP status), bad address
+    except sdk_errors() as err:                # unreachable, refused (HTTP status), no token, bad address
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = ""
         if "401" in text or "403" in text or "auth" in text.lower() or "token" in text.lower():
@@ -39,7 +47,7 @@ def job_client(address: Optional[str] = None):
 def call(what: str, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except (OSError, RuntimeError, ValueError) as err:      # what Ray's job SDK raises for a refused request
+    except sdk_errors() as err:
         text = str(err).strip()
         raise JobError(f"{what}: {text.splitlines()[-1] if text else type(err).__name__}") from None
 

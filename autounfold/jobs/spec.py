@@ -5,20 +5,20 @@ import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from ..config import read_yaml_mapping, set_override
 from ..errors import ConfigError, format_validation_error
+from ..schema import Schema
 
 
-class JobSpec(BaseModel):
+class JobSpec(Schema):
     """A Ray job that runs one ``autounfold`` command on the cluster.
 
     entrypoint: the command (must start with ``autounfold``); runtime_env: Ray's runtime environment
     (``working_dir: .`` ships this checkout, minus what .gitignore excludes); entrypoint_num_cpus /
     entrypoint_num_gpus / entrypoint_resources: what the driver of the job reserves; metadata: labels."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     entrypoint: str

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, List, Optional
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..algorithms import reference
 from ..channels.base import ChannelBatch, build_channel
 from ..errors import ConfigError
+from ..schema import Schema
+from ..seeding import SEED_MAX
 from ..seeding import generator
 from .drift import covariance_shift, estimate_angular_spread, gradient_norm, parameter_drift, transmit_covariance
 
@@ -24,10 +26,9 @@ from .drift import covariance_shift, estimate_angular_spread, gradient_norm, par
 GRAD_CHUNK = 256                      # channels per gradient-norm evaluation
 
 
-class MonitorConfig(BaseModel):
+class MonitorConfig(Schema):
     """Thresholds and sizes; defaults are the seed article's values where it gives one."""
 
-    model_config = ConfigDict(extra="forbid")
     window: int = Field(512, ge=8)                              # channels per window
     covariance_threshold: float = Field(0.15, gt=0)             # relative Frobenius change -> re-search
     shadow_fraction: float = Field(0.01, gt=0, le=1)            # share of inputs also solved by the reference
@@ -36,7 +37,7 @@ class MonitorConfig(BaseModel):
     grad_norm_ratio: float = Field(3.0, gt=1)                   # gradient norm vs baseline -> alert
     trigger_patience: int = Field(2, ge=1)                      # consecutive windows over the threshold
     baseline_channels: int = Field(4096, ge=64)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import List, Optional
 import torch
 
 from ..algorithms import evaluation_reference
-from ..artifacts import save
+from ..artifacts import check_output_dir, save
 from ..build import build_model, build_problem
 from ..config import load_config
 from ..errors import ConfigError
@@ -20,12 +20,34 @@ from ..training import train
 TEST_BATCH = 2048
 
 
+def check_device(device: str) -> torch.device:
+    """The torch device ``device`` names, or ConfigError when it is unknown or absent here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device: unknown torch device {device!r} (cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: autounfold runs on cpu, cuda or mps")
+    return dev
+
+
 def train_experiment(config: str, out: "str | Path", overrides: Optional[List[str]] = None, device: str = "cpu",
-                     progress: bool = True) -> dict:
+                     progress: bool = True, overwrite: bool = False) -> dict:
     """Train the experiment ``config`` (a YAML path or ``preset:NAME``), score it on the test
     stream (``generator(seed, "test")``, 2048 instances) and save it to ``out`` with its history.
-    Returns the saved metrics plus ``model_dir`` and ``layer_parameters``."""
+    Returns the saved metrics plus ``model_dir`` and ``layer_parameters``.
+
+    Everything is checked before training starts (config, device, that ``out`` may be written:
+    ``artifacts.check_output_dir``); nothing is written until the model is complete."""
     cfg = load_config(config, overrides)
+    check_device(device)
+    check_output_dir(out, overwrite)
     model = build_model(cfg)
     res = train(model, cfg.training, seed=cfg.seed, device=device, progress=progress)
     problem = model.problem
@@ -33,8 +55,8 @@ def train_experiment(config: str, out: "str | Path", overrides: Optional[List[st
     with torch.no_grad():
         metrics = problem.summarize(model.run(test), test, evaluation_reference(problem, test))
     metrics.update(best_validation_score=res.best_score, best_step=res.best_step, train_seconds=res.seconds)
-    save(model.cpu(), out, cfg, metrics)
-    (Path(out) / "history.json").write_text(json.dumps(res.history, indent=1))
+    save(model.cpu(), out, cfg, metrics, overwrite=overwrite,
+         extra_files={"history.json": json.dumps(res.history, indent=1)})
     return {"model_dir": str(out), **metrics, "layer_parameters": model.scalar_parameters()}
 
 

@@ -59,6 +59,10 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         raise ConfigError(f"--model: expected NAME@ALIAS (got {model!r})")
     name, _alias = model.split("@", 1)
     cfg = monitor_config(window, settings)
+    if address and research:                 # fail now, not when a trigger fires windows later
+        from ..net import check_reachable
+        from ..jobs.client import JobError
+        check_reachable(address, "the Ray job server", 8265, JobError)
     client, uri, mv = resolve_version(f"models:/{model}", tracking_uri)
     ref = f"{name}:v{mv.version}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-import yaml
 
-from ..config import set_override
+from ..config import read_yaml_mapping, set_override
 from ..errors import SearchError
 from ..spaces.spec import SPACE_FILE, parse_spec
 from .search import search
@@ -18,7 +17,7 @@ def _space_data(model_dir: Path) -> dict:
     space_file = Path(model_dir) / SPACE_FILE
     if not space_file.is_file():
         raise SearchError(f"{model_dir}: this model version carries no {SPACE_FILE}; cannot re-search")
-    return yaml.safe_load(space_file.read_text())
+    return read_yaml_mapping(space_file, SearchError)
 
 
 def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optional[List[str]] = None) -> List[str]:

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Dict, Optional, Tuple, Type
 
 import torch
-from pydantic import BaseModel, ConfigDict
+
+from ..schema import Schema
 
 
-class ProblemConfig(BaseModel):
+class ProblemConfig(Schema):
     """Base of every problem's YAML schema: ``name`` selects the problem, the rest are its settings
     (unknown keys are errors). Subclasses declare fields with defaults and bounds."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
     name: str
 
 
@@ -108,6 +108,12 @@ class Problem:
 
     def signature(self) -> dict:
         return {"problem": self.name, **self.settings()}
+
+    @classmethod
+    def memory_estimate(cls, cfg: ProblemConfig, batch: int) -> Dict[str, int]:
+        """Bytes the problem would allocate, by the setting that drives them, for instances of
+        ``batch`` samples, computed from the config alone (before anything is allocated)."""
+        return {}
 
     def gradient_direction(self, x, inst, operator: Optional[dict] = None) -> torch.Tensor:
         """``sense * gradient``: the direction that improves the objective."""

@@ -93,6 +93,14 @@ class BeamformingProblem(Problem):
     def from_config(cls, cfg: BeamformingConfig) -> "BeamformingProblem":
         return cls(build_channel(cfg.channel), n_streams=cfg.n_streams, constraint=cfg.constraint, init=cfg.init)
 
+    @classmethod
+    def memory_estimate(cls, cfg: BeamformingConfig, batch: int) -> dict:
+        ch = cfg.channel
+        # the transmit correlation factor (n_tx x n_tx, float64 while it is computed), and per batch
+        # H with the Gram matrices and iterates an unrolled step keeps for autograd (about 4 copies)
+        return {"problem.channel.n_tx": 16 * ch.n_tx * ch.n_tx + 16 * ch.n_rx * ch.n_rx,
+                "problem.channel.n_rx x n_tx x batch": 4 * 8 * batch * ch.n_rx * ch.n_tx}
+
     def __init__(self, source: ChannelSource, n_streams: int = 1, constraint: str = "total",
                  init: str = "matched_filter"):
         if constraint not in ("total", "per_antenna"):

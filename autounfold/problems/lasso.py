@@ -77,6 +77,11 @@ class LassoProblem(Problem):
     def from_config(cls, cfg: LassoConfig) -> "LassoProblem":
         return cls(n=cfg.n, m=cfg.m, sparsity=cfg.sparsity, snr_db=cfg.snr_db, lam=cfg.lam, matrix_seed=cfg.matrix_seed)
 
+    @classmethod
+    def memory_estimate(cls, cfg: LassoConfig, batch: int) -> dict:
+        return {"problem.n x problem.m": 8 * 3 * cfg.n * cfg.m + 4 * cfg.n * cfg.n,
+                "problem.n x batch": 4 * 4 * batch * (cfg.n + cfg.m)}
+
     def __init__(self, n: int = 50, m: int = 25, sparsity: float = 5, snr_db: float = 20.0,
                  lam: float = 0.05, matrix_seed: int = 0):
         if n < 1 or m < 1:

@@ -50,11 +50,27 @@ def default_tracking_uri(root: "str | Path | None" = None) -> str:
     return f"sqlite:///{(base / 'mlflow.db').resolve()}"
 
 
+SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def check_tracking_uri(uri: str) -> None:
+    """RegistryError for a tracking URI MLflow cannot use (an unknown scheme), or an HTTP server
+    that does not answer (fail in seconds, not after MLflow's retries)."""
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    if scheme and scheme not in SCHEMES and not (len(scheme) == 1 and uri[1:3] == ":\\"):
+        raise RegistryError(f"tracking URI {uri!r}: unsupported scheme {scheme!r}; use one of "
+                            f"{', '.join(s + '://' for s in SCHEMES)} or a local path")
+    if scheme in ("http", "https"):
+        from ..net import check_reachable
+        check_reachable(uri, "the MLflow tracking server", 5000, RegistryError)
+
+
 def mlflow_client(tracking_uri: Optional[str] = None):
     _quiet_env()
     from mlflow import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()
+    check_tracking_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
 
 

@@ -7,6 +7,7 @@ import os
 from typing import Optional
 
 from ..errors import SearchError
+from ..net import check_reachable
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
 
     if ray.is_initialized():
         return False
+    if address:
+        check_reachable(address, "the Ray cluster", 6379 if "://" not in address else 10001, SearchError)
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     try:
         if address:
@@ -30,7 +33,7 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
         else:
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-    except (OSError, RuntimeError, ValueError) as err:      # ConnectionError, timeouts, a bad address
+    except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as err:   # unreachable, auth, bad address
         hint = ""
         if address:
             hint = (" (is the cluster up, and does this shell have RAY_AUTH_MODE=token and the cluster's token, "

@@ -24,13 +24,22 @@ OPTION_KEY = "__option__"
 
 
 class _Dim(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # not schema.Schema: its catch-all validator would touch the tagged union's "type" field
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _RangeDim(_Dim):
     """A [low, high] range, uniform or log-uniform; the subclasses fix the number type."""
 
     log: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_bounds(cls, data):
+        for key in ("low", "high"):
+            if isinstance(data, dict) and isinstance(data.get(key), bool):
+                raise ValueError(f"{key} must be a number, got the boolean {data[key]!r}")
+        return data
 
     @model_validator(mode="after")
     def _check(self):

@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
+from ..schema import Schema, load_yaml
+from ..seeding import SEED_MAX
 from ..errors import ConfigError, SpaceError, format_validation_error
 from . import dimensions as D
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(Schema):
+    pass
 
 
 class Objective(_Strict):
@@ -103,7 +105,7 @@ class SearchSpec(_Strict):
     objective: Objective = Objective()
     budget: Budget = Budget()
     resources: Resources = Resources()
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     space: Dict[str, D.Dimension] = Field(min_length=1)
 
     _origin: str = PrivateAttr("<spec>")
@@ -215,7 +217,7 @@ def load_spec(path, overrides: Optional[List[str]] = None, origin: Optional[str]
 
 
 def spec_from_yaml(text: str, origin: str = "<spec>", check_space: bool = True) -> SearchSpec:
-    return parse_spec(yaml.safe_load(text), origin, check_space)
+    return parse_spec(load_yaml(text, origin, SpaceError), origin, check_space)
 
 
 SPACE_FILE = "search_space.yaml"
