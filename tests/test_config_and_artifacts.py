@@ -127,3 +127,31 @@ def test_yaml_files_that_are_not_mappings_are_clear_errors(tmp_path):
     for load in (load_config, load_spec, load_job_spec):        # one reader behind all three
         with pytest.raises(ConfigError, match="list.yaml: the top level must be a mapping, got list"):
             load(f, ["a.b=1"])
+
+
+def test_a_crash_between_the_two_renames_of_a_replacement_is_recovered(tmp_path, monkeypatch):
+    """Where the atomic exchange is unavailable, a kill after the old model was moved aside and before
+    the new one is in place must not leave the path empty: load restores the old model."""
+    import os
+
+    import autounfold.artifacts as A
+    cfg = load_config("preset:auto_pgd", ["model.num_layers=2"])
+    autounfold.save(build_model(cfg), tmp_path / "m")
+    monkeypatch.setattr(A, "_exchange", lambda a, b: False)
+    real_replace, calls = os.replace, []
+
+    def killed_after_first_rename(src, dst):
+        calls.append((src, dst))
+        real_replace(src, dst)
+        if len(calls) == 1:
+            raise KeyboardInterrupt                     # the process dies here (SIGKILL runs no clean-up)
+    monkeypatch.setattr(A.os, "replace", killed_after_first_rename)
+    monkeypatch.setattr(A.shutil, "rmtree", lambda *a, **k: None)    # a dead process removes nothing
+    new = load_config("preset:auto_pgd", ["model.num_layers=3"])
+    with pytest.raises(KeyboardInterrupt):
+        autounfold.save(build_model(new), tmp_path / "m", new)
+    monkeypatch.undo()
+    assert not (tmp_path / "m").exists()                # the moment of the crash: the path is empty ...
+    assert autounfold.load(tmp_path / "m").num_layers == 2          # ... and load restores the old model
+    autounfold.save(build_model(new), tmp_path / "m", new)
+    assert autounfold.load(tmp_path / "m").num_layers == 3

@@ -136,6 +136,8 @@ def search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None
             summary["registered"] = outcome.registered
             (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         if tracker is not None:
+            if not summary["interrupted"]:
+                tracker.close_open_children(set(outcome.table.trial_id))
             tracker.finish(out, summary, status="KILLED" if summary["interrupted"] else "FINISHED")
         return outcome
     except BaseException:

@@ -237,6 +237,22 @@ class SearchTracker:
             log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
                         self.uri, len(self.pending), out_dir)
 
+    def close_open_children(self, trial_ids) -> int:
+        """Close (KILLED) the child runs a crash left RUNNING whose trials are not among ``trial_ids``
+        (the trials of the final table, each of which was completed through ``trial_complete``).
+        Returns how many were closed."""
+        def _close():
+            runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}' "
+                                           "and attributes.status = 'RUNNING'", max_results=10000)
+            for r in runs:
+                if r.data.tags.get("autounfold.trial_id") not in trial_ids:
+                    self.client.set_terminated(r.info.run_id, "KILLED")
+                    self.client.set_tag(r.info.run_id, "autounfold.status", "orphaned")
+                    closed.append(r.info.run_id)
+        closed: list = []
+        self._safe(_close)
+        return len(closed)
+
     def abort(self) -> None:
         """Mark the search run KILLED after the search raised or was interrupted (best effort: the
         exception that got us here is the one the caller needs to see)."""

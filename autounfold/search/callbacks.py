@@ -6,7 +6,10 @@ holds no state of its own: it forwards to the ``SearchContext`` the runner makes
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,6 +28,27 @@ class SearchContext:
     best: Optional[float] = None
     last: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)          # trial id -> its row, made when the trial ended
+    rows_log: Optional[Path] = None                   # the rows, appended and fsynced as trials end
+
+
+def append_row(path: Path, row: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_rows(path: Path) -> dict:
+    """trial id -> the last row recorded for it (a torn last line from a crash is skipped)."""
+    rows = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            rows[row["trial_id"]] = row
+    return rows
 
 
 def activate(ctx: Optional[SearchContext]) -> None:
@@ -57,7 +81,14 @@ class SearchCallback(Callback):
         params = ctx.spec.flatten(trial.config)
         result = ctx.last.get(trial.trial_id) or trial.last_result or {}
         row = trial_row(trial.trial_id, params, result, result.get("training_iteration", 0), error, ctx.spec)
+        recovered = trial.trial_id in ctx.rows       # it had ended before a crash; Tune reported it again
         ctx.rows[trial.trial_id] = row
+        if ctx.rows_log is not None and not recovered:   # on disk before anyone is told: survives a SIGKILL
+            append_row(ctx.rows_log, row)
+        if recovered:
+            if ctx.tracker is not None:
+                ctx.tracker.trial_complete(trial.trial_id, params, row)
+            return
         ctx.done += 1
         if row["status"] in ("ok", "stopped") and math.isfinite(row["objective"]):
             if ctx.spec.objective.better(row["objective"], ctx.best):

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TUNE_DIR = "tune"
 META = "search.json"
+ROWS_LOG = "trial_rows.jsonl"
 SUMMARY = "summary.json"
 METRIC = "objective"
 
@@ -81,7 +82,7 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
     Rows come from ``rows_by_trial`` (made by the callback as each trial ended, the one producer);
     a trial that did not end in this session (unfinished, or ended before a resume) gets its row
     from its last reported result through the same ``results.trial_row``."""
-    rows, checkpoints = [], {}
+    rows, checkpoints, seen = [], {}, set()
     for res in grid:
         m = res.metrics or {}
         trial_id = m.get("trial_id") or Path(res.path).name
@@ -90,8 +91,11 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
             params = spec.flatten(res.config) if res.config else {}
             row = R.trial_row(trial_id, params, m, m.get("training_iteration", 0), res.error, spec)
         rows.append(row)
+        seen.add(trial_id)
         if res.checkpoint is not None:
             checkpoints[trial_id] = res.checkpoint
+    # a trial that ended after Tune's last saved state before a crash: its row survives in the log
+    rows += [row for tid, row in rows_by_trial.items() if tid not in seen]
     table = R.trial_table(rows, spec.objective)
     R.write_table(table, out / TRIALS_FILE)
     (out / "leaderboard.md").write_text(R.leaderboard_markdown(R.leaderboard(table)))
@@ -131,11 +135,14 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     from ray import tune
 
     from .cluster import available, check_resources, connect
-    from .callbacks import SearchCallback, SearchContext, activate
+    from .callbacks import SearchCallback, SearchContext, activate, read_rows
     from .tune_trainable import MODEL_DIR, trainable
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")                 # verbose=0 then means quiet
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # save Tune's experiment state at every step (default: every 10 s or more), so that a killed
+    # driver loses no trial that had ended; the state is small (a row per trial, the searcher)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     out = Path(out).resolve()
     tune_dir = out / TUNE_DIR
     meta_path = out / META
@@ -194,7 +201,8 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
                              if history is not None or warm.get("inserted") else "")
                           + (f", MLflow run {tracker.run_id} at {tracker.uri}" if tracker is not None else ""),
                           highlight=False)
-        ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, done_before)
+        ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, done_before,
+                            rows=read_rows(out / ROWS_LOG) if resume else {}, rows_log=out / ROWS_LOG)
         activate(ctx)
         try:
             grid = tuner.fit()

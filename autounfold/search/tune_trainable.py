@@ -2,12 +2,14 @@
 and writes each checkpoint *before* the result that refers to it is reported."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 STATE_FILE = "trainer_state.pt"
 MODEL_DIR = "model"
+FINAL_FILE = "final.json"
 
 
 def trainable(config: dict, spec_yaml: str) -> None:
@@ -27,6 +29,12 @@ def trainable(config: dict, spec_yaml: str) -> None:
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
+            final = Path(d) / FINAL_FILE
+            if final.is_file():
+                # the trial had finished when the driver died: report the same result again (its row
+                # and model are in the checkpoint), do not train a second time
+                tune.report(json.loads(final.read_text()), checkpoint=ckpt)
+                return
             state_path = Path(d) / STATE_FILE
             if state_path.is_file():
                 resume = torch.load(state_path, weights_only=True)
@@ -41,6 +49,7 @@ def trainable(config: dict, spec_yaml: str) -> None:
                 torch.save(state, Path(tmp) / STATE_FILE)
             if model_dir is not None:
                 shutil.copytree(model_dir, Path(tmp) / MODEL_DIR)
+                (Path(tmp) / FINAL_FILE).write_text(json.dumps(metrics))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or max(1, int(spec.resources.cpu))
