@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import json
 import math
@@ -53,6 +54,7 @@ def check_output_dir(path: "str | Path", overwrite: bool = False, kind: str = "m
     directory, is an earlier autounfold model, or ``overwrite`` is given."""
     path = Path(path)
     _recover(path)
+    _check_writable(path.parent)
     if overwrite or not (path.exists() or path.is_symlink()):
         return path
     if path.is_dir() and not path.is_symlink():
@@ -62,6 +64,17 @@ def check_output_dir(path: "str | Path", overwrite: bool = False, kind: str = "m
                             "what autounfold did not write (choose another --out, or pass --overwrite)")
     raise ArtifactError(f"{path}: exists and is not a directory; refusing to replace it "
                         "(choose another --out, or pass --overwrite)")
+
+
+def _check_writable(directory: Path) -> None:
+    """ArtifactError now (before any training) when ``directory`` cannot receive a model."""
+    probe = directory
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ArtifactError(f"{directory}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ArtifactError(f"{directory}: not writable ({probe} refuses new files)")
 
 
 def _digest(data: bytes) -> str:
@@ -85,7 +98,10 @@ def _exchange(a: Path, b: Path) -> bool:
     at_fdcwd = -100
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
-    return False
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+        return False                               # this file system cannot exchange: two-step path
+    raise OSError(err, os.strerror(err), str(b))
 
 
 def _recovery_name(path: Path) -> Path:
@@ -110,8 +126,11 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
     output that is not the program's to replace."""
     path = Path(path)
     check_output_dir(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))
+    except OSError as err:
+        raise ArtifactError(f"{path}: cannot be written ({err.strerror or err})") from None
     try:
         config_text = config.canonical_yaml()
         (tmp / "config.yaml").write_text(config_text)
@@ -139,6 +158,9 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
             if path.exists() or path.is_symlink():       # a file the user asked (--overwrite) to replace
                 path.unlink()
             os.replace(tmp, path)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ArtifactError(f"{path}: cannot be written ({err.strerror or err})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

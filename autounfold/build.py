@@ -40,8 +40,9 @@ def available_memory() -> int:
 
 
 def check_memory(cfg: ExperimentConfig, available: int = None) -> None:
-    """ConfigError before anything is allocated when the experiment's tensors cannot fit in memory:
-    names the setting that drives the size and how much it would need."""
+    """ConfigError before anything is allocated when training this experiment cannot fit in memory:
+    names the setting that drives the size and how much it would need. Called before training
+    (``train``, search trials), not when a trained model is loaded."""
     batch = max(cfg.training.batch_size, cfg.training.validation_batch)
     need = PROBLEMS.get(cfg.problem.name).memory_estimate(cfg.problem, batch)
     total = sum(need.values())
@@ -55,7 +56,6 @@ def check_memory(cfg: ExperimentConfig, available: int = None) -> None:
 
 def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
     if problem is None:
-        check_memory(cfg)
         problem = build_problem(cfg.problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,

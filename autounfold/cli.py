@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import AutoUnfoldError, ConfigError
-from .seeding import SEED_MAX
+from .seeding import SEED_MAX, SEED_MIN
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="autounfold: deep unfolding of iterative physical-layer solvers.")
@@ -82,7 +82,7 @@ def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from 
              scenario: List[str] = typer.Option(["nominal"], help="scenarios the model's problem declares "
                                                 "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128)"),
              batch: int = typer.Option(2048, min=1, help="test instances per scenario"),
-             seed: int = typer.Option(1, min=0, max=SEED_MAX, help="seed of the test stream"),
+             seed: int = typer.Option(1, min=SEED_MIN, max=SEED_MAX, help="seed of the test stream"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON"),
              tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Evaluate a saved model (same learned parameters) against the optimum and the classical solvers
@@ -111,7 +111,7 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
               repeats: int = typer.Option(20, help="latency repetitions"),
               lista_steps: int = typer.Option(1500, help="training steps per LISTA model (0 skips the LISTA table)"),
               lista_large: bool = typer.Option(True, help="also the N=500, M=250 LISTA setting"),
-              seed: int = typer.Option(0, min=0, max=SEED_MAX), quiet: bool = typer.Option(False)):
+              seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
     """Unfolded vs classical on a fixed test set: quality, latency, robustness, LISTA; JSON + Markdown + plots."""
     from .evaluation.benchmark import run_benchmark
     ls = [v.strip() for v in layers.split(",") if v.strip()]
@@ -189,7 +189,7 @@ def csi_write(out: Path = typer.Option(..., "--out", help="Parquet file to write
               rows: int = typer.Option(1024, min=1, help="number of channel realisations"),
               config: str = typer.Option("preset:auto_pgd", help="experiment YAML whose problem.channel is drawn from"),
               set_: List[str] = typer.Option([], "--set", help="e.g. --set problem.channel.angular_spread_deg=40"),
-              seed: int = typer.Option(0, min=0, max=SEED_MAX, help="seed of the drawn channels"),
+              seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX, help="seed of the drawn channels"),
               cell_id: Optional[str] = typer.Option(None, help="cell id written in every row"),
               start_ms: Optional[int] = typer.Option(None, help="timestamp of the first row (ms since epoch; default now)"),
               interval_ms: int = typer.Option(1, help="milliseconds between rows")):
@@ -217,7 +217,7 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
                                              "champion's own problem / channel model)"),
             set_: List[str] = typer.Option([], "--set", help="change the synthetic traffic, e.g. "
                                            "--set problem.channel.angular_spread_deg=40"),
-            seed: int = typer.Option(0, min=0, max=SEED_MAX, help="seed of the routing and of synthetic traffic"),
+            seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX, help="seed of the routing and of synthetic traffic"),
             tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Canary the 'challenger' version against the 'champion' and move the aliases (or roll back)."""
     from .ops.promote import promote as run

@@ -18,7 +18,7 @@ from .errors import ConfigError, format_validation_error
 from .plugins import LAYERS, PROBLEMS
 from .problems.base import ProblemConfig
 from .schema import Schema, load_yaml
-from .seeding import SEED_MAX
+from .seeding import SEED_MAX, SEED_MIN
 
 __all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "load_config",
            "parse_config", "read_yaml_mapping", "set_override"]
@@ -66,7 +66,7 @@ class ExperimentConfig(_Strict):
     problem: SerializeAsAny[ProblemConfig] = Field(default_factory=_default_problem)
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX)
 
     @field_validator("problem", mode="before")
     @classmethod

@@ -22,8 +22,10 @@ class Schema(BaseModel):
     @classmethod
     def _no_bool_for_numbers(cls, value, info):
         field = cls.model_fields.get(info.field_name)
-        if isinstance(value, bool) and field is not None and _numeric(field.annotation):
-            raise ValueError(f"expected a number, got the boolean {value!r}")
+        if field is not None and _numeric(field.annotation):
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, bool) for v in items):
+                raise ValueError(f"expected numbers, got a boolean in {value!r}")
         return value
 
 
@@ -66,6 +68,8 @@ def load_yaml(text: "str | bytes", origin: str, error=ValueError):
         def construct_mapping(self, node, deep=False):
             seen = set()
             for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":      # "<<: *base" merges, it is no key
+                    continue
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, (str, int, float, bool)) or key is None:
                     if key in seen:
@@ -85,5 +89,7 @@ def load_yaml(text: "str | bytes", origin: str, error=ValueError):
     except yaml.YAMLError as err:
         first = " ".join(str(err).split())
         raise error(f"{origin}: not valid YAML: {first[:300]}") from None
+    except RecursionError:
+        raise error(f"{origin}: nested too deeply; not a config file") from None
     finally:
         loader.dispose()

@@ -10,8 +10,8 @@ import hashlib
 import torch
 
 
-SEED_MAX = 2**63 - 1
-"""The largest seed a config accepts (torch generators take 64-bit seeds)."""
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+"""The seeds a config accepts: what ``torch.manual_seed`` takes."""
 
 
 def derive_seed(seed: int, *parts: object) -> int:

@@ -79,7 +79,7 @@ CASES = [
     ("parquet_meta_not_json", ["csi", "inspect", "{d}/badmeta.parquet"], "'autounfold.power' is not valid JSON"),
     # silently accepted before
     ("empty_experiment", ["train", "{d}/empty.yaml", "--out", "{d}/new"], "empty.yaml: the file is empty"),
-    ("num_layers_true", ["train", "{d}/numtrue.yaml", "--out", "{d}/new"], "model.num_layers: expected a number"),
+    ("num_layers_true", ["train", "{d}/numtrue.yaml", "--out", "{d}/new"], "model.num_layers: expected numbers, got a boolean"),
     ("duplicate_key", ["train", "{d}/dupkey.yaml", "--out", "{d}/new"], "duplicated key 'num_layers'"),
     ("negative_power_meta", ["csi", "inspect", "{d}/negpower.parquet"], "must be a finite number > 0 (got -2.0)"),
     # poor messages before
@@ -89,6 +89,9 @@ CASES = [
     ("inf_power", ["train", "{d}/infpower.yaml", "--out", "{d}/new"], "problem.channel.power: Input should be a finite"),
     ("user_dir_out", ["train", "preset:auto_pgd", "--out", "{d}/userdir", *SMALL], "userdir: an existing directory"),
     ("user_file_out", ["train", "preset:auto_pgd", "--out", "{d}/userfile.txt", *SMALL], "exists and is not a directory"),
+    ("out_under_a_file", ["train", "preset:auto_pgd", "--out", "{d}/userfile.txt/m", *SMALL], "is not a directory"),
+    ("bool_in_list", ["train", "preset:auto_pgd", "--out", "{d}/new", "--set", "problem.channel.snr_db=[0, true]"],
+     "problem.channel.snr_db: expected numbers, got a boolean"),
 ]
 
 
@@ -156,3 +159,29 @@ def test_ctrl_c_during_train_says_nothing_was_written(tmp_path, monkeypatch):
     r = runner.invoke(app, ["train", "preset:auto_pgd", "--out", str(tmp_path / "m"), *SMALL])
     assert r.exit_code == 130 and f"nothing was written to {tmp_path / 'm'}" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_yaml_merge_keys_and_anchors_still_work(tmp_path):
+    from autounfold.config import load_config, read_yaml_mapping
+    path = tmp_path / "merge.yaml"
+    path.write_text("problem: {channel: {n_tx: 8, n_rx: 4}}\nx_common: &c {batch_size: 32, steps: 3}\n"
+                    "training:\n  <<: *c\n  lr: 0.01\n")
+    data = read_yaml_mapping(path)
+    assert data["training"] == {"batch_size": 32, "steps": 3, "lr": 0.01}
+    path.write_text("problem: {channel: {n_tx: 8, n_rx: 4}}\ntraining: &t {batch_size: 32, steps: 3}\n")
+    assert load_config(path).training.batch_size == 32
+    from autounfold.schema import load_yaml
+    assert load_yaml("b: &b {x: 1}\nm:\n  <<: *b\n  y: 2\n", "t") == {"b": {"x": 1}, "m": {"x": 1, "y": 2}}
+
+
+def test_loading_a_model_does_not_need_its_training_memory(tmp_path, monkeypatch):
+    """The memory check guards training; a model trained with a large validation batch loads anywhere."""
+    import autounfold.build as B
+    cfg = load_config("preset:auto_pgd", ["problem.channel.n_tx=8", "problem.channel.n_rx=4"])
+    autounfold.save(build_model(cfg), tmp_path / "m", cfg)
+    monkeypatch.setattr(B, "available_memory", lambda: 1)
+    assert autounfold.load(tmp_path / "m").num_layers == cfg.model.num_layers
+    import autounfold.ops.experiments as ex
+    monkeypatch.setattr(ex, "check_memory", lambda c: B.check_memory(c, available=1))
+    r = runner.invoke(app, ["train", "preset:auto_pgd", "--out", str(tmp_path / "n"), *SMALL])
+    assert r.exit_code == 2 and "GiB of memory" in r.stderr and not (tmp_path / "n").exists()

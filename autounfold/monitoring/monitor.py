@@ -18,7 +18,7 @@ from ..algorithms import reference
 from ..channels.base import ChannelBatch, build_channel
 from ..errors import ConfigError
 from ..schema import Schema
-from ..seeding import SEED_MAX
+from ..seeding import SEED_MAX, SEED_MIN
 from ..seeding import generator
 from .drift import covariance_shift, estimate_angular_spread, gradient_norm, parameter_drift, transmit_covariance
 
@@ -37,7 +37,7 @@ class MonitorConfig(Schema):
     grad_norm_ratio: float = Field(3.0, gt=1)                   # gradient norm vs baseline -> alert
     trigger_patience: int = Field(2, ge=1)                      # consecutive windows over the threshold
     baseline_channels: int = Field(4096, ge=64)
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import torch
 
 from ..algorithms import evaluation_reference
 from ..artifacts import check_output_dir, save
-from ..build import build_model, build_problem
+from ..build import build_model, build_problem, check_memory
 from ..config import load_config
 from ..errors import ConfigError
 from ..seeding import generator
@@ -48,6 +48,7 @@ def train_experiment(config: str, out: "str | Path", overrides: Optional[List[st
     cfg = load_config(config, overrides)
     check_device(device)
     check_output_dir(out, overwrite)
+    check_memory(cfg)
     model = build_model(cfg)
     res = train(model, cfg.training, seed=cfg.seed, device=device, progress=progress)
     problem = model.problem

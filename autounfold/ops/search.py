@@ -72,6 +72,24 @@ def drift_baseline(model_dir: Path) -> Optional[bytes]:
     return buf.getvalue()
 
 
+def registered_version(name: str, tracker, trial_id) -> Optional[dict]:
+    """The version of ``name`` this search already registered for ``trial_id``, or None."""
+    from ..registry import CHALLENGER
+    from ..registry.tracking import mlflow_errors
+    try:
+        versions = tracker.client.search_model_versions(f"name='{name}'")
+    except mlflow_errors() as err:
+        from ..registry import is_not_found
+        if is_not_found(err):
+            return None
+        raise
+    for mv in versions:
+        tags = mv.tags or {}
+        if tags.get("autounfold.search_run_id") == tracker.run_id and tags.get("autounfold.trial_id") == str(trial_id):
+            return {"name": name, "version": str(mv.version), "uri": f"models:/{name}@{CHALLENGER}", "alias": CHALLENGER}
+    return None
+
+
 def register_best(outcome: SearchOutcome, spec: SearchSpec, tracker, name: str) -> dict:
     """Register ``outcome``'s best model (it carries its search space) as a new version of ``name``
     with alias ``challenger``, tags naming the search, and the drift baseline."""
@@ -105,19 +123,15 @@ def search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None
     with, and registers nothing again when its best trial is the one already registered.
     """
     out = Path(out).resolve()
-    meta, previous = {}, {}
+    meta = {}
     if resume:
         meta = resume_meta(out, spec)
         if warm_start:
             raise SearchError("--resume continues a search with its own warm start; do not pass --warm-start again")
-        if (out / SUMMARY).is_file():
-            try:
-                previous = json.loads((out / SUMMARY).read_text())
-            except ValueError:
-                previous = {}
     history = resolve_history(warm_start, tracking_uri) if warm_start else None
     tracker = None
-    tracking = meta.get("tracking") or {}
+    # search.json of the previous version: mlflow_run_id / tracking_uri at the top level
+    tracking = meta.get("tracking") or {"run_id": meta.get("mlflow_run_id"), "uri": meta.get("tracking_uri")}
     if track and (not resume or tracking.get("run_id")):
         from ..registry import SearchTracker
         tracker = SearchTracker.start(spec, tracking_uri or tracking.get("uri"), run_id=tracking.get("run_id"),
@@ -128,16 +142,15 @@ def search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None
         summary = outcome.summary
         best = summary.get("best") or {}
         if tracker is not None and register and outcome.best_model is not None and not summary["interrupted"]:
-            done = previous.get("registered")
-            if done and done.get("name") == register and (previous.get("best") or {}).get("trial_id") == best.get("trial_id"):
-                outcome.registered = done                     # idempotent resume: nothing new was found
-            else:
-                outcome.registered = register_best(outcome, spec, tracker, register)
+            # idempotent: a version of this search's best trial may exist already (an earlier run of
+            # this search registered it, maybe just before a crash): then nothing new is registered
+            outcome.registered = registered_version(register, tracker, best.get("trial_id")) or \
+                register_best(outcome, spec, tracker, register)
             summary["registered"] = outcome.registered
             (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         if tracker is not None:
             if not summary["interrupted"]:
-                tracker.close_open_children(set(outcome.table.trial_id))
+                tracker.close_open_children(dict(zip(outcome.table.trial_id, outcome.table.status)))
             tracker.finish(out, summary, status="KILLED" if summary["interrupted"] else "FINISHED")
         return outcome
     except BaseException:

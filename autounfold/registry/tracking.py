@@ -50,16 +50,23 @@ def default_tracking_uri(root: "str | Path | None" = None) -> str:
     return f"sqlite:///{(base / 'mlflow.db').resolve()}"
 
 
-SCHEMES = ("file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+def _schemes() -> list:
+    """The URI schemes MLflow has a tracking store for here (its own and installed plugins')."""
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+        return sorted(k for k in _tracking_store_registry._registry if k)
+    except (ImportError, AttributeError):        # a private table: if it moves, let MLflow judge
+        return []
 
 
 def check_tracking_uri(uri: str) -> None:
     """RegistryError for a tracking URI MLflow cannot use (an unknown scheme), or an HTTP server
     that does not answer (fail in seconds, not after MLflow's retries)."""
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
-    if scheme and scheme not in SCHEMES and not (len(scheme) == 1 and uri[1:3] == ":\\"):
+    known = _schemes()
+    if scheme and known and scheme not in known:
         raise RegistryError(f"tracking URI {uri!r}: unsupported scheme {scheme!r}; use one of "
-                            f"{', '.join(s + '://' for s in SCHEMES)} or a local path")
+                            f"{', '.join(s + '://' for s in known)} or a local path")
     if scheme in ("http", "https"):
         from ..net import check_reachable
         check_reachable(uri, "the MLflow tracking server", 5000, RegistryError)
@@ -237,18 +244,22 @@ class SearchTracker:
             log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
                         self.uri, len(self.pending), out_dir)
 
-    def close_open_children(self, trial_ids) -> int:
-        """Close (KILLED) the child runs a crash left RUNNING whose trials are not among ``trial_ids``
-        (the trials of the final table, each of which was completed through ``trial_complete``).
-        Returns how many were closed."""
+    def close_open_children(self, statuses: dict) -> int:
+        """Close the child runs a crash left RUNNING: a trial of the final table (``statuses``: trial
+        id -> its row's status) gets FINISHED / FAILED like ``trial_complete`` gives, any other run
+        KILLED and tagged ``orphaned``. Returns how many were closed."""
         def _close():
             runs = self.client.search_runs([self.experiment_id], f"tags.mlflow.parentRunId = '{self.run_id}' "
                                            "and attributes.status = 'RUNNING'", max_results=10000)
             for r in runs:
-                if r.data.tags.get("autounfold.trial_id") not in trial_ids:
-                    self.client.set_terminated(r.info.run_id, "KILLED")
+                status = statuses.get(r.data.tags.get("autounfold.trial_id"))
+                if status is None:
                     self.client.set_tag(r.info.run_id, "autounfold.status", "orphaned")
-                    closed.append(r.info.run_id)
+                    self.client.set_terminated(r.info.run_id, "KILLED")
+                else:
+                    self.client.set_tag(r.info.run_id, "autounfold.status", status)
+                    self.client.set_terminated(r.info.run_id, "FAILED" if status in ("failed", "error") else "FINISHED")
+                closed.append(r.info.run_id)
         closed: list = []
         self._safe(_close)
         return len(closed)

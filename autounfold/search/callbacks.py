@@ -83,8 +83,8 @@ class SearchCallback(Callback):
         row = trial_row(trial.trial_id, params, result, result.get("training_iteration", 0), error, ctx.spec)
         recovered = trial.trial_id in ctx.rows       # it had ended before a crash; Tune reported it again
         ctx.rows[trial.trial_id] = row
-        if ctx.rows_log is not None and not recovered:   # on disk before anyone is told: survives a SIGKILL
-            append_row(ctx.rows_log, row)
+        if ctx.rows_log is not None:                 # on disk before anyone is told: survives a SIGKILL
+            append_row(ctx.rows_log, row)            # (the last row of a trial wins when it is read back)
         if recovered:
             if ctx.tracker is not None:
                 ctx.tracker.trial_complete(trial.trial_id, params, row)

@@ -52,7 +52,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
     Never raises for a bad configuration or a diverging run: the final metrics then carry
     ``status="failed"``, ``reason`` and ``objective = spec.objective.worst``.
     """
-    from ..build import build_model
+    from ..build import build_model, check_memory
     from ..training import train
 
     if threads:
@@ -63,6 +63,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
     model = None
     try:
         cfg = spec.experiment(params)
+        check_memory(cfg)
         model = build_model(cfg)
         K = cfg.model.num_layers
 

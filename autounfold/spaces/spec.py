@@ -16,7 +16,7 @@ from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
 from ..schema import Schema, load_yaml
-from ..seeding import SEED_MAX
+from ..seeding import SEED_MAX, SEED_MIN
 from ..errors import ConfigError, SpaceError, format_validation_error
 from . import dimensions as D
 
@@ -105,7 +105,7 @@ class SearchSpec(_Strict):
     objective: Objective = Objective()
     budget: Budget = Budget()
     resources: Resources = Resources()
-    seed: int = Field(0, ge=0, le=SEED_MAX)
+    seed: int = Field(0, ge=SEED_MIN, le=SEED_MAX)
     space: Dict[str, D.Dimension] = Field(min_length=1)
 
     _origin: str = PrivateAttr("<spec>")
