@@ -62,7 +62,7 @@ def test_sigkill_during_model_replacement_always_leaves_a_complete_model(tmp_pat
 SPEC = {
     "name": "faults",
     "base": {"problem": {"channel": {"n_tx": 8, "n_rx": 4}},
-             "training": {"steps": 40, "batch_size": 32, "validate_every": 10, "validation_batch": 64}},
+             "training": {"steps": 30, "batch_size": 32, "validate_every": 10, "validation_batch": 64}},
     "objective": {"measure_latency": False},
     "budget": {"num_samples": 6, "algorithm": "random", "max_concurrent": 2},
     "seed": 3,

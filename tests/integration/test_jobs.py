@@ -54,7 +54,7 @@ def ray_head():
         except ProcessLookupError:
             pass
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=10)              # a graceful stop took ~35 s; its state is thrown away anyway
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
