@@ -79,10 +79,12 @@ def registered_version(name: str, tracker, trial_id) -> Optional[dict]:
     try:
         versions = tracker.client.search_model_versions(f"name='{name}'")
     except mlflow_errors() as err:
+        from ..errors import RegistryError
         from ..registry import is_not_found
         if is_not_found(err):
             return None
-        raise
+        raise RegistryError(f"MLflow at {tracker.uri}: cannot list the versions of {name!r} "
+                            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
     for mv in versions:
         tags = mv.tags or {}
         if tags.get("autounfold.search_run_id") == tracker.run_id and tags.get("autounfold.trial_id") == str(trial_id):
