@@ -15,6 +15,8 @@ from typing import Optional
 
 from ray.tune import Callback
 
+from .results import ENDED, trial_row
+
 _ACTIVE: dict = {}
 
 
@@ -74,14 +76,14 @@ class SearchCallback(Callback):
             ctx.tracker.trial_result(trial.trial_id, ctx.spec.flatten(trial.config), result)
 
     def _finish(self, trial, error):
-        from .results import trial_row
         ctx = self._ctx()
         if ctx is None:
             return
         params = ctx.spec.flatten(trial.config)
         result = ctx.last.get(trial.trial_id) or trial.last_result or {}
         row = trial_row(trial.trial_id, params, result, result.get("training_iteration", 0), error, ctx.spec)
-        recovered = trial.trial_id in ctx.rows       # it had ended before a crash; Tune reported it again
+        # it had ended before a crash or a Ctrl+C, and Tune reported it again from its checkpoint
+        recovered = ctx.rows.get(trial.trial_id, {}).get("status") in ENDED
         ctx.rows[trial.trial_id] = row
         if ctx.rows_log is not None:                 # on disk before anyone is told: survives a SIGKILL
             append_row(ctx.rows_log, row)            # (the last row of a trial wins when it is read back)

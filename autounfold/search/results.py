@@ -16,6 +16,10 @@ COLUMNS = ["trial_id", "status", "objective", "val_score", "num_layers", "layer"
            "train_seconds", "trial_seconds", "finished_at", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard"]
 
 
+ENDED = ("ok", "failed")
+"""Statuses of a trial that has ended for good: a resumed search does not run it again."""
+
+
 def error_reason(err) -> str:
     """The one text a trial's error gets (the Parquet ``reason`` and the MLflow tag alike): the last
     line of the error, prefixed with its type when that line does not already name one."""

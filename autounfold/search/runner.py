@@ -80,8 +80,10 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
     """Trial table (Parquet), leaderboard, Pareto plot and the best trial's model.
 
     Rows come from ``rows_by_trial`` (made by the callback as each trial ended, the one producer);
-    a trial that did not end in this session (unfinished, or ended before a resume) gets its row
-    from its last reported result through the same ``results.trial_row``."""
+    a trial whose end the callback did not see (unfinished, or ended while Ctrl+C stopped the
+    search) gets its row from its last reported result through the same ``results.trial_row``; if
+    it did end, that row goes to the rows log too, so that a resume knows the trial as ended."""
+    from .callbacks import append_row
     rows, checkpoints, seen = [], {}, set()
     for res in grid:
         m = res.metrics or {}
@@ -90,6 +92,8 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
         if row is None:
             params = spec.flatten(res.config) if res.config else {}
             row = R.trial_row(trial_id, params, m, m.get("training_iteration", 0), res.error, spec)
+            if row["status"] in R.ENDED:
+                append_row(out / ROWS_LOG, row)
         rows.append(row)
         seen.add(trial_id)
         if res.checkpoint is not None:
@@ -170,11 +174,11 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
 
         fn = tune.with_resources(tune.with_parameters(trainable, spec_yaml=spec.canonical_yaml()),
                                  {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-        done_before = 0
+        # trials that ended in earlier sessions (an errored one is run again: resume_errored)
+        ended = {t: r for t, r in read_rows(out / ROWS_LOG).items() if r["status"] in R.ENDED} if resume else {}
         if resume:
             tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True, resume_errored=True)
             warm = meta.get("warm_start_counts", {"inserted": 0, "dropped": 0})
-            done_before = sum(1 for r in tuner.get_results() if (r.metrics or {}).get("done"))
         else:
             b = spec.budget
             n_hist = len(history.points) if history else 0
@@ -201,8 +205,8 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
                              if history is not None or warm.get("inserted") else "")
                           + (f", MLflow run {tracker.run_id} at {tracker.uri}" if tracker is not None else ""),
                           highlight=False)
-        ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, done_before,
-                            rows=read_rows(out / ROWS_LOG) if resume else {}, rows_log=out / ROWS_LOG)
+        ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, len(ended), rows=ended,
+                            rows_log=out / ROWS_LOG)
         activate(ctx)
         try:
             grid = tuner.fit()
