@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import io
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from typing import Optional
 import torch
 
 from .build import build_model
-from .config import ExperimentConfig, parse_config, read_yaml_mapping
+from .config import ExperimentConfig, parse_config, yaml_mapping
 from .errors import ArtifactError
 
 FORMAT_VERSION = 1
@@ -49,7 +50,7 @@ def is_model_dir(path: Path) -> bool:
         return False
 
 
-def check_output_dir(path: "str | Path", overwrite: bool = False, kind: str = "model directory") -> Path:
+def check_output_dir(path: "str | Path", overwrite: bool = False) -> Path:
     """Raise ArtifactError unless ``path`` may receive a model: it does not exist, is an empty
     directory, is an earlier autounfold model, or ``overwrite`` is given."""
     path = Path(path)
@@ -60,7 +61,7 @@ def check_output_dir(path: "str | Path", overwrite: bool = False, kind: str = "m
     if path.is_dir() and not path.is_symlink():
         if is_model_dir(path) or not any(path.iterdir()):
             return path
-        raise ArtifactError(f"{path}: an existing directory that is not an autounfold {kind}; refusing to replace "
+        raise ArtifactError(f"{path}: an existing directory that is not an autounfold model directory; refusing to replace "
                             "what autounfold did not write (choose another --out, or pass --overwrite)")
     raise ArtifactError(f"{path}: exists and is not a directory; refusing to replace it "
                         "(choose another --out, or pass --overwrite)")
@@ -132,14 +133,16 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
     except OSError as err:
         raise ArtifactError(f"{path}: cannot be written ({err.strerror or err})") from None
     try:
-        config_text = config.canonical_yaml()
-        (tmp / "config.yaml").write_text(config_text)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp / "weights.pt")
+        config_bytes = config.canonical_yaml().encode()
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+        weight_bytes = buf.getvalue()
+        (tmp / "config.yaml").write_bytes(config_bytes)
+        (tmp / "weights.pt").write_bytes(weight_bytes)
         problem = model.problem
         meta = {"format_version": FORMAT_VERSION, "num_parameters": model.num_parameters(),
                 "interface": {"problem": problem.name, "inputs": problem.inputs, "outputs": problem.outputs},
-                "sha256": {"config.yaml": _digest(config_text.encode()),
-                           "weights.pt": _digest((tmp / "weights.pt").read_bytes())},
+                "sha256": {"config.yaml": _digest(config_bytes), "weights.pt": _digest(weight_bytes)},
                 "layer_parameters": model.scalar_parameters(), "metrics": _finite(metrics or {})}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for name, text in (extra_files or {}).items():
@@ -185,15 +188,17 @@ def load(path, map_location="cpu"):
     for name in ("config.yaml", "weights.pt"):
         if not (path / name).is_file():
             raise ArtifactError(f"{path}: not an autounfold model directory (missing {name})")
-    expected = _recorded_digests(path)
-    for name, digest in expected.items():
-        if _digest((path / name).read_bytes()) != digest:
+    # each file is read once: the bytes that are verified are the bytes that are parsed
+    raw = {name: (path / name).read_bytes() for name in ("config.yaml", "weights.pt")}
+    for name, digest in _recorded_digests(path).items():
+        if _digest(raw[name]) != digest:
             raise ArtifactError(f"{path / name}: does not match the sha256 recorded in meta.json "
                                 "(the file was changed after the model was saved)")
-    cfg = parse_config(read_yaml_mapping(path / "config.yaml", ArtifactError), str(path / "config.yaml"))
+    origin = str(path / "config.yaml")
+    cfg = parse_config(yaml_mapping(raw["config.yaml"], origin, ArtifactError), origin)
     model = build_model(cfg)
     try:
-        state = torch.load(path / "weights.pt", map_location=map_location, weights_only=True)
+        state = torch.load(io.BytesIO(raw["weights.pt"]), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
         # a corrupt file, or pickled code that weights_only refuses
         raise ArtifactError(f"{path / 'weights.pt'}: cannot be read as plain tensors ({err})") from None

@@ -147,6 +147,11 @@ def read_yaml_mapping(path: "str | Path", error=ConfigError, origin: Optional[st
         raw = path.read_bytes()
     except OSError as err:
         raise error(f"{origin}: cannot be read ({err.strerror})") from None
+    return yaml_mapping(raw, origin, error)
+
+
+def yaml_mapping(raw: "str | bytes", origin: str, error=ConfigError) -> dict:
+    """``raw`` YAML text that must be a non-empty mapping (see ``read_yaml_mapping``)."""
     data = load_yaml(raw, origin, error)
     if data is None:
         raise error(f"{origin}: the file is empty; write at least the keys you mean (an empty file is not "

@@ -33,6 +33,13 @@ class RegistryError(AutoUnfoldError, RuntimeError):
     """The MLflow tracking store or model registry refused a request, or a model URI does not resolve."""
 
 
+def brief(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters): how a foreign library's error
+    is quoted inside one of ours."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
 def format_validation_error(err, origin: str, hide=()) -> str:
     """One line per invalid field of a pydantic ``ValidationError``: ``origin: dotted.key: message (got value)``.
 

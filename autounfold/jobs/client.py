@@ -29,11 +29,18 @@ def sdk_errors() -> tuple:
     return (OSError, RuntimeError, ValueError, RayError)
 
 
+def check_job_server(address: Optional[str] = None) -> str:
+    """The job server's address (``address``, RAY_ADDRESS or the default); JobError within seconds
+    when nothing listens there."""
+    addr = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
+    check_reachable(addr, "the Ray job server", 8265, JobError)
+    return addr
+
+
 def job_client(address: Optional[str] = None):
     from ray.job_submission import JobSubmissionClient
 
-    addr = address or os.environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
-    check_reachable(addr, "the Ray job server", 8265, JobError)
+    addr = check_job_server(address)
     try:
         return JobSubmissionClient(addr)
     except sdk_errors() as err:                # unreachable, refused (HTTP status), no token, bad address

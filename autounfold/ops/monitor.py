@@ -60,9 +60,8 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
     name, _alias = model.split("@", 1)
     cfg = monitor_config(window, settings)
     if address and research:                 # fail now, not when a trigger fires windows later
-        from ..net import check_reachable
-        from ..jobs.client import JobError
-        check_reachable(address, "the Ray job server", 8265, JobError)
+        from ..jobs.client import check_job_server
+        check_job_server(address)
     client, uri, mv = resolve_version(f"models:/{model}", tracking_uri)
     ref = f"{name}:v{mv.version}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ from typing import List, Optional
 
 import yaml
 
-from ..errors import SearchError
+from ..errors import SearchError, brief
 from ..search.history import TRIALS_FILE, History, read_history
 from ..search.runner import SUMMARY, SearchOutcome, resume_meta, run_search
 from ..spaces.spec import SPACE_FILE, SearchSpec, load_spec
@@ -51,9 +51,8 @@ def resolve_history(warm_start: str, tracking_uri: Optional[str] = None) -> Hist
         try:
             local = client.download_artifacts(warm_start, TRIALS_FILE, tmp)
         except mlflow_errors() as err:      # a missing run or artifact, an unreachable server
-            text = str(err).strip()
             raise SearchError(f"warm start {warm_start!r}: neither a result directory nor the MLflow run id of a "
-                              f"search in {uri} ({type(err).__name__}: {text.splitlines()[0][:200] if text else ''})") from None
+                              f"search in {uri} ({brief(err)})") from None
         return read_history(Path(local))
 
 
@@ -70,26 +69,6 @@ def drift_baseline(model_dir: Path) -> Optional[bytes]:
     buf = io.BytesIO()
     torch.save(compute_baseline(model).to_state(), buf)
     return buf.getvalue()
-
-
-def registered_version(name: str, tracker, trial_id) -> Optional[dict]:
-    """The version of ``name`` this search already registered for ``trial_id``, or None."""
-    from ..registry import CHALLENGER
-    from ..registry.tracking import mlflow_errors
-    try:
-        versions = tracker.client.search_model_versions(f"name='{name}'")
-    except mlflow_errors() as err:
-        from ..errors import RegistryError
-        from ..registry import is_not_found
-        if is_not_found(err):
-            return None
-        raise RegistryError(f"MLflow at {tracker.uri}: cannot list the versions of {name!r} "
-                            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''})") from None
-    for mv in versions:
-        tags = mv.tags or {}
-        if tags.get("autounfold.search_run_id") == tracker.run_id and tags.get("autounfold.trial_id") == str(trial_id):
-            return {"name": name, "version": str(mv.version), "uri": f"models:/{name}@{CHALLENGER}", "alias": CHALLENGER}
-    return None
 
 
 def register_best(outcome: SearchOutcome, spec: SearchSpec, tracker, name: str) -> dict:
@@ -146,7 +125,9 @@ def search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None
         if tracker is not None and register and outcome.best_model is not None and not summary["interrupted"]:
             # idempotent: a version of this search's best trial may exist already (an earlier run of
             # this search registered it, maybe just before a crash): then nothing new is registered
-            outcome.registered = registered_version(register, tracker, best.get("trial_id")) or \
+            from ..registry import find_version
+            same = {"autounfold.search_run_id": tracker.run_id, "autounfold.trial_id": str(best.get("trial_id"))}
+            outcome.registered = find_version(tracker.client, tracker.uri, register, same) or \
                 register_best(outcome, spec, tracker, register)
             summary["registered"] = outcome.registered
             (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..errors import RegistryError
+from ..errors import RegistryError, brief
 from .tracking import mlflow_client, mlflow_errors
 
 MODEL_ARTIFACT_PATH = "model"
@@ -36,11 +36,6 @@ def is_not_found(err: BaseException) -> bool:
     return code == "INVALID_PARAMETER_VALUE" and "alias" in text and "not found" in text
 
 
-def _brief(err: BaseException) -> str:
-    text = str(err).strip()
-    return f"{type(err).__name__}: {text.splitlines()[0][:200] if text else ''}"
-
-
 def get_alias(client, uri: str, name: str, alias: str):
     """The version of ``name`` carrying ``alias``, or None when no version carries it. Any other
     failure (server down, database error) is a RegistryError: never mistaken for "no such alias"."""
@@ -49,7 +44,7 @@ def get_alias(client, uri: str, name: str, alias: str):
     except mlflow_errors() as err:
         if is_not_found(err):
             return None
-        raise RegistryError(f"MLflow at {uri}: cannot read alias {name}@{alias} ({_brief(err)})") from None
+        raise RegistryError(f"MLflow at {uri}: cannot read alias {name}@{alias} ({brief(err)})") from None
 
 
 def require_registered_model(client, uri: str, name: str) -> None:
@@ -58,7 +53,25 @@ def require_registered_model(client, uri: str, name: str) -> None:
     except mlflow_errors() as err:
         if is_not_found(err):
             raise RegistryError(f"no registered model {name!r} in {uri}") from None
-        raise RegistryError(f"MLflow at {uri}: cannot read registered model {name!r} ({_brief(err)})") from None
+        raise RegistryError(f"MLflow at {uri}: cannot read registered model {name!r} ({brief(err)})") from None
+
+
+def version_info(name: str, version, alias: str = CHALLENGER) -> dict:
+    return {"name": name, "version": str(version), "uri": f"models:/{name}@{alias}", "alias": alias}
+
+
+def find_version(client, uri: str, name: str, tags: Dict[str, str]) -> Optional[dict]:
+    """The version of ``name`` whose tags include all of ``tags`` (``version_info``), or None."""
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except mlflow_errors() as err:
+        if is_not_found(err):
+            return None
+        raise RegistryError(f"MLflow at {uri}: cannot list the versions of {name!r} ({brief(err)})") from None
+    for mv in versions:
+        if all((mv.tags or {}).get(k) == v for k, v in tags.items()):
+            return version_info(name, mv.version)
+    return None
 
 
 def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str],
@@ -87,8 +100,8 @@ def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str]
         mv = client.create_model_version(name, source=f"runs:/{run_id}/{MODEL_ARTIFACT_PATH}", run_id=run_id, tags=tags)
         client.set_registered_model_alias(name, alias, mv.version)
     except mlflow_errors() as err:
-        raise RegistryError(f"MLflow at {uri}: registering {name!r} failed ({_brief(err)})") from None
-    return {"name": name, "version": str(mv.version), "uri": f"models:/{name}@{alias}", "alias": alias}
+        raise RegistryError(f"MLflow at {uri}: registering {name!r} failed ({brief(err)})") from None
+    return version_info(name, mv.version, alias)
 
 
 def resolve_version(model_uri: str, tracking_uri: Optional[str] = None):
@@ -107,7 +120,7 @@ def resolve_version(model_uri: str, tracking_uri: Optional[str] = None):
     except mlflow_errors() as err:
         if is_not_found(err):
             raise RegistryError(f"{model_uri}: no such registered model version in {uri}") from None
-        raise RegistryError(f"{model_uri}: cannot reach the registry at {uri} ({_brief(err)})") from None
+        raise RegistryError(f"{model_uri}: cannot reach the registry at {uri} ({brief(err)})") from None
     return client, uri, mv
 
 
@@ -130,5 +143,5 @@ def download_model(model_uri: str, dst: "str | Path", tracking_uri: Optional[str
     try:
         local = client.download_artifacts(run_id, path or MODEL_ARTIFACT_PATH, str(dst))
     except mlflow_errors() as err:
-        raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} ({_brief(err)})") from None
+        raise RegistryError(f"{model_uri}: cannot download run {run_id}'s {path!r} from {uri} ({brief(err)})") from None
     return Path(local)

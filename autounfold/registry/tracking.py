@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..errors import RegistryError
+from ..errors import RegistryError, brief
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,8 @@ class SearchTracker:
                 fn(*args)
             except mlflow_errors() as err:  # a tracking outage must never take the search down
                 if not self._outage_logged:
-                    log.warning("MLflow at %s failed (%s: %s); queuing tracking until it answers, the search goes on",
-                                self.uri, type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+                    log.warning("MLflow at %s failed (%s); queuing tracking until it answers, the search goes on",
+                                self.uri, brief(err))
                     self._outage_logged = True
                 return False
             self.pending.pop(0)

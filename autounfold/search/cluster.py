@@ -6,7 +6,7 @@ import math
 import os
 from typing import Optional
 
-from ..errors import SearchError
+from ..errors import SearchError, brief
 from ..net import check_reachable
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
             hint = (" (is the cluster up, and does this shell have RAY_AUTH_MODE=token and the cluster's token, "
                     "e.g. RAY_AUTH_TOKEN, when the cluster uses token authentication?)")
         raise SearchError(f"cannot {'connect to Ray at ' + address if address else 'start a local Ray'}: "
-                          f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}{hint}") from None
+                          f"{brief(err)}{hint}") from None
     return True
 
 
