@@ -123,6 +123,8 @@ def search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = None
         summary = outcome.summary
         best = summary.get("best") or {}
         if tracker is not None and register and outcome.best_model is not None and not summary["interrupted"]:
+            # the store may be coming back from an outage: the trials' runs first, then the version
+            tracker.wait_flushed()
             # idempotent: a version of this search's best trial may exist already (an earlier run of
             # this search registered it, maybe just before a crash): then nothing new is registered
             from ..registry import find_version

@@ -236,13 +236,18 @@ class SearchTracker:
                 c.set_tag(rid, "autounfold.best_trial", best["trial_id"])
             c.set_terminated(rid, status)
         self._safe(_finish)
+        if not self.wait_flushed():
+            log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
+                        self.uri, len(self.pending), out_dir)
+
+    def wait_flushed(self) -> bool:
+        """Replay the queue, retrying while the store is away, for up to ``flush_timeout_s``;
+        True when everything queued has been written."""
         import time
         deadline = time.monotonic() + self.flush_timeout_s
         while not self._flush() and time.monotonic() < deadline:
             time.sleep(2.0)
-        if self.pending:
-            log.warning("MLflow at %s: %d tracking operations could not be written (the results are in %s)",
-                        self.uri, len(self.pending), out_dir)
+        return not self.pending
 
     def close_open_children(self, statuses: dict) -> int:
         """Close the child runs a crash left RUNNING: a trial of the final table (``statuses``: trial
