@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import os
 
-from .algorithms import ProximalGradient
 from .config import ExperimentConfig, ModelConfig
 from .errors import ConfigError
-from .plugins import PROBLEMS
+from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
 from .unfolding import Unfolded
 
@@ -19,9 +18,10 @@ def build_problem(cfg: ProblemConfig) -> Problem:
     return PROBLEMS.get(cfg.name).from_config(cfg)
 
 
-def build_algorithm(cfg: ModelConfig, problem: Problem) -> ProximalGradient:
-    scaling = {"auto": problem.default_scaling, "none": None}.get(cfg.gradient_scaling, cfg.gradient_scaling)
-    return ProximalGradient(extrapolation=cfg.extrapolation, normalize=scaling)
+def build_algorithm(cfg: ModelConfig, problem: Problem):
+    """The update rule the layer type unrolls (``model.algorithm: auto``) built from ``model:``."""
+    name = LAYERS.get(cfg.layer).algorithm if cfg.algorithm == "auto" else cfg.algorithm
+    return ALGORITHMS.get(name).from_model_config(cfg, problem)
 
 
 def available_memory() -> int:

@@ -15,7 +15,7 @@ from pydantic import Field, SerializeAsAny, ValidationError, field_validator, mo
 
 from .channels.base import ChannelConfig
 from .errors import ConfigError, format_validation_error
-from .plugins import LAYERS, PROBLEMS
+from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import ProblemConfig
 from .schema import Schema, load_yaml
 from .seeding import SEED_MAX, SEED_MIN
@@ -31,7 +31,7 @@ class _Strict(Schema):
 
 
 class ModelConfig(_Strict):
-    algorithm: Literal["pgd"] = "pgd"
+    algorithm: str = "auto"          # auto: the update rule the layer type unrolls (pgd, wmmse)
     num_layers: int = Field(5, ge=1, le=200)
     layer: str = "signed"
     tied: bool = False
@@ -41,6 +41,7 @@ class ModelConfig(_Strict):
     gradient_scaling: str = "auto"
 
     _registered = field_validator("layer")(lambda v: LAYERS.validate(v))
+    _algorithm = field_validator("algorithm")(lambda v: v if v == "auto" else ALGORITHMS.validate(v))
 
 
 class TrainingConfig(_Strict):
@@ -86,6 +87,9 @@ class ExperimentConfig(_Strict):
         if not layer.applies_to(problem.name):
             fits = LAYERS.select(lambda d: d.applies_to(problem.name))
             raise ValueError(f"model.layer {m.layer!r} does not apply to {problem.name}; use one of {', '.join(fits)}")
+        if m.algorithm not in ("auto", layer.algorithm):
+            raise ValueError(f"model.algorithm {m.algorithm!r} does not run layer {m.layer!r} (it unrolls "
+                             f"{layer.algorithm!r}); leave model.algorithm out (auto)")
         allowed = ("auto", "none") + tuple(problem.scalings)
         if m.gradient_scaling not in allowed:
             raise ValueError(f"model.gradient_scaling {m.gradient_scaling!r} does not apply to "

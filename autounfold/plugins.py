@@ -1,5 +1,5 @@
-"""The name tables: what a YAML name (``problem.name``, ``problem.channel.model``, ``model.layer``)
-means, declared once by the module that implements it.
+"""The name tables: what a YAML name (``problem.name``, ``problem.channel.model``, ``model.layer``,
+``model.algorithm``) means, declared once by the module that implements it.
 
 Every problem, channel model and layer type registers itself when its module is imported
 (``@PROBLEMS.register`` on the class, ``LAYERS.register(LayerType(...))``). Config validation,
@@ -122,3 +122,4 @@ def _where(obj: Any) -> str:
 PROBLEMS = Registry("problem", "autounfold.problems")
 CHANNELS = Registry("channel model", "autounfold.channels")
 LAYERS = Registry("layer type", "autounfold.unfolding")
+ALGORITHMS = Registry("algorithm", "autounfold.algorithms")

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError
+from ..plugins import ALGORITHMS
 from ..problems.base import Problem, batch_scalar
 
 
@@ -22,6 +23,7 @@ class State:
     x_prev: torch.Tensor
 
 
+@ALGORITHMS.register
 class ProximalGradient:
     """x_{k+1} = prox( y_k + alpha_k T_k d(y_k) [+ beta_k (x_k - x_{k-1})] ),  d = sense * grad / L_hat.
 
@@ -41,6 +43,7 @@ class ProximalGradient:
 
     name = "pgd"
     parameters = ("step", "momentum", "threshold", "transform", "operator")
+    problems = None                                 # every problem (it needs a gradient and a prox)
 
     def __init__(self, extrapolation: str = "heavy_ball", normalize: Optional[str] = None):
         if extrapolation not in ("heavy_ball", "nesterov"):
@@ -48,6 +51,17 @@ class ProximalGradient:
         if normalize is not None and not isinstance(normalize, str):
             raise ConfigError(f"pgd: normalize must be None or a scaling name (got {normalize!r})")
         self.extrapolation, self.normalize = extrapolation, normalize
+
+    @classmethod
+    def from_model_config(cls, cfg, problem) -> "ProximalGradient":
+        """From ``model:`` (extrapolation, gradient_scaling: auto = the problem's default, none)."""
+        scaling = {"auto": problem.default_scaling, "none": None}.get(cfg.gradient_scaling, cfg.gradient_scaling)
+        return cls(extrapolation=cfg.extrapolation, normalize=scaling)
+
+    @classmethod
+    def for_reference(cls, decl) -> "ProximalGradient":
+        """From a problem's ``ReferenceSolver`` declaration."""
+        return cls(extrapolation=decl.extrapolation, normalize=decl.normalize)
 
     def init_state(self, x0: torch.Tensor) -> State:
         return State(x0, x0)

@@ -9,25 +9,68 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
-from .proximal_gradient import ProximalGradient
-from .solver import solve
+from ..plugins import ALGORITHMS
+from .solver import param_at, solve
 
 
 @torch.no_grad()
 def reference(problem, inst) -> torch.Tensor:
-    """The optimum of ``inst`` (closed form), or the declared iterative solve to its tolerance.
+    """The optimum of ``inst`` (closed form), or the declared iterative solve to its tolerance
+    (from the declared initialisations, the best objective per sample).
 
     Returns an iterate of the problem's solution shape (beamforming: (B, n_tx, S) complex64;
-    lasso: (B, n) float32)."""
+    lasso: (B, n) float32; mu_miso: (B, n_tx, K) complex64)."""
     x = problem.closed_form(inst)
     if x is not None:
         return x
     decl = problem.reference_solver
     if decl is None:
         raise ConfigError(f"problem {problem.name!r} declares neither a closed form nor a reference_solver")
-    algo = ProximalGradient(extrapolation=decl.extrapolation, normalize=decl.normalize)
-    return solve(problem, inst, algo, dict(decl.params), iterations=decl.max_iterations, tol=decl.tol,
-                 x0=problem.reference_init(inst)).x
+    algo = ALGORITHMS.get(decl.algorithm).for_reference(decl)
+    starts = [problem.init(inst, m) for m in decl.inits] if decl.inits else [problem.reference_init(inst)]
+    best, best_obj = None, None
+    run = _solve_per_sample if decl.per_sample else _solve_batch
+    for x0 in starts:
+        x = run(problem, inst, algo, dict(decl.params), decl, x0)
+        obj = problem.sense * problem.objective(x, inst)
+        if best is None:
+            best, best_obj = x, obj
+        else:
+            better = obj > best_obj
+            best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, best)
+            best_obj = torch.maximum(obj, best_obj)
+    return best
+
+
+def _solve_batch(problem, inst, algo, params, decl, x0):
+    return solve(problem, inst, algo, params, iterations=decl.max_iterations, tol=decl.tol, x0=x0).x
+
+
+@torch.no_grad()
+def _solve_per_sample(problem, inst, algo, params, decl, x0):
+    """The declared solve with a per-sample stop: a sample whose relative objective change falls
+    below ``tol`` leaves the batch (its iterate is final), so one slow channel does not keep the
+    whole batch iterating. The instance must support indexing (``inst[idx]``)."""
+    out = x0.clone()
+    active = torch.arange(x0.shape[0], device=x0.device)
+    sub, state = inst, algo.init_state(x0)
+    prev = problem.objective(x0, inst)
+    for k in range(decl.max_iterations):
+        state = algo.step(problem, sub, state, {n: param_at(v, k) for n, v in params.items()})
+        obj = problem.objective(state.x, sub)
+        done = (obj - prev).abs() / obj.abs().clamp_min(1e-12) < decl.tol
+        if k == decl.max_iterations - 1:
+            done = torch.ones_like(done)
+        if done.any():
+            out[active[done]] = state.x[done]
+            keep = ~done
+            if not keep.any():
+                break
+            active, sub = active[keep], sub[keep]
+            state = type(state)(state.x[keep], state.x_prev[keep])
+            obj = obj[keep]
+        prev = obj
+    return out
 
 
 def evaluation_reference(problem, inst) -> torch.Tensor:

@@ -5,7 +5,8 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-from ..algorithms import ProximalGradient, fista_momentum, solve
+from ..algorithms import WMMSE, ProximalGradient, fista_momentum, solve
+from ..seeding import generator
 
 # The seed article's PGD: raw (unnormalised) SE gradient, a small positive step, random start.
 ARTICLE_STEP = 1e-3
@@ -58,10 +59,69 @@ def fista(problem, inst, iterations: int, trajectory: bool = False):
                  {"step": 1.0, "momentum": fista_momentum}, iterations, trajectory=trajectory)
 
 
+# ---- multi-user downlink (mu_miso) ------------------------------------------------------------------
+TUNE_BATCH = 512
+RELAXATION_GRID = [0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0]
+PGA_STEP_GRID = torch.logspace(-2.5, 0.5, 25).tolist()
+PGA_MOMENTUM_GRID = (0.0, 0.3, 0.5, 0.7, 0.9)
+
+
+def wmmse(problem, inst, iterations: int, relaxation: float = 1.0):
+    """WMMSE from the problem's initialisation (RZF), ``relaxation`` omega (1: the classical one)."""
+    return solve(problem, inst, WMMSE(), {"relaxation": relaxation}, iterations).x
+
+
+def validation_set(problem, purpose: str):
+    """A fixed validation batch of ``problem`` (its reference computed once), separate from every
+    test seed, on which the tuned baselines pick their constants."""
+    from ..algorithms import evaluation_reference
+    inst = problem.sample(TUNE_BATCH, generator(12345, "tune-baseline", purpose))
+    return inst, evaluation_reference(problem, inst)
+
+
+_TUNED: dict = {}
+
+
+def _tuned(problem, key, tune):
+    """Tune once per (problem signature and channel, baseline, depth) in this process."""
+    ident = (repr(problem.describe()), key)
+    if ident not in _TUNED:
+        _TUNED[ident] = tune()
+    return _TUNED[ident]
+
+
+def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATION_GRID) -> Tuple[float, float]:
+    """The over-relaxation omega of WMMSE-``iterations`` with the best validation score."""
+    inst, ref = validation_set(problem, "wmmse")
+    scores = {w: problem.score(problem.summarize(wmmse(problem, inst, iterations, w), inst, ref)) for w in grid}
+    best = max(scores, key=scores.get)
+    return best, scores[best]
+
+
+def wmmse_tuned(problem, inst, iterations: int):
+    omega, _ = _tuned(problem, ("wmmse_relaxation", iterations), lambda: tune_wmmse_relaxation(problem, iterations))
+    return wmmse(problem, inst, iterations, omega)
+
+
+def pga_tuned(problem, inst, iterations: int):
+    """Projected gradient ascent (scaled gradient, heavy-ball momentum) with the validation-best fixed
+    step and momentum for this depth."""
+    def tune():
+        val, ref = validation_set(problem, "pga")
+        return tune_fixed_step(problem, val, ref, iterations, PGA_STEP_GRID, PGA_MOMENTUM_GRID)[0]
+    return run_tuned(problem, inst, _tuned(problem, ("pga", iterations), tune), iterations)
+
+
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
     "power_iteration": ("power iteration", power_iteration),
     "ista": ("ISTA", lambda problem, inst, K: ista(problem, inst, K).x),
     "fista": ("FISTA", lambda problem, inst, K: fista(problem, inst, K).x),
+    "wmmse": ("WMMSE", wmmse),
+    "wmmse_tuned": ("WMMSE, tuned relaxation", wmmse_tuned),
+    "pga_tuned": ("PGA, tuned step and momentum", pga_tuned),
+    "rzf": ("RZF (closed form)", lambda problem, inst, K: problem.init(inst, "rzf")),
+    "zf": ("ZF (closed form)", lambda problem, inst, K: problem.init(inst, "zf")),
+    "mrt": ("MRT (closed form)", lambda problem, inst, K: problem.init(inst, "mrt")),
 }

@@ -68,7 +68,7 @@ def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 
             cands = {f"{cfg.model.layer}-{K} (this model)": m.run(test)}
             for name in problem.classical:
                 label, solver = CLASSICAL[name]
-                cands[f"{label}-{K}"] = solver(problem, test, K)
+                cands[label if label.endswith("(closed form)") else f"{label}-{K}"] = solver(problem, test, K)
         for name, x in cands.items():
             rows.append({"scenario": sc, "method": name, **problem.summarize(x, test, ref)})
     return rows

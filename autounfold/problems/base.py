@@ -24,9 +24,12 @@ class ProblemConfig(Schema):
 
 @dataclass(frozen=True)
 class ReferenceSolver:
-    """How to solve a problem to convergence when it has no closed form: the platform's update rule
-    (``autounfold.algorithms.ProximalGradient``) with these settings, run until the largest
-    relative objective change over the batch is below ``tol`` (``algorithms.reference``).
+    """How to solve a problem to convergence when it has no closed form: a registered update rule
+    (``algorithm``, default ``pgd`` = ``autounfold.algorithms.ProximalGradient`` with
+    ``extrapolation`` / ``normalize``) with ``params``, run until the largest relative objective
+    change over the batch is below ``tol`` (``algorithms.reference``). With ``inits`` (names of
+    ``problem.init`` methods) it is run from each and the best objective per sample is kept; with
+``per_sample`` each sample stops at its own tolerance (instances must support ``inst[idx]``).
 
     ``params`` values may name a schedule the algorithms know (``"fista"``: FISTA's momentum)."""
 
@@ -35,6 +38,9 @@ class ReferenceSolver:
     params: Tuple[Tuple[str, Any], ...] = (("step", 1.0),)
     tol: float = 1e-7
     max_iterations: int = 20000
+    algorithm: str = "pgd"
+    inits: Tuple[str, ...] = ()
+    per_sample: bool = False
 
 
 class Problem:

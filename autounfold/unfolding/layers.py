@@ -15,6 +15,11 @@ parameter (or (1, *shape) when tied across layers).
 | ista       | learned hyperparameters        | step alpha_k > 0 and threshold theta_k > 0 (ALISTA-style, analytic W = A^T) |
 | lista      | learned objective parameters   | Q_k (N, N), S_k (N, M), theta_k: x <- soft(x - (Q_k x - S_k y)/L)       |
 | lista_cp   | learned objective parameters   | S_k (N, M) coupled with A, theta_k: x <- soft(x - S_k (A x - y)/L)     |
+| wmmse_relax| learned hyperparameters        | WMMSE over-relaxation omega_k (init ``step_init``, 1 = WMMSE)            |
+| uwmmse     | learned correction term        | omega_k and the MSE-weight correction w <- a_k w + b_k                  |
+| uwmmse_gnn | learned correction term + DNN  | omega_k, a_k, b_k and a per-user MLP (3 -> 8 -> 2) of the state, shared over users |
+
+The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``); the others ``pgd``.
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ class LayerType:
         positive_step: the step is learned in log space, so ``step_init`` must be > 0.
         chebyshev: ``step_init: chebyshev`` (signed steps at Chebyshev nodes) is allowed.
         needs_scaling: the parameters assume a scaled gradient (``gradient_scaling`` not ``none``).
+        algorithm: the registered update rule (``autounfold.plugins.ALGORITHMS``) the layer unrolls.
     """
 
     name: str
@@ -60,6 +66,7 @@ class LayerType:
     positive_step: bool = False
     chebyshev: bool = False
     needs_scaling: bool = False
+    algorithm: str = "pgd"
 
     def applies_to(self, problem: str) -> bool:
         return self.problems is None or problem in self.problems
@@ -118,6 +125,34 @@ LAYERS.register(LayerType(
     lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),
                                          "operator.backproj": LearnedParam("matrix", problem.A.T.clone())},
     problems=("lasso",), positive_step=True, needs_scaling=True))
+
+
+def _wmmse_params(correction: bool, net: bool, hidden: int = 8):
+    def params(problem, K, steps, momentum):
+        out = {"relaxation": LearnedParam("signed", steps)}
+        if correction:
+            out["weight_scale"] = LearnedParam("positive", [1.0] * K)
+            out["weight_shift"] = LearnedParam("signed", [0.0] * K)
+        if net:
+            g = torch.Generator().manual_seed(0)               # a fixed start: the same model from the same config
+            out["correction.w1"] = LearnedParam("matrix", 0.5 * torch.randn(3, hidden, generator=g))
+            out["correction.b1"] = LearnedParam("matrix", torch.zeros(hidden))
+            out["correction.w2"] = LearnedParam("matrix", torch.zeros(hidden, 2))   # starts as the identity
+            out["correction.b2"] = LearnedParam("matrix", torch.zeros(2))
+        return out
+    return params
+
+
+LAYERS.register(LayerType(
+    "wmmse_relax", "learned hyperparameters", "WMMSE over-relaxation omega_k (step_init: its start, 1 = WMMSE)",
+    _wmmse_params(False, False), problems=("mu_miso",), algorithm="wmmse"))
+LAYERS.register(LayerType(
+    "uwmmse", "learned correction term", "omega_k and the MSE-weight correction w <- a_k w + b_k (UWMMSE)",
+    _wmmse_params(True, False), problems=("mu_miso",), algorithm="wmmse"))
+LAYERS.register(LayerType(
+    "uwmmse_gnn", "learned correction term (DNN)",
+    "omega_k, a_k, b_k and a permutation-equivariant per-user MLP correcting the MSE weights",
+    _wmmse_params(True, True), problems=("mu_miso",), algorithm="wmmse"))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,

@@ -6,7 +6,6 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from ..algorithms import ProximalGradient
 from ..errors import ConfigError
 from .layers import LearnedParam, layer_params
 
@@ -16,7 +15,8 @@ class Unfolded(nn.Module):
 
     Args:
         problem: the problem plugin (supplies gradient, prox, init and input validation).
-        algorithm: the update rule (``ProximalGradient``); the classical solver runs the same object.
+        algorithm: the update rule (``ProximalGradient``, ``WMMSE``: ``autounfold.plugins.ALGORITHMS``);
+            the classical solver runs the same object.
         num_layers: depth K >= 1.
         layer: a registered layer type (``autounfold.plugins.LAYERS``, see ``unfolding.layers``).
         tied: share one set of parameters across all layers.
@@ -30,7 +30,7 @@ class Unfolded(nn.Module):
         the list of the K iterates instead.
     """
 
-    def __init__(self, problem, algorithm: ProximalGradient, num_layers: int, layer: str = "step",
+    def __init__(self, problem, algorithm, num_layers: int, layer: str = "step",
                  tied: bool = False, step_init=1.0, momentum_init=0.0):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
@@ -60,8 +60,9 @@ class Unfolded(nn.Module):
             v = raw[0 if self.tied else k]
             if self.kinds[name] == "positive":
                 v = v.exp()
-            if name.startswith("operator."):
-                out.setdefault("operator", {})[name.split(".", 1)[1]] = v
+            if "." in name:                       # grouped: operator.gram -> out["operator"]["gram"]
+                group, key = name.split(".", 1)
+                out.setdefault(group, {})[key] = v
             else:
                 out[name] = v
         return out
@@ -70,7 +71,7 @@ class Unfolded(nn.Module):
         """Per-layer scalar values for logging and plots: {name: [K floats]}."""
         with torch.no_grad():
             return {name: [float(self.layer_values(k)[name]) for k in range(self.num_layers)]
-                    for name in ("step", "momentum", "threshold") if name in self.kinds}
+                    for name, kind in self.kinds.items() if kind != "matrix"}
 
     def run(self, inst, return_all: bool = False, num_layers: Optional[int] = None):
         """Apply the first ``num_layers`` layers (default all) to a validated problem instance."""

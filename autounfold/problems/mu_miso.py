@@ -1,0 +1,243 @@
+"""Multi-user MISO downlink: maximise the (weighted) sum rate of K single-antenna users under a
+total power constraint. No closed form; the classical solver is WMMSE (``algorithms.wmmse``)."""
+from __future__ import annotations
+
+import math
+from typing import List, Literal, Optional
+
+import torch
+from pydantic import Field, model_validator
+
+from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
+from ..errors import ConfigError, InputError
+from ..plugins import PROBLEMS
+from .base import Problem, ProblemConfig, ReferenceSolver
+
+LN2 = math.log(2.0)
+INITS = ("rzf", "zf", "mrt")
+
+
+class MuMisoConfig(ProblemConfig):
+    """``problem:`` of a multi-user downlink experiment (``name: mu_miso``).
+
+    ``n_users`` is K; the channel section gives n_tx, the channel model, SNR range and power, and its
+    ``n_rx`` is K (one receive antenna per user: leave it out, or give the same number)."""
+
+    name: Literal["mu_miso"] = "mu_miso"
+    n_users: int = Field(8, ge=1)
+    user_weights: Optional[List[float]] = None
+    init: Literal["rzf", "zf", "mrt"] = "rzf"
+    channel: ChannelConfig = ChannelConfig(model="iid_rayleigh", n_tx=16, n_rx=8)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _users_are_rows(cls, data):
+        if isinstance(data, dict):
+            k = data.get("n_users", 8)
+            ch = dict(data.get("channel") or {})
+            if "n_rx" in ch and ch["n_rx"] != k:
+                raise ValueError(f"channel.n_rx ({ch['n_rx']}) is the number of users and must equal n_users ({k}); "
+                                 "set both, or leave channel.n_rx out")
+            ch["n_rx"] = k
+            ch.setdefault("model", "iid_rayleigh")
+            ch.setdefault("n_tx", 16)
+            data = {**data, "channel": ch}
+        return data
+
+    @model_validator(mode="after")
+    def _weights(self):
+        w = self.user_weights
+        if w is not None and (len(w) != self.n_users or min(w) <= 0):
+            raise ValueError(f"user_weights must be {self.n_users} positive numbers, one per user (got {w})")
+        return self
+
+
+def _change(n_tx=None, n_users=None, **channel) -> dict:
+    out = {"channel": dict(channel)}
+    if n_tx is not None:
+        out["channel"]["n_tx"] = n_tx
+    if n_users is not None:
+        out["n_users"] = out["channel"]["n_rx"] = n_users
+    return out
+
+
+@PROBLEMS.register
+class MuMisoProblem(Problem):
+    """Downlink sum rate with K single-antenna users.
+
+    H: (B, K, n_tx) complex64, row k is h_k^H.  V: (B, n_tx, K) complex64, column k is user k's
+    precoder.  R(V) = sum_k a_k log2(1 + |h_k^H v_k|^2 / (sum_{j != k} |h_k^H v_j|^2 + s2)),
+    ||V||_F^2 <= P.
+
+    Args:
+        source: the channel source (its n_rx is K).
+        user_weights: a_k (default all 1).
+        init: "rzf" (regularised zero forcing, regularisation K s2 / P), "zf" or "mrt", scaled to
+            full power.
+    """
+
+    name = "mu_miso"
+    Config = MuMisoConfig
+    sense = 1.0
+    scalings = ("norm",)
+    default_scaling = "norm"
+    score_key = "pct_of_reference"
+    metrics = {"pct_of_reference": "100 x mean sum rate / mean sum rate of the reference (best-of-inits "
+                                   "WMMSE run to convergence)",
+               "p5_pct": "5th percentile over channels of 100 x rate / reference rate",
+               "min_pct": "worst channel, % of its reference", "rate_mean": "mean sum rate, bit/s/Hz",
+               "feasible": "every precoder inside the power constraint"}
+    classical = ("wmmse", "wmmse_tuned", "pga_tuned", "rzf", "zf", "mrt")
+    scenarios = {
+        "nominal": ("nominal (the trained configuration)", {}),
+        "8x4": ("8 antennas, 4 users, i.i.d.", _change(8, 4, model="iid_rayleigh")),
+        "16x8": ("16 antennas, 8 users, i.i.d.", _change(16, 8, model="iid_rayleigh")),
+        "64x16": ("64 antennas, 16 users, i.i.d.", _change(64, 16, model="iid_rayleigh")),
+        "snr0": ("SNR 0 dB", _change(snr_db=[0.0, 0.0])),
+        "snr10": ("SNR 10 dB", _change(snr_db=[10.0, 10.0])),
+        "snr20": ("SNR 20 dB", _change(snr_db=[20.0, 20.0])),
+        "snr30": ("SNR 30 dB", _change(snr_db=[30.0, 30.0])),
+        "correlated": ("correlated Rayleigh, 15 deg", _change(model="correlated_rayleigh", angular_spread_deg=15.0)),
+    }
+    draws_channels = True
+    # WMMSE from RZF and from MRT, each channel until its sum rate changes by less than 1e-6
+    # (relative) in one iteration, at most 2000 iterations; the better of the two per channel
+    reference_solver = ReferenceSolver(algorithm="wmmse", params=(), inits=("rzf", "mrt"), tol=1e-6,
+                                       max_iterations=2000, per_sample=True)
+    inputs = "H (B, K, n_tx) complex64 (row k: user k's channel h_k^H), noise_var (B,) float32"
+    outputs = "V (B, n_tx, K) complex64 with ||V||_F^2 <= P (column k: user k's precoder)"
+
+    @classmethod
+    def from_config(cls, cfg: MuMisoConfig) -> "MuMisoProblem":
+        return cls(build_channel(cfg.channel), user_weights=cfg.user_weights, init=cfg.init)
+
+    @classmethod
+    def memory_estimate(cls, cfg: MuMisoConfig, batch: int) -> dict:
+        ch = cfg.channel
+        return {"problem.channel.n_tx": 16 * ch.n_tx * ch.n_tx,
+                "problem.n_users x n_tx x batch": 8 * 8 * batch * cfg.n_users * max(ch.n_tx, cfg.n_users)}
+
+    def __init__(self, source: ChannelSource, user_weights: Optional[List[float]] = None, init: str = "rzf"):
+        if init not in INITS:
+            raise ConfigError(f"mu_miso: init must be one of {', '.join(INITS)} (got {init!r})")
+        if user_weights is not None and (len(user_weights) != source.n_rx or min(user_weights) <= 0):
+            raise ConfigError(f"mu_miso: user_weights must be {source.n_rx} positive numbers (got {user_weights})")
+        self.source, self.init_method = source, init
+        self.n_tx, self.n_users, self.power = source.n_tx, source.n_rx, source.power
+        self.n_rx = self.n_streams = self.n_users        # H rows and V columns, for the generic tools
+        self.weights = None if user_weights is None else [float(w) for w in user_weights]
+
+    def settings(self):
+        return {"n_users": self.n_users, "init": self.init_method, "user_weights": self.weights}
+
+    def signature(self) -> dict:
+        return {"problem": self.name, "n_tx": self.n_tx, "n_users": self.n_users, "user_weights": self.weights}
+
+    def describe(self) -> dict:
+        return {"problem": self.name, **self.settings(), "channel": self.source.describe()}
+
+    # ---- instances -------------------------------------------------------------------------
+    def sample(self, batch: int, seed, device="cpu") -> ChannelBatch:
+        return self.source.sample(batch, seed, device)
+
+    def instance(self, H: torch.Tensor, noise_var: torch.Tensor) -> ChannelBatch:
+        """Validated instance from H (B, K, n_tx) complex and noise_var (B,) float."""
+        check_channel(H, noise_var, self.n_tx)
+        if H.shape[1] != self.n_users:
+            raise InputError(f"H has {H.shape[1]} rows (users) but the model was built for n_users={self.n_users}")
+        snr_db = 10.0 * torch.log10(self.power / noise_var)
+        return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
+
+    def accept(self, batch: ChannelBatch) -> ChannelBatch:
+        return self.instance(batch.H, batch.noise_var)
+
+    def user_weights(self, inst) -> torch.Tensor:
+        """(1, K) float32 user weights a_k."""
+        w = torch.ones(self.n_users) if self.weights is None else torch.tensor(self.weights)
+        return w.to(device=inst.H.device, dtype=torch.float32).unsqueeze(0)
+
+    # ---- math --------------------------------------------------------------------------------
+    def _terms(self, V, inst):
+        Z = inst.H @ V                                                   # (B, K, K): Z[k, j] = h_k^H v_j
+        gains = Z.abs().square()
+        T = gains.sum(-1) + inst.noise_var.unsqueeze(-1)                 # total received power + noise
+        signal = torch.diagonal(gains, dim1=-2, dim2=-1)
+        return Z, T, (T - signal).clamp_min(1e-12 * T)                   # interference + noise
+
+    def rates(self, V, inst) -> torch.Tensor:
+        """Per-user rates log2(1 + SINR_k), (B, K) float32."""
+        _, T, I = self._terms(V, inst)
+        return torch.log2(T / I)
+
+    def objective(self, V, inst) -> torch.Tensor:
+        """Weighted sum rate in bit/s/Hz, (B,) float32."""
+        return (self.user_weights(inst) * self.rates(V, inst)).sum(-1)
+
+    def gradient(self, V, inst, operator=None) -> torch.Tensor:
+        """dR/dRe(V) + j dR/dIm(V), (B, n_tx, K) complex64.
+
+        With Z = H V, T_k the received power plus noise and I_k = T_k - |Z_kk|^2,
+        grad = (2 / ln2) H^H (A o Z),  A_kj = a_k (1 / T_k - 1 / I_k) for j != k and a_k / T_k for
+        j = k: it lies in the row space of H, like every WMMSE iterate."""
+        Z, T, I = self._terms(V, inst)
+        a = self.user_weights(inst)
+        coef = (a * (1.0 / T - 1.0 / I)).unsqueeze(-1).expand_as(Z.real).clone()
+        coef.diagonal(dim1=-2, dim2=-1).copy_(a / T)
+        return (2.0 / LN2) * (inst.H.mH @ (coef * Z))
+
+    def curvature(self, V, inst, mode: str = "norm") -> torch.Tensor:
+        """The scale the gradient is divided by, (B,) float32. ``norm``: ||grad||_F / ||V||_F, so
+        that a step alpha moves V by alpha ||V||_F: step sizes are then free of the SNR and of the
+        channel's scale (the raw gradient grows as the noise falls)."""
+        if mode != "norm":
+            raise ConfigError(f"mu_miso: unknown gradient scaling {mode!r}; allowed: {', '.join(self.scalings)}")
+        g = torch.linalg.vector_norm(self.gradient(V, inst), dim=(-2, -1))
+        return g.clamp_min(1e-30) / torch.linalg.vector_norm(V, dim=(-2, -1)).clamp_min(1e-30)
+
+    def prox(self, Z, inst, threshold=None) -> torch.Tensor:
+        """Projection onto ||V||_F^2 <= P (a scaling; ``threshold`` is unused)."""
+        norm = torch.linalg.vector_norm(Z, dim=(-2, -1), keepdim=True)
+        return Z * torch.clamp(math.sqrt(self.power) / norm.clamp_min(1e-30), max=1.0)
+
+    def feasible(self, V, inst, rtol: float = 1e-5) -> torch.Tensor:
+        return V.abs().square().sum((-2, -1)) <= self.power * (1 + rtol)
+
+    def init(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
+        """Linear precoder at full power, (B, n_tx, K) complex64: rzf H^H (H H^H + K s2 / P I)^{-1},
+        zf H^H (H H^H)^{-1} (a 1e-6 relative load keeps it defined when K > n_tx) or mrt H^H."""
+        method = method or self.init_method
+        H = inst.H
+        if method == "mrt":
+            V = H.mH
+        elif method in ("rzf", "zf"):
+            G = H @ H.mH
+            eye = torch.eye(self.n_users, dtype=G.dtype, device=G.device)
+            if method == "rzf":
+                load = (self.n_users * inst.noise_var / self.power).view(-1, 1, 1)
+            else:
+                load = 1e-6 * torch.diagonal(G, dim1=-2, dim2=-1).real.mean(-1).view(-1, 1, 1)
+            V = H.mH @ torch.linalg.inv(G + load * eye)
+        else:
+            raise ConfigError(f"mu_miso: unknown init {method!r}; allowed: {', '.join(INITS)}")
+        norm = torch.linalg.vector_norm(V, dim=(-2, -1), keepdim=True).clamp_min(1e-30)
+        return (V / norm * math.sqrt(self.power)).to(torch.complex64)
+
+    def loss_scale(self, inst) -> torch.Tensor:
+        """Per-sample scale of the relative loss: the RZF sum rate (cheap, within a few % of the
+        optimum at every SNR), (B,)."""
+        with torch.no_grad():
+            return self.objective(self.init(inst, "rzf"), inst).clamp_min(1e-6)
+
+    def supervised_loss(self, V, inst, V_ref) -> torch.Tensor:
+        """Relative squared distance of the received-signal matrices H V and H V_ref, (B,)."""
+        num = (inst.H @ (V - V_ref)).abs().square().sum((-2, -1))
+        return num / (inst.H @ V_ref).abs().square().sum((-2, -1)).clamp_min(1e-30)
+
+    def summarize(self, V, inst, V_ref) -> dict:
+        """pct_of_reference = 100 mean R / mean R_ref; p5_pct / min_pct over channels of 100 R / R_ref;
+        rate_mean; feasible (every sample within P (1 + 1e-5))."""
+        r, r_ref = self.objective(V, inst).double(), self.objective(V_ref, inst).double()
+        ratio = 100.0 * r / r_ref.clamp_min(1e-12)
+        return {"pct_of_reference": float(100.0 * r.mean() / r_ref.mean()),
+                "p5_pct": float(torch.quantile(ratio, 0.05)), "min_pct": float(ratio.min()),
+                "rate_mean": float(r.mean()), "feasible": bool(self.feasible(V, inst).all())}
