@@ -3,7 +3,7 @@ row space of the channel: the update rule of the classical solver and of unfolde
 
 Every WMMSE precoder has the form V = H^H X with X a K x K matrix (the transmit update below), so
 an iteration needs the K x K Gram matrix G = H H^H, one K x K Hermitian eigendecomposition and a
-scalar Newton solve for the exact power multiplier, instead of the textbook n_tx x n_tx inverse
+scalar monotone Newton solve for the exact power multiplier, instead of the textbook n_tx x n_tx inverse
 inside a bisection. ``wmmse_textbook`` is that textbook form, kept for tests.
 
 One iteration from V (columns v_k, user k receives h_k^H v_k; row k of H is h_k^H):
@@ -17,8 +17,8 @@ One iteration from V (columns v_k, user k receives h_k^H v_k; row k of H is h_k^
 
 Row-space form: with M = D^{1/2} G D^{1/2} = U diag(lam) U^H and e_k = c_k / sqrt(d_k),
 X = D^{1/2} U diag(1 / (lam + mu)) U^H diag(e) and ||V'||^2 = sum_i lam_i phi_i / (lam_i + mu)^2,
-phi_i = sum_k |U_ki|^2 |e_k|^2: decreasing in mu, solved by safeguarded Newton on its inverse
-square root (exact in one step for a single eigenvalue).
+phi_i = sum_k |U_ki|^2 |e_k|^2: decreasing in mu, solved by Newton on its inverse square root
+(``power_multiplier``).
 """
 from __future__ import annotations
 
@@ -40,37 +40,31 @@ def _scalar(value, like: torch.Tensor) -> torch.Tensor:
     return t.view(-1, 1) if t.dim() == 1 else t
 
 
-def power_multiplier(lam: torch.Tensor, phi: torch.Tensor, power: float, iterations: int = 12) -> torch.Tensor:
-    """The smallest mu >= 0 with sum_i lam_i phi_i / (lam_i + mu)^2 <= power, (B,) float64.
+def power_multiplier(lam: torch.Tensor, phi: torch.Tensor, power: float, iterations: int = 8) -> torch.Tensor:
+    """The smallest mu >= 0 with p(mu) = sum_i lam_i phi_i / (lam_i + mu)^2 <= power, (B,) float64.
 
     Args:
         lam: (B, K) eigenvalues >= 0; phi: (B, K) weights >= 0; power: P > 0.
-    Safeguarded Newton on g(mu) = p(mu)^{-1/2} - P^{-1/2} inside the bracket [0, sqrt(sum lam phi / P)]
-    (p(mu) <= sum lam phi / mu^2 puts the root below the upper end); a step leaving the bracket is
-    replaced by bisection, so every iteration shrinks the bracket.
+    Newton on h(mu) = p(mu)^{-1/2}, which is concave and increasing (the trust-region secular
+    equation of More and Sorensen), from the lower bound max_i (sqrt(lam_i phi_i / P) - lam_i): each
+    term alone must fit, so the root is not below it. From the left of the root, a Newton step on a
+    concave function never overshoots, so the iterates increase monotonically to the root (exact in
+    one step when one eigenvalue carries the power); ``iterations`` steps, clamped to the bracket
+    [lower bound, sqrt(sum lam phi / P)].
     """
     lam, phi = lam.double().clamp_min(0.0), phi.double().clamp_min(0.0)
     num = lam * phi
-
-    def p(mu):
-        return (num / (lam + mu.unsqueeze(-1)).square().clamp_min(TINY)).sum(-1)
-
-    free = p(torch.zeros_like(lam[..., 0])) <= power                 # the unconstrained solution fits
-    lo = torch.zeros_like(lam[..., 0])
-    hi = (num.sum(-1) / power).sqrt() + 1e-12
-    mu = hi.clone()
+    free = (num / lam.square().clamp_min(TINY)).sum(-1) <= power      # mu = 0 fits (full-rank case)
+    lo = ((num / power).sqrt() - lam).clamp_min(0.0).amax(-1)
+    hi = (num.sum(-1) / power).sqrt()
+    mu = lo
     target = power ** -0.5
     for _ in range(iterations):
-        pm = p(mu)
-        dp = -2.0 * (num / (lam + mu.unsqueeze(-1)).pow(3).clamp_min(TINY)).sum(-1)
-        over = pm > power                                              # mu too small
-        lo = torch.where(over, mu, lo)
-        hi = torch.where(over, hi, mu)
-        g = pm.clamp_min(TINY).rsqrt() - target
-        dg = -0.5 * pm.clamp_min(TINY).pow(-1.5) * dp
-        step = mu - g / dg.clamp_min(TINY)
-        inside = (step > lo) & (step < hi) & torch.isfinite(step)
-        mu = torch.where(inside, step, 0.5 * (lo + hi))
+        d = (lam + mu.unsqueeze(-1)).clamp_min(TINY)
+        p = (num / d.square()).sum(-1).clamp_min(TINY)
+        dp = -2.0 * (num / d.pow(3)).sum(-1)
+        h, dh = p.rsqrt(), -0.5 * p.pow(-1.5) * dp                    # dh > 0
+        mu = torch.minimum(torch.maximum(mu - (h - target) / dh.clamp_min(TINY), lo), hi)
     return torch.where(free, torch.zeros_like(mu), mu)
 
 
@@ -90,7 +84,7 @@ def receivers(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
 
 
 def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: float,
-             newton_iterations: int = 12) -> torch.Tensor:
+             newton_iterations: int = 8) -> torch.Tensor:
     """The WMMSE transmit update in the row space: V' = H^H X, (B, n_tx, K) complex.
 
     Args: H (B, K, n_tx) complex; alpha_w (B, K) float > 0 (user weight x MSE weight);
@@ -159,7 +153,7 @@ class WMMSE:
     problems = ("mu_miso",)
     normalize: Optional[str] = None                 # no gradient scaling: the update is not a gradient step
 
-    def __init__(self, newton_iterations: int = 12):
+    def __init__(self, newton_iterations: int = 8):
         if not isinstance(newton_iterations, int) or newton_iterations < 1:
             raise ConfigError(f"wmmse: newton_iterations must be an integer >= 1 (got {newton_iterations!r})")
         self.newton_iterations = newton_iterations

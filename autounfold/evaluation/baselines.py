@@ -71,45 +71,58 @@ def wmmse(problem, inst, iterations: int, relaxation: float = 1.0):
     return solve(problem, inst, WMMSE(), {"relaxation": relaxation}, iterations).x
 
 
-def validation_set(problem, purpose: str):
-    """A fixed validation batch of ``problem`` (its reference computed once), separate from every
-    test seed, on which the tuned baselines pick their constants."""
-    from ..algorithms import evaluation_reference
-    inst = problem.sample(TUNE_BATCH, generator(12345, "tune-baseline", purpose))
-    return inst, evaluation_reference(problem, inst)
-
-
 _TUNED: dict = {}
 
 
+def validation_set(problem, size: int = TUNE_BATCH):
+    """A fixed validation batch of ``problem`` with its reference (computed once per process),
+    drawn from its own seed stream (never a test seed), on which the tuned baselines pick their constants."""
+    from ..algorithms import evaluation_reference
+
+    def draw():
+        inst = problem.sample(size, generator(12345, "tune-baseline"))
+        return inst, evaluation_reference(problem, inst)
+    return _tuned(problem, ("validation", size), draw)
+
+
 def _tuned(problem, key, tune):
-    """Tune once per (problem signature and channel, baseline, depth) in this process."""
+    """Tune once per (problem signature and channel, baseline, depth, validation size) in this process."""
     ident = (repr(problem.describe()), key)
     if ident not in _TUNED:
         _TUNED[ident] = tune()
     return _TUNED[ident]
 
 
-def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATION_GRID) -> Tuple[float, float]:
+def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATION_GRID, size: int = TUNE_BATCH) -> Tuple[float, float]:
     """The over-relaxation omega of WMMSE-``iterations`` with the best validation score."""
-    inst, ref = validation_set(problem, "wmmse")
+    inst, ref = validation_set(problem, size)
     scores = {w: problem.score(problem.summarize(wmmse(problem, inst, iterations, w), inst, ref)) for w in grid}
     best = max(scores, key=scores.get)
     return best, scores[best]
 
 
+def _size(inst) -> int:
+    """Validation size for tuning: TUNE_BATCH, or the test batch when that is smaller."""
+    return min(TUNE_BATCH, inst.batch_size)
+
+
 def wmmse_tuned(problem, inst, iterations: int):
-    omega, _ = _tuned(problem, ("wmmse_relaxation", iterations), lambda: tune_wmmse_relaxation(problem, iterations))
+    """WMMSE with the validation-best over-relaxation for this depth."""
+    size = _size(inst)
+    omega, _ = _tuned(problem, ("wmmse_relaxation", iterations, size),
+                      lambda: tune_wmmse_relaxation(problem, iterations, size=size))
     return wmmse(problem, inst, iterations, omega)
 
 
 def pga_tuned(problem, inst, iterations: int):
     """Projected gradient ascent (scaled gradient, heavy-ball momentum) with the validation-best fixed
     step and momentum for this depth."""
+    size = _size(inst)
+
     def tune():
-        val, ref = validation_set(problem, "pga")
+        val, ref = validation_set(problem, size)
         return tune_fixed_step(problem, val, ref, iterations, PGA_STEP_GRID, PGA_MOMENTUM_GRID)[0]
-    return run_tuned(problem, inst, _tuned(problem, ("pga", iterations), tune), iterations)
+    return run_tuned(problem, inst, _tuned(problem, ("pga", iterations, size), tune), iterations)
 
 
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,

@@ -1,0 +1,195 @@
+"""Multi-user downlink (mu_miso): the sum-rate math, WMMSE in its row-space form against the textbook
+form, the reference, the unfolded layers against the classical solvers they unroll, and the model API."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.algorithms import WMMSE, ProximalGradient, reference, solve
+from autounfold.algorithms.proximal_gradient import State
+from autounfold.algorithms.wmmse import power_multiplier, wmmse_textbook
+from autounfold.build import build_model, build_problem
+from autounfold.channels.rayleigh import CorrelatedRayleigh, IIDRayleigh
+from autounfold.config import load_config
+from autounfold.errors import ConfigError, InputError
+from autounfold.evaluation.baselines import CLASSICAL
+from autounfold.evaluation.evaluate import evaluate_model
+from autounfold.problems.mu_miso import MuMisoProblem
+from autounfold.training.trainer import train
+
+SMALL = ["problem.n_users=4", "problem.channel.n_tx=8", "model.num_layers=3"]
+
+
+def _problem(n_tx=8, K=4, snr=(0.0, 30.0), weights=None, correlated=False):
+    src = (CorrelatedRayleigh(n_tx, K, snr) if correlated else IIDRayleigh(n_tx, K, snr))
+    return MuMisoProblem(src, user_weights=weights)
+
+
+def test_objective_is_the_sum_rate_definition():
+    p = _problem(weights=[1.0, 2.0, 0.5, 1.5])
+    inst = p.sample(6, 0)
+    V = p.init(inst, "mrt")
+    H, Vd, s2 = inst.H.to(torch.complex128), V.to(torch.complex128), inst.noise_var.double()
+    expect = torch.zeros(6, dtype=torch.float64)
+    for k in range(4):
+        gains = (H[:, k:k + 1, :] @ Vd).abs().square().squeeze(1)          # (B, K): |h_k^H v_j|^2
+        sinr = gains[:, k] / (gains.sum(-1) - gains[:, k] + s2)
+        expect += p.weights[k] * torch.log2(1 + sinr)
+    torch.testing.assert_close(p.objective(V, inst).double(), expect, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 2.0, 0.5, 1.5]])
+def test_gradient_matches_autograd(weights):
+    p = _problem(weights=weights)
+    inst = p.sample(16, 1)
+    V = (p.init(inst, "rzf") + 0.1 * p.init(inst, "mrt")).detach()
+    Vg = V.clone().requires_grad_(True)
+    p.objective(Vg, inst).sum().backward()
+    torch.testing.assert_close(p.gradient(V, inst), Vg.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n_tx, K, snr", [(4, 3, 0.0), (6, 6, 20.0), (8, 4, 30.0), (3, 5, 10.0)])
+def test_row_space_wmmse_equals_the_textbook_form(n_tx, K, snr):
+    """One iteration in the K x K row-space form (eigendecomposition + Newton) and in the textbook
+    n_tx x n_tx form (inverse + bisection) give the same precoder, including K > n_tx (a rank-
+    deficient Gram matrix) and the case where the power constraint is not active."""
+    p = _problem(n_tx, K, (snr, snr), weights=[1.0 + 0.3 * k for k in range(K)])
+    inst = p.sample(12, 2)
+    V = p.init(inst, "mrt")
+    ours = WMMSE(newton_iterations=40).step(p, inst, State(V, V), {}).x.to(torch.complex128)
+    book = wmmse_textbook(inst.H, V, inst.noise_var, p.user_weights(inst), p.power)
+    book = book * torch.clamp(math.sqrt(p.power) / torch.linalg.vector_norm(book, dim=(-2, -1), keepdim=True), max=1.0)
+    torch.testing.assert_close(ours, book, rtol=2e-3, atol=2e-4)
+    # the sum rate of an iteration never decreases (WMMSE is a block-coordinate ascent)
+    assert (p.objective(ours.to(torch.complex64), inst) >= p.objective(V, inst) - 1e-4).all()
+
+
+def test_power_multiplier_meets_the_power_exactly():
+    g = torch.Generator().manual_seed(0)
+    lam = torch.rand(64, 6, generator=g) * torch.logspace(-4, 2, 6)
+    phi = torch.rand(64, 6, generator=g)
+    for P in (1e-3, 1.0, 1e3):
+        mu = power_multiplier(lam, phi, P, iterations=30)
+        power = (lam.double() * phi.double() / (lam.double() + mu.unsqueeze(-1)).square()).sum(-1)
+        constrained = mu > 0
+        torch.testing.assert_close(power[constrained], torch.full_like(power[constrained], P), rtol=1e-6, atol=0)
+        assert (power[~constrained] <= P * (1 + 1e-9)).all()
+
+
+def test_reference_beats_every_solver_and_everything_is_feasible():
+    cfg = load_config("preset:mu_miso", SMALL)
+    model = build_model(cfg)
+    p = model.problem
+    inst = p.sample(128, 5)
+    ref = reference(p, inst)
+    assert p.feasible(ref, inst).all()
+    r_ref = p.objective(ref, inst).mean()
+    with torch.no_grad():
+        outs = {name: solver(p, inst, 5) for name, (_, solver) in CLASSICAL.items() if name in p.classical}
+        outs["wmmse-50"] = CLASSICAL["wmmse"][1](p, inst, 50)
+        outs["model"] = model(inst.H, inst.noise_var)
+    for name, V in outs.items():
+        assert V.shape == (128, 8, 4) and V.dtype == torch.complex64, name
+        assert p.feasible(V, inst).all(), name
+        assert p.objective(V, inst).mean() <= r_ref * (1 + 1e-6), name
+
+
+@pytest.mark.parametrize("layer", ["wmmse_relax", "uwmmse", "uwmmse_gnn"])
+def test_unfolded_wmmse_at_its_initial_parameters_is_classical_wmmse(layer):
+    cfg = load_config("preset:mu_miso", SMALL + [f"model.layer={layer}", "model.step_init=1.0"])
+    model = build_model(cfg)
+    p = model.problem
+    inst = p.sample(32, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(inst.H, inst.noise_var), solve(p, inst, WMMSE(), {}, 3).x, rtol=1e-5, atol=1e-6)
+
+
+def test_unfolded_pga_at_its_initial_parameters_is_classical_pga():
+    cfg = load_config("preset:mu_miso", SMALL + ["model.layer=momentum", "model.step_init=0.2", "model.momentum_init=0.4"])
+    model = build_model(cfg)
+    p = model.problem
+    inst = p.sample(32, 3)
+    classical = solve(p, inst, ProximalGradient(normalize="norm"), {"step": 0.2, "momentum": 0.4}, 3).x
+    with torch.no_grad():
+        torch.testing.assert_close(model(inst.H, inst.noise_var), classical, rtol=1e-5, atol=1e-6)
+
+
+def test_weighted_wmmse_serves_the_weights():
+    """With unequal user weights the weighted sum rate WMMSE reaches beats the weighted rate of the
+    unweighted solution: the weights reach the update."""
+    weighted = _problem(weights=[4.0, 1.0, 1.0, 0.25], snr=(10.0, 10.0))
+    plain = _problem(snr=(10.0, 10.0))
+    inst = weighted.sample(128, 4)
+    Vw = solve(weighted, inst, WMMSE(), {}, 30).x
+    Vp = solve(plain, inst, WMMSE(), {}, 30).x
+    assert weighted.objective(Vw, inst).mean() > weighted.objective(Vp, inst).mean() * 1.01
+
+
+def test_training_runs_the_wmmse_layers_and_keeps_the_best():
+    cfg = load_config("preset:mu_miso", SMALL + ["training.steps=20", "training.validate_every=10",
+                                                 "training.validation_batch=128", "training.batch_size=64"])
+    model = build_model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train(model, cfg.training, 0, progress=False)
+    assert math.isfinite(result.best_score) and len(result.history) >= 2
+    assert result.best_score >= result.history[0]["val_score"]          # step 0 is classical WMMSE
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_learned_parameters_have_no_size_and_transfer(tmp_path):
+    """A model built for 8 x 4 runs on 16 x 8 (evaluate's scenario) with the same parameters."""
+    cfg = load_config("preset:mu_miso", SMALL + ["model.layer=uwmmse_gnn", "training.steps=0"])
+    model = build_model(cfg)
+    rows = evaluate_model(model, ["nominal", "16x8"], batch=64)
+    assert {r["scenario"] for r in rows} == {"nominal", "16x8"}
+    assert all(r["feasible"] for r in rows)
+    methods = {r["method"] for r in rows}
+    assert {"uwmmse_gnn-3 (this model)", "WMMSE-3", "WMMSE, tuned relaxation-3", "PGA, tuned step and momentum-3",
+            "RZF (closed form)"} <= methods
+
+
+def test_saved_model_api_and_input_errors(tmp_path):
+    cfg = load_config("preset:mu_miso", SMALL)
+    model = build_model(cfg)
+    autounfold.save(model, tmp_path / "m", cfg)
+    loaded = autounfold.load(tmp_path / "m")
+    assert (loaded.problem.n_tx, loaded.problem.n_users) == (8, 4)
+    inst = loaded.problem.sample(5, 0)
+    V = loaded(inst.H, inst.noise_var)
+    assert V.shape == (5, 8, 4) and V.dtype == torch.complex64
+    assert (V.abs().square().sum((-2, -1)) <= loaded.problem.power * (1 + 1e-5)).all()
+    with pytest.raises(InputError, match="n_users=4"):
+        loaded(inst.H[:, :3], inst.noise_var)
+    with pytest.raises(InputError, match="n_tx=8"):
+        loaded(inst.H[..., :6], inst.noise_var)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["problem.channel.n_rx=5"], "must equal n_users"),
+    (["problem.user_weights=[1, 2]"], "user_weights must be 8 positive numbers"),
+    (["problem.user_weights=[1, 1, 1, 1, 1, 1, 1, -1]"], "user_weights"),
+    (["model.algorithm=pgd"], "does not run layer 'uwmmse'"),
+    (["model.algorithm=admm"], "unknown algorithm 'admm'"),
+    (["model.layer=signed"], "model.layer 'signed' does not apply to mu_miso"),
+])
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("preset:mu_miso", overrides)
+
+
+def test_cli_train_and_evaluate(tmp_path):
+    out = tmp_path / "model"
+    run = subprocess.run([sys.executable, "-m", "autounfold.cli", "train", "preset:mu_miso", "--out", str(out), "--quiet",
+                          *sum((["--set", s] for s in SMALL + ["training.steps=10", "training.validation_batch=64",
+                                                              "training.batch_size=32"]), [])],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ev = subprocess.run([sys.executable, "-m", "autounfold.cli", "evaluate", str(out), "--scenario", "16x8",
+                         "--batch", "64", "--json", str(tmp_path / "ev.json")], capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    rows = json.loads((tmp_path / "ev.json").read_text())
+    assert {r["scenario"] for r in rows} == {"16x8"} and all(0 < r["pct_of_reference"] <= 100.0001 for r in rows)
