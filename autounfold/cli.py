@@ -120,6 +120,36 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
     console.print((out / "benchmark.md").read_text(), markup=False, highlight=False)
 
 
+@command(app, "benchmark-mu-miso")
+def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="directory for mu_miso_benchmark.json / .md / PNGs"),
+                      steps: int = typer.Option(300, min=0, help="training steps per model (the preset's recipe)"),
+                      depth: int = typer.Option(5, min=1, help="depth of the models and of the equal-depth baselines"),
+                      layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum", help="comma-separated layer types"),
+                      sizes: str = typer.Option("8x4,16x8,64x16", help="comma-separated n_tx x users"),
+                      depths: str = typer.Option("1,2,3,5,8", help="depths of the depth curve (middle size)"),
+                      test_batch: int = typer.Option(1024, min=16, help="test channels per cell"),
+                      repeats: int = typer.Option(20, min=1, help="latency repetitions"),
+                      seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA and RZF/ZF/MRT at
+    equal depth, over SNR, on unseen correlated channels, and against latency; JSON + Markdown + plots."""
+    from .evaluation.mu_miso_benchmark import run_mu_miso_benchmark
+    from .plugins import LAYERS
+    ls = [v.strip() for v in layers.split(",") if v.strip()]
+    for name in ls:
+        if not LAYERS.get(name).applies_to("mu_miso"):
+            raise ConfigError(f"--layers: {name!r} does not apply to mu_miso; use "
+                              f"{', '.join(LAYERS.select(lambda d: d.applies_to('mu_miso')))}")
+    try:
+        size_list = [tuple(int(x) for x in v.strip().lower().split("x")) for v in sizes.split(",") if v.strip()]
+        if not size_list or any(len(t) != 2 or min(t) < 1 for t in size_list):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--sizes {sizes!r}: expected comma-separated NTXxUSERS, e.g. 8x4,16x8") from None
+    run_mu_miso_benchmark(out, steps=steps, depth=depth, layers=ls, test_batch=test_batch, repeats=repeats, seed=seed,
+                          sizes=size_list, depths=_ints(depths, "--depths"), quiet=quiet)
+    console.print((out / "mu_miso_benchmark.md").read_text(), markup=False, highlight=False)
+
+
 def _print_search(outcome, spec) -> None:
     s = outcome.summary
     console.print(f"leaderboard: {spec.name} ({s['num_trials']} trials, {s['seconds']:.0f} s)\n"

@@ -193,3 +193,21 @@ def test_cli_train_and_evaluate(tmp_path):
     assert ev.returncode == 0, ev.stderr[-2000:]
     rows = json.loads((tmp_path / "ev.json").read_text())
     assert {r["scenario"] for r in rows} == {"16x8"} and all(0 < r["pct_of_reference"] <= 100.0001 for r in rows)
+
+
+@pytest.mark.parametrize("n_tx, K", [(8, 4), (6, 6), (3, 5)])
+def test_the_differentiable_transmit_update_equals_the_eigen_form(n_tx, K):
+    """Training forms the WMMSE update by a linear solve (the complex eigendecomposition has no usable
+    backward); it must be the update the classical solver computes, and its gradient finite."""
+    from autounfold.algorithms.wmmse import receivers, transmit
+    p = _problem(n_tx, K, (0.0, 30.0))
+    inst = p.sample(16, 6)
+    V = p.init(inst, "mrt")
+    u, w = receivers(inst.H, V, inst.noise_var)
+    with torch.no_grad():
+        plain = transmit(inst.H, w, u, p.power)
+    scale = torch.ones(1, requires_grad=True)
+    trained = transmit(inst.H, w * scale, u, p.power)
+    torch.testing.assert_close(trained.detach(), plain, rtol=1e-3, atol=1e-4)
+    p.objective(trained, inst).sum().backward()
+    assert torch.isfinite(scale.grad).all()

@@ -71,10 +71,10 @@ class ProximalGradient:
         beta = params.get("momentum")
         moving = beta is not None and not (isinstance(beta, (int, float)) and beta == 0)
         y = x + batch_scalar(beta, x) * (x - x_prev) if moving and self.extrapolation == "nesterov" else x
-        d = problem.gradient_direction(y, inst, params.get("operator"))
+        d, curvature = problem.scaled_direction(y, inst, self.normalize, params.get("operator"))
         alpha = batch_scalar(params["step"], y)
-        if self.normalize:
-            alpha = alpha / batch_scalar(problem.curvature(y, inst, self.normalize), y)
+        if curvature is not None:
+            alpha = alpha / batch_scalar(curvature, y)
         transform = params.get("transform")
         if transform is not None:
             d = transform @ d

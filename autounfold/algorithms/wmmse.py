@@ -34,6 +34,11 @@ from .proximal_gradient import State
 TINY = 1e-30
 
 
+def _abs2(z: torch.Tensor) -> torch.Tensor:
+    """|z|^2 elementwise from the real view (complex abs() is several times slower on CPU)."""
+    return torch.view_as_real(z.resolve_conj()).square().sum(-1)
+
+
 def _scalar(value, like: torch.Tensor) -> torch.Tensor:
     """A python scalar, 0-d tensor or (B,) tensor shaped to broadcast against (B, K)."""
     t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
@@ -75,7 +80,7 @@ def receivers(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
     Returns: u (B, K) complex, w (B, K) float (= 1 + SINR_k).
     """
     Z = H @ V                                                          # Z[k, j] = h_k^H v_j
-    gains = Z.abs().square()
+    gains = _abs2(Z)
     T = gains.sum(-1) + noise_var.unsqueeze(-1)
     signal = torch.diagonal(gains, dim1=-2, dim2=-1)
     u = torch.diagonal(Z, dim1=-2, dim2=-1) / T
@@ -89,16 +94,34 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
 
     Args: H (B, K, n_tx) complex; alpha_w (B, K) float > 0 (user weight x MSE weight);
     u (B, K) complex receivers; power P.
+
+    The multiplier mu comes from the eigendecomposition of M without gradient. Without autograd X is
+    formed from the same eigenvectors; when gradients are needed (training an unfolded network) X
+    is formed by a linear solve with (M + mu I) and V' rescaled to the power it must have, because
+    the backward of a complex eigendecomposition is undefined for a loss that does not fix the
+    eigenvectors' phases numerically. Both give the same V' (the tests check it).
     """
-    d = (alpha_w * u.abs().square()).clamp_min(TINY)
+    d = (alpha_w * _abs2(u)).clamp_min(TINY)
     sd = d.sqrt()
     G = H @ H.mH                                                       # (B, K, K)
     M = sd.unsqueeze(-1) * G * sd.unsqueeze(-2)
-    lam, U = torch.linalg.eigh(M)
-    lam = lam.clamp_min(0.0)
     e = alpha_w.sqrt() * torch.sgn(u)                                   # c_k / sqrt(d_k)
-    phi = (U.abs().square() * e.abs().square().unsqueeze(-1)).sum(-2)  # (B, K): sum_k |U_ki|^2 |e_k|^2
-    mu = power_multiplier(lam, phi, power, newton_iterations).to(lam.dtype)
+    with torch.no_grad():
+        lam, U = torch.linalg.eigh(M.detach())
+        lam = lam.clamp_min(0.0)
+        phi = (_abs2(U) * _abs2(e.detach()).unsqueeze(-1)).sum(-2)   # sum_k |U_ki|^2 |e_k|^2
+        mu = power_multiplier(lam, phi, power, newton_iterations).to(lam.dtype)
+    if torch.is_grad_enabled() and (M.requires_grad or e.requires_grad):
+        # (M + mu I) is singular only where mu = 0 and M is rank deficient (K > n_tx): a load of 1e-7
+        # of the mean eigenvalue then gives the minimum-norm (pseudo-inverse) solution
+        load = torch.where(mu > 0, mu, 1e-7 * lam.mean(-1).clamp_min(TINY))
+        eye = torch.eye(M.shape[-1], dtype=M.dtype, device=M.device)
+        X = sd.unsqueeze(-1).to(M.dtype) * torch.linalg.solve(M + load.view(-1, 1, 1).to(M.dtype) * eye,
+                                                               torch.diag_embed(e))
+        V = H.mH @ X
+        norm2 = _abs2(V).sum((-2, -1), keepdim=True)
+        scale = torch.where((mu > 0).view(-1, 1, 1), (power / norm2.clamp_min(TINY)).sqrt(), torch.ones_like(norm2))
+        return V * scale
     denom = lam + mu.unsqueeze(-1)
     inv = torch.where(denom > 1e-9 * lam.amax(-1, keepdim=True).clamp_min(TINY), 1.0 / denom.clamp_min(TINY),
                       torch.zeros_like(denom))                         # pseudo-inverse on a null space
@@ -109,7 +132,7 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
 
 def project_power(V: torch.Tensor, power: float) -> torch.Tensor:
     """Scale V down onto ||V||_F^2 <= P (unchanged inside)."""
-    norm = torch.linalg.vector_norm(V, dim=(-2, -1), keepdim=True)
+    norm = _abs2(V).sum((-2, -1)).sqrt().view(-1, 1, 1)
     return V * torch.clamp(math.sqrt(power) / norm.clamp_min(TINY), max=1.0)
 
 
@@ -128,7 +151,7 @@ def correct_weights(w: torch.Tensor, params: dict, H: torch.Tensor, noise_var: t
         w = w + _scalar(b, w)
     if net:
         logw = w.clamp_min(1e-3).log()
-        snr = torch.log1p(H.abs().square().sum(-1) * power / noise_var.unsqueeze(-1)) / 10.0
+        snr = torch.log1p(_abs2(H).sum(-1) * power / noise_var.unsqueeze(-1)) / 10.0
         feats = torch.stack([logw, snr, logw.mean(-1, keepdim=True).expand_as(logw)], -1)   # (B, K, 3)
         hidden = torch.tanh(feats @ net["w1"] + net["b1"])
         out = hidden @ net["w2"] + net["b2"]                                                # (B, K, 2)

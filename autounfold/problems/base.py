@@ -73,6 +73,7 @@ class Problem:
         objective(x, inst) -> (B,)                    the objective value
         gradient(x, inst, operator=None) -> like x    analytic gradient (real gradient in complex form)
         curvature(x, inst, mode) -> (B,)              the scale the gradient is divided by
+        scaled_direction(x, inst, mode) -> (d, L)     both at once (override to share work)
         prox(z, inst, threshold=None) -> like x       projection onto the feasible set / proximal map
         feasible(x, inst) -> (B,) bool
         init(inst, method=None) -> x0
@@ -124,6 +125,12 @@ class Problem:
     def gradient_direction(self, x, inst, operator: Optional[dict] = None) -> torch.Tensor:
         """``sense * gradient``: the direction that improves the objective."""
         return self.sense * self.gradient(x, inst, operator)
+
+    def scaled_direction(self, x, inst, mode: Optional[str], operator: Optional[dict] = None):
+        """``(gradient_direction, curvature or None)`` at x, what one scaled gradient step needs. A
+        problem whose curvature reuses the gradient overrides this to compute the gradient once."""
+        d = self.gradient_direction(x, inst, operator)
+        return d, (self.curvature(x, inst, mode) if mode else None)
 
     def accept(self, batch):
         return batch
