@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark benchmark-mu-miso search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test-unit: setup
 
 benchmark: setup
 	$(PY) -m autounfold.cli benchmark --out results/benchmark
+
+# MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF (about 25 min on 2 cores)
+benchmark-mu-miso: setup
+	$(PY) -m autounfold.cli benchmark-mu-miso --out results/mu_miso
 
 search-benchmark: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark

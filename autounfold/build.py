@@ -54,9 +54,41 @@ def check_memory(cfg: ExperimentConfig, available: int = None) -> None:
                           "or training.batch_size / validation_batch")
 
 
+TUNE_BATCH = 512
+
+
+def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentConfig:
+    """``cfg`` with ``model.step_init: tuned`` replaced by numbers: the constants of the classical
+    solver the layer type unrolls (WMMSE's over-relaxation; projected gradient's step, and momentum
+    for momentum layers), tuned at the model's depth on a validation draw of the training seed
+    (``generator(seed, "validation")``, at most 512 instances). The network then starts as the best
+    classical solver of its depth. Other configs are returned unchanged."""
+    m = cfg.model
+    if m.step_init != "tuned":
+        return cfg
+    from .algorithms import evaluation_reference
+    from .algorithms.tuning import MOMENTA, tune_pgd, tune_wmmse
+    from .seeding import generator
+    inst = problem.sample(min(cfg.training.validation_batch, TUNE_BATCH), generator(cfg.seed, "validation"))
+    ref = evaluation_reference(problem, inst)
+    if LAYERS.get(m.layer).algorithm == "wmmse":
+        update = {"step_init": tune_wmmse(problem, inst, ref, m.num_layers)[0]}
+    else:
+        algo = build_algorithm(m, problem)
+        momenta = MOMENTA if m.layer == "momentum" else (0.0,)
+        best, _ = tune_pgd(problem, inst, ref, m.num_layers, momenta=momenta, normalize=algo.normalize,
+                           extrapolation=algo.extrapolation)
+        if best is None:
+            raise ConfigError(f"model.step_init 'tuned': no step of the grid gives a finite result for {m.layer!r}")
+        update = {"step_init": best["step"], "momentum_init": best["momentum"]}
+    return cfg.model_copy(update={"model": m.model_copy(update=update)})
+
+
 def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
+    """The unfolded network of ``cfg`` (``model.config`` is ``cfg`` with a tuned start resolved)."""
     if problem is None:
         problem = build_problem(cfg.problem)
+    cfg = resolve_tuned_init(cfg, problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
                      step_init=m.step_init, momentum_init=m.momentum_init)

@@ -35,7 +35,9 @@ class ModelConfig(_Strict):
     num_layers: int = Field(5, ge=1, le=200)
     layer: str = "signed"
     tied: bool = False
-    step_init: Union[Literal["chebyshev"], float, List[float]] = "chebyshev"
+    # a number, one per layer, "chebyshev" (signed layers) or "tuned": the constants of the classical
+    # solver the layer unrolls, tuned at this depth on a validation draw before training (build_model)
+    step_init: Union[Literal["chebyshev", "tuned"], float, List[float]] = "chebyshev"
     momentum_init: Union[float, List[float]] = 0.0
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
     gradient_scaling: str = "auto"
@@ -99,6 +101,9 @@ class ExperimentConfig(_Strict):
         if m.step_init == "chebyshev" and not layer.chebyshev:
             fits = LAYERS.select(lambda d: d.chebyshev)
             raise ValueError(f"model.step_init 'chebyshev' only applies to layer {' or '.join(map(repr, fits))}; give a number")
+        if m.step_init == "tuned" and not layer.tunable:
+            fits = LAYERS.select(lambda d: d.tunable and d.applies_to(problem.name))
+            raise ValueError(f"model.step_init 'tuned' applies to layers {', '.join(fits)} (not {m.layer!r}); give a number")
         if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
                              f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")

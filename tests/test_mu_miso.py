@@ -211,3 +211,18 @@ def test_the_differentiable_transmit_update_equals_the_eigen_form(n_tx, K):
     torch.testing.assert_close(trained.detach(), plain, rtol=1e-3, atol=1e-4)
     p.objective(trained, inst).sum().backward()
     assert torch.isfinite(scale.grad).all()
+
+
+@pytest.mark.parametrize("layer", ["uwmmse_gnn", "momentum"])
+def test_torchscript_export_matches_eager(tmp_path, layer):
+    from autounfold.deploy.export import export_torchscript, load_torchscript
+    extra = ["model.step_init=0.1"] if layer == "momentum" else []
+    cfg = load_config("preset:mu_miso", SMALL + [f"model.layer={layer}"] + extra)
+    model = build_model(cfg).eval()
+    path = export_torchscript(model, tmp_path / "m.pt")
+    meta = json.loads((tmp_path / "m.pt.json").read_text())
+    assert meta["inputs"]["H_real"] == ["B", 4, 8, 2] and meta["output"]["W_real"] == ["B", 8, 4, 2]
+    inst = model.problem.sample(11, 9)
+    got = torch.view_as_complex(load_torchscript(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var))
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(inst.H, inst.noise_var), rtol=1e-4, atol=1e-5)

@@ -6,6 +6,7 @@ from typing import Iterable, Optional, Tuple
 import torch
 
 from ..algorithms import WMMSE, ProximalGradient, fista_momentum, solve
+from ..algorithms.tuning import MOMENTA, RELAXATIONS, tune_pgd, tune_wmmse
 from ..seeding import generator
 
 # The seed article's PGD: raw (unnormalised) SE gradient, a small positive step, random start.
@@ -32,18 +33,8 @@ def default_step_grid() -> list:
 def tune_fixed_step(problem, inst, ref, iterations: int, grid: Optional[Iterable[float]] = None,
                     momentum_grid: Iterable[float] = (0.0,)) -> Tuple[dict, float]:
     """The best fixed (step, momentum) for ``iterations`` of normalised PGD on ``inst`` (a validation
-    set), by exhaustive sweep. Returns (params, score)."""
-    best, best_score = None, float("-inf")
-    algo = ProximalGradient(normalize=problem.default_scaling)
-    for beta in momentum_grid:
-        for a in (grid if grid is not None else default_step_grid()):
-            x = solve(problem, inst, algo, {"step": a, "momentum": beta}, iterations).x
-            if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
-                continue
-            s = problem.score(problem.summarize(x, inst, ref))
-            if s > best_score:
-                best, best_score = {"step": a, "momentum": beta}, s
-    return best, best_score
+    set), by exhaustive sweep (signed steps by default). Returns (params, score)."""
+    return tune_pgd(problem, inst, ref, iterations, grid if grid is not None else default_step_grid(), momentum_grid)
 
 
 def run_tuned(problem, inst, params: dict, iterations: int):
@@ -61,9 +52,7 @@ def fista(problem, inst, iterations: int, trajectory: bool = False):
 
 # ---- multi-user downlink (mu_miso) ------------------------------------------------------------------
 TUNE_BATCH = 512
-RELAXATION_GRID = [0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0]
 PGA_STEP_GRID = torch.logspace(-2.5, 0.5, 25).tolist()
-PGA_MOMENTUM_GRID = (0.0, 0.3, 0.5, 0.7, 0.9)
 
 
 def wmmse(problem, inst, iterations: int, relaxation: float = 1.0):
@@ -93,12 +82,10 @@ def _tuned(problem, key, tune):
     return _TUNED[ident]
 
 
-def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATION_GRID, size: int = TUNE_BATCH) -> Tuple[float, float]:
+def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATIONS, size: int = TUNE_BATCH) -> Tuple[float, float]:
     """The over-relaxation omega of WMMSE-``iterations`` with the best validation score."""
     inst, ref = validation_set(problem, size)
-    scores = {w: problem.score(problem.summarize(wmmse(problem, inst, iterations, w), inst, ref)) for w in grid}
-    best = max(scores, key=scores.get)
-    return best, scores[best]
+    return tune_wmmse(problem, inst, ref, iterations, grid)
 
 
 def _size(inst) -> int:
@@ -121,7 +108,7 @@ def pga_tuned(problem, inst, iterations: int):
 
     def tune():
         val, ref = validation_set(problem, size)
-        return tune_fixed_step(problem, val, ref, iterations, PGA_STEP_GRID, PGA_MOMENTUM_GRID)[0]
+        return tune_pgd(problem, val, ref, iterations, PGA_STEP_GRID, MOMENTA)[0]
     return run_tuned(problem, inst, _tuned(problem, ("pga", iterations, size), tune), iterations)
 
 

@@ -137,6 +137,7 @@ class MuMisoProblem(Problem):
         self.source, self.init_method = source, init
         self.n_tx, self.n_users, self.power = source.n_tx, source.n_rx, source.power
         self.n_rx = self.n_streams = self.n_users        # H rows and V columns, for the generic tools
+        self.constraint = "total"
         self.weights = None if user_weights is None else [float(w) for w in user_weights]
 
     def settings(self):

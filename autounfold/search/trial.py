@@ -85,7 +85,7 @@ def run_trial(spec: SearchSpec, params: dict, trial_id: str, report: Report, res
             raise AutoUnfoldError(f"validation score is not finite ({result.best_score})")
         with tempfile.TemporaryDirectory() as tmp:
             from ..artifacts import save
-            model_dir = save(model, Path(tmp) / "model", cfg, metrics={"val_score": result.best_score,
+            model_dir = save(model, Path(tmp) / "model", model.config, metrics={"val_score": result.best_score,
                                                                        "latency_ms": final["latency_ms"]})
             report(final, None, model_dir)
         return final

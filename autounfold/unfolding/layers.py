@@ -68,6 +68,12 @@ class LayerType:
     needs_scaling: bool = False
     algorithm: str = "pgd"
 
+    @property
+    def tunable(self) -> bool:
+        """``step_init: tuned`` applies: the start is the classical solver's tuned constants (WMMSE's
+        relaxation, or a positive step and momentum of projected gradient)."""
+        return self.algorithm == "wmmse" or (self.algorithm == "pgd" and self.positive_step)
+
     def applies_to(self, problem: str) -> bool:
         return self.problems is None or problem in self.problems
 

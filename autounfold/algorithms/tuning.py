@@ -1,0 +1,58 @@
+"""Tuning a classical solver's constants on a validation set: the honest baseline at a given depth,
+and the starting point of an unfolded network (``model.step_init: tuned``), which then begins as
+the best classical solver of its depth and can only improve on it (the trainer keeps the best
+validated weights, and step 0 is validated).
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional, Tuple
+
+import torch
+
+from .proximal_gradient import ProximalGradient
+from .solver import solve
+
+# positive steps for a scaled gradient (alpha = 1 is the 1/L step) and heavy-ball momenta
+POSITIVE_STEPS = torch.logspace(-3, 4, 36).tolist()
+MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.9)
+RELAXATIONS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
+
+
+def _finite(x: torch.Tensor) -> bool:
+    return bool(torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all())
+
+
+@torch.no_grad()
+def tune_pgd(problem, inst, ref, iterations: int, steps: Iterable[float] = POSITIVE_STEPS,
+             momenta: Iterable[float] = MOMENTA, normalize: Optional[str] = "default",
+             extrapolation: str = "heavy_ball") -> Tuple[dict, float]:
+    """The (step, momentum) of ``iterations`` of projected gradient (``normalize``: the problem's
+    default scaling unless given) with the best ``problem.score`` on ``inst`` against ``ref``, by
+    exhaustive sweep. Returns ({"step", "momentum"}, score)."""
+    algo = ProximalGradient(extrapolation=extrapolation,
+                            normalize=problem.default_scaling if normalize == "default" else normalize)
+    best, best_score = None, float("-inf")
+    for beta in momenta:
+        for a in steps:
+            x = solve(problem, inst, algo, {"step": a, "momentum": beta}, iterations).x
+            if not _finite(x):
+                continue
+            s = problem.score(problem.summarize(x, inst, ref))
+            if s > best_score:
+                best, best_score = {"step": a, "momentum": beta}, s
+    return best, best_score
+
+
+@torch.no_grad()
+def tune_wmmse(problem, inst, ref, iterations: int, grid: Iterable[float] = RELAXATIONS) -> Tuple[float, float]:
+    """The over-relaxation omega of WMMSE-``iterations`` with the best score on ``inst``."""
+    from .wmmse import WMMSE
+    best, best_score = 1.0, float("-inf")
+    for w in grid:
+        x = solve(problem, inst, WMMSE(), {"relaxation": w}, iterations).x
+        if not _finite(x):
+            continue
+        s = problem.score(problem.summarize(x, inst, ref))
+        if s > best_score:
+            best, best_score = w, s
+    return best, best_score
