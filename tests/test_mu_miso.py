@@ -226,3 +226,33 @@ def test_torchscript_export_matches_eager(tmp_path, layer):
     got = torch.view_as_complex(load_torchscript(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var))
     with torch.no_grad():
         torch.testing.assert_close(got, model(inst.H, inst.noise_var), rtol=1e-4, atol=1e-5)
+
+
+def test_tuned_start_is_the_tuned_classical_solver_and_is_saved_as_numbers(tmp_path):
+    """step_init: tuned resolves to the validation-best constants of the solver the layer unrolls, at
+    the model's depth; the network then starts exactly as that classical solver, and the saved config
+    holds the numbers (loading does not tune again)."""
+    from autounfold.algorithms import evaluation_reference
+    from autounfold.algorithms.tuning import MOMENTA, tune_pgd
+    from autounfold.seeding import generator
+    cfg = load_config("preset:mu_miso", SMALL + ["model.layer=momentum", "model.step_init=tuned",
+                                                 "training.validation_batch=64"])
+    model = build_model(cfg)
+    m = model.config.model
+    assert isinstance(m.step_init, float) and isinstance(m.momentum_init, float)
+    p = model.problem
+    val = p.sample(64, generator(cfg.seed, "validation"))
+    best, score = tune_pgd(p, val, evaluation_reference(p, val), 3, momenta=MOMENTA, normalize="norm")
+    assert (m.step_init, m.momentum_init) == (best["step"], best["momentum"])
+    with torch.no_grad():
+        start = p.score(p.summarize(model.run(val), val, evaluation_reference(p, val)))
+    assert start == pytest.approx(score, abs=1e-6)
+    autounfold.save(model, tmp_path / "m", model.config)
+    assert "tuned" not in (tmp_path / "m" / "config.yaml").read_text()
+    wm = build_model(load_config("preset:mu_miso", SMALL + ["training.validation_batch=64"]))
+    assert isinstance(wm.config.model.step_init, float)                 # the preset's uwmmse: a relaxation
+
+
+def test_tuned_start_needs_a_layer_that_has_one():
+    with pytest.raises(ConfigError, match="step_init 'tuned' applies to layers"):
+        load_config("preset:auto_pgd", ["model.layer=signed", "model.step_init=tuned"])

@@ -35,7 +35,7 @@ def test_shipped_spaces_are_valid_and_cover_the_issue():
     names = {p.stem for p in SHIPPED}
     assert {"auto_pgd", "lista", "algorithm_family", "mu_miso"} <= names
     mu = load_spec(ROOT / "search_spaces/mu_miso.yaml")
-    assert set(mu.space["model.layer"].options) == {"uwmmse", "uwmmse_gnn", "wmmse_relax", "momentum"}
+    assert set(mu.space["model.layer"].values) == {"uwmmse", "uwmmse_gnn", "wmmse_relax", "momentum"}
     auto = load_spec(ROOT / "search_spaces/auto_pgd.yaml")
     labels = auto.labels()
     for key in ("model.num_layers", "model.tied", "model.layer", "training.optimizer", "training.lr",
