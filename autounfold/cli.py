@@ -61,7 +61,7 @@ def _ints(text: str, what: str) -> List[int]:
 
 
 @command(app)
-def train(config: str = typer.Argument(..., help="experiment YAML, or preset:auto_pgd / preset:lista"),
+def train(config: str = typer.Argument(..., help="experiment YAML, or preset:auto_pgd / preset:lista / preset:mu_miso"),
           out: Path = typer.Option(..., "--out", help="model directory to write (config.yaml, weights.pt, meta.json)"),
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           device: str = typer.Option("cpu", help="torch device"),
@@ -80,7 +80,8 @@ def train(config: str = typer.Argument(..., help="experiment YAML, or preset:aut
 @command(app)
 def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from train or search), or models:/NAME@ALIAS"),
              scenario: List[str] = typer.Option(["nominal"], help="scenarios the model's problem declares "
-                                                "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128)"),
+                                                "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128; "
+                                                "mu_miso: nominal, 8x4, 16x8, 64x16, snr0, snr10, snr20, snr30, correlated)"),
              batch: int = typer.Option(2048, min=1, help="test instances per scenario"),
              seed: int = typer.Option(1, min=SEED_MIN, max=SEED_MAX, help="seed of the test stream"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON"),
