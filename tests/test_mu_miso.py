@@ -256,3 +256,19 @@ def test_tuned_start_is_the_tuned_classical_solver_and_is_saved_as_numbers(tmp_p
 def test_tuned_start_needs_a_layer_that_has_one():
     with pytest.raises(ConfigError, match="step_init 'tuned' applies to layers"):
         load_config("preset:auto_pgd", ["model.layer=signed", "model.step_init=tuned"])
+
+
+def test_monitor_sees_a_covariance_shift_of_the_users_channels(tmp_path):
+    """The drift monitor on a mu_miso model: the transmit covariance of the users' channel rows moves
+    when the angular spread does, and the shadow metric is the % of the reference sum rate."""
+    from autounfold.monitoring import EventLog, MonitorConfig, compute_baseline, drifting_windows, monitor_windows
+    from autounfold.monitoring.monitor import parse_synthetic
+    cfg = load_config("preset:mu_miso", SMALL + ["problem.channel.model=correlated_rayleigh",
+                                                 "problem.channel.angular_spread_deg=15"])
+    model = build_model(cfg)
+    baseline = compute_baseline(model, 512)
+    spec = parse_synthetic("synthetic:angular_spread=15->40,windows=4,at=2")
+    recs = monitor_windows(model, drifting_windows(model, spec, 128), MonitorConfig(window=128, trigger_patience=1),
+                           baseline, EventLog(tmp_path / "events.jsonl"), "mu:v1")
+    assert [("covariance_shift" in r["alerts"]) for r in recs] == [False, False, True, True]
+    assert all(90 < r["shadow_pct"] <= 100.0001 for r in recs)
