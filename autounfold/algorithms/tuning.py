@@ -18,8 +18,19 @@ MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.9)
 RELAXATIONS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
 
 
-def _finite(x: torch.Tensor) -> bool:
-    return bool(torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all())
+def _best(problem, inst, ref, iterations: int, candidates) -> Tuple[object, float]:
+    """The candidate (``(key, algorithm, params)``) whose ``iterations`` steps score best on ``inst``
+    against ``ref``; results with a NaN or Inf are skipped. Returns (key, score); (None, -inf) when
+    every candidate diverges."""
+    best, best_score = None, float("-inf")
+    for key, algo, params in candidates:
+        x = solve(problem, inst, algo, params, iterations).x
+        if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
+            continue
+        s = problem.score(problem.summarize(x, inst, ref))
+        if s > best_score:
+            best, best_score = key, s
+    return best, best_score
 
 
 @torch.no_grad()
@@ -31,28 +42,15 @@ def tune_pgd(problem, inst, ref, iterations: int, steps: Iterable[float] = POSIT
     exhaustive sweep. Returns ({"step", "momentum"}, score)."""
     algo = ProximalGradient(extrapolation=extrapolation,
                             normalize=problem.default_scaling if normalize == "default" else normalize)
-    best, best_score = None, float("-inf")
-    for beta in momenta:
-        for a in steps:
-            x = solve(problem, inst, algo, {"step": a, "momentum": beta}, iterations).x
-            if not _finite(x):
-                continue
-            s = problem.score(problem.summarize(x, inst, ref))
-            if s > best_score:
-                best, best_score = {"step": a, "momentum": beta}, s
-    return best, best_score
+    grid = [{"step": a, "momentum": beta} for beta in momenta for a in steps]
+    return _best(problem, inst, ref, iterations, ((p, algo, p) for p in grid))
 
 
 @torch.no_grad()
 def tune_wmmse(problem, inst, ref, iterations: int, grid: Iterable[float] = RELAXATIONS) -> Tuple[float, float]:
-    """The over-relaxation omega of WMMSE-``iterations`` with the best score on ``inst``."""
+    """The over-relaxation omega of WMMSE-``iterations`` with the best score on ``inst`` (1, the
+    classical value, if every candidate diverges)."""
     from .wmmse import WMMSE
-    best, best_score = 1.0, float("-inf")
-    for w in grid:
-        x = solve(problem, inst, WMMSE(), {"relaxation": w}, iterations).x
-        if not _finite(x):
-            continue
-        s = problem.score(problem.summarize(x, inst, ref))
-        if s > best_score:
-            best, best_score = w, s
-    return best, best_score
+    algo = WMMSE()
+    best, score = _best(problem, inst, ref, iterations, ((w, algo, {"relaxation": w}) for w in grid))
+    return (1.0 if best is None else best), score

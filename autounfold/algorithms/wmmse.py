@@ -29,14 +29,11 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import ALGORITHMS
+from ..problems.base import abs2, frob2
+from ..problems.mu_miso import interference
 from .proximal_gradient import State
 
 TINY = 1e-30
-
-
-def _abs2(z: torch.Tensor) -> torch.Tensor:
-    """|z|^2 elementwise from the real view (complex abs() is several times slower on CPU)."""
-    return torch.view_as_real(z.resolve_conj()).square().sum(-1)
 
 
 def _scalar(value, like: torch.Tensor) -> torch.Tensor:
@@ -79,13 +76,8 @@ def receivers(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
     Args: H (B, K, n_tx) complex, V (B, n_tx, K) complex, noise_var (B,) float.
     Returns: u (B, K) complex, w (B, K) float (= 1 + SINR_k).
     """
-    Z = H @ V                                                          # Z[k, j] = h_k^H v_j
-    gains = _abs2(Z)
-    T = gains.sum(-1) + noise_var.unsqueeze(-1)
-    signal = torch.diagonal(gains, dim1=-2, dim2=-1)
-    u = torch.diagonal(Z, dim1=-2, dim2=-1) / T
-    w = T / (T - signal).clamp_min(1e-12 * T)
-    return u, w
+    Z, T, I = interference(H, V, noise_var)
+    return torch.diagonal(Z, dim1=-2, dim2=-1) / T, T / I
 
 
 def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: float,
@@ -101,7 +93,7 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
     the backward of a complex eigendecomposition is undefined for a loss that does not fix the
     eigenvectors' phases numerically. Both give the same V' (the tests check it).
     """
-    d = (alpha_w * _abs2(u)).clamp_min(TINY)
+    d = (alpha_w * abs2(u)).clamp_min(TINY)
     sd = d.sqrt()
     G = H @ H.mH                                                       # (B, K, K)
     M = sd.unsqueeze(-1) * G * sd.unsqueeze(-2)
@@ -109,7 +101,7 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
     with torch.no_grad():
         lam, U = torch.linalg.eigh(M.detach())
         lam = lam.clamp_min(0.0)
-        phi = (_abs2(U) * _abs2(e.detach()).unsqueeze(-1)).sum(-2)   # sum_k |U_ki|^2 |e_k|^2
+        phi = (abs2(U) * abs2(e.detach()).unsqueeze(-1)).sum(-2)   # sum_k |U_ki|^2 |e_k|^2
         mu = power_multiplier(lam, phi, power, newton_iterations).to(lam.dtype)
     if torch.is_grad_enabled() and (M.requires_grad or e.requires_grad):
         # (M + mu I) is singular only where mu = 0 and M is rank deficient (K > n_tx): a load of 1e-7
@@ -119,7 +111,7 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
         X = sd.unsqueeze(-1).to(M.dtype) * torch.linalg.solve(M + load.view(-1, 1, 1).to(M.dtype) * eye,
                                                                torch.diag_embed(e))
         V = H.mH @ X
-        norm2 = _abs2(V).sum((-2, -1), keepdim=True)
+        norm2 = frob2(V).view(-1, 1, 1)
         scale = torch.where((mu > 0).view(-1, 1, 1), (power / norm2.clamp_min(TINY)).sqrt(), torch.ones_like(norm2))
         return V * scale
     denom = lam + mu.unsqueeze(-1)
@@ -132,7 +124,7 @@ def transmit(H: torch.Tensor, alpha_w: torch.Tensor, u: torch.Tensor, power: flo
 
 def project_power(V: torch.Tensor, power: float) -> torch.Tensor:
     """Scale V down onto ||V||_F^2 <= P (unchanged inside)."""
-    norm = _abs2(V).sum((-2, -1)).sqrt().view(-1, 1, 1)
+    norm = frob2(V).sqrt().view(-1, 1, 1)
     return V * torch.clamp(math.sqrt(power) / norm.clamp_min(TINY), max=1.0)
 
 
@@ -151,7 +143,7 @@ def correct_weights(w: torch.Tensor, params: dict, H: torch.Tensor, noise_var: t
         w = w + _scalar(b, w)
     if net:
         logw = w.clamp_min(1e-3).log()
-        snr = torch.log1p(_abs2(H).sum(-1) * power / noise_var.unsqueeze(-1)) / 10.0
+        snr = torch.log1p(abs2(H).sum(-1) * power / noise_var.unsqueeze(-1)) / 10.0
         feats = torch.stack([logw, snr, logw.mean(-1, keepdim=True).expand_as(logw)], -1)   # (B, K, 3)
         hidden = torch.tanh(feats @ net["w1"] + net["b1"])
         out = hidden @ net["w2"] + net["b2"]                                                # (B, K, 2)

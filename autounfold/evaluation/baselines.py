@@ -82,12 +82,6 @@ def _tuned(problem, key, tune):
     return _TUNED[ident]
 
 
-def tune_wmmse_relaxation(problem, iterations: int, grid=RELAXATIONS, size: int = TUNE_BATCH) -> Tuple[float, float]:
-    """The over-relaxation omega of WMMSE-``iterations`` with the best validation score."""
-    inst, ref = validation_set(problem, size)
-    return tune_wmmse(problem, inst, ref, iterations, grid)
-
-
 def _size(inst) -> int:
     """Validation size for tuning: TUNE_BATCH, or the test batch when that is smaller."""
     return min(TUNE_BATCH, inst.batch_size)
@@ -96,9 +90,11 @@ def _size(inst) -> int:
 def wmmse_tuned(problem, inst, iterations: int):
     """WMMSE with the validation-best over-relaxation for this depth."""
     size = _size(inst)
-    omega, _ = _tuned(problem, ("wmmse_relaxation", iterations, size),
-                      lambda: tune_wmmse_relaxation(problem, iterations, size=size))
-    return wmmse(problem, inst, iterations, omega)
+
+    def tune():
+        val, ref = validation_set(problem, size)
+        return tune_wmmse(problem, val, ref, iterations, RELAXATIONS)[0]
+    return wmmse(problem, inst, iterations, _tuned(problem, ("wmmse_relaxation", iterations, size), tune))
 
 
 def pga_tuned(problem, inst, iterations: int):

@@ -19,10 +19,11 @@ import torch
 
 from ..algorithms import reference
 from ..build import build_model
-from ..config import load_config
+from ..config import load_config, parse_config
 from ..seeding import generator
 from ..training import train
 from . import baselines
+from .evaluate import transfer
 from .latency import measure_latency
 
 SIZES: Tuple[Tuple[int, int], ...] = ((8, 4), (16, 8), (64, 16))
@@ -56,7 +57,6 @@ def _train(n_tx, K, layer, depth, steps, seed, quiet):
 
 def _at(model, cfg, snr=None, channel_model=None):
     """The same learned parameters on the problem at a fixed SNR / another channel model."""
-    from .evaluate import transfer
     changes = {}
     if snr is not None:
         changes["snr_db"] = [snr, snr]
@@ -64,12 +64,7 @@ def _at(model, cfg, snr=None, channel_model=None):
         changes["model"] = channel_model
     data = cfg.model_dump(mode="json")
     data["problem"]["channel"].update(changes)
-    from ..config import parse_config
     return transfer(model, parse_config(data, "benchmark"))
-
-
-def _score(problem, V, inst, ref) -> dict:
-    return problem.summarize(V, inst, ref)
 
 
 def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum"),
@@ -103,14 +98,14 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
             with torch.no_grad():
                 for layer in layers:
                     m = _at(*models[(n_tx, K, layer, depth)][:2], snr=snr)
-                    rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded", **_score(p, m.run(test), test, ref)})
+                    rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded", **p.summarize(m.run(test), test, ref)})
                 for name in ("wmmse", "wmmse_tuned", "pga_tuned"):
                     label, solver = baselines.CLASSICAL[name]
-                    rows.append({"method": f"{label}-{depth}", "kind": "classical", **_score(p, solver(p, test, depth), test, ref)})
-                rows.append({"method": "WMMSE-100", "kind": "classical", **_score(p, baselines.wmmse(p, test, 100), test, ref)})
+                    rows.append({"method": f"{label}-{depth}", "kind": "classical", **p.summarize(solver(p, test, depth), test, ref)})
+                rows.append({"method": "WMMSE-100", "kind": "classical", **p.summarize(baselines.wmmse(p, test, 100), test, ref)})
                 for name in ("rzf", "zf", "mrt"):
                     label, solver = baselines.CLASSICAL[name]
-                    rows.append({"method": label, "kind": "closed form", **_score(p, solver(p, test, depth), test, ref)})
+                    rows.append({"method": label, "kind": "closed form", **p.summarize(solver(p, test, depth), test, ref)})
             cells.append({"n_tx": n_tx, "n_users": K, "snr_db": snr, "reference_rate": float(p.objective(ref, test).mean()),
                           "rows": rows})
     result["quality"] = cells
@@ -124,9 +119,9 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
     curve = {"depths": list(depths), "WMMSE": [], "WMMSE, tuned relaxation": [], "PGA, tuned": []}
     with torch.no_grad():
         for d in depths:
-            curve["WMMSE"].append(_score(p, baselines.wmmse(p, test, d), test, ref)["pct_of_reference"])
-            curve["WMMSE, tuned relaxation"].append(_score(p, baselines.wmmse_tuned(p, test, d), test, ref)["pct_of_reference"])
-            curve["PGA, tuned"].append(_score(p, baselines.pga_tuned(p, test, d), test, ref)["pct_of_reference"])
+            curve["WMMSE"].append(p.summarize(baselines.wmmse(p, test, d), test, ref)["pct_of_reference"])
+            curve["WMMSE, tuned relaxation"].append(p.summarize(baselines.wmmse_tuned(p, test, d), test, ref)["pct_of_reference"])
+            curve["PGA, tuned"].append(p.summarize(baselines.pga_tuned(p, test, d), test, ref)["pct_of_reference"])
     for layer in layers:
         vals = []
         for d in depths:
@@ -134,7 +129,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
             if key not in models:
                 models[key] = _train(n_tx, K, layer, d, steps, seed, quiet)
             with torch.no_grad():
-                vals.append(_score(p, models[key][0].run(test), test, ref)["pct_of_reference"])
+                vals.append(p.summarize(models[key][0].run(test), test, ref)["pct_of_reference"])
         curve[LABELS.get(layer, layer)] = vals
     result["depth_curve"] = {"n_tx": n_tx, "n_users": K, "snr_db": [0.0, 30.0], **curve}
 
@@ -147,9 +142,10 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
         with torch.no_grad():
             for layer in layers:
                 m = _at(*models[(n_tx, K, layer, depth)][:2], snr=snr)
-                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth}", []).append(_score(q, m.run(t), t, r)["pct_of_reference"])
-                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth} p5", []).append(_score(q, m.run(t), t, r)["p5_pct"])
-            sweep.setdefault(f"WMMSE-{depth}", []).append(_score(q, baselines.wmmse(q, t, depth), t, r)["pct_of_reference"])
+                summary = q.summarize(m.run(t), t, r)
+                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth}", []).append(summary["pct_of_reference"])
+                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth} p5", []).append(summary["p5_pct"])
+            sweep.setdefault(f"WMMSE-{depth}", []).append(q.summarize(baselines.wmmse(q, t, depth), t, r)["pct_of_reference"])
     result["snr_sweep"] = {"n_tx": n_tx, "n_users": K, **sweep}
 
     robust = []
@@ -160,9 +156,9 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
     with torch.no_grad():
         for layer in layers:
             m = _at(*models[(n_tx, K, layer, depth)][:2], channel_model="correlated_rayleigh")
-            robust.append({"method": f"{LABELS.get(layer, layer)}-{depth}", **_score(q, m.run(t), t, r)})
-        robust.append({"method": f"WMMSE-{depth}", **_score(q, baselines.wmmse(q, t, depth), t, r)})
-        robust.append({"method": f"WMMSE, tuned relaxation-{depth}", **_score(q, baselines.wmmse_tuned(q, t, depth), t, r)})
+            robust.append({"method": f"{LABELS.get(layer, layer)}-{depth}", **q.summarize(m.run(t), t, r)})
+        robust.append({"method": f"WMMSE-{depth}", **q.summarize(baselines.wmmse(q, t, depth), t, r)})
+        robust.append({"method": f"WMMSE, tuned relaxation-{depth}", **q.summarize(baselines.wmmse_tuned(q, t, depth), t, r)})
     result["correlated"] = {"n_tx": n_tx, "n_users": K, "angular_spread_deg": 15.0, "rows": robust}
 
     lat_inst = test[:latency_batch]
@@ -172,7 +168,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
                 "RZF": lambda: p.init(lat_inst, "rzf")})
     lat = measure_latency(fns, repeats=repeats)
     with torch.no_grad():
-        pct = {name: _score(p, fn(), lat_inst, ref[:latency_batch])["pct_of_reference"] for name, fn in fns.items()}
+        pct = {name: p.summarize(fn(), lat_inst, ref[:latency_batch])["pct_of_reference"] for name, fn in fns.items()}
     result["latency"] = {"n_tx": n_tx, "n_users": K, "batch": latency_batch,
                          "rows": [{"method": k, **v, "pct_of_reference": pct[k],
                                    "speedup_vs_wmmse100": lat["WMMSE-100"]["median_ms"] / v["median_ms"]} for k, v in lat.items()]}
@@ -238,31 +234,11 @@ def plots(result: dict, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    dc = result["depth_curve"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k in dc:
-        if k not in ("depths", "n_tx", "n_users", "snr_db"):
-            ax.plot(dc["depths"], dc[k], marker="o", label=k)
-    ax.set_xlabel("depth (iterations / layers)")
-    ax.set_ylabel("% of reference sum rate")
-    ax.set_title(f"{dc['n_tx']} x {dc['n_users']}, SNR U[0, 30] dB")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "mu_miso_depth.png", dpi=120)
-    plt.close(fig)
-    sw = result["snr_sweep"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k in sw:
-        if k not in ("snr_db", "n_tx", "n_users") and not k.endswith("p5"):
-            ax.plot(sw["snr_db"], sw[k], marker="o", label=k)
-    ax.set_xlabel("SNR (dB)")
-    ax.set_ylabel("% of reference sum rate")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "mu_miso_snr.png", dpi=120)
-    plt.close(fig)
+    dc, sw = result["depth_curve"], result["snr_sweep"]
+    _curves(plt, dc["depths"], {k: v for k, v in dc.items() if k not in ("depths", "n_tx", "n_users", "snr_db")},
+            "depth (iterations / layers)", f"{dc['n_tx']} x {dc['n_users']}, SNR U[0, 30] dB", out / "mu_miso_depth.png")
+    _curves(plt, sw["snr_db"], {k: v for k, v in sw.items() if k not in ("snr_db", "n_tx", "n_users") and not k.endswith("p5")},
+            "SNR (dB)", "", out / "mu_miso_snr.png")
     la = result["latency"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in la["rows"]:
@@ -274,4 +250,19 @@ def plots(result: dict, out: Path) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "mu_miso_latency.png", dpi=120)
+    plt.close(fig)
+
+
+def _curves(plt, x, series: dict, xlabel: str, title: str, path: Path) -> None:
+    """One line per series (% of the reference against ``x``), saved to ``path``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, values in series.items():
+        ax.plot(x, values, marker="o", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("% of reference sum rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -158,3 +158,13 @@ def batch_scalar(value, like: torch.Tensor) -> torch.Tensor:
     if t.dim() == 1:
         t = t.view(-1, *([1] * (like.dim() - 1)))
     return t
+
+
+def abs2(z: torch.Tensor) -> torch.Tensor:
+    """|z|^2 elementwise, from the real view (complex ``abs()`` is several times slower on CPU)."""
+    return torch.view_as_real(z.resolve_conj()).square().sum(-1)
+
+
+def frob2(V: torch.Tensor) -> torch.Tensor:
+    """||V||_F^2 over the last two dimensions of a complex (B, m, n) tensor, (B,)."""
+    return abs2(V).sum((-2, -1))

@@ -11,19 +11,23 @@ from pydantic import Field, model_validator
 from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
-from .base import Problem, ProblemConfig, ReferenceSolver
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2
 
 LN2 = math.log(2.0)
 
 
-def abs2(z: torch.Tensor) -> torch.Tensor:
-    """|z|^2 elementwise, from the real view (complex abs() is several times slower on CPU)."""
-    return torch.view_as_real(z.resolve_conj()).square().sum(-1)
+def interference(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
+    """What every user receives from precoder V.
 
-
-def frob2(V: torch.Tensor) -> torch.Tensor:
-    """||V||_F^2 over the last two dimensions, (B,)."""
-    return torch.view_as_real(V.resolve_conj()).square().sum((-3, -2, -1))
+    Args: H (B, K, n_tx) complex (row k: h_k^H), V (B, n_tx, K) complex, noise_var (B,) float.
+    Returns: Z (B, K, K) complex with Z[k, j] = h_k^H v_j; T (B, K) received power plus noise;
+    I (B, K) interference plus noise (T minus user k's own signal, kept >= 1e-12 T).
+    """
+    Z = H @ V
+    gains = abs2(Z)
+    T = gains.sum(-1) + noise_var.unsqueeze(-1)
+    signal = torch.diagonal(gains, dim1=-2, dim2=-1)
+    return Z, T, (T - signal).clamp_min(1e-12 * T)
 
 
 INITS = ("rzf", "zf", "mrt")
@@ -171,11 +175,7 @@ class MuMisoProblem(Problem):
 
     # ---- math --------------------------------------------------------------------------------
     def _terms(self, V, inst):
-        Z = inst.H @ V                                                   # (B, K, K): Z[k, j] = h_k^H v_j
-        gains = abs2(Z)
-        T = gains.sum(-1) + inst.noise_var.unsqueeze(-1)                 # total received power + noise
-        signal = torch.diagonal(gains, dim1=-2, dim2=-1)
-        return Z, T, (T - signal).clamp_min(1e-12 * T)                   # interference + noise
+        return interference(inst.H, V, inst.noise_var)
 
     def rates(self, V, inst) -> torch.Tensor:
         """Per-user rates log2(1 + SINR_k), (B, K) float32."""
@@ -251,8 +251,7 @@ class MuMisoProblem(Problem):
 
     def supervised_loss(self, V, inst, V_ref) -> torch.Tensor:
         """Relative squared distance of the received-signal matrices H V and H V_ref, (B,)."""
-        num = (inst.H @ (V - V_ref)).abs().square().sum((-2, -1))
-        return num / (inst.H @ V_ref).abs().square().sum((-2, -1)).clamp_min(1e-30)
+        return frob2(inst.H @ (V - V_ref)) / frob2(inst.H @ V_ref).clamp_min(1e-30)
 
     def summarize(self, V, inst, V_ref) -> dict:
         """pct_of_reference = 100 mean R / mean R_ref; p5_pct / min_pct over channels of 100 R / R_ref;
