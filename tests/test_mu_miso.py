@@ -272,3 +272,17 @@ def test_monitor_sees_a_covariance_shift_of_the_users_channels(tmp_path):
                            baseline, EventLog(tmp_path / "events.jsonl"), "mu:v1")
     assert [("covariance_shift" in r["alerts"]) for r in recs] == [False, False, True, True]
     assert all(90 < r["shadow_pct"] <= 100.0001 for r in recs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sizes", "8by4"], "--sizes '8by4': expected comma-separated NTXxUSERS"),
+    (["--sizes", "8x0"], "--sizes '8x0'"),
+    (["--layers", "uwmmse,signed"], "--layers: 'signed' does not apply to mu_miso"),
+    (["--depths", "2,x"], "--depths: comma-separated integers expected"),
+])
+def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-mu-miso", "--out", str(out), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists()
