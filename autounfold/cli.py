@@ -203,16 +203,17 @@ def search(spec_path: str = typer.Argument(..., metavar="SPEC", help="search-spa
 
 @command(app)
 def export(model: str = typer.Argument(..., help="a model directory, or models:/NAME@ALIAS"),
-           out: Path = typer.Option(..., "--out", help="file to write, e.g. model.pt (a .json beside it describes the interface)"),
-           fmt: str = typer.Option("torchscript", "--format", help="torchscript (real-valued view_as_real inputs/outputs)"),
+           out: Path = typer.Option(..., "--out", help="file to write, e.g. model.pt / model.pt2 (a .json beside it describes the interface)"),
+           fmt: str = typer.Option("torchscript", "--format", help="torchscript (.pt, torch.jit.load) or torch.export "
+                                   "(.pt2, torch.export.load(...).module()); both real-valued: view_as_real inputs/outputs"),
            tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Export a trained model for deployment; the exported module is checked against the eager one."""
     from . import load
-    from .deploy import export_torchscript
-    if fmt != "torchscript":
-        raise ConfigError(f"--format: only 'torchscript' is supported (got {fmt!r})")
-    path = export_torchscript(load(model, tracking_uri=tracking_uri), out)
-    console.print(f"wrote {path} and {path}.json: W_real = module(view_as_real(H), noise_var)", highlight=False)
+    from .deploy import EXPORTERS
+    if fmt not in EXPORTERS:
+        raise ConfigError(f"--format: unknown format {fmt!r} (allowed: {', '.join(map(repr, EXPORTERS))})")
+    path = EXPORTERS[fmt](load(model, tracking_uri=tracking_uri), out)
+    console.print(f"wrote {path} and {path}.json ({fmt}): W_real = module(view_as_real(H), noise_var)", highlight=False)
 
 
 @command(csi_app, "write")

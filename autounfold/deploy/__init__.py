@@ -1,4 +1,7 @@
-"""Deployment formats: TorchScript export of a trained model (``export.export_torchscript``)."""
-from .export import export_torchscript, load_torchscript
+"""Deployment formats with real-valued inputs and outputs: ``torch.export`` (``export_torch_export``,
+a ``.pt2`` archive) and TorchScript (``export_torchscript``); ``real_interface`` describes both."""
+from .export import (EXPORTERS, TORCH_EXPORT, TORCHSCRIPT, export_torch_export, export_torchscript, load_torch_export,
+                     load_torchscript, real_interface)
 
-__all__ = ["export_torchscript", "load_torchscript"]
+__all__ = ["EXPORTERS", "TORCH_EXPORT", "TORCHSCRIPT", "export_torch_export", "export_torchscript", "load_torch_export",
+           "load_torchscript", "real_interface"]

@@ -3,7 +3,10 @@
 ``model/`` of the version's run holds ``config.yaml`` (experiment config), ``weights.pt`` (a
 tensors-only state dict), ``meta.json`` and whatever the caller adds (``autounfold.ops`` adds the
 search space and the drift baseline). No pickled code: ``autounfold.load("models:/NAME@challenger")``
-downloads the directory and rebuilds the model. This module only talks to MLflow.
+downloads the directory and rebuilds the model. Given the model's real-valued interface (the
+caller's ``autounfold.deploy.real_interface``: this module does not build models), the directory
+also holds an ``MLmodel`` file (YAML, no flavors) carrying the MLflow ``ModelSignature``, so the
+registry shows the version's inputs and outputs. This module only talks to MLflow.
 """
 from __future__ import annotations
 
@@ -74,11 +77,38 @@ def find_version(client, uri: str, name: str, tags: Dict[str, str]) -> Optional[
     return None
 
 
+def mlflow_signature(interface: dict):
+    """The MLflow ``ModelSignature`` of a real-valued interface as ``autounfold.deploy.real_interface``
+    describes it (``{"inputs": {name: shape}, "output": {name: shape}, "dtype": "float32"}``, "B"
+    for the batch): one ``TensorSpec`` per tensor, -1 for the batch, e.g. H_real (-1, n_rx, n_tx, 2),
+    noise_var (-1,) -> W_real (-1, n_tx, S, 2)."""
+    import numpy as np
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    def schema(tensors: dict) -> Schema:
+        return Schema([TensorSpec(np.dtype(interface["dtype"]), tuple(-1 if d == "B" else int(d) for d in shape), name)
+                       for name, shape in tensors.items()])
+    return ModelSignature(inputs=schema(interface["inputs"]), outputs=schema(interface["output"]))
+
+
+def _write_mlmodel(staged: Path, run_id: str, interface: dict) -> None:
+    """``staged/MLmodel``: the signature in a YAML file with no flavors (nothing to unpickle; MLflow's
+    pyfunc loader is not meant to load it)."""
+    from mlflow.models import Model
+    Model(artifact_path=MODEL_ARTIFACT_PATH, run_id=run_id, signature=mlflow_signature(interface),
+          metadata={"autounfold": "load with autounfold.load('models:/NAME@ALIAS'); the signature is the "
+                                  "real-valued interface of `autounfold export`"}).save(staged / "MLmodel")
+
+
 def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str],
                    tracking_uri: Optional[str] = None, alias: str = CHALLENGER,
-                   extra_files: Optional[Dict[str, "str | bytes"]] = None) -> dict:
+                   extra_files: Optional[Dict[str, "str | bytes"]] = None,
+                   interface: Optional[dict] = None) -> dict:
     """Log ``model_dir`` (plus ``extra_files``: file name -> text or bytes) under ``run_id``'s
-    artifacts and register it as a new version of ``name`` with ``tags`` and ``alias``.
+    artifacts and register it as a new version of ``name`` with ``tags`` and ``alias``. With
+    ``interface`` (``autounfold.deploy.real_interface(model.problem)``) the version also gets an
+    ``MLmodel`` file carrying its MLflow signature (``mlflow_signature``).
     Returns ``{"name", "version", "uri", "alias"}``."""
     client, uri = mlflow_client(tracking_uri)
     model_dir = Path(model_dir)
@@ -89,6 +119,8 @@ def register_model(name: str, model_dir: Path, run_id: str, tags: Dict[str, str]
             for fname, content in (extra_files or {}).items():
                 target = staged / fname
                 target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+            if interface is not None:
+                _write_mlmodel(staged, run_id, interface)
             client.log_artifacts(run_id, str(staged), MODEL_ARTIFACT_PATH)
         try:
             client.get_registered_model(name)
