@@ -59,8 +59,15 @@ def test_chebyshev_steps_place_roots_in_the_interval():
 def test_model_rejects_bad_inputs(small_problem):
     net = Unfolded(small_problem, ProximalGradient(normalize="rayleigh"), 2, "step", step_init=1.0)
     H = torch.randn(3, 4, 8, dtype=torch.complex64)
-    with pytest.raises(InputError, match="n_tx"):
-        net(torch.randn(3, 4, 6, dtype=torch.complex64), torch.ones(3))
+    # per-layer scalars fix no size: other antenna counts run, inside the power constraint
+    for shape in ((3, 4, 6), (3, 1, 8), (3, 9, 5)):
+        W = net(torch.randn(*shape, dtype=torch.complex64), torch.ones(3))
+        assert W.shape == (3, shape[-1], 1) and bool(small_problem.feasible(W, None).all())
+    # a learned n_tx x n_tx transform fixes n_tx, and the error names it
+    hybrid = Unfolded(small_problem, ProximalGradient(normalize="rayleigh"), 2, "hybrid", step_init=1.0)
+    with pytest.raises(InputError, match=r"n_tx=6.*'hybrid'.*\(8, 8\).*fix n_tx=8"):
+        hybrid(torch.randn(3, 4, 6, dtype=torch.complex64), torch.ones(3))
+    assert hybrid(torch.randn(3, 7, 8, dtype=torch.complex64), torch.ones(3)).shape == (3, 8, 1)
     with pytest.raises(InputError, match="complex"):
         net(H.real, torch.ones(3))
     with pytest.raises(InputError, match="noise_var"):

@@ -80,7 +80,10 @@ def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = N
     if not isinstance(noise_var, torch.Tensor) or noise_var.shape != (H.shape[0],):
         raise InputError(f"noise_var must be a tensor of shape ({H.shape[0]},), got "
                          f"{tuple(getattr(noise_var, 'shape', ()))}")
-    if not torch.isfinite(torch.view_as_real(H)).all():
+    # one reduction first (a NaN or Inf anywhere makes the sum non-finite); the element-wise check,
+    # 10x dearer, runs only then, so that a sum that merely overflowed is not taken for a bad entry
+    re_im = torch.view_as_real(H.resolve_conj())
+    if not torch.isfinite(re_im.sum()) and not torch.isfinite(re_im).all():
         raise InputError("H contains NaN or Inf")
     if not torch.isfinite(noise_var).all() or (noise_var <= 0).any():
         raise InputError("noise_var must be finite and > 0 (a negative SNR in dB is fine; a negative variance is not)")

@@ -5,7 +5,7 @@ from typing import Iterable, Optional, Tuple
 
 import torch
 
-from ..algorithms import WMMSE, ProximalGradient, fista_momentum, solve
+from ..algorithms import WMMSE, ProximalGradient, Subspace, fista_momentum, solve
 from ..algorithms.tuning import MOMENTA, RELAXATIONS, tune_pgd, tune_wmmse
 from ..seeding import generator
 
@@ -21,7 +21,47 @@ def article_pgd(problem, inst, iterations: int):
 
 
 def power_iteration(problem, inst, iterations: int):
+    """Power iteration from the problem's start: w <- A w / ||A w||. Under a total-power constraint
+    through the subspace rule (block power iteration with the Rayleigh-Ritz readout and water-filling
+    for several streams, the same code the ``subspace`` layer runs), else projected gradient with an
+    infinite scaled step."""
+    if getattr(problem, "constraint", None) == "total":
+        return solve(problem, inst, Subspace(safeguard=False), {"step": POWER_ITERATION_STEP}, iterations).x
     return solve(problem, inst, ProximalGradient(normalize=problem.default_scaling), {"step": POWER_ITERATION_STEP}, iterations).x
+
+
+@torch.no_grad()
+def lanczos(problem, inst, iterations: int):
+    """Block Lanczos (Rayleigh-Ritz over the Krylov space of A = H^H H from the problem's start) with
+    the same mat-vec count as K iterations of the unfolded network or of power iteration: 2K + 1
+    products with H or H^H. The precoder is the top-S Ritz vectors with water-filling over the Ritz
+    values. For one stream it is the best vector of span{w0, A w0, ..., A^K w0}: no method that only
+    combines those K products from the same start reaches a higher Rayleigh quotient, so it is the
+    strongest classical solver of its depth (it needs an orthogonalisation and a (K+1)S eigenproblem).
+
+    Total-power beamforming only; (B, n_tx, S) complex64."""
+    from ..problems.beamforming import water_filling
+    H = inst.H
+    x0 = problem.init(inst)
+    S = x0.shape[-1]
+    q, _ = torch.linalg.qr(x0)
+    Q, Us = [q], [H @ q]
+    scale = H.abs().square().sum((-2, -1)).sqrt().view(-1, 1)          # ||H||_F^2 >= lambda_max
+    for _ in range(iterations):
+        r = H.mH @ Us[-1]                                               # A q_k
+        for _ in range(2):                                              # full re-orthogonalisation, twice
+            for p in Q:
+                r = r - p @ (p.mH @ r)
+        q, R = torch.linalg.qr(r)
+        keep = torch.diagonal(R, dim1=-2, dim2=-1).abs() > 1e-5 * scale  # an invariant subspace: drop
+        q = q * keep.unsqueeze(-2)
+        Q.append(q)
+        Us.append(H @ q)
+    Qa, Ua = torch.cat(Q, -1), torch.cat(Us, -1)
+    ritz, Y = torch.linalg.eigh(Ua.mH @ Ua)                             # (K+1)S x (K+1)S, ascending
+    ritz, Y = ritz.flip(-1)[..., :S].double(), Y.flip(-1)[..., :S]
+    p = water_filling(ritz.clamp_min(0.0) / inst.noise_var.double().unsqueeze(-1), problem.power)
+    return (Qa @ Y) * p.sqrt().to(Y.real.dtype).unsqueeze(-2)
 
 
 def default_step_grid() -> list:
@@ -112,6 +152,7 @@ def pga_tuned(problem, inst, iterations: int):
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
     "power_iteration": ("power iteration", power_iteration),
+    "lanczos": ("Lanczos (Rayleigh-Ritz, same mat-vecs)", lanczos),
     "ista": ("ISTA", lambda problem, inst, K: ista(problem, inst, K).x),
     "fista": ("FISTA", lambda problem, inst, K: fista(problem, inst, K).x),
     "wmmse": ("WMMSE", wmmse),

@@ -70,6 +70,7 @@ class Problem:
         sample(batch, seed, device) -> inst           fresh random instances
         instance(*inputs) -> inst                     validated instance from raw tensors
         accept(batch) -> inst                         an instance from an external source's batch
+        dims(inst) -> dict                            its sizes (what layer types' ``fixes`` name)
         objective(x, inst) -> (B,)                    the objective value
         gradient(x, inst, operator=None) -> like x    analytic gradient (real gradient in complex form)
         curvature(x, inst, mode) -> (B,)              the scale the gradient is divided by
@@ -134,6 +135,10 @@ class Problem:
 
     def accept(self, batch):
         return batch
+
+    def dims(self, inst) -> Dict[str, int]:
+        """The sizes of an instance, by the names a layer type's ``fixes`` uses (default none)."""
+        return {}
 
     def closed_form(self, inst) -> Optional[torch.Tensor]:
         return None

@@ -8,10 +8,10 @@ import torch
 from pydantic import Field
 
 from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig, ReferenceSolver
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2
 
 LN2 = math.log(2.0)
 
@@ -71,15 +71,29 @@ class BeamformingProblem(Problem):
                "p5_pct": "5th percentile over channels of 100 x SE / SE of the optimum",
                "min_pct": "worst channel, % of its optimum", "se_mean": "mean SE, bit/s/Hz",
                "feasible": "every precoder inside the power constraint"}
-    classical = ("power_iteration",)
+    classical = ("power_iteration", "lanczos")
+    # every axis a deployment varies: channel model, transmit angular spread, antenna counts on both
+    # sides, receive correlation, SNR (the robustness table of the benchmark runs all of them)
     scenarios = {
         "nominal": ("nominal (the trained channel)", {}),
         "iid": ("i.i.d. Rayleigh", _channel(model="iid_rayleigh")),
+        "as0": ("angular spread 0 deg (rank-one transmit correlation)", _channel(angular_spread_deg=0.0)),
         "as5": ("angular spread 5 deg", _channel(angular_spread_deg=5.0)),
         "as40": ("angular spread 40 deg", _channel(angular_spread_deg=40.0)),
-        "lowsnr": ("SNR -10..10 dB", _channel(snr_db=[-10.0, 10.0])),
+        "as60": ("angular spread 60 deg", _channel(angular_spread_deg=60.0)),
+        "ntx16": ("n_tx = 16", _channel(n_tx=16)),
         "ntx32": ("n_tx = 32", _channel(n_tx=32)),
         "ntx128": ("n_tx = 128", _channel(n_tx=128)),
+        "ntx256": ("n_tx = 256", _channel(n_tx=256)),
+        "nrx1": ("n_rx = 1 (MISO)", _channel(n_rx=1)),
+        "nrx2": ("n_rx = 2", _channel(n_rx=2)),
+        "nrx4": ("n_rx = 4", _channel(n_rx=4)),
+        "nrx32": ("n_rx = 32", _channel(n_rx=32)),
+        "rxcorr5": ("receive correlation rho_rx = 0.5", _channel(rx_rho=0.5)),
+        "rxcorr9": ("receive correlation rho_rx = 0.9", _channel(rx_rho=0.9)),
+        "lowsnr": ("SNR -10..10 dB", _channel(snr_db=[-10.0, 10.0])),
+        "snr-10": ("SNR -10 dB", _channel(snr_db=[-10.0, -10.0])),
+        "snr40": ("SNR 40 dB", _channel(snr_db=[40.0, 40.0])),
     }
     draws_channels = True
     # per-antenna power has no closed form: Nesterov-accelerated projected gradient from the
@@ -124,8 +138,18 @@ class BeamformingProblem(Problem):
     def sample(self, batch: int, seed, device="cpu") -> ChannelBatch:
         return self.source.sample(batch, seed, device)
 
+    def dims(self, inst) -> dict:
+        """The sizes of an instance: {"n_rx": .., "n_tx": ..}."""
+        return {"n_rx": inst.H.shape[-2], "n_tx": inst.H.shape[-1]}
+
     def instance(self, H: torch.Tensor, noise_var: torch.Tensor) -> ChannelBatch:
-        check_channel(H, noise_var, self.n_tx)
+        """Validated instance from H (B, n_rx, n_tx) complex and noise_var (B,) float: any n_rx and
+        n_tx with min(n_rx, n_tx) >= n_streams (what a model's learned parameters fix is checked by
+        the model, ``Unfolded.check_dims``)."""
+        check_channel(H, noise_var)
+        if min(H.shape[-2:]) < self.n_streams:
+            raise InputError(f"H is {H.shape[-2]} x {H.shape[-1]} (n_rx x n_tx): {self.n_streams} streams need "
+                             f"min(n_rx, n_tx) >= {self.n_streams}")
         snr_db = 10.0 * torch.log10(self.power / noise_var)
         return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
 
@@ -200,12 +224,12 @@ class BeamformingProblem(Problem):
             norm = torch.linalg.vector_norm(Z, dim=(-2, -1), keepdim=True)
             return Z * torch.clamp(math.sqrt(self.power) / norm.clamp_min(1e-30), max=1.0)
         row = torch.linalg.vector_norm(Z, dim=-1, keepdim=True)
-        return Z * torch.clamp(math.sqrt(self.power / self.n_tx) / row.clamp_min(1e-30), max=1.0)
+        return Z * torch.clamp(math.sqrt(self.power / Z.shape[-2]) / row.clamp_min(1e-30), max=1.0)
 
     def feasible(self, W, inst, rtol: float = 1e-5) -> torch.Tensor:
         if self.constraint == "total":
             return W.abs().square().sum((-2, -1)) <= self.power * (1 + rtol)
-        return (W.abs().square().sum(-1) <= self.power / self.n_tx * (1 + rtol)).all(-1)
+        return (W.abs().square().sum(-1) <= self.power / W.shape[-2] * (1 + rtol)).all(-1)
 
     def init(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
         """Initial precoder, feasible, at full power. (B, n_tx, S) complex64.
@@ -215,18 +239,28 @@ class BeamformingProblem(Problem):
         """
         method = method or self.init_method
         H = inst.H
+        n_tx = H.shape[-1]
         if method == "matched_filter":
-            strongest = H.abs().square().sum(-1).topk(self.n_streams, dim=-1).indices   # (B, S)
-            rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, self.n_tx))         # (B, S, n_tx)
-            W = rows.conj().transpose(-2, -1)
+            if H.shape[-2] == self.n_streams:
+                W = H.mH
+            else:
+                # row norms from the real view in one reduction (abs2(H).sum(-1) writes a copy of H)
+                energy = torch.linalg.vector_norm(torch.view_as_real(H.resolve_conj()), dim=(-2, -1))
+                norms, strongest = energy.topk(self.n_streams, dim=-1)                     # (B, S)
+                rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)
+                if self.n_streams == 1:                  # the row's norm is known: scale, no second pass
+                    scale = math.sqrt(self.power) / norms.clamp_min(1e-30)
+                    W = rows.mH.resolve_conj() * scale.view(-1, 1, 1)
+                    return W if self.constraint == "total" else self.prox(W, inst)
+                W = rows.mH
         elif method == "random":
             g = as_generator(seed)
-            re_im = torch.randn(H.shape[0], self.n_tx, self.n_streams, 2, generator=g)
+            re_im = torch.randn(H.shape[0], n_tx, self.n_streams, 2, generator=g)
             W = torch.view_as_complex(re_im).to(H.device)
         else:
             raise ConfigError(f"beamforming: unknown init {method!r}; allowed: matched_filter, random")
-        W = W / torch.linalg.vector_norm(W, dim=(-2, -1), keepdim=True).clamp_min(1e-30) * math.sqrt(self.power)
-        return self.prox(W, inst)
+        W = W * (self.power / frob2(W).clamp_min(1e-30)).sqrt().view(-1, 1, 1)
+        return W if self.constraint == "total" else self.prox(W, inst)
 
     def spectrum_edge(self, mode: str = "rayleigh") -> float:
         """Where the unwanted part of the scaled Gram spectrum ends, to place Chebyshev step
@@ -245,7 +279,7 @@ class BeamformingProblem(Problem):
         """
         H = inst.H.to(dtype)
         S = self.n_streams
-        if self.n_rx < self.n_tx:
+        if H.shape[-2] < H.shape[-1]:
             lam, U = torch.linalg.eigh(H @ H.mH)
             lam, U = lam.flip(-1)[..., :S], U.flip(-1)[..., :S]
             V = H.mH @ U / lam.clamp_min(1e-30).sqrt().unsqueeze(-2)

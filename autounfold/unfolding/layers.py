@@ -10,6 +10,7 @@ parameter (or (1, *shape) when tied across layers).
 |------------|--------------------------------|-----------------------------------------------------|
 | step       | learned hyperparameters        | step alpha_k = exp(a_k) > 0                          |
 | signed     | learned hyperparameters        | step alpha_k of either sign                          |
+| subspace   | learned hyperparameters        | signed step alpha_k, safeguarded by power iteration (``algorithms.subspace``) |
 | momentum   | learned hyperparameters        | step alpha_k > 0 and momentum beta_k                 |
 | hybrid     | learned objective parameters   | step alpha_k > 0 and a matrix T_k applied to the gradient (init identity) |
 | ista       | learned hyperparameters        | step alpha_k > 0 and threshold theta_k > 0 (ALISTA-style, analytic W = A^T) |
@@ -19,7 +20,8 @@ parameter (or (1, *shape) when tied across layers).
 | uwmmse     | learned correction term        | omega_k and the MSE-weight correction w <- a_k w + b_k                  |
 | uwmmse_gnn | learned correction term + DNN  | omega_k, a_k, b_k and a per-user MLP (3 -> 8 -> 2) of the state, shared over users |
 
-The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``); the others ``pgd``.
+The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``), ``subspace`` the safeguarded
+subspace iteration (``algorithms.subspace``); the others ``pgd``.
 """
 from __future__ import annotations
 
@@ -56,6 +58,8 @@ class LayerType:
         chebyshev: ``step_init: chebyshev`` (signed steps at Chebyshev nodes) is allowed.
         needs_scaling: the parameters assume a scaled gradient (``gradient_scaling`` not ``none``).
         algorithm: the registered update rule (``autounfold.plugins.ALGORITHMS``) the layer unrolls.
+        fixes: the problem dimensions (``problem.dims``) its learned parameters depend on; a model
+            runs on instances of any other size (``Unfolded.check_dims``).
     """
 
     name: str
@@ -67,6 +71,7 @@ class LayerType:
     chebyshev: bool = False
     needs_scaling: bool = False
     algorithm: str = "pgd"
+    fixes: Tuple[str, ...] = ()
 
     @property
     def tunable(self) -> bool:
@@ -114,7 +119,12 @@ LAYERS.register(LayerType(
     "hybrid", "learned objective parameters", "step alpha_k > 0 and a matrix T_k applied to the gradient (init identity)",
     lambda problem, K, steps, momentum: {"step": LearnedParam("positive", steps),
                                          "transform": LearnedParam("matrix", torch.eye(problem.n_tx, dtype=torch.complex64))},
-    problems=("beamforming",), positive_step=True))
+    problems=("beamforming",), positive_step=True, fixes=("n_tx",)))
+LAYERS.register(LayerType(
+    "subspace", "learned hyperparameters",
+    "step alpha_k of either sign, safeguarded: never a worse Rayleigh quotient than a power-iteration step (any n_tx, n_rx)",
+    lambda problem, K, steps, momentum: {"step": LearnedParam("signed", steps)},
+    problems=("beamforming",), chebyshev=True, algorithm="subspace"))
 LAYERS.register(LayerType(
     "ista", "learned hyperparameters", "step alpha_k > 0 and threshold theta_k > 0 (analytic W = A^T)",
     lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),

@@ -6,7 +6,8 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
+from ..plugins import LAYERS
 from .layers import LearnedParam, layer_params
 
 
@@ -85,7 +86,24 @@ class Unfolded(nn.Module):
         return iterates if return_all else state.x
 
     def forward(self, *inputs, return_all: bool = False):
-        return self.run(self.problem.instance(*inputs), return_all=return_all)
+        inst = self.problem.instance(*inputs)
+        self.check_dims(inst)
+        return self.run(inst, return_all=return_all)
+
+    def check_dims(self, inst) -> None:
+        """InputError unless ``inst`` has the sizes this model's learned parameters were built for
+        (the layer type's ``fixes``); every other size is free (a model of per-layer scalars runs on
+        any antenna count)."""
+        fixes = LAYERS.get(self.layer).fixes
+        if not fixes:
+            return
+        have = self.problem.dims(inst)
+        for dim in fixes:
+            want = getattr(self.problem, dim)
+            if have.get(dim) != want:
+                shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in self.params.items() if v.dim() > 2)
+                raise InputError(f"the input has {dim}={have.get(dim)}, but this model's learned parameters of layer "
+                                 f"{self.layer!r} ({shapes}) fix {dim}={want}")
 
     def num_parameters(self) -> int:
         """Real-valued trainable parameters (a complex entry counts twice)."""
