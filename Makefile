@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-mu-miso search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test-unit: setup
 
 benchmark: setup
 	$(PY) -m autounfold.cli benchmark --out results/benchmark
+
+# Auto-PGD deployment: the preset unchanged on every condition, latency vs the closed form and PGD-200 on
+# the same code path, multi-stream, per-antenna reference (about 6 min on 2 cores)
+benchmark-auto-pgd: setup
+	$(PY) -m autounfold.cli benchmark-auto-pgd --out results/auto_pgd
 
 # MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF (about 25 min on 2 cores)
 benchmark-mu-miso: setup

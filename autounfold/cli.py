@@ -80,11 +80,14 @@ def train(config: str = typer.Argument(..., help="experiment YAML, or preset:aut
 @command(app)
 def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from train or search), or models:/NAME@ALIAS"),
              scenario: List[str] = typer.Option(["nominal"], help="scenarios the model's problem declares "
-                                                "(beamforming: nominal, iid, as5, as40, lowsnr, ntx32, ntx128; "
+                                                "(beamforming: nominal, iid, as0..as60, ntx16..ntx256, nrx1..nrx32, rxcorr5, rxcorr9, lowsnr, snr-10, snr40; "
                                                 "mu_miso: nominal, 8x4, 16x8, 64x16, snr0, snr10, snr20, snr30, correlated)"),
              batch: int = typer.Option(2048, min=1, help="test instances per scenario"),
              seed: int = typer.Option(1, min=SEED_MIN, max=SEED_MAX, help="seed of the test stream"),
              json_out: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON"),
+             set_: List[str] = typer.Option([], "--set", help="change the problem on top of every scenario, "
+                                            "e.g. --set problem.channel.n_tx=128 (the learned parameters are "
+                                            "applied unchanged)"),
              tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP)):
     """Evaluate a saved model (same learned parameters) against the optimum and the classical solvers
     its problem declares, at the model's depth."""
@@ -94,7 +97,7 @@ def evaluate(model_dir: str = typer.Argument(..., help="a model directory (from 
         raise ConfigError(f"--json {json_out}: " + ("is a directory" if json_out.is_dir() else
                                                     f"its directory {json_out.parent} does not exist"))
     model = load(model_dir, tracking_uri=tracking_uri)
-    rows = evaluate_model(model, scenario, batch, seed)
+    rows = evaluate_model(model, scenario, batch, seed, overrides=set_)
     keys = [k for k in model.problem.metrics if k in rows[0]]
     cols = [("scenario", "scenario", "{}"), ("method", "method", "{}")] + \
         [(k, k, "{}" if isinstance(rows[0][k], bool) else "{:.4f}") for k in keys]
@@ -119,6 +122,26 @@ def benchmark(out: Path = typer.Option(Path("results/benchmark"), help="director
     run_benchmark(out, steps=steps, depths=_ints(depths, "--depths"), layers=ls, test_batch=test_batch,
                   repeats=repeats, seed=seed, lista_steps=lista_steps, lista_large=lista_large, quiet=quiet)
     console.print((out / "benchmark.md").read_text(), markup=False, highlight=False)
+
+
+@command(app, "benchmark-auto-pgd")
+def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="directory for auto_pgd_benchmark.json / .md"),
+                       steps: int = typer.Option(400, min=0, help="training steps per model (the preset's recipe)"),
+                       test_batch: int = typer.Option(1024, min=16, help="test channels per condition"),
+                       latency_batch: int = typer.Option(256, min=1, help="batch of the latency table"),
+                       repeats: int = typer.Option(30, min=1, help="latency repetitions"),
+                       streams: str = typer.Option("2,4", help="comma-separated stream counts of the multi-stream table"),
+                       seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """Is the flagship beamformer safe to deploy? The preset model unchanged on every declared and some
+    unlisted conditions (beside power iteration, Lanczos, tuned PGD and the unsafeguarded signed layer),
+    latency against the closed form and PGD-200 through the same code path with GFLOP/s against a
+    measured peak, multi-stream, and the per-antenna reference; JSON + Markdown."""
+    from .evaluation.auto_pgd_benchmark import run_auto_pgd_benchmark
+    stream_list = _ints(streams, "--streams")
+    if min(stream_list) < 1:
+        raise ConfigError(f"--streams: stream counts must be >= 1 (got {streams!r})")
+    run_auto_pgd_benchmark(out, steps=steps, test_batch=test_batch, latency_batch=latency_batch, repeats=repeats,
+                           streams=stream_list, seed=seed, quiet=quiet)
 
 
 @command(app, "benchmark-mu-miso")

@@ -21,6 +21,7 @@ FORMATS = {"torchscript": (export_torchscript, load_torchscript, "m.pt"),
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("model_cfg", [
     {"num_layers": 4, "layer": "signed"},
+    {"num_layers": 3, "layer": "subspace", "step_init": [-1.0, -1.5, -0.7]},
     {"num_layers": 3, "layer": "momentum", "step_init": 1.0, "momentum_init": 0.3, "extrapolation": "nesterov"},
     {"num_layers": 2, "layer": "hybrid", "step_init": 0.5},
 ])

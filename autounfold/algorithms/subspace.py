@@ -56,11 +56,6 @@ CANCELLATION = 1e-4
 POWER_ITERATION = 1e6
 
 
-def _re_inner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Re(sum conj(a) * b) over the last two dimensions of complex (B, m, n) tensors, (B,)."""
-    return (torch.view_as_real(a) * torch.view_as_real(b)).sum((-3, -2, -1))
-
-
 @dataclass
 class SubspaceState:
     """W: (B, n_tx, S) complex basis (unit norm for S = 1, orthonormal columns for S > 1);
@@ -77,8 +72,9 @@ class SubspaceState:
         """The precoder (B, n_tx, S) complex64 at full power P: the basis vector (S = 1), or the Ritz
         vectors of W^H A W with water-filling powers over the Ritz values (S > 1)."""
         W = self.W
-        if W.shape[-1] == 1 or self.U is None:               # W has unit norm / orthonormal columns
-            return W * (self.power / W.shape[-1]).sqrt().view(-1, 1, 1)
+        if W.shape[-1] == 1 or self.U is None:
+            # scaled by its measured norm (one reduction), so the power constraint holds to rounding
+            return W * (self.power / abs2(W).sum((-2, -1)).clamp_min(1e-30)).sqrt().view(-1, 1, 1)
         with torch.no_grad():
             ritz, Q = torch.linalg.eigh(self.U.mH @ self.U)              # ascending
             ritz, Q = ritz.flip(-1).double(), Q.flip(-1)
@@ -167,19 +163,21 @@ class Subspace:
         return SubspaceState(W, U, state.power, inst.noise_var)
 
     def _step_one(self, W, U, G, V, alpha):
-        # the three inner products from one 2 x 2 Gram matrix (one small batched product instead of
-        # three reductions over real views): nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (||W|| = 1)
-        UV = torch.cat((U, V), -1)
-        M = torch.view_as_real(UV.mH @ UV)                       # (B, 2, 2, 2)
-        nu, ng, nv = M[:, 0, 0, 0], M[:, 0, 1, 0], M[:, 1, 1, 0]
+        # the inner products: nw = ||W||^2 (1 up to rounding; measured, so that rounding cannot build
+        # up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (three reductions of real views)
+        Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
+        nw = Wr.square().sum((-3, -2, -1))
+        nu = Ur.square().sum((-3, -2, -1))
+        ng = (Ur * Vr).sum((-3, -2, -1))
+        nv = Vr.square().sum((-3, -2, -1))
         a = batch_scalar(alpha, nu)
         big = a.abs() >= POWER_ITERATION
-        c = torch.where(big, 0.0, a / nu.clamp_min(1e-30))       # alpha / rho
+        c = torch.where(big, 0.0, a * nw / nu.clamp_min(1e-30))  # alpha / rho, rho = nu / nw
         cc = c * c
-        n_l = 1.0 + 2.0 * c * nu + cc * ng                        # ||W_L||^2
+        n_l = nw + 2.0 * c * nu + cc * ng                         # ||W_L||^2
         if self.safeguard:
             u_l = nu + 2.0 * c * ng + cc * nv                     # ||U_L||^2: W_L^H A W_L
-            take = (n_l > CANCELLATION * (1.0 + cc * ng)) & (u_l * ng >= nv * n_l) & ~big
+            take = (n_l > CANCELLATION * (nw + cc * ng)) & (u_l * ng >= nv * n_l) & ~big
         else:
             take = ~big
         s = torch.where(take, n_l, ng).clamp_min(1e-30).rsqrt()

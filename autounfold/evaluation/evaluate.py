@@ -7,13 +7,13 @@ Scenarios, baselines and metrics all come from the problem's declaration (``Prob
 from __future__ import annotations
 
 import copy
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 import torch
 
 from ..algorithms import evaluation_reference
 from ..build import build_model
-from ..config import ExperimentConfig, parse_config
+from ..config import ExperimentConfig, parse_config, set_override
 from ..errors import ConfigError
 from ..plugins import PROBLEMS
 from ..seeding import generator
@@ -52,15 +52,35 @@ def transfer(model, cfg: ExperimentConfig):
     return moved.eval()
 
 
-def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 2048, seed: int = 1) -> List[dict]:
+def with_problem_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> ExperimentConfig:
+    """``cfg`` with ``--set problem.KEY=VALUE`` overrides applied (the channel, sizes, SNR: what a
+    model's learned parameters may be applied to unchanged). Any other key is a ConfigError, since
+    the model's own sections are fixed by its weights."""
+    if not overrides:
+        return cfg
+    data = cfg.model_dump(mode="json")
+    for assignment in overrides:
+        key = assignment.split("=", 1)[0].strip()
+        if not key.startswith("problem."):
+            raise ConfigError(f"--set {assignment!r}: evaluate changes the problem only (problem.KEY=VALUE, e.g. "
+                              "problem.channel.n_tx=128); the model's sections come from its weights")
+        set_override(data, assignment)
+    return parse_config(data, "--set")
+
+
+def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 2048, seed: int = 1,
+                   overrides: Sequence[str] = ()) -> List[dict]:
     """One row per (scenario, method): the model and each declared classical solver at the model's
-    depth, scored by ``problem.summarize`` against the reference (or the ground truth)."""
+    depth, scored by ``problem.summarize`` against the reference (or the ground truth).
+    ``overrides`` (``problem.KEY=VALUE``) change the problem on top of every scenario, e.g. another
+    antenna count; the learned parameters are applied unchanged (``transfer``)."""
     if batch < 1:
         raise ConfigError(f"batch must be >= 1 (got {batch})")
     cfg = model.config
     rows = []
     for sc in scenarios:
-        m = transfer(model, scenario_config(cfg, sc)) if sc != "nominal" else model
+        sc_cfg = with_problem_overrides(scenario_config(cfg, sc), overrides)
+        m = transfer(model, sc_cfg) if (sc != "nominal" or overrides) else model
         problem, K = m.problem, m.num_layers
         test = problem.sample(batch, generator(seed, "evaluate", sc))
         ref = evaluation_reference(problem, test)

@@ -1,0 +1,177 @@
+"""The safeguarded subspace rule (``subspace`` layer, the Auto-PGD preset): the safeguard property on
+spectra built to break learned steps, the classical limits it reduces to, several streams, any shape,
+and ``evaluate --set``."""
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import autounfold
+from autounfold.algorithms import ProximalGradient, Subspace, solve
+from autounfold.build import build_model
+from autounfold.channels.rayleigh import CorrelatedRayleigh
+from autounfold.cli import app
+from autounfold.config import parse_config
+from autounfold.errors import ConfigError
+from autounfold.evaluation import baselines
+from autounfold.evaluation.evaluate import evaluate_model
+from autounfold.problems.beamforming import BeamformingProblem
+from autounfold.unfolding.unfolded import Unfolded
+
+
+def _rq(W, H):
+    """Rayleigh quotient w^H A w / w^H w per sample, float64 (S = 1)."""
+    W, H = W.to(torch.complex128), H.to(torch.complex128)
+    return ((H @ W).abs().square().sum((-2, -1)) / W.abs().square().sum((-2, -1)))
+
+
+def _channels_with_spectrum(sv: torch.Tensor, n_tx: int, seed: int) -> torch.Tensor:
+    """H (B, n_rx, n_tx) = U diag(sv) V^H with random unitary U, V and the given singular values (B, n_rx)."""
+    g = torch.Generator().manual_seed(seed)
+    B, n_rx = sv.shape
+
+    def unitary(n):
+        Z = torch.complex(torch.randn(B, n, n, generator=g), torch.randn(B, n, n, generator=g))
+        return torch.linalg.qr(Z)[0]
+
+    V = unitary(n_tx)[..., :n_rx]
+    return (unitary(n_rx) * sv.to(torch.complex64).unsqueeze(-2)) @ V.mH
+
+
+def _adversarial(B=64, n_rx=8, n_tx=32):
+    """Spectra that break fixed signed steps: rank one (one receive antenna, or a single path), two
+    equal top values, a flat spectrum, a huge gap, and random ones."""
+    base = torch.rand(B, n_rx).sort(-1, descending=True).values + 0.01
+    sv = base.clone()
+    sv[0:8, 1:] = 0.0                                   # rank one
+    sv[8:16, 1] = sv[8:16, 0]                           # degenerate top pair
+    sv[16:24] = 1.0 + 1e-3 * torch.rand(8, n_rx)        # flat
+    sv[24:32, 1:] *= 1e-3                               # huge gap
+    sv[32:40] = torch.logspace(0, -6, n_rx)             # geometric
+    return _channels_with_spectrum(sv, n_tx, seed=3)
+
+
+@pytest.mark.parametrize("steps", [[-0.5, -1.0, -1.9, -1.0, -0.99], [-1.0] * 5, [-3.0, 2.0, -0.2, -50.0, -1.0]])
+def test_each_safeguarded_step_is_at_least_a_power_iteration_step(steps):
+    H = _adversarial()
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8))
+    inst = problem.instance(H, torch.full((H.shape[0],), 0.1))
+    rule = Subspace()
+    state = rule.init_state(problem.init(inst))
+    for alpha in steps:
+        pi = rule.step(problem, inst, state, {"step": math.inf})          # the power-iteration step from here
+        nxt = rule.step(problem, inst, state, {"step": alpha})
+        assert (_rq(nxt.W, H) >= _rq(pi.W, H) * (1 - 1e-5)).all()
+        assert (_rq(nxt.W, H) >= _rq(state.W, H) * (1 - 1e-5)).all()    # and the quotient never falls
+        state = nxt
+
+
+def test_the_unsafeguarded_step_does_fall_below_power_iteration_there():
+    """The safeguard is not vacuous: the raw learned step loses to power iteration on these spectra."""
+    H = _adversarial()
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8))
+    inst = problem.instance(H, torch.full((H.shape[0],), 0.1))
+    steps = {"step": [-1.0] * 5}                                            # root on the top eigenvalue
+    raw = solve(problem, inst, Subspace(safeguard=False), steps, 5).x
+    safe = solve(problem, inst, Subspace(), steps, 5).x
+    pi = baselines.power_iteration(problem, inst, 5)
+    assert (_rq(raw, H) < 0.9 * _rq(pi, H)).any()
+    assert (_rq(safe, H) >= _rq(pi, H) * (1 - 1e-4)).all()
+
+
+def test_classical_limits():
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8))
+    inst = problem.sample(16, 0)
+    # a huge step is power iteration: W <- A W / ||A W||
+    W = problem.init(inst)
+    for _ in range(3):
+        W = inst.H.mH @ (inst.H @ W)
+    W = W / W.norm(dim=(-2, -1), keepdim=True) * math.sqrt(problem.power)
+    torch.testing.assert_close(solve(problem, inst, Subspace(), {"step": 1e7}, 3).x, W, atol=1e-5, rtol=1e-4)
+    # without the safeguard, a fixed step is projected gradient with the Rayleigh scaling (the signed
+    # layer) in direction; the update is homogeneous in w, so only the power differs (PGD's projection
+    # onto the ball never raises the power, the rule returns full power)
+    pgd = solve(problem, inst, ProximalGradient(normalize="rayleigh"), {"step": -0.7}, 4).x
+    raw = solve(problem, inst, Subspace(safeguard=False), {"step": -0.7}, 4).x
+    torch.testing.assert_close(raw, pgd / pgd.norm(dim=(-2, -1), keepdim=True) * math.sqrt(problem.power),
+                               atol=1e-5, rtol=1e-4)
+    assert (problem.objective(raw, inst) >= problem.objective(pgd, inst) - 1e-5).all()
+
+
+@pytest.mark.parametrize("streams", [2, 3])
+def test_several_streams_reach_water_filling_and_survive_rank_one(streams):
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=16, n_rx=6, snr_db=(0.0, 20.0)), n_streams=streams)
+    inst = problem.sample(32, 1)
+    W = solve(problem, inst, Subspace(), {"step": 1e7}, 300).x      # block power iteration, converged
+    opt = problem.optimum_total_power(inst, torch.complex64)
+    assert bool(problem.feasible(W, inst).all())
+    torch.testing.assert_close(problem.objective(W, inst), problem.objective(opt, inst), atol=1e-4, rtol=1e-4)
+    # a rank-one channel (every row the same direction): the extra streams get no power, nothing breaks
+    sv = torch.zeros(32, 6)
+    sv[:, 0] = 2.0
+    H1 = _channels_with_spectrum(sv, 16, seed=5)
+    inst1 = problem.instance(H1, torch.full((32,), 0.5))
+    net = Unfolded(problem, Subspace(), 4, "subspace", step_init=[-1.0, -1.5, -0.5, -1.0])
+    W1 = net.run(inst1)
+    assert torch.isfinite(torch.view_as_real(W1)).all() and bool(problem.feasible(W1, inst1).all())
+    torch.testing.assert_close(problem.objective(W1, inst1), problem.objective(
+        problem.optimum_total_power(inst1, torch.complex64), inst1), atol=1e-4, rtol=1e-4)
+
+
+def test_one_model_any_antenna_count_and_gradients_flow():
+    cfg = parse_config({"problem": {"channel": {"n_tx": 16, "n_rx": 4}}, "model": {"num_layers": 3, "layer": "subspace"}})
+    model = build_model(cfg)
+    for n_rx, n_tx in ((4, 16), (1, 8), (12, 5), (2, 64)):
+        H = torch.randn(5, n_rx, n_tx, dtype=torch.complex64)
+        W = model(H, torch.full((5,), 0.3))
+        assert W.shape == (5, n_tx, 1) and bool(model.problem.feasible(W, None).all())
+        pi = baselines.power_iteration(model.problem, model.problem.instance(H, torch.full((5,), 0.3)), 3)
+        assert (_rq(W, H) >= _rq(pi, H) * (1 - 1e-4)).all()
+    inst = model.problem.sample(8, 0)
+    loss = -model.problem.objective(model.run(inst), inst).mean()
+    loss.backward()
+    grad = model.params["step"].grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_subspace_rule_refuses_per_antenna_power():
+    with pytest.raises(ConfigError, match="total-power"):
+        build_model(parse_config({"problem": {"constraint": "per_antenna", "channel": {"n_tx": 8, "n_rx": 2}},
+                                  "model": {"layer": "subspace", "num_layers": 2}}))
+
+
+def test_evaluate_set_changes_the_problem_only(tmp_path):
+    cfg = parse_config({"problem": {"channel": {"n_tx": 16, "n_rx": 4}},
+                        "model": {"num_layers": 3, "layer": "subspace"}, "training": {"steps": 0}})
+    model = build_model(cfg)
+    rows = evaluate_model(model, ["nominal", "iid"], batch=64, overrides=["problem.channel.n_tx=48"])
+    assert {r["scenario"] for r in rows} == {"nominal", "iid"}
+    mine = [r for r in rows if "this model" in r["method"]]
+    pi = [r for r in rows if r["method"].startswith("power iteration")]
+    assert len(mine) == 2 and all(m["pct_of_optimum"] >= p["pct_of_optimum"] - 1e-3 for m, p in zip(mine, pi))
+    path = autounfold.save(model, tmp_path / "m", cfg)
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", str(path), "--batch", "32", "--set", "problem.channel.n_rx=2",
+                            "--json", str(tmp_path / "e.json")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "e.json").exists()
+    r = runner.invoke(app, ["evaluate", str(path), "--set", "model.num_layers=9"])
+    assert r.exit_code == 2 and "changes the problem only" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_power_stays_feasible_where_steps_cancel_most_of_the_iterate():
+    """A near rank-one channel (i.i.d. 256 x 2) with the preset's kind of steps: most of each candidate
+    cancels, and rounding in the predicted norms must not build up into excess power (it once gave
+    1.07 P and a 'better than optimal' score)."""
+    from autounfold.channels.rayleigh import IIDRayleigh
+    problem = BeamformingProblem(IIDRayleigh(n_tx=256, n_rx=2, snr_db=(0.0, 30.0)))
+    inst = problem.sample(256, 0)
+    net = Unfolded(problem, Subspace(), 5, "subspace", step_init=[-0.93, -1.06, -1.11, -1.30, -41.5])
+    with torch.no_grad():
+        iterates = net.run(inst, return_all=True)
+        pi = baselines.power_iteration(problem, inst, 5)
+    for W in iterates:
+        assert bool(problem.feasible(W, inst).all())
+    assert (_rq(iterates[-1], inst.H) >= _rq(pi, inst.H) * (1 - 1e-5)).all()
