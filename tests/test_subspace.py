@@ -175,3 +175,12 @@ def test_power_stays_feasible_where_steps_cancel_most_of_the_iterate():
     for W in iterates:
         assert bool(problem.feasible(W, inst).all())
     assert (_rq(iterates[-1], inst.H) >= _rq(pi, inst.H) * (1 - 1e-5)).all()
+
+
+@pytest.mark.parametrize("args, needle", [(["--streams", "0"], "stream counts must be >= 1"),
+                                          (["--streams", "two"], "comma-separated integers")])
+def test_benchmark_auto_pgd_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "bench"
+    r = CliRunner().invoke(app, ["benchmark-auto-pgd", "--out", str(out), *args])
+    assert r.exit_code == 2 and needle in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()

@@ -117,11 +117,11 @@ def _layer_flops(n_rx: int, n_tx: int, batch: int, depth: int) -> float:
 def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool) -> dict:
     """Latency at ``batch`` of the loaded preset model against the closed form and PGD-200 through
     the same code path, interleaved in one process."""
-    import autounfold
+    from ..artifacts import load, save          # what autounfold.load / autounfold.save call
     inst = problem.sample(batch, generator(seed, "auto-pgd-latency"))
     H, nv = inst.H, inst.noise_var
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = autounfold.load(autounfold.save(model, Path(tmp) / "m", model.config))
+        loaded = load(save(model, Path(tmp) / "m", model.config))
     K = model.num_layers
     fixed = -1.0                      # any fixed signed step: the work per layer does not depend on it
     same_path = {T: Unfolded(problem, Subspace(), T, "subspace", step_init=fixed).eval() for T in (K, 200)}
