@@ -131,6 +131,7 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
                        latency_batch: int = typer.Option(256, min=1, help="batch of the latency table"),
                        repeats: int = typer.Option(30, min=1, help="latency repetitions"),
                        streams: str = typer.Option("2,4", help="comma-separated stream counts of the multi-stream table"),
+                       device: str = typer.Option("cpu", help="where the latency table runs: cpu, cuda or cuda:N"),
                        seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
     """Is the flagship beamformer safe to deploy? The preset model unchanged on every declared and some
     unlisted conditions (beside power iteration, Lanczos, tuned PGD and the unsafeguarded signed layer),
@@ -141,7 +142,7 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
     if min(stream_list) < 1:
         raise ConfigError(f"--streams: stream counts must be >= 1 (got {streams!r})")
     run_auto_pgd_benchmark(out, steps=steps, test_batch=test_batch, latency_batch=latency_batch, repeats=repeats,
-                           streams=stream_list, seed=seed, quiet=quiet)
+                           streams=stream_list, seed=seed, quiet=quiet, device=device)
 
 
 @command(app, "benchmark-mu-miso")

@@ -178,9 +178,23 @@ def test_power_stays_feasible_where_steps_cancel_most_of_the_iterate():
 
 
 @pytest.mark.parametrize("args, needle", [(["--streams", "0"], "stream counts must be >= 1"),
-                                          (["--streams", "two"], "comma-separated integers")])
+                                          (["--streams", "two"], "comma-separated integers"),
+                                          (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "device"),
+                                          (["--device", "tpu"], "not a device name")])
 def test_benchmark_auto_pgd_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "bench"
     r = CliRunner().invoke(app, ["benchmark-auto-pgd", "--out", str(out), *args])
     assert r.exit_code == 2 and needle in r.output, r.output
     assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_benchmark_latency_table_runs_through_the_device_path_on_cpu():
+    """The latency table's code path (device resolution, loaded model moved to the device, measure_latency
+    with the device, peak on the device) on the CPU; on a GPU machine the same call takes "cuda"."""
+    from autounfold.evaluation.auto_pgd_benchmark import latency
+    cfg = parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2}}, "model": {"num_layers": 2, "layer": "subspace"}})
+    model = build_model(cfg)
+    signed = build_model(parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2}}, "model": {"num_layers": 2}}))
+    out = latency(model, signed, model.problem, batch=4, repeats=1, seed=0, quiet=True, device="cpu")
+    assert out["device"] == "cpu" and out["speedup_vs_closed_form"] > 0 and out["model_gflops"] > 0
+    assert set(out["methods"]) >= {"PGD-200, same code path (200 layers at a fixed step)"}

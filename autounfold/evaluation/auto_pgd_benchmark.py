@@ -38,7 +38,7 @@ from ..training import train
 from ..unfolding.unfolded import Unfolded
 from . import baselines
 from .evaluate import _merge, scenario_config, transfer
-from .latency import gflops, measure_latency, peak_report
+from .latency import device_name, gflops, measure_latency, peak_report, resolve_device
 
 PRESET = "preset:auto_pgd"
 TIE_POINTS = 1e-6
@@ -114,17 +114,20 @@ def _layer_flops(n_rx: int, n_tx: int, batch: int, depth: int) -> float:
     return float(8 * n_rx * n_tx * batch * (2 * depth + 1))
 
 
-def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool) -> dict:
+def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool, device="cpu") -> dict:
     """Latency at ``batch`` of the loaded preset model against the closed form and PGD-200 through
-    the same code path, interleaved in one process."""
+    the same code path, interleaved in one process, on ``device`` (on CUDA ``measure_latency``
+    synchronises around every call and warms the context up first)."""
     from ..artifacts import load, save          # what autounfold.load / autounfold.save call
-    inst = problem.sample(batch, generator(seed, "auto-pgd-latency"))
+    dev = resolve_device(device)
+    inst = problem.sample(batch, generator(seed, "auto-pgd-latency"), dev)
     H, nv = inst.H, inst.noise_var
     with tempfile.TemporaryDirectory() as tmp:
-        loaded = load(save(model, Path(tmp) / "m", model.config))
+        loaded = load(save(model, Path(tmp) / "m", model.config)).to(dev)
+    signed = signed.to(dev)
     K = model.num_layers
     fixed = -1.0                      # any fixed signed step: the work per layer does not depend on it
-    same_path = {T: Unfolded(problem, Subspace(), T, "subspace", step_init=fixed).eval() for T in (K, 200)}
+    same_path = {T: Unfolded(problem, Subspace(), T, "subspace", step_init=fixed).eval().to(dev) for T in (K, 200)}
     fns = {"closed form (eigenvector of the n_rx x n_rx dual)": lambda: problem.optimum_total_power(inst, torch.complex64),
            f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))": lambda: loaded(H, nv),
            f"same code path, {K} layers at a fixed step": lambda: same_path[K](H, nv),
@@ -135,14 +138,15 @@ def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: 
            f"PGD-200, article step {baselines.ARTICLE_STEP:g} (previous code path)":
                lambda: baselines.article_pgd(problem, inst, 200)}
     _log(f"latency: {len(fns)} methods x {repeats} interleaved repeats, batch {batch}", quiet)
-    lat = measure_latency(fns, repeats=repeats, warmup=5)
-    peak = peak_report("cpu", batched_shape=(batch, problem.n_rx, problem.n_tx, 1))
+    lat = measure_latency(fns, repeats=repeats, warmup=5, device=dev)
+    peak = peak_report(dev, batched_shape=(batch, problem.n_rx, problem.n_tx, 1))
     model_key = f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))"
     ms = lat[model_key]["median_ms"]
     achieved = gflops(_layer_flops(problem.n_rx, problem.n_tx, batch, K), ms)
     closed = lat["closed form (eigenvector of the n_rx x n_rx dual)"]["median_ms"]
     pgd200 = lat["PGD-200, same code path (200 layers at a fixed step)"]["median_ms"]
-    return {"batch": batch, "threads": torch.get_num_threads(), "repeats": repeats, "methods": lat,
+    return {"batch": batch, "threads": torch.get_num_threads(), "repeats": repeats, "device": str(dev),
+            "device_name": device_name(dev), "methods": lat,
             "speedup_vs_closed_form": closed / ms, "speedup_vs_pgd200_same_path": pgd200 / ms,
             "model_gflops": achieved, "peak": peak,
             "model_fraction_of_batched_peak": achieved / peak["batched_complex64_gflops"],
@@ -193,8 +197,10 @@ def per_antenna(steps: int, depth: int, batch: int, seed: int, quiet: bool) -> d
 
 def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, latency_batch: int = 256,
                            repeats: int = 30, streams: Sequence[int] = (2, 4), seed: int = 0,
-                           quiet: bool = False) -> dict:
-    """Everything above; writes auto_pgd_benchmark.json and auto_pgd_benchmark.md into ``out_dir``."""
+                           quiet: bool = False, device: str = "cpu") -> dict:
+    """Everything above; writes auto_pgd_benchmark.json and auto_pgd_benchmark.md into ``out_dir``.
+    ``device`` is where the latency table runs (training and the quality tables run on the CPU)."""
+    resolve_device(device)                       # a one-line ConfigError before anything is trained
     if steps < 0 or test_batch < 16 or latency_batch < 1 or repeats < 1 or any(s < 1 for s in streams):
         raise ConfigError(f"benchmark-auto-pgd: steps >= 0, test_batch >= 16, latency_batch >= 1, repeats >= 1 and "
                           f"streams >= 1 (got {steps}, {test_batch}, {latency_batch}, {repeats}, {list(streams)})")
@@ -215,7 +221,7 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "learned_steps": preset.scalar_parameters()["step"], "tuned_pgd": tuned}}
     result["robustness"] = robustness(models, tuned, K, test_batch, seed, quiet)
-    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet)
+    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device)
     result["multi_stream"] = multi_stream(streams, steps, test_batch, seed, quiet)
     result["per_antenna"] = per_antenna(steps, K, 2048, seed, quiet)
     result["setup"]["seconds"] = time.perf_counter() - t0
@@ -255,7 +261,8 @@ def markdown(result: dict) -> str:
               f"{': ' + ', '.join(below) if below else ''}; "
               f"at or above Lanczos in {wins} of {len(rob)}."]
     lat = result["latency"]
-    lines += ["", f"## Latency (batch {lat['batch']}, {lat['threads']} threads, {lat['repeats']} interleaved repeats)", "",
+    lines += ["", f"## Latency (batch {lat['batch']}, {lat.get('device_name', 'cpu')}, {lat['threads']} CPU threads, "
+              f"{lat['repeats']} interleaved repeats)", "",
               "| method | median ms | IQR | p10 | p90 |", "|---|---|---|---|---|"]
     for name, m in lat["methods"].items():
         lines.append(f"| {name} | {m['median_ms']:.3f} | {m['iqr_ms']:.3f} | {m['p10_ms']:.3f} | {m['p90_ms']:.3f} |")
