@@ -30,14 +30,14 @@ import torch
 from ..algorithms import reference
 from ..algorithms.subspace import Subspace
 from ..build import build_model, build_problem
-from ..config import load_config, parse_config
+from ..config import load_config
 from ..errors import ConfigError
 from ..problems.beamforming import BeamformingProblem
 from ..seeding import generator
 from ..training import train
 from ..unfolding.unfolded import Unfolded
 from . import baselines
-from .evaluate import _merge, scenario_config, transfer
+from .evaluate import scenario_config, transfer, with_problem_change
 from .latency import device_name, gflops, measure_latency, peak_report, resolve_device
 
 PRESET = "preset:auto_pgd"
@@ -58,12 +58,6 @@ UNLISTED = {
 def _log(msg: str, quiet: bool):
     if not quiet:
         print(f"[benchmark-auto-pgd {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _with_problem(cfg, change: dict):
-    data = cfg.model_dump(mode="json")
-    data["problem"] = _merge(data["problem"], change)
-    return parse_config(data, "benchmark-auto-pgd")
 
 
 def _preset(steps: int, overrides: Sequence[str] = ()):
@@ -90,7 +84,8 @@ def robustness(models: dict, tuned: dict, depth: int, test_batch: int, seed: int
     rows = []
     for key, name, change, listed in conditions:
         def moved(model):        # the model's own config (its layer type) with this condition's problem
-            return scenario_config(model.config, key) if listed else _with_problem(model.config, change)
+            return (scenario_config(model.config, key) if listed
+                    else with_problem_change(model.config, change, f"benchmark-auto-pgd {key}"))
         cfg = moved(next(iter(models.values())))
         problem = build_problem(cfg.problem)
         if min(problem.n_tx, problem.n_rx) < problem.n_streams:
@@ -183,7 +178,7 @@ def per_antenna(steps: int, depth: int, batch: int, seed: int, quiet: bool) -> d
     _log(f"per-antenna reference: {batch} channels in {seconds:.1f} s", quiet)
     val = problem.sample(512, generator(seed, "validation"))
     val_ref = reference(problem, val)
-    tuned, _ = baselines.tune_fixed_step(problem, val, val_ref, depth, momentum_grid=(0.0, 0.2, 0.4, 0.6, 0.8))
+    tuned, _ = baselines.tune_fixed_step(problem, val, val_ref, depth, momentum_grid=baselines.PGD_MOMENTA)
     model = _train(cfg, seed, quiet)
     with torch.no_grad():
         cands = {"power iteration (projected)": baselines.power_iteration(problem, test, depth),
@@ -215,7 +210,7 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
     problem = preset.problem
     val = problem.sample(cfg.training.validation_batch, generator(seed, "validation"))
     tuned, _ = baselines.tune_fixed_step(problem, val, reference(problem, val), K,
-                                         momentum_grid=(0.0, 0.2, 0.4, 0.6, 0.8))
+                                         momentum_grid=baselines.PGD_MOMENTA)
     models = {f"Auto-PGD-{K} signed (unsafeguarded)": signed, f"Auto-PGD-{K} subspace (preset)": preset}
     result = {"setup": {"preset": PRESET, "steps": steps, "depth": K, "seed": seed, "test_batch": test_batch,
                         "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -65,7 +65,7 @@ def beamforming_benchmark(out: Path, steps: int, depths: Sequence[int], layers: 
             add(f"power iteration-{K}", "classical", K, baselines.power_iteration(problem, test, K), 0,
                 lambda K=K: baselines.power_iteration(problem, lat_inst, K))
             params, _ = baselines.tune_fixed_step(problem, val, val_ref, K)
-            params_m, _ = baselines.tune_fixed_step(problem, val, val_ref, K, momentum_grid=(0.0, 0.2, 0.4, 0.6, 0.8))
+            params_m, _ = baselines.tune_fixed_step(problem, val, val_ref, K, momentum_grid=baselines.PGD_MOMENTA)
             tuned[K] = {"step_only": params, "with_momentum": params_m}
             add(f"PGD-{K}, best fixed step {params['step']:.3g}", "classical", K,
                 baselines.run_tuned(problem, test, params, K), 0,

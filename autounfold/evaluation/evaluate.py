@@ -30,14 +30,20 @@ def _merge(base: dict, change: dict) -> dict:
     return out
 
 
+def with_problem_change(cfg: ExperimentConfig, change: dict, origin: str) -> ExperimentConfig:
+    """``cfg`` with its problem section merged with ``change`` (nested keys, e.g.
+    ``{"channel": {"n_tx": 128}}``), validated as a whole experiment; errors name ``origin``."""
+    data = cfg.model_dump(mode="json")
+    data["problem"] = _merge(data["problem"], change)
+    return parse_config(data, origin)
+
+
 def scenario_config(cfg: ExperimentConfig, scenario: str) -> ExperimentConfig:
     """``cfg`` with the problem section changed as the problem's scenario ``scenario`` says."""
     scenarios = PROBLEMS.get(cfg.problem.name).scenarios
     if scenario not in scenarios:
         raise ConfigError(f"unknown scenario {scenario!r} for {cfg.problem.name}; allowed: {', '.join(scenarios)}")
-    data = cfg.model_dump(mode="json")
-    data["problem"] = _merge(data["problem"], scenarios[scenario][1])
-    return parse_config(data, f"scenario {scenario}")
+    return with_problem_change(cfg, scenarios[scenario][1], f"scenario {scenario}")
 
 
 def transfer(model, cfg: ExperimentConfig):

@@ -11,7 +11,7 @@ from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_ch
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2
+from .base import Problem, ProblemConfig, ReferenceSolver, frob2
 
 LN2 = math.log(2.0)
 
