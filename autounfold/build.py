@@ -60,7 +60,7 @@ TUNE_BATCH = 512
 def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentConfig:
     """``cfg`` with ``model.step_init: tuned`` replaced by numbers: the constants of the classical
     solver the layer type unrolls (WMMSE's over-relaxation; projected gradient's step, and momentum
-    for momentum layers), tuned at the model's depth on a validation draw of the training seed
+    for momentum layers; hybrid PGA's analog and digital steps), tuned at the model's depth on a validation draw of the training seed
     (``generator(seed, "validation")``, at most 512 instances). The network then starts as the best
     classical solver of its depth. Other configs are returned unchanged."""
     m = cfg.model
@@ -71,8 +71,18 @@ def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     from .seeding import generator
     inst = problem.sample(min(cfg.training.validation_batch, TUNE_BATCH), generator(cfg.seed, "validation"))
     ref = evaluation_reference(problem, inst)
-    if LAYERS.get(m.layer).algorithm == "wmmse":
+    layer = LAYERS.get(m.layer)
+    if layer.algorithm == "wmmse":
         update = {"step_init": tune_wmmse(problem, inst, ref, m.num_layers)[0]}
+    elif layer.algorithm == "hybrid_pga":
+        from .algorithms.tuning import HYBRID_INIT_STEPS, HYBRID_MOMENTA, tune_hybrid_pga
+        algo = build_algorithm(m, problem)
+        best, _ = tune_hybrid_pga(problem, inst, ref, m.num_layers, steps=HYBRID_INIT_STEPS, normalize=algo.normalize,
+                                  momenta=HYBRID_MOMENTA if "momentum" in m.layer else (0.0,))
+        if best is None:
+            raise ConfigError(f"model.step_init 'tuned': no step pair of the grid gives a finite result for {m.layer!r}")
+        update = {"step_init": best["step_analog"], "digital_step_init": best["step_digital"],
+                  "momentum_init": best["momentum"]}
     else:
         algo = build_algorithm(m, problem)
         momenta = MOMENTA if m.layer == "momentum" else (0.0,)
@@ -91,6 +101,6 @@ def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
     cfg = resolve_tuned_init(cfg, problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
-                     step_init=m.step_init, momentum_init=m.momentum_init)
+                     step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init)
     model.config = cfg
     return model

@@ -39,6 +39,8 @@ class ModelConfig(_Strict):
     # solver the layer unrolls, tuned at this depth on a validation draw before training (build_model)
     step_init: Union[Literal["chebyshev", "tuned"], float, List[float]] = "chebyshev"
     momentum_init: Union[float, List[float]] = 0.0
+    # layers with a second (digital) step, hybrid_pga...: its start (default: the same as step_init)
+    digital_step_init: Optional[Union[float, List[float]]] = None
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
     gradient_scaling: str = "auto"
 
@@ -104,6 +106,9 @@ class ExperimentConfig(_Strict):
         if m.step_init == "tuned" and not layer.tunable:
             fits = LAYERS.select(lambda d: d.tunable and d.applies_to(problem.name))
             raise ValueError(f"model.step_init 'tuned' applies to layers {', '.join(fits)} (not {m.layer!r}); give a number")
+        if m.digital_step_init is not None and not layer.digital_step:
+            fits = LAYERS.select(lambda d: d.digital_step)
+            raise ValueError(f"model.digital_step_init applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")
         if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
                              f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")

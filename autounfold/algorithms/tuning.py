@@ -16,6 +16,11 @@ from .solver import solve
 POSITIVE_STEPS = torch.logspace(-3, 4, 36).tolist()
 MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.9)
 RELAXATIONS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
+# analog and digital steps of hybrid PGA with the norm scaling (a step moves a block by that share of its norm)
+HYBRID_STEPS = torch.logspace(-2, 2, 13).tolist()
+HYBRID_MOMENTA = (0.0, 0.2, 0.4, 0.6)
+# the start of an unfolded network (``step_init: tuned``) needs no finer grid: training refines it
+HYBRID_INIT_STEPS = torch.logspace(-1, 2, 7).tolist()
 
 
 def _best(problem, inst, ref, iterations: int, candidates) -> Tuple[object, float]:
@@ -54,3 +59,24 @@ def tune_wmmse(problem, inst, ref, iterations: int, grid: Iterable[float] = RELA
     algo = WMMSE()
     best, score = _best(problem, inst, ref, iterations, ((w, algo, {"relaxation": w}) for w in grid))
     return (1.0 if best is None else best), score
+
+
+@torch.no_grad()
+def tune_hybrid_pga(problem, inst, ref, iterations: int, steps: Iterable[float] = HYBRID_STEPS,
+                    momenta: Iterable[float] = (0.0,), normalize: Optional[str] = "norm") -> Tuple[dict, float]:
+    """The fixed (analog step, digital step[, momentum]) of ``iterations`` of hybrid PGA with the best
+    score on ``inst``: every pair of ``steps`` without momentum, then each momentum at the best pair.
+    Returns ({"step_analog", "step_digital", "momentum"}, score)."""
+    from .hybrid_pga import HybridPGA
+    algo = HybridPGA(normalize=normalize)
+    steps = list(steps)
+    grid = [{"step_analog": a, "step_digital": d, "momentum": 0.0} for a in steps for d in steps]
+    best, score = _best(problem, inst, ref, iterations, ((p, algo, p) for p in grid))
+    if best is None:
+        return None, score
+    more = [{**best, "momentum": m} for m in momenta if m != 0.0]
+    if more:
+        other, other_score = _best(problem, inst, ref, iterations, ((p, algo, p) for p in more))
+        if other is not None and other_score > score:
+            best, score = other, other_score
+    return best, score

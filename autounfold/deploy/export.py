@@ -45,22 +45,33 @@ class RealInterface(nn.Module):
         self.model = model
         self.power = float(model.problem.power)
 
-    def forward(self, H_real: torch.Tensor, noise_var: torch.Tensor) -> torch.Tensor:
+    def forward(self, H_real: torch.Tensor, noise_var: torch.Tensor):
         H = torch.view_as_complex(H_real.contiguous())
         snr_db = 10.0 * torch.log10(self.power / noise_var)
         inst = ChannelBatch(H, noise_var, snr_db)
-        return torch.view_as_real(self.model.run(inst).contiguous())
+        out = self.model.problem.output(self.model.run(inst), inst)
+        if isinstance(out, (tuple, list)):                      # several outputs (hybrid: W_a, W_d)
+            return tuple(torch.view_as_real(o.contiguous()) for o in out)
+        return torch.view_as_real(out.contiguous())
 
 
 def real_interface(problem) -> Optional[dict]:
-    """The real-valued interface of a model called as ``model(H, noise_var)`` (a problem that draws
-    channels): ``{"inputs": {name: shape}, "output": {name: shape}, "dtype": "float32"}`` with "B"
-    for the batch dimension; None for any other problem. The exported modules, their ``.json`` and
-    the MLflow signature of a registered version all describe this."""
+    """The real-valued interface of a model called as ``model(H, noise_var)``: ``{"inputs": {name:
+    shape}, "output": {name: shape}, "dtype": "float32"}`` with "B" for the batch dimension. A
+    problem that declares its own (``problem.real_interface()``, e.g. hybrid precoding's two outputs)
+    gives that; a problem that draws channels the precoder's; None for any other problem. The exported
+    modules, their ``.json`` and the MLflow signature of a registered version all describe this."""
+    own = getattr(problem, "real_interface", None)
+    if callable(own):
+        return own()
     if not problem.draws_channels:
         return None
     return {"inputs": {"H_real": ["B", problem.n_rx, problem.n_tx, 2], "noise_var": ["B"]},
             "output": {"W_real": ["B", problem.n_tx, problem.n_streams, 2]}, "dtype": "float32"}
+
+
+def _outputs(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
 def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
@@ -87,7 +98,7 @@ def _export(model, path, fmt: str, build: Callable, save: Callable, example_batc
     interface = real_interface(problem)
     if interface is None:
         raise ArtifactError(f"{fmt} export takes models called as model(H, noise_var) (problems that draw "
-                            f"channels); a {problem.name} model is not one")
+                            f"channels, or declare a real interface); a {problem.name} model is not one")
     if Path(path).is_dir():
         raise ArtifactError(f"{path}: is a directory; give the file to write, e.g. "
                             f"{Path(path) / ('model.pt2' if fmt == TORCH_EXPORT else 'model.pt')}")
@@ -102,18 +113,19 @@ def _export(model, path, fmt: str, build: Callable, save: Callable, example_batc
         artifact, exported = build(wrapper, example(example_batch, "trace"))
         for b in (check_batch, example_batch + 3):
             H_real, nv = example(b, f"check{b}")
-            want, got = wrapper(H_real, nv), exported(H_real, nv)
-            if got.shape != want.shape:
-                raise ArtifactError(f"the {fmt} module gives shape {tuple(got.shape)} at batch {b}, the eager model "
-                                    f"{tuple(want.shape)}; not written")
-            if not torch.allclose(got, want, atol=atol, rtol=1e-4):
-                raise ArtifactError(f"the {fmt} module differs from the eager model at batch {b} "
-                                    f"(max |diff| {float((got - want).abs().max()):.3g}); not written")
+            wants, gots = _outputs(wrapper(H_real, nv)), _outputs(exported(H_real, nv))
+            if [g.shape for g in gots] != [w.shape for w in wants]:
+                raise ArtifactError(f"the {fmt} module gives shapes {[tuple(g.shape) for g in gots]} at batch {b}, the "
+                                    f"eager model {[tuple(w.shape) for w in wants]}; not written")
+            for got, want in zip(gots, wants):
+                if not torch.allclose(got, want, atol=atol, rtol=1e-4):
+                    raise ArtifactError(f"the {fmt} module differs from the eager model at batch {b} "
+                                        f"(max |diff| {float((got - want).abs().max()):.3g}); not written")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, lambda tmp: save(artifact, tmp))
     cfg = getattr(model, "config", None)
-    meta = {"format": fmt, **interface, "power": problem.power, "constraint": problem.constraint,
+    meta = {"format": fmt, **interface, "power": problem.power, "constraint": getattr(problem, "constraint", None),
             "torch_version": torch.__version__, "config": cfg.model_dump(mode="json") if cfg is not None else None}
     meta_path = Path(str(path) + ".json")
     _write_atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))

@@ -10,6 +10,7 @@ from ..algorithms.subspace import h_adjoint_times, h_times
 from ..algorithms.tuning import MOMENTA, RELAXATIONS, tune_pgd, tune_wmmse
 from ..problems.base import frob2
 from ..problems.beamforming import water_filling
+from ..problems.hybrid import project_analog
 from ..seeding import generator
 
 # The seed article's PGD: raw (unnormalised) SE gradient, a small positive step, random start.
@@ -153,6 +154,48 @@ def pga_tuned(problem, inst, iterations: int):
     return run_tuned(problem, inst, _tuned(problem, ("pga", iterations, size), tune), iterations)
 
 
+# ---- wideband hybrid precoding (hybrid_precoding) ---------------------------------------------------
+def hybrid_pga(problem, inst, iterations: int, params: dict):
+    """Classical hybrid PGA (survey eq. 12, ``algorithms.hybrid_pga``) with fixed steps from the start."""
+    from ..algorithms.hybrid_pga import HybridPGA
+    return solve(problem, inst, HybridPGA(), params, iterations).x
+
+
+def hybrid_pga_tuned(problem, inst, iterations: int):
+    """Hybrid PGA with the validation-best fixed analog and digital steps for this depth."""
+    from ..algorithms.tuning import tune_hybrid_pga
+    size = _size(inst)
+
+    def tune():
+        val, ref = validation_set(problem, size)
+        best, _ = tune_hybrid_pga(problem, val, ref, iterations)
+        return best or {"step_analog": 0.1, "step_digital": 0.1, "momentum": 0.0}
+    return hybrid_pga(problem, inst, iterations, _tuned(problem, ("hybrid_pga", iterations, size), tune))
+
+
+@torch.no_grad()
+def altmin(problem, inst, iterations: int):
+    """Alternating minimisation towards the fully-digital precoder with phase extraction (PE-AltMin
+    after Yu, Shen, Zhang and Letaief 2016, wideband: one analog matrix for all bands): from the same
+    start as PGA, ``iterations`` rounds of W_d,b = pinv(W_a) F_b (least squares per band) and
+    W_a = phase(sum_b F_b W_d,b^H); the digital readout is the best digital precoder for the final
+    analog one (``digital_given_analog``: exact water-filling for logdet), which is stronger than
+    PE-AltMin's rescaled least squares."""
+    F = problem.fully_digital(inst)                                            # (B, NB, M, N)
+    W_a = problem.analog_start(inst)
+    Fs = problem.stack(F)                                                      # (B, M, NB N)
+    for _ in range(iterations):
+        D = torch.linalg.lstsq(W_a, Fs).solution if W_a.device.type == "cpu" else torch.linalg.pinv(W_a) @ Fs
+        W_a = project_analog(Fs @ D.mH)
+    return problem.pack_stacked(W_a, problem.digital_given_analog_stacked(W_a, inst))
+
+
+def two_stage(problem, inst, iterations: int):
+    """The start every hybrid solver shares: phases of the top-L eigenvectors of sum_b H_b^H H_b and the
+    best digital precoder for them (no iteration)."""
+    return problem.init(inst)
+
+
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
@@ -166,4 +209,7 @@ CLASSICAL = {
     "rzf": ("RZF (closed form)", lambda problem, inst, K: problem.init(inst, "rzf")),
     "zf": ("ZF (closed form)", lambda problem, inst, K: problem.init(inst, "zf")),
     "mrt": ("MRT (closed form)", lambda problem, inst, K: problem.init(inst, "mrt")),
+    "hybrid_pga_tuned": ("PGA, tuned analog and digital steps", hybrid_pga_tuned),
+    "altmin": ("PE-AltMin + best digital", altmin),
+    "two_stage": ("SVD-phase analog + best digital (closed form)", two_stage),
 }

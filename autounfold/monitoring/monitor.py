@@ -191,12 +191,13 @@ def parse_synthetic(spec: str) -> dict:
 def drifting_windows(model, spec: dict, window: int, seed: int = 0) -> Iterator[ChannelBatch]:
     """Windows of the model's own channel model whose angular spread moves from ``spec["from"]`` to
     ``spec["to"]`` degrees: linearly over ``spec["windows"]`` windows, or in one step at window ``spec["at"]``."""
-    cfg = model.config.problem.channel
+    pcfg = model.config.problem
     n = spec["windows"]
     for w in range(n):
         if spec.get("at") is not None:
             a = spec["from"] if w < spec["at"] else spec["to"]
         else:
             a = spec["from"] + (spec["to"] - spec["from"]) * (w / max(n - 1, 1))
-        src = build_channel(cfg.model_copy(update={"model": "correlated_rayleigh", "angular_spread_deg": a}))
+        src = model.problem.drift_source(pcfg, a) or \
+            build_channel(pcfg.channel.model_copy(update={"model": "correlated_rayleigh", "angular_spread_deg": a}))
         yield src.sample(window, generator(seed, "drift", w))

@@ -67,7 +67,7 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = download_model(f"models:/{name}/{mv.version}", tmp, uri)
         net = load(str(model_dir))
-        if not net.problem.draws_channels:
+        if not net.problem.is_monitored():
             raise InputError(f"models:/{model}: the monitor watches channel statistics; problem "
                              f"{net.problem.name!r} does not draw channels")
         import torch

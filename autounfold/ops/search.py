@@ -64,7 +64,7 @@ def drift_baseline(model_dir: Path) -> Optional[bytes]:
     from ..artifacts import load
     from ..monitoring.monitor import compute_baseline
     model = load(model_dir)
-    if not model.problem.draws_channels:
+    if not model.problem.is_monitored():
         return None
     buf = io.BytesIO()
     torch.save(compute_baseline(model).to_state(), buf)

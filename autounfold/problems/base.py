@@ -62,6 +62,8 @@ class Problem:
         scenarios: ``evaluate --scenario`` names -> (label, changes to the problem config).
         draws_channels: instances are ``ChannelBatch`` from a ``ChannelSource`` (``problem.source``),
             so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
+        monitored: the drift monitor can watch it (instances carry H whose last axis is the transmit
+            antennas, and ``drift_source`` gives the synthetic drift); None: as ``draws_channels``.
         reference_solver: how ``algorithms.reference`` solves an instance without a closed form.
         inputs / outputs: the call signature of a model for this problem, for the docs.
 
@@ -78,6 +80,7 @@ class Problem:
         prox(z, inst, threshold=None) -> like x       projection onto the feasible set / proximal map
         feasible(x, inst) -> (B,) bool
         init(inst, method=None) -> x0
+        output(x, inst) -> what the model returns      default x
         closed_form(inst) -> x or None                the optimum where a formula gives it
         reference_init(inst) -> x0                    the start of the iterative reference solve
         ground_truth(inst) -> x or None               what generated the instance, when known
@@ -100,6 +103,7 @@ class Problem:
     classical: ClassVar[Tuple[str, ...]] = ()
     scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
     draws_channels: ClassVar[bool] = False
+    monitored: ClassVar[Optional[bool]] = None
     reference_solver: ClassVar[Optional[ReferenceSolver]] = None
     inputs: ClassVar[str] = ""
     outputs: ClassVar[str] = ""
@@ -135,6 +139,20 @@ class Problem:
 
     def accept(self, batch):
         return batch
+
+    def is_monitored(self) -> bool:
+        return self.draws_channels if self.monitored is None else bool(self.monitored)
+
+    def drift_source(self, config, angular_spread_deg: float):
+        """A source like this problem's (``config``: its validated problem section) with the transmit
+        angular spread changed, for the monitor's synthetic drift; None: the monitor's default (the
+        channel section as correlated Rayleigh at that spread)."""
+        return None
+
+    def output(self, x, inst):
+        """What a model's call returns for the iterate x (default x itself; hybrid precoding: the
+        pair (W_a, W_d) its packed iterate holds)."""
+        return x
 
     def dims(self, inst) -> Dict[str, int]:
         """The sizes of an instance, by the names a layer type's ``fixes`` uses (default none)."""

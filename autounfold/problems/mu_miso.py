@@ -30,6 +30,19 @@ def interference(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
     return Z, T, (T - signal).clamp_min(1e-12 * T)
 
 
+def sum_rate_gradient(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor, weights) -> torch.Tensor:
+    """dR/dRe(V) + j dR/dIm(V) of the weighted sum rate R = sum_k a_k log2(T_k / I_k), (B, n_tx, K).
+
+    Args: H (B, K, n_tx) complex, V (B, n_tx, K) complex, noise_var (B,), weights a: (B or 1, K)
+    float or a scalar. With Z = H V: grad = (2 / ln2) H^H (A o Z), A_kj = a_k (1 / T_k - 1 / I_k)
+    for j != k and a_k / T_k for j = k."""
+    Z, T, I = interference(H, V, noise_var)
+    a = torch.as_tensor(weights, dtype=T.dtype, device=T.device)
+    coef = (a * (1.0 / T - 1.0 / I)).unsqueeze(-1).expand_as(Z.real).clone()
+    coef.diagonal(dim1=-2, dim2=-1).copy_((a / T).expand_as(T))
+    return (2.0 / LN2) * (H.mH @ (coef * Z))
+
+
 INITS = ("rzf", "zf", "mrt")
 
 
@@ -192,11 +205,7 @@ class MuMisoProblem(Problem):
         With Z = H V, T_k the received power plus noise and I_k = T_k - |Z_kk|^2,
         grad = (2 / ln2) H^H (A o Z),  A_kj = a_k (1 / T_k - 1 / I_k) for j != k and a_k / T_k for
         j = k: it lies in the row space of H, like every WMMSE iterate."""
-        Z, T, I = self._terms(V, inst)
-        a = self.user_weights(inst)
-        coef = (a * (1.0 / T - 1.0 / I)).unsqueeze(-1).expand_as(Z.real).clone()
-        coef.diagonal(dim1=-2, dim2=-1).copy_(a / T)
-        return (2.0 / LN2) * (inst.H.mH @ (coef * Z))
+        return sum_rate_gradient(inst.H, V, inst.noise_var, self.user_weights(inst))
 
     def curvature(self, V, inst, mode: str = "norm") -> torch.Tensor:
         """The scale the gradient is divided by, (B,) float32. ``norm``: ||grad||_F / ||V||_F, so

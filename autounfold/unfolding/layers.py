@@ -19,9 +19,13 @@ parameter (or (1, *shape) when tied across layers).
 | wmmse_relax| learned hyperparameters        | WMMSE over-relaxation omega_k (init ``step_init``, 1 = WMMSE)            |
 | uwmmse     | learned correction term        | omega_k and the MSE-weight correction w <- a_k w + b_k                  |
 | uwmmse_gnn | learned correction term + DNN  | omega_k, a_k, b_k and a per-user MLP (3 -> 8 -> 2) of the state, shared over users |
+| hybrid_pga | learned hyperparameters        | analog step mu_a_k > 0 and digital step mu_d_k > 0 (unfolded PGA, survey eq. 12) |
+| hybrid_pga_band | learned hyperparameters   | mu_a_k and one digital step per band mu_d_kb (fixes n_bands)            |
+| hybrid_pga_momentum | learned hyperparameters | mu_a_k, mu_d_k and a heavy-ball momentum beta_k                       |
 
 The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``), ``subspace`` the safeguarded
-subspace iteration (``algorithms.subspace``); the others ``pgd``.
+subspace iteration (``algorithms.subspace``), the hybrid layers ``hybrid_pga`` (``algorithms.hybrid_pga``);
+the others ``pgd``.
 """
 from __future__ import annotations
 
@@ -60,6 +64,9 @@ class LayerType:
         algorithm: the registered update rule (``autounfold.plugins.ALGORITHMS``) the layer unrolls.
         fixes: the problem dimensions (``problem.dims``) its learned parameters depend on; a model
             runs on instances of any other size (``Unfolded.check_dims``).
+        digital_step: a second step (hybrid precoding's digital block) starts from
+            ``model.digital_step_init`` (default: the same as ``step_init``); ``params`` then takes it
+            as the keyword ``digital``.
     """
 
     name: str
@@ -72,12 +79,13 @@ class LayerType:
     needs_scaling: bool = False
     algorithm: str = "pgd"
     fixes: Tuple[str, ...] = ()
+    digital_step: bool = False
 
     @property
     def tunable(self) -> bool:
         """``step_init: tuned`` applies: the start is the classical solver's tuned constants (WMMSE's
         relaxation, or a positive step and momentum of projected gradient)."""
-        return self.algorithm == "wmmse" or (self.algorithm == "pgd" and self.positive_step)
+        return self.algorithm in ("wmmse", "hybrid_pga") or (self.algorithm == "pgd" and self.positive_step)
 
     def applies_to(self, problem: str) -> bool:
         return self.problems is None or problem in self.problems
@@ -171,8 +179,34 @@ LAYERS.register(LayerType(
     _wmmse_params(True, True), problems=("mu_miso",), algorithm="wmmse"))
 
 
+def _hybrid_params(per_band: bool, momentum: bool):
+    def params(problem, K, steps, beta, digital):
+        digital = _per_layer(digital if digital is not None else steps, K, "digital_step_init")
+        if per_band:
+            digital = [[d] * problem.n_bands for d in digital]
+        out = {"step_analog": LearnedParam("positive", steps), "step_digital": LearnedParam("positive", digital)}
+        if momentum:
+            out["momentum"] = LearnedParam("signed", _per_layer(beta, K, "momentum_init"))
+        return out
+    return params
+
+
+LAYERS.register(LayerType(
+    "hybrid_pga", "learned hyperparameters", "analog step mu_a_k > 0 and digital step mu_d_k > 0 (any M, L, bands, users)",
+    _hybrid_params(False, False), problems=("hybrid_precoding",), positive_step=True, algorithm="hybrid_pga",
+    digital_step=True))
+LAYERS.register(LayerType(
+    "hybrid_pga_band", "learned hyperparameters", "analog step mu_a_k and one digital step mu_d_kb per band (fixes n_bands)",
+    _hybrid_params(True, False), problems=("hybrid_precoding",), positive_step=True, algorithm="hybrid_pga",
+    fixes=("n_bands",), digital_step=True))
+LAYERS.register(LayerType(
+    "hybrid_pga_momentum", "learned hyperparameters", "mu_a_k, mu_d_k and a heavy-ball momentum beta_k on both blocks",
+    _hybrid_params(False, True), problems=("hybrid_precoding",), positive_step=True, algorithm="hybrid_pga",
+    digital_step=True))
+
+
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
-                 scaling: Optional[str] = None) -> Dict[str, LearnedParam]:
+                 scaling: Optional[str] = None, digital_step_init=None) -> Dict[str, LearnedParam]:
     """The learned parameters of the registered layer type ``layer`` for ``problem``; ``step_init``
     is a scalar, a list of one value per layer, or "chebyshev" (layer types that allow it, with a
     scaled gradient)."""
@@ -190,4 +224,12 @@ def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=
         steps = _per_layer(step_init, num_layers, "step_init")
     if decl.positive_step and min(steps) <= 0:
         raise ConfigError(f"layer {layer!r} learns a positive step: step_init must be > 0 (got {step_init})")
+    if decl.digital_step:
+        digital = None if digital_step_init is None else _per_layer(digital_step_init, num_layers, "digital_step_init")
+        if digital is not None and decl.positive_step and min(digital) <= 0:
+            raise ConfigError(f"layer {layer!r} learns a positive digital step: digital_step_init must be > 0 "
+                              f"(got {digital_step_init})")
+        return decl.params(problem, num_layers, steps, momentum_init, digital)
+    if digital_step_init is not None:
+        raise ConfigError(f"digital_step_init applies to layers with a digital step (hybrid_pga...), not {layer!r}")
     return decl.params(problem, num_layers, steps, momentum_init)

@@ -32,12 +32,13 @@ class Unfolded(nn.Module):
     """
 
     def __init__(self, problem, algorithm, num_layers: int, layer: str = "step",
-                 tied: bool = False, step_init=1.0, momentum_init=0.0):
+                 tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
         self.problem, self.algorithm, self.num_layers, self.layer, self.tied = problem, algorithm, num_layers, layer, tied
-        specs = layer_params(layer, problem, num_layers, step_init, momentum_init, algorithm.normalize)
+        specs = layer_params(layer, problem, num_layers, step_init, momentum_init, algorithm.normalize,
+                             digital_step_init)
         self.kinds = {name: spec.kind for name, spec in specs.items()}
         self.params = nn.ParameterDict()
         for name, spec in specs.items():
@@ -69,10 +70,20 @@ class Unfolded(nn.Module):
         return out
 
     def scalar_parameters(self) -> dict:
-        """Per-layer scalar values for logging and plots: {name: [K floats]}."""
+        """Per-layer scalar values for logging and plots: {name: [K floats]}; a parameter with one
+        value per band (or other index j) gives {name.bj: [K floats]}."""
+        out = {}
         with torch.no_grad():
-            return {name: [float(self.layer_values(k)[name]) for k in range(self.num_layers)]
-                    for name, kind in self.kinds.items() if kind != "matrix"}
+            for name, kind in self.kinds.items():
+                if kind == "matrix":
+                    continue
+                values = [self.layer_values(k)[name].reshape(-1) for k in range(self.num_layers)]
+                if values[0].numel() == 1:
+                    out[name] = [float(v) for v in values]
+                else:
+                    for j in range(values[0].numel()):
+                        out[f"{name}.b{j}"] = [float(v[j]) for v in values]
+        return out
 
     def run(self, inst, return_all: bool = False, num_layers: Optional[int] = None):
         """Apply the first ``num_layers`` layers (default all) to a validated problem instance."""
@@ -88,7 +99,8 @@ class Unfolded(nn.Module):
     def forward(self, *inputs, return_all: bool = False):
         inst = self.problem.instance(*inputs)
         self.check_dims(inst)
-        return self.run(inst, return_all=return_all)
+        out = self.run(inst, return_all=return_all)
+        return [self.problem.output(x, inst) for x in out] if return_all else self.problem.output(out, inst)
 
     def check_dims(self, inst) -> None:
         """InputError unless ``inst`` has the sizes this model's learned parameters were built for

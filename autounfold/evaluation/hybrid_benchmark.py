@@ -1,0 +1,341 @@
+"""The hybrid precoding benchmark job: unfolded PGA against classical PGA (steps tuned per depth),
+PE-AltMin and the two-stage design, as % of the fully-digital bound; transfer to other antenna and
+band counts; conditions not trained on; latency; JSON + Markdown + PNG (``autounfold
+benchmark-hybrid``, ``make benchmark-hybrid``).
+
+Every unfolded model is trained with the preset recipe (``preset:hybrid``: 12 antennas, 10 RF chains,
+8 bands, 6 users, clustered multipath, SNR U[0, 20] dB, log-det rate, ``step_init: tuned``) and then
+tested unchanged. Classical PGA is the same update rule (``algorithms.hybrid_pga``) with fixed analog
+and digital steps chosen by sweep on a validation draw of its own (never the test draw) at each depth.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import torch
+
+from ..algorithms import reference
+from ..algorithms.hybrid_pga import HybridPGA, rate_trajectory
+from ..algorithms.tuning import HYBRID_STEPS, tune_hybrid_pga
+from ..build import build_model
+from ..config import load_config
+from ..seeding import generator
+from ..training import train
+from . import baselines
+from .evaluate import scenario_config, transfer, with_problem_change
+from .latency import measure_latency
+
+LABELS = {"hybrid_pga": "unfolded PGA", "hybrid_pga_band": "unfolded PGA, step per band",
+          "hybrid_pga_momentum": "unfolded PGA + momentum"}
+PGA_DEPTHS = (1, 2, 3, 5, 10, 30, 100)
+CONVERGED = 1000                                  # iterations of "PGA to convergence"
+ROBUSTNESS = ("iid", "snr0", "snr10", "snr20", "snr30", "as30", "delay16")
+ANTENNAS = (8, 16, 32)
+BANDS = (4, 16)
+
+
+def _log(msg: str, quiet: bool):
+    if not quiet:
+        print(f"[hybrid benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _rf_for(M: int, L: int, N: int) -> int:
+    """RF chains at another antenna count: the preset's L where it fits (L < M), else max(N, M - 2)."""
+    return L if L < M else max(N, M - 2)
+
+
+def _train(overrides: Sequence[str], steps: int, seed: int, quiet: bool, what: str):
+    cfg = load_config("preset:hybrid", list(overrides) + [f"training.steps={steps}", f"seed={seed}"])
+    t0 = time.perf_counter()
+    model = build_model(cfg)
+    res = train(model, cfg.training, seed=cfg.seed, progress=False)
+    secs = time.perf_counter() - t0
+    _log(f"trained {what}: validation {res.best_score:.3f}% in {secs:.0f} s", quiet)
+    return model.eval(), model.config, secs
+
+
+def _tuned_steps(p, depth: int, val, vref, grid=None) -> dict:
+    best, _ = tune_hybrid_pga(p, val, vref, depth, steps=grid or HYBRID_STEPS)
+    return best
+
+
+def _pga(p, inst, depth, steps):
+    return baselines.hybrid_pga(p, inst, depth, steps)
+
+
+def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
+                         layers: Sequence[str] = ("hybrid_pga", "hybrid_pga_band", "hybrid_pga_momentum"),
+                         test_batch: int = 1024, val_batch: int = 256, latency_batch: int = 256, repeats: int = 20,
+                         seed: int = 0, antennas: Sequence[int] = ANTENNAS, bands: Sequence[int] = BANDS,
+                         sum_rate: bool = True, quiet: bool = False) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    result: Dict[str, object] = {"settings": {"steps": steps, "depth": depth, "layers": list(layers),
+                                              "test_batch": test_batch, "val_batch": val_batch,
+                                              "latency_batch": latency_batch, "repeats": repeats, "seed": seed,
+                                              "threads": torch.get_num_threads(), "torch": torch.__version__,
+                                              "converged_iterations": CONVERGED, "objective": "logdet (eq. 11)"}}
+    models = {layer: _train([f"model.layer={layer}", f"model.num_layers={depth}"], steps, seed, quiet, f"{layer}-{depth}")
+              for layer in layers}
+    main, main_cfg, _ = models[layers[0]]
+    p = main.problem
+    result["settings"]["problem"] = p.describe()
+    val = p.sample(val_batch, generator(seed, "hybrid-benchmark", "validation"))
+    vref = reference(p, val)
+    test = p.sample(test_batch, generator(seed, "hybrid-benchmark", "test"))
+    ref = reference(p, test)
+
+    # ---- quality at the preset's setting ---------------------------------------------------------------
+    tuned = {}
+    depths = sorted(set(PGA_DEPTHS) | {depth, 30, 100})
+    for T in depths:
+        t0 = time.perf_counter()
+        # at 100 iterations the sweep keeps the steps that matter (>= 0.3) to bound its cost
+        grid = [s for s in HYBRID_STEPS if s >= 0.3] if T >= 100 else None
+        tuned[T] = _tuned_steps(p, T, val, vref, grid)
+        _log(f"PGA-{T} steps {tuned[T]} in {time.perf_counter() - t0:.0f} s", quiet)
+    rows: List[dict] = []
+    with torch.no_grad():
+        for layer in layers:
+            m = models[layer][0]
+            rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded", "iterations": depth,
+                         **p.summarize(m.run(test), test, ref)})
+        for T in depths:
+            rows.append({"method": f"PGA-{T}, tuned steps", "kind": "classical", "iterations": T,
+                         "steps": tuned[T], **p.summarize(_pga(p, test, T, tuned[T]), test, ref)})
+        rows.append({"method": f"PGA-{CONVERGED} (PGA-100's steps, to convergence)", "kind": "classical",
+                     "iterations": CONVERGED, **p.summarize(_pga(p, test, CONVERGED, tuned[100]), test, ref)})
+        for T in (depth, 30):
+            rows.append({"method": f"PE-AltMin-{T} + best digital", "kind": "classical", "iterations": T,
+                         **p.summarize(baselines.altmin(p, test, T), test, ref)})
+        rows.append({"method": "SVD-phase analog + best digital (the shared start)", "kind": "closed form",
+                     "iterations": 0, **p.summarize(baselines.two_stage(p, test, 0), test, ref)})
+    result["quality"] = {"bound_rate": float(p.objective(ref, test).mean()), "rows": rows}
+    _log("quality table done", quiet)
+
+    # ---- rate against iteration --------------------------------------------------------------------------
+    curve_T = 30
+    traj = {f"PGA, PGA-{T}'s steps": rate_trajectory(p, test, HybridPGA(), tuned[T], curve_T).tolist() for T in (depth, 30)}
+    bound = float(p.objective(ref, test).mean())
+    with torch.no_grad():
+        for layer in layers:
+            its = models[layer][0].run(test, return_all=True)
+            traj[f"{LABELS.get(layer, layer)}-{depth}"] = [float(p.objective(p.init(test), test).mean())] + \
+                [float(p.objective(x, test).mean()) for x in its]
+    result["rate_vs_iteration"] = {"bound_rate": bound, "curves": {k: [100 * v / bound for v in vs] for k, vs in traj.items()}}
+
+    # ---- conditions not trained on (the nominal model and the nominal-tuned classical steps, unchanged) ----
+    robust = []
+    for sc in ROBUSTNESS:
+        cfg_sc = scenario_config(main_cfg, sc)
+        q = transfer(main, cfg_sc).problem
+        t = q.sample(test_batch // 2, generator(seed, "hybrid-benchmark", sc))
+        r = reference(q, t)
+        with torch.no_grad():
+            row = {"scenario": sc, "label": q.scenarios[sc][0]}
+            for layer in layers:
+                m, m_cfg, _ = models[layer]
+                row[f"{LABELS.get(layer, layer)}-{depth}"] = q.summarize(transfer(m, scenario_config(m_cfg, sc)).run(t), t, r)
+            for T in (depth, 30):
+                row[f"PGA-{T} (nominal steps)"] = q.summarize(_pga(q, t, T, tuned[T]), t, r)
+            row["two-stage"] = q.summarize(baselines.two_stage(q, t, 0), t, r)
+        robust.append(row)
+    result["robustness"] = robust
+    _log("robustness done", quiet)
+
+    # ---- scalability: the nominal model at other sizes against a model trained there --------------------
+    L, N = p.n_rf, p.n_users
+    scale = []
+    sizes = [{"n_antennas": M, "n_rf": _rf_for(M, L, N)} for M in antennas] + [{"n_bands": b} for b in bands]
+    for change in sizes:
+        what = ", ".join(f"{k}={v}" for k, v in change.items())
+        native, native_cfg, _ = _train([f"problem.{k}={v}" for k, v in change.items()]
+                                       + [f"model.layer={layers[0]}", f"model.num_layers={depth}"], steps, seed, quiet,
+                                       f"{layers[0]}-{depth} at {what}")
+        moved = transfer(main, with_problem_change(main_cfg, change, "benchmark"))
+        q = native.problem
+        t = q.sample(test_batch // 2, generator(seed, "hybrid-benchmark", "scale", what))
+        r = reference(q, t)
+        qv = q.sample(val_batch, generator(seed, "hybrid-benchmark", "scale-val", what))
+        qvr = reference(q, qv)
+        local = _tuned_steps(q, depth, qv, qvr)
+        with torch.no_grad():
+            s_moved, s_native = q.summarize(moved.run(t), t, r), q.summarize(native.run(t), t, r)
+            scale.append({"change": change, "label": what, "transferred": s_moved, "trained_here": s_native,
+                          "ratio_pct": 100.0 * s_moved["rate_mean"] / s_native["rate_mean"],
+                          f"PGA-{depth} (tuned here)": q.summarize(_pga(q, t, depth, local), t, r),
+                          f"PGA-{depth} (nominal steps)": q.summarize(_pga(q, t, depth, tuned[depth]), t, r)})
+    result["scalability"] = scale
+    _log("scalability done", quiet)
+
+    # ---- latency -------------------------------------------------------------------------------------------
+    lat_inst = test[:latency_batch]
+    fns = {f"{LABELS.get(layer, layer)}-{depth}": (lambda m=models[layer][0]: m.run(lat_inst)) for layer in layers}
+    fns.update({f"PGA-{depth}": lambda: _pga(p, lat_inst, depth, tuned[depth]),
+                "PGA-30": lambda: _pga(p, lat_inst, 30, tuned[30]),
+                f"PE-AltMin-{depth}": lambda: baselines.altmin(p, lat_inst, depth),
+                "PE-AltMin-30": lambda: baselines.altmin(p, lat_inst, 30),
+                "two-stage (start)": lambda: baselines.two_stage(p, lat_inst, 0)})
+    lat = measure_latency(fns, repeats=repeats)
+    with torch.no_grad():
+        pct = {name: p.summarize(fn(), lat_inst, ref[:latency_batch])["pct_of_bound"] for name, fn in fns.items()}
+    fd = measure_latency({"fully digital (water-filling, not hybrid)": lambda: p.fully_digital(lat_inst)}, repeats=repeats)
+    result["latency"] = {"batch": latency_batch,
+                         "rows": [{"method": k, **v, "pct_of_bound": pct[k],
+                                   "speedup_vs_pga30": lat["PGA-30"]["median_ms"] / v["median_ms"]} for k, v in lat.items()],
+                         "fully_digital_ms": next(iter(fd.values()))["median_ms"]}
+    result["learned_steps"] = {layer: models[layer][0].scalar_parameters() for layer in layers}
+    _log("latency done", quiet)
+
+    # ---- the per-user sum-rate objective -------------------------------------------------------------------
+    if sum_rate:
+        sr, sr_cfg, _ = _train(["problem.objective=sum_rate", f"model.layer={layers[0]}", f"model.num_layers={depth}"],
+                               steps, seed, quiet, f"{layers[0]}-{depth}, sum_rate objective")
+        q = sr.problem
+        qv = q.sample(val_batch, generator(seed, "hybrid-benchmark", "sr-val"))
+        qvr = reference(q, qv)
+        t = q.sample(test_batch // 2, generator(seed, "hybrid-benchmark", "sr-test"))
+        t0 = time.perf_counter()
+        r = reference(q, t)
+        ref_s = time.perf_counter() - t0
+        srows = []
+        with torch.no_grad():
+            srows.append({"method": f"{LABELS.get(layers[0])}-{depth}", **q.summarize(sr.run(t), t, r)})
+            for T in (depth, 30):
+                st = _tuned_steps(q, T, qv, qvr)
+                srows.append({"method": f"PGA-{T}, tuned steps", "steps": st, **q.summarize(_pga(q, t, T, st), t, r)})
+            srows.append({"method": "SVD-phase analog + RZF digital (the shared start)",
+                          **q.summarize(baselines.two_stage(q, t, 0), t, r)})
+        result["sum_rate"] = {"bound": "fully-digital WMMSE per band from RZF, per channel to a relative change "
+                                       "< 1e-6 (at most 1000 iterations)", "reference_seconds": ref_s, "rows": srows}
+        _log("sum-rate objective done", quiet)
+
+    result["seconds"] = time.perf_counter() - t_start
+    (out / "hybrid_benchmark.json").write_text(json.dumps(result, indent=1))
+    (out / "hybrid_benchmark.md").write_text(markdown(result))
+    plots(result, out)
+    return result
+
+
+def markdown(result: dict) -> str:
+    s = result["settings"]
+    pr = s["problem"]
+    d = s["depth"]
+    lines = ["# Wideband hybrid precoding: unfolded PGA against the classical hybrid designs", "",
+             f"`autounfold benchmark-hybrid` (training steps {s['steps']}, depth {d}, test batch {s['test_batch']}, "
+             f"validation batch {s['val_batch']}, {s['threads']} threads, torch {s['torch']}, seed {s['seed']}). "
+             f"Setting: M = {pr['n_antennas']} antennas, L = {pr['n_rf']} RF chains, B = {pr['n_bands']} bands, "
+             f"N = {pr['n_users']} users, channel {pr['channel']['model']}, SNR U{pr['channel']['snr_db']} dB, "
+             f"objective {s['objective']}. % = 100 x mean rate / mean rate of the fully-digital bound (per band the "
+             "best precoder with M chains: right singular vectors with water-filling); p5 / min over channels of "
+             "the per-channel %. Classical PGA's analog and digital steps are swept on a validation draw at each "
+             "depth; every solver starts from the same point (phases of the top-L eigenvectors of sum_b H_b^H H_b, "
+             "best digital precoder for them).", ""]
+    q = result["quality"]
+    lines += [f"## Rate at the preset's setting (bound {q['bound_rate']:.3f} bit/s/Hz)", "",
+              "| method | kind | iterations | % of bound | p5 % | min % | rate |", "|---|---|---|---|---|---|---|"]
+    for r in q["rows"]:
+        lines.append(f"| {r['method']} | {r['kind']} | {r['iterations']} | {r['pct_of_bound']:.3f} | {r['p5_pct']:.2f} | "
+                     f"{r['min_pct']:.2f} | {r['rate_mean']:.3f} |")
+    rv = result["rate_vs_iteration"]["curves"]
+    lines += ["", "## % of bound after each iteration (0 = the start)", "",
+              "| method | " + " | ".join(f"k={k}" for k in (0, 1, 2, 3, 5, 10, 30)) + " |", "|---|" + "---|" * 7]
+    for name, vals in rv.items():
+        lines.append(f"| {name} | " + " | ".join(f"{vals[k]:.3f}" if k < len(vals) else "-" for k in (0, 1, 2, 3, 5, 10, 30)) + " |")
+    rb = result["robustness"]
+    methods = [k for k in rb[0] if k not in ("scenario", "label")]
+    lines += ["", "## Not trained on (nominal model and nominal classical steps, unchanged): % of bound (p5)", "",
+              "| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for row in rb:
+        lines.append(f"| {row['label']} | " + " | ".join(f"{row[m]['pct_of_bound']:.3f} ({row[m]['p5_pct']:.2f})"
+                                                      for m in methods) + " |")
+    worst = {m: min(row[m]["pct_of_bound"] for row in rb) for m in methods}
+    lines.append("| **worst** | " + " | ".join(f"**{worst[m]:.3f}**" for m in methods) + " |")
+    sc = result["scalability"]
+    if sc:
+        keys = [k for k in sc[0] if k.startswith("PGA-")]
+        lines += ["", "## Scalability: the nominal model applied unchanged at other sizes, against a model trained there", "",
+                  "| change | transferred % of bound | trained-here % of bound | transferred / trained-here rate | "
+                  + " | ".join(keys) + " |", "|---|---|---|---|" + "---|" * len(keys)]
+        for r in sc:
+            lines.append(f"| {r['label']} | {r['transferred']['pct_of_bound']:.3f} | {r['trained_here']['pct_of_bound']:.3f} | "
+                         f"{r['ratio_pct']:.2f}% | " + " | ".join(f"{r[k]['pct_of_bound']:.3f}" for k in keys) + " |")
+    la = result["latency"]
+    lines += ["", f"## Latency (batch {la['batch']}, one process, interleaved, median and IQR)", "",
+              "| method | median ms | IQR ms | speed-up vs PGA-30 | % of bound |", "|---|---|---|---|---|"]
+    for r in la["rows"]:
+        lines.append(f"| {r['method']} | {r['median_ms']:.2f} | {r['iqr_ms']:.2f} | {r['speedup_vs_pga30']:.1f}x | "
+                     f"{r['pct_of_bound']:.3f} |")
+    lines.append(f"\nThe fully-digital bound itself (water-filling, M chains, not a hybrid precoder): "
+                 f"{la['fully_digital_ms']:.2f} ms.")
+    ls = result["learned_steps"]
+    lines += ["", "## Learned steps per layer", "", "| model | parameter | " + " | ".join(f"layer {k + 1}" for k in range(d)) + " |",
+              "|---|---|" + "---|" * d]
+    for layer, params in ls.items():
+        for name, vals in params.items():
+            lines.append(f"| {LABELS.get(layer, layer)} | {name} | " + " | ".join(f"{v:.3g}" for v in vals) + " |")
+    if "sum_rate" in result:
+        srr = result["sum_rate"]
+        lines += ["", f"## Per-user sum rate with interference (bound: {srr['bound']})", "",
+                  "| method | % of bound | p5 % | min % | rate |", "|---|---|---|---|---|"]
+        for r in srr["rows"]:
+            lines.append(f"| {r['method']} | {r['pct_of_bound']:.3f} | {r['p5_pct']:.2f} | {r['min_pct']:.2f} | "
+                         f"{r['rate_mean']:.3f} |")
+    lines += ["", f"Total time {result['seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def plots(result: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rv = result["rate_vs_iteration"]["curves"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, vals in rv.items():
+        ax.plot(range(len(vals)), vals, marker="o" if len(vals) < 10 else None, label=name)
+    ax.set_xlabel("iteration / layer")
+    ax.set_ylabel("% of the fully-digital bound")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "hybrid_rate_vs_iteration.png", dpi=120)
+    plt.close(fig)
+
+    la = result["latency"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in la["rows"]:
+        ax.scatter(r["median_ms"], r["pct_of_bound"])
+        ax.annotate(r["method"], (r["median_ms"], r["pct_of_bound"]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency, ms (batch {la['batch']})")
+    ax.set_ylabel("% of the fully-digital bound")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "hybrid_rate_vs_latency.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for layer, params in result["learned_steps"].items():
+        for ax, name in zip(axes, ("step_analog", "step_digital")):
+            if name in params:
+                ax.plot(range(1, len(params[name]) + 1), params[name], marker="o", label=LABELS.get(layer, layer))
+            else:                                     # one digital step per band: the bands' spread
+                band = [v for k, v in params.items() if k.startswith(name + ".")]
+                if band:
+                    t = torch.tensor(band)
+                    k = range(1, t.shape[1] + 1)
+                    ax.plot(k, t.mean(0).tolist(), marker="s", label=f"{LABELS.get(layer, layer)} (mean over bands)")
+                    ax.fill_between(k, t.min(0).values.tolist(), t.max(0).values.tolist(), alpha=0.2)
+    for ax, name in zip(axes, ("analog step mu_a", "digital step mu_d")):
+        ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "hybrid_learned_steps.png", dpi=120)
+    plt.close(fig)

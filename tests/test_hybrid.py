@@ -1,0 +1,266 @@
+"""Wideband hybrid precoding: the rate and its gradients, the projections, the update rule of the
+classical and the unfolded PGA, the fully-digital bound and the baselines, the model API on other
+sizes, and config / input errors."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.algorithms import reference, solve
+from autounfold.algorithms.hybrid_pga import FullyDigitalWMMSE, HybridPGA
+from autounfold.algorithms.proximal_gradient import State
+from autounfold.build import build_model
+from autounfold.channels.wideband import WidebandConfig, WidebandSource
+from autounfold.config import load_config
+from autounfold.errors import ConfigError, InputError
+from autounfold.evaluation.baselines import CLASSICAL, altmin, hybrid_pga
+from autounfold.evaluation.evaluate import evaluate_model
+from autounfold.problems.hybrid import HybridConfig, HybridPrecodingProblem, project_analog
+
+SMALL = ["problem.n_antennas=8", "problem.n_rf=4", "problem.n_bands=3", "problem.n_users=3",
+         "model.num_layers=3", "model.step_init=0.5", "training.validation_batch=32", "training.batch_size=16"]
+
+
+def _problem(M=8, L=4, NB=3, N=3, objective="logdet", model="clustered", snr=(0.0, 20.0)):
+    cfg = HybridConfig(n_antennas=M, n_rf=L, n_bands=NB, n_users=N, objective=objective,
+                       channel=WidebandConfig(model=model, snr_db=snr))
+    return HybridPrecodingProblem.from_config(cfg)
+
+
+def _double(p, inst):
+    inst.H = inst.H.to(torch.complex128)
+    inst.noise_var = inst.noise_var.double()
+    return inst
+
+
+@pytest.mark.parametrize("objective", ["logdet", "sum_rate"])
+def test_gradients_match_autograd(objective):
+    """The analog and digital gradients (packed) equal autograd's dR/dRe + j dR/dIm, both objectives."""
+    p = _problem(objective=objective)
+    inst = _double(p, p.sample(5, 0))
+    x = (p.init(inst, "random", seed=3).to(torch.complex128) * 0.9).detach()
+    xr = torch.view_as_real(x).clone().requires_grad_(True)
+    p.objective(torch.view_as_complex(xr), inst).sum().backward()
+    torch.testing.assert_close(p.gradient(x, inst), torch.view_as_complex(xr.grad), rtol=1e-9, atol=1e-9)
+
+
+def test_logdet_rate_is_eq_11():
+    p = _problem()
+    inst = _double(p, p.sample(4, 1))
+    x = p.init(inst).to(torch.complex128)
+    W_a, W_d = p.unpack(x, inst)
+    expect = torch.zeros(4, dtype=torch.float64)
+    for b in range(p.n_bands):
+        E = inst.H[:, b] @ W_a @ W_d[:, b]
+        A = torch.eye(p.n_users, dtype=E.dtype) + E @ E.mH / inst.noise_var.view(-1, 1, 1)
+        expect += torch.linalg.slogdet(A).logabsdet / math.log(2.0) / p.n_bands
+    torch.testing.assert_close(p.objective(x, inst).double(), expect)
+
+
+def test_pack_unpack_round_trip_and_public_layout():
+    p = _problem()
+    inst = p.sample(3, 2)
+    W_a = torch.randn(3, 8, 4, dtype=torch.complex64)
+    W_d = torch.randn(3, 3, 4, 3, dtype=torch.complex64)
+    a, d = p.unpack(p.pack(W_a, W_d), inst)
+    assert torch.equal(a, W_a) and torch.equal(d, W_d)
+    F = p.precoders(p.pack(W_a, W_d), inst)
+    torch.testing.assert_close(F, W_a.unsqueeze(1) @ W_d)
+
+
+def test_projections_are_feasible_and_idempotent():
+    p = _problem()
+    inst = p.sample(6, 3)
+    z = torch.randn(6, p.init(inst).shape[-1], dtype=torch.complex64) * 3
+    z[0, 0] = 0                                                  # a zero analog entry still gets modulus 1
+    x = p.prox(z, inst)
+    assert p.feasible(x, inst).all()
+    torch.testing.assert_close(p.prox(x, inst), x)
+    W_a, _ = p.unpack(x, inst)
+    torch.testing.assert_close(W_a.abs(), torch.ones_like(W_a.real))
+    assert torch.equal(project_analog(W_a), W_a) or torch.allclose(project_analog(W_a), W_a)
+
+
+def test_digital_given_analog_is_optimal_for_logdet():
+    """The water-filled digital precoder is the best one for its analog precoder: no random
+    perturbation (rescaled to the power) beats it."""
+    p = _problem()
+    inst = p.sample(8, 4)
+    x = p.init(inst, "random", seed=1)
+    best = p.objective(x, inst)
+    W_a, W_d = p.unpack(x, inst)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        noise = torch.randn(*W_d.shape, 2, generator=g)
+        y = p.prox(p.pack(W_a, W_d + 0.05 * torch.view_as_complex(noise)), inst)
+        assert (p.objective(y, inst) <= best + 1e-4).all()
+
+
+@pytest.mark.parametrize("objective", ["logdet", "sum_rate"])
+def test_fully_digital_bound_is_above_every_hybrid_solver(objective):
+    p = _problem(objective=objective)
+    inst = p.sample(32, 5)
+    F = reference(p, inst)
+    bound = p.objective(F, inst)
+    for x in (p.init(inst), hybrid_pga(p, inst, 20, {"step_analog": 0.3, "step_digital": 0.3}), altmin(p, inst, 5)):
+        assert p.feasible(x, inst).all()
+        assert (p.objective(x, inst) <= bound * (1 + 1e-4)).all()
+    if objective == "sum_rate":                                  # WMMSE from RZF improves on RZF
+        assert (bound >= p.objective(p.fully_digital(inst), inst) - 1e-4).all()
+        assert float(bound.mean()) > float(p.objective(p.fully_digital(inst), inst).mean())
+
+
+def test_small_pga_steps_ascend_from_the_best_digital_precoder():
+    """Eq. 12 with the whitened digital step is an ascent step: a small step never lowers the rate,
+    also from the best digital precoder for the analog one (where the literal eq. 12b does)."""
+    p = _problem()
+    inst = _double(p, p.sample(16, 6))
+    x = p.init(inst).to(torch.complex128)
+    for steps in ({"step_analog": 1e-3, "step_digital": 1e-3}, {"step_analog": 0.0, "step_digital": 1e-3}):
+        y = HybridPGA().step(p, inst, State(x, x), steps).x
+        assert (p.objective(y, inst) >= p.objective(x, inst) - 1e-9).all()
+
+
+@pytest.mark.parametrize("layer", ["hybrid_pga", "hybrid_pga_band", "hybrid_pga_momentum"])
+def test_unfolded_pga_at_its_initial_steps_is_classical_pga(layer):
+    cfg = load_config("preset:hybrid", SMALL + [f"model.layer={layer}", "model.digital_step_init=0.2",
+                                                "model.momentum_init=0.3"] if layer.endswith("momentum") else
+                      SMALL + [f"model.layer={layer}", "model.digital_step_init=0.2"])
+    model = build_model(cfg)
+    inst = model.problem.sample(16, 7)
+    params = {"step_analog": 0.5, "step_digital": 0.2}
+    if layer.endswith("momentum"):
+        params["momentum"] = 0.3
+    with torch.no_grad():
+        torch.testing.assert_close(model.run(inst), solve(model.problem, inst, HybridPGA(), params, 3).x,
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("M, L, NB, N", [(8, 4, 3, 3), (16, 6, 1, 2), (5, 5, 4, 5), (32, 10, 2, 1)])
+def test_outputs_are_feasible_for_every_shape(M, L, NB, N):
+    cfg = load_config("preset:hybrid", SMALL + [f"problem.n_antennas={M}", f"problem.n_rf={L}",
+                                                f"problem.n_bands={NB}", f"problem.n_users={N}"])
+    model = build_model(cfg)
+    inst = model.problem.sample(6, 8)
+    with torch.no_grad():
+        W_a, W_d = model(inst.H, inst.noise_var)
+    assert W_a.shape == (6, M, L) and W_d.shape == (6, NB, L, N)
+    assert W_a.dtype == W_d.dtype == torch.complex64
+    torch.testing.assert_close(W_a.abs(), torch.ones(6, M, L), rtol=1e-5, atol=1e-5)
+    power = (W_a.unsqueeze(1) @ W_d).abs().square().sum((-2, -1))
+    torch.testing.assert_close(power, torch.ones(6, NB), rtol=1e-4, atol=1e-4)
+
+
+def test_one_model_serves_other_antenna_and_band_counts_and_the_band_layer_says_what_it_fixes():
+    model = build_model(load_config("preset:hybrid", SMALL))
+    other = WidebandSource(16, 3, 5, WidebandConfig()).sample(4, 0)
+    W_a, W_d = model(other.H, other.noise_var)
+    assert W_a.shape == (4, 16, 4) and W_d.shape == (4, 5, 4, 3)
+    band = build_model(load_config("preset:hybrid", SMALL + ["model.layer=hybrid_pga_band"]))
+    assert band.params["step_digital"].shape == (3, 3)
+    with pytest.raises(InputError, match="n_bands=5.*fix n_bands=3"):
+        band(other.H, other.noise_var)
+
+
+def test_saved_model_api_and_input_errors(tmp_path):
+    cfg = load_config("preset:hybrid", SMALL)
+    model = build_model(cfg)
+    autounfold.save(model, tmp_path / "m", cfg)
+    loaded = autounfold.load(tmp_path / "m")
+    pr = loaded.problem
+    assert (pr.n_antennas, pr.n_rf, pr.n_bands, pr.n_users) == (8, 4, 3, 3)
+    inst = pr.sample(5, 0)
+    W_a, W_d = loaded(inst.H, inst.noise_var)
+    torch.testing.assert_close(pr.pack(W_a, W_d), model.run(inst))
+    with pytest.raises(InputError, match="n_rf=4"):
+        loaded(WidebandSource(8, 5, 3, WidebandConfig()).sample(2, 0).H, inst.noise_var[:2])
+    with pytest.raises(InputError, match="shape \\(B, n_bands, n_users, n_antennas\\)"):
+        loaded(inst.H[:, 0], inst.noise_var)
+    with pytest.raises(InputError, match="noise_var must be finite and > 0"):
+        loaded(inst.H, -inst.noise_var)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["problem.n_rf=20"], "need n_users <= n_rf <= n_antennas"),
+    (["problem.n_users=12"], "need n_users <= n_rf <= n_antennas"),
+    (["problem.channel.model=rician"], "channel.model"),
+    (["problem.channel.snr_db=[20, 0]"], "low <= high"),
+    (["problem.objective=capacity"], "objective"),
+    (["model.layer=signed"], "model.layer 'signed' does not apply to hybrid_precoding"),
+    (["model.layer=lista", "model.step_init=0.1"], "model.layer 'lista' does not apply to hybrid_precoding"),
+    (["model.digital_step_init=-1", "model.step_init=0.1"], "digital_step_init must be > 0"),
+    (["model.gradient_scaling=rayleigh"], "gradient_scaling 'rayleigh' does not apply"),
+])
+def test_config_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(load_config("preset:hybrid", overrides))
+
+
+def test_the_generic_pgd_layers_run_one_joint_step_on_the_packed_iterate():
+    """``step`` / ``momentum`` (the generic projected gradient, one step for both blocks) also apply."""
+    model = build_model(load_config("preset:hybrid", SMALL + ["model.layer=momentum", "model.step_init=0.2"]))
+    inst = model.problem.sample(8, 9)
+    with torch.no_grad():
+        x = model.run(inst)
+    assert model.problem.feasible(x, inst).all()
+    assert float(model.problem.objective(x, inst).mean()) > 0.9 * float(model.problem.objective(model.problem.init(inst), inst).mean())
+
+
+def test_digital_step_init_belongs_to_hybrid_layers():
+    with pytest.raises(ConfigError, match="digital_step_init applies to layers hybrid_pga"):
+        load_config("preset:mu_miso", ["model.digital_step_init=0.5"])
+
+
+def test_channel_draws_replay_and_are_normalised():
+    for model in ("clustered", "iid"):
+        src = WidebandSource(16, 4, 8, WidebandConfig(model=model))
+        a, b = src.sample(512, 11), src.sample(512, 11)
+        assert torch.equal(a.H, b.H) and torch.equal(a.noise_var, b.noise_var)
+        assert a.H.shape == (512, 8, 4, 16) and a.H.dtype == torch.complex64
+        assert abs(float(a.H.abs().square().mean()) - 1.0) < 0.05
+    # bands of the clustered model are correlated (delays up to 4 of 8 samples); with no delay they are equal
+    flat = WidebandSource(8, 2, 4, WidebandConfig(max_delay=0.0)).sample(8, 1).H
+    torch.testing.assert_close(flat[:, 0], flat[:, 3])
+
+
+def test_tuned_start_resolves_both_steps_and_equals_tuned_classical_pga():
+    cfg = load_config("preset:hybrid", SMALL + ["model.step_init=tuned", "model.num_layers=2"])
+    model = build_model(cfg)
+    m = model.config.model
+    assert isinstance(m.step_init, float) and isinstance(m.digital_step_init, float)
+    vals = model.scalar_parameters()
+    torch.testing.assert_close(torch.tensor(vals["step_analog"]), torch.tensor([m.step_init] * 2))
+    torch.testing.assert_close(torch.tensor(vals["step_digital"]), torch.tensor([m.digital_step_init] * 2))
+
+
+def test_evaluate_runs_the_declared_baselines_on_other_sizes():
+    model = build_model(load_config("preset:hybrid", SMALL))
+    rows = evaluate_model(model, ["nominal", "M16"], batch=32)
+    methods = {r["method"] for r in rows}
+    assert {"hybrid_pga-3 (this model)", "PGA, tuned analog and digital steps-3", "PE-AltMin + best digital-3",
+            "SVD-phase analog + best digital (closed form)"} <= methods
+    assert all(r["feasible"] and 50 < r["pct_of_bound"] <= 100.0001 for r in rows)
+    assert set(CLASSICAL) >= set(model.problem.classical)
+
+
+def test_fd_wmmse_is_a_reference_only_rule():
+    with pytest.raises(ConfigError, match="not an unfolded model's update rule"):
+        FullyDigitalWMMSE.from_model_config(None, None)
+
+
+def test_cli_train_and_evaluate(tmp_path):
+    out = tmp_path / "model"
+    run = subprocess.run([sys.executable, "-m", "autounfold.cli", "train", "preset:hybrid", "--out", str(out), "--quiet",
+                          *sum((["--set", s] for s in SMALL + ["training.steps=6", "training.validate_every=3"]), [])],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ev = subprocess.run([sys.executable, "-m", "autounfold.cli", "evaluate", str(out), "--scenario", "B4",
+                         "--batch", "32", "--json", str(tmp_path / "ev.json")], capture_output=True, text=True,
+                        timeout=300)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    rows = json.loads((tmp_path / "ev.json").read_text())
+    assert {r["scenario"] for r in rows} == {"B4"} and all(0 < r["pct_of_bound"] <= 100.0001 for r in rows)
