@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ benchmark-auto-pgd: setup
 # MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF (about 25 min on 2 cores)
 benchmark-mu-miso: setup
 	$(PY) -m autounfold.cli benchmark-mu-miso --out results/mu_miso
+
+# Wideband hybrid precoding: unfolded PGA against classical PGA tuned per depth, PE-AltMin, the two-stage
+# design and the fully-digital bound; transfer to other antenna / band counts; latency (about 40 min on 2 cores)
+benchmark-hybrid: setup
+	$(PY) -m autounfold.cli benchmark-hybrid --out results/hybrid
 
 search-benchmark: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark

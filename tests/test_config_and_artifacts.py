@@ -34,7 +34,7 @@ def test_config_errors_name_file_and_key(tmp_path, text, needle):
 def test_missing_file_and_unknown_preset(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="available: auto_pgd, lista"):
+    with pytest.raises(ConfigError, match="available: auto_pgd, hybrid, lista"):
         load_config("preset:nope")
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["model.num_layers"])

@@ -264,3 +264,47 @@ def test_cli_train_and_evaluate(tmp_path):
     assert ev.returncode == 0, ev.stderr[-2000:]
     rows = json.loads((tmp_path / "ev.json").read_text())
     assert {r["scenario"] for r in rows} == {"B4"} and all(0 < r["pct_of_bound"] <= 100.0001 for r in rows)
+
+
+def test_torchscript_export_has_both_outputs_and_matches_eager(tmp_path):
+    from autounfold.deploy import export_torchscript, load_torchscript
+    model = build_model(load_config("preset:hybrid", SMALL))
+    path = export_torchscript(model, tmp_path / "h.pt")
+    meta = json.loads((tmp_path / "h.pt.json").read_text())
+    assert meta["inputs"] == {"H_real": ["B", 3, 3, 8, 2], "noise_var": ["B"]}
+    assert meta["output"] == {"W_a_real": ["B", 8, 4, 2], "W_d_real": ["B", 3, 4, 3, 2]}
+    inst = model.problem.sample(9, 4)
+    a, d = load_torchscript(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var)
+    with torch.no_grad():
+        W_a, W_d = model(inst.H, inst.noise_var)
+    torch.testing.assert_close(torch.view_as_complex(a.contiguous()), W_a, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.view_as_complex(d.contiguous()), W_d, rtol=1e-4, atol=1e-4)
+
+
+def test_monitor_sees_a_change_of_the_cluster_angular_spread(tmp_path):
+    """The drift monitor on a hybrid model: the transmit covariance over every band's user rows moves
+    when the clustered model's angular spread does; the shadow metric is the % of the bound."""
+    from autounfold.monitoring import EventLog, MonitorConfig, compute_baseline, drifting_windows, monitor_windows
+    from autounfold.monitoring.monitor import parse_synthetic
+    model = build_model(load_config("preset:hybrid", SMALL))
+    baseline = compute_baseline(model, 1024)
+    spec = parse_synthetic("synthetic:angular_spread=10->40,windows=4,at=2")
+    recs = monitor_windows(model, drifting_windows(model, spec, 256), MonitorConfig(window=256, trigger_patience=1),
+                           baseline, EventLog(tmp_path / "events.jsonl"), "hy:v1")
+    assert [("covariance_shift" in r["alerts"]) for r in recs] == [False, False, True, True]
+    assert all(80 < r["shadow_pct"] <= 100.0001 for r in recs)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--layers", "hybrid_pga,signed"], "--layers: 'signed' does not apply to hybrid_precoding"),
+    (["--layers", "nonsense"], "--layers: 'nonsense' does not apply to hybrid_precoding"),
+    (["--antennas", "8,x"], "--antennas: comma-separated integers expected"),
+    (["--antennas", "4"], "--antennas must be >= 6"),
+    (["--bands", "0"], "--bands >= 1"),
+])
+def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-hybrid", "--out", str(out), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists()

@@ -138,7 +138,7 @@ def test_the_registered_problem_is_validated_by_its_own_schema(box_problem):
                                                               "gradient_scaling": "rayleigh"}})
     assert "box_ls" in PROBLEMS.names()
     PROBLEMS.unregister("box_ls")
-    with pytest.raises(ConfigError, match="unknown problem 'box_ls'; allowed: beamforming, lasso"):
+    with pytest.raises(ConfigError, match="unknown problem 'box_ls'; allowed: beamforming, hybrid_precoding, lasso"):
         parse_config({"problem": {"name": "box_ls"}})
     PROBLEMS.register(BoxLeastSquares)
 
