@@ -201,6 +201,9 @@ def benchmark_hybrid(out: Path = typer.Option(Path("results/hybrid"), help="dire
             raise ConfigError(f"--layers: {name!r} does not apply to hybrid_precoding; use "
                               f"{', '.join(LAYERS.select(lambda d: d.applies_to('hybrid_precoding')))}")
     ants, bnds = _ints(antennas, "--antennas") if antennas.strip() else [], _ints(bands, "--bands") if bands.strip() else []
+    if bnds and "n_bands" in LAYERS.get(ls[0]).fixes:
+        raise ConfigError(f"--layers: the first layer type is the one moved to other sizes, and {ls[0]!r} fixes "
+                          "n_bands; put a dimension-free one first or give --bands ''")
     preset_users = 6
     if any(m < preset_users for m in ants) or any(b < 1 for b in bnds):
         raise ConfigError(f"--antennas must be >= {preset_users} (the preset's users) and --bands >= 1 "

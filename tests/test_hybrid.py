@@ -82,7 +82,7 @@ def test_projections_are_feasible_and_idempotent():
     torch.testing.assert_close(p.prox(x, inst), x)
     W_a, _ = p.unpack(x, inst)
     torch.testing.assert_close(W_a.abs(), torch.ones_like(W_a.real))
-    assert torch.equal(project_analog(W_a), W_a) or torch.allclose(project_analog(W_a), W_a)
+    torch.testing.assert_close(project_analog(W_a), W_a)
 
 
 def test_digital_given_analog_is_optimal_for_logdet():
@@ -101,14 +101,17 @@ def test_digital_given_analog_is_optimal_for_logdet():
 
 
 @pytest.mark.parametrize("objective", ["logdet", "sum_rate"])
-def test_fully_digital_bound_is_above_every_hybrid_solver(objective):
+def test_fully_digital_reference_is_above_the_hybrid_solvers(objective):
     p = _problem(objective=objective)
     inst = p.sample(32, 5)
     F = reference(p, inst)
     bound = p.objective(F, inst)
-    for x in (p.init(inst), hybrid_pga(p, inst, 20, {"step_analog": 0.3, "step_digital": 0.3}), altmin(p, inst, 5)):
+    for x in (p.init(inst), hybrid_pga(p, inst, 20, {"step_analog": 0.03, "step_digital": 0.03}), altmin(p, inst, 5)):
         assert p.feasible(x, inst).all()
-        assert (p.objective(x, inst) <= bound * (1 + 1e-4)).all()
+        if objective == "logdet":                                # an exact bound, channel by channel
+            assert (p.objective(x, inst) <= bound * (1 + 1e-4)).all()
+        else:                                                    # a local optimum: above on average
+            assert float(p.objective(x, inst).mean()) <= float(bound.mean())
     if objective == "sum_rate":                                  # WMMSE from RZF improves on RZF
         assert (bound >= p.objective(p.fully_digital(inst), inst) - 1e-4).all()
         assert float(bound.mean()) > float(p.objective(p.fully_digital(inst), inst).mean())
@@ -227,14 +230,30 @@ def test_channel_draws_replay_and_are_normalised():
     torch.testing.assert_close(flat[:, 0], flat[:, 3])
 
 
-def test_tuned_start_resolves_both_steps_and_equals_tuned_classical_pga():
+def test_tuned_start_is_the_tuned_classical_pga_on_the_validation_draw():
+    from autounfold.algorithms.tuning import HYBRID_INIT_STEPS, tune_hybrid_pga
+    from autounfold.seeding import generator
     cfg = load_config("preset:hybrid", SMALL + ["model.step_init=tuned", "model.num_layers=2"])
     model = build_model(cfg)
     m = model.config.model
-    assert isinstance(m.step_init, float) and isinstance(m.digital_step_init, float)
+    p = model.problem
+    val = p.sample(32, generator(cfg.seed, "validation"))
+    best, score = tune_hybrid_pga(p, val, reference(p, val), 2, steps=HYBRID_INIT_STEPS)
+    assert (m.step_init, m.digital_step_init) == (best["step_analog"], best["step_digital"])
     vals = model.scalar_parameters()
     torch.testing.assert_close(torch.tensor(vals["step_analog"]), torch.tensor([m.step_init] * 2))
     torch.testing.assert_close(torch.tensor(vals["step_digital"]), torch.tensor([m.digital_step_init] * 2))
+    with torch.no_grad():                                  # the network starts as that classical solver
+        assert p.summarize(model.run(val), val, reference(p, val))["pct_of_bound"] == pytest.approx(score, abs=1e-4)
+    with pytest.raises(ConfigError, match="digital_step_init: step_init 'tuned' sets it"):
+        build_model(load_config("preset:hybrid", SMALL + ["model.step_init=tuned", "model.digital_step_init=0.3"]))
+
+
+def test_random_start_does_not_depend_on_the_batch():
+    p = _problem()
+    inst = p.sample(6, 12)
+    x = p.init(inst, "random")
+    torch.testing.assert_close(p.init(inst[2:3], "random"), x[2:3])
 
 
 def test_evaluate_runs_the_declared_baselines_on_other_sizes():
@@ -293,6 +312,8 @@ def test_monitor_sees_a_change_of_the_cluster_angular_spread(tmp_path):
                            baseline, EventLog(tmp_path / "events.jsonl"), "hy:v1")
     assert [("covariance_shift" in r["alerts"]) for r in recs] == [False, False, True, True]
     assert all(80 < r["shadow_pct"] <= 100.0001 for r in recs)
+    # the re-search is aimed at the spread the windows were drawn with (the problem's own estimate)
+    assert [r["angular_spread_estimate"] for r in recs] == pytest.approx([10, 10, 40, 40], abs=5)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -301,6 +322,7 @@ def test_monitor_sees_a_change_of_the_cluster_angular_spread(tmp_path):
     (["--antennas", "8,x"], "--antennas: comma-separated integers expected"),
     (["--antennas", "4"], "--antennas must be >= 6"),
     (["--bands", "0"], "--bands >= 1"),
+    (["--layers", "hybrid_pga_band,hybrid_pga"], "fixes n_bands"),
 ])
 def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "bench"

@@ -97,7 +97,11 @@ class HybridPGA:
         G = problem.stack(problem.rate_gradient(problem.stacked_precoders(W_a, D, inst), inst))   # at the new W_a (12b)
         # the digital step in whitened coordinates X_b = R W_d,b (W_a^H W_a = R^H R), where the power
         # set is the sphere ||X_b||_F^2 = P and scaling onto it is the metric projection: dR/dX = R^{-H} dR/dW_d
-        R = torch.linalg.cholesky(W_a.mH @ W_a, upper=True)                       # (B, L, L)
+        # a load of 1e-6 of the diagonal (= M, unit-modulus columns) keeps the factor defined when the
+        # analog columns are (nearly) dependent; the same R maps both ways, so the step stays exact
+        Gram = W_a.mH @ W_a
+        eye = torch.eye(Gram.shape[-1], dtype=Gram.dtype, device=Gram.device)
+        R = torch.linalg.cholesky(Gram + (1e-6 * W_a.shape[-2]) * eye, upper=True)   # (B, L, L)
         g_x = torch.linalg.solve_triangular(R.mH, W_a.mH @ G, upper=False)        # (B, L, NB N)
         X = (R @ D).view(D.shape[0], D.shape[1], NB, -1)
         g_x = g_x.view_as(X)

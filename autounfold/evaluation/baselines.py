@@ -176,13 +176,13 @@ def hybrid_pga_tuned(problem, inst, iterations: int):
 @torch.no_grad()
 def altmin(problem, inst, iterations: int):
     """Alternating minimisation towards the fully-digital precoder with phase extraction (PE-AltMin
-    after Yu, Shen, Zhang and Letaief 2016, wideband: one analog matrix for all bands): from the same
-    start as PGA, ``iterations`` rounds of W_d,b = pinv(W_a) F_b (least squares per band) and
+    after Yu, Shen, Zhang and Letaief 2016, wideband: one analog matrix for all bands): from the
+    SVD-phase analog precoder (the preset's start), ``iterations`` rounds of W_d,b = pinv(W_a) F_b (least squares per band) and
     W_a = phase(sum_b F_b W_d,b^H); the digital readout is the best digital precoder for the final
     analog one (``digital_given_analog``: exact water-filling for logdet), which is stronger than
     PE-AltMin's rescaled least squares."""
     F = problem.fully_digital(inst)                                            # (B, NB, M, N)
-    W_a = problem.analog_start(inst)
+    W_a = problem.analog_start(inst, "svd")
     Fs = problem.stack(F)                                                      # (B, M, NB N)
     for _ in range(iterations):
         D = torch.linalg.lstsq(W_a, Fs).solution if W_a.device.type == "cpu" else torch.linalg.pinv(W_a) @ Fs
@@ -191,9 +191,9 @@ def altmin(problem, inst, iterations: int):
 
 
 def two_stage(problem, inst, iterations: int):
-    """The start every hybrid solver shares: phases of the top-L eigenvectors of sum_b H_b^H H_b and the
-    best digital precoder for them (no iteration)."""
-    return problem.init(inst)
+    """The two-stage design (and the preset's start): phases of the top-L eigenvectors of
+    sum_b H_b^H H_b and the best digital precoder for them (no iteration), whatever the model's init."""
+    return problem.init(inst, "svd")
 
 
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,

@@ -126,7 +126,7 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
         rec = {"window": w, "channels": B, "se_mean": float(se.mean()), "covariance_shift": shift,
                "shadow_pct": shadow, "shadow_samples": int(coin.sum()), "grad_norm": gnorm,
                "grad_norm_ratio": gnorm / max(baseline.grad_norm, 1e-12), "parameter_drift": drift,
-               "angular_spread_estimate": estimate_angular_spread(R, baseline.antenna_spacing)}
+               "angular_spread_estimate": _spread(problem, R, baseline.antenna_spacing)}
         alerts = []
         if shift > cfg.covariance_threshold:
             alerts.append(("covariance_shift", shift, cfg.covariance_threshold))
@@ -154,6 +154,12 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
         if on_window is not None:
             on_window(rec)
     return records
+
+
+def _spread(problem, R, spacing: float) -> float:
+    """The problem's own estimate of the angular spread where it has one, else the exponential model's."""
+    own = problem.estimate_angular_spread(R)
+    return float(own) if own is not None else estimate_angular_spread(R, spacing)
 
 
 def window_line(rec: dict) -> str:

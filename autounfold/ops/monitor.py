@@ -69,7 +69,10 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         net = load(str(model_dir))
         if not net.problem.is_monitored():
             raise InputError(f"models:/{model}: the monitor watches channel statistics; problem "
-                             f"{net.problem.name!r} does not draw channels")
+                             f"{net.problem.name!r} has none it can watch")
+        if not net.problem.draws_channels and not (len(sources) == 1 and sources[0].startswith("synthetic")):
+            raise InputError(f"--source: a {net.problem.name} model takes multi-band channels, which CSI Parquet "
+                             "files do not hold; use one synthetic:angular_spread=A->B,windows=N source")
         import torch
         bfile = Path(model_dir) / BASELINE_FILE
         baseline = Baseline.from_state(torch.load(bfile, weights_only=True)) if bfile.is_file() else \

@@ -149,6 +149,12 @@ class Problem:
         channel section as correlated Rayleigh at that spread)."""
         return None
 
+    def estimate_angular_spread(self, R) -> Optional[float]:
+        """The angular spread (degrees) of this problem's channel model that fits the transmit
+        covariance R (n_tx x n_tx), for the monitor's re-search; None: the monitor's exponential-
+        correlation estimate (exact for correlated Rayleigh)."""
+        return None
+
     def output(self, x, inst):
         """What a model's call returns for the iterate x (default x itself; hybrid precoding: the
         pair (W_a, W_d) its packed iterate holds)."""

@@ -34,6 +34,22 @@ def water_filling(gains: torch.Tensor, power: float) -> torch.Tensor:
     return (level - inv).clamp_min(0.0)
 
 
+def logdet_system(H: torch.Tensor, W: torch.Tensor, s2: torch.Tensor):
+    """G = H W and M = I_S + G^H G / s2 for SE(W) = log2 det M (Sylvester: S x S, not n_rx x n_rx).
+
+    H (..., n_rx, n_tx), W (..., n_tx, S) complex, s2 broadcastable to (..., 1, 1)."""
+    G = H @ W
+    M = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (G.mH @ G) / s2
+    return G, M
+
+
+def logdet_gradient(H: torch.Tensor, W: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+    """d log2 det(I + H W W^H H^H / s2) / dRe(W) + j d/dIm(W) = (2 / (ln2 s2)) H^H G M^{-1}
+    (push-through: an S x S system), shapes as ``logdet_system``."""
+    G, M = logdet_system(H, W, s2)
+    return (2.0 / LN2) * (H.mH @ torch.linalg.solve(M, G.mH).mH) / s2
+
+
 class BeamformingConfig(ProblemConfig):
     """``problem:`` of a beamforming experiment (the default problem)."""
 
@@ -161,9 +177,8 @@ class BeamformingProblem(Problem):
 
     # ---- math --------------------------------------------------------------------------------
     def _gram_system(self, W, inst):
-        G = inst.H @ W                                                   # (B, n_rx, S)
         s2 = inst.noise_var.view(-1, 1, 1)
-        M = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device) + (G.mH @ G) / s2   # (B, S, S)
+        G, M = logdet_system(inst.H, W, s2)                              # (B, n_rx, S), (B, S, S)
         return G, M, s2
 
     def objective(self, W, inst) -> torch.Tensor:
