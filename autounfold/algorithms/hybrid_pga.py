@@ -25,7 +25,7 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import ALGORITHMS
-from ..problems.base import abs2
+from ..problems.base import norm_ratio
 from ..problems.hybrid import project_analog, project_stacked
 from .proximal_gradient import State
 from .wmmse import project_power, receivers, transmit
@@ -76,8 +76,7 @@ class HybridPGA:
         """||g||_F / ||W||_F over the last two dimensions (kept for broadcasting)."""
         if self.normalize is None:
             return torch.ones((), dtype=g.real.dtype, device=g.device)
-        return (abs2(g).sum((-2, -1), keepdim=True).clamp_min(1e-60)
-                / abs2(W).sum((-2, -1), keepdim=True).clamp_min(1e-60)).sqrt()
+        return norm_ratio(g, W, keepdim=True)
 
     def step(self, problem, inst, state: State, params: dict) -> State:
         NB = inst.H.shape[1]
@@ -115,7 +114,7 @@ class HybridPGA:
         """||g_b||_F / ||X_b||_F per sample and band for (B, L, NB, N) blocks, (B, 1, NB, 1)."""
         if self.normalize is None:
             return torch.ones((), dtype=g.real.dtype, device=g.device)
-        return (abs2(g).sum((1, 3), keepdim=True).clamp_min(1e-60) / abs2(X).sum((1, 3), keepdim=True).clamp_min(1e-60)).sqrt()
+        return norm_ratio(g, X, (1, 3), keepdim=True)
 
 
 @ALGORITHMS.register
@@ -143,8 +142,7 @@ class FullyDigitalWMMSE:
     def step(self, problem, inst, state: State, params: dict) -> State:
         F = state.x
         B, NB, M, N = F.shape
-        H = inst.H.reshape(B * NB, N, M)
-        s2 = inst.noise_var.repeat_interleave(NB)
+        H, s2 = problem.per_band(inst)
         V = F.reshape(B * NB, M, N)
         u, w = receivers(H, V, s2)
         V = project_power(transmit(H, w, u, problem.power), problem.power)

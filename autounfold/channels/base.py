@@ -14,6 +14,13 @@ from ..schema import Schema
 from ..seeding import as_generator
 
 
+def ordered_range(v):
+    """A (low, high) pair with low <= high (the ``snr_db`` validator of every channel section)."""
+    if v[1] < v[0]:
+        raise ValueError(f"must be [low, high] with low <= high, got {list(v)}")
+    return v
+
+
 class ChannelConfig(Schema):
     """The ``problem.channel`` section of an experiment: which registered channel model, its sizes,
     SNR range and power, and the settings of the correlated model (ignored by the others)."""
@@ -28,13 +35,7 @@ class ChannelConfig(Schema):
     rx_rho: Optional[float] = Field(None, ge=0, lt=1)
 
     _registered = field_validator("model")(lambda v: CHANNELS.validate(v))
-
-    @field_validator("snr_db")
-    @classmethod
-    def _ordered(cls, v):
-        if v[1] < v[0]:
-            raise ValueError(f"must be [low, high] with low <= high, got {list(v)}")
-        return v
+    _ordered = field_validator("snr_db")(ordered_range)
 
 
 def build_channel(cfg: ChannelConfig) -> "ChannelSource":

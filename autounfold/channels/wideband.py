@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from ..errors import ConfigError, InputError
 from ..schema import Schema
 from ..seeding import as_generator
-from .base import ChannelBatch, complex_gaussian
+from .base import ChannelBatch, complex_gaussian, ordered_range
 
 WIDEBAND_MODELS = ("clustered", "iid")
 
@@ -42,12 +42,7 @@ class WidebandConfig(Schema):
     max_delay: float = Field(4.0, ge=0)
     antenna_spacing: float = Field(0.5, gt=0)
 
-    @field_validator("snr_db")
-    @classmethod
-    def _ordered(cls, v):
-        if v[1] < v[0]:
-            raise ValueError(f"must be [low, high] with low <= high, got {list(v)}")
-        return v
+    _ordered = field_validator("snr_db")(ordered_range)
 
 
 def check_wideband(H: torch.Tensor, noise_var: torch.Tensor) -> None:

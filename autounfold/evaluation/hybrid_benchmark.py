@@ -62,10 +62,6 @@ def _tuned_steps(p, depth: int, val, vref, grid=None) -> dict:
     return best
 
 
-def _pga(p, inst, depth, steps):
-    return baselines.hybrid_pga(p, inst, depth, steps)
-
-
 def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                          layers: Sequence[str] = ("hybrid_pga", "hybrid_pga_band", "hybrid_pga_momentum"),
                          test_batch: int = 1024, val_batch: int = 256, latency_batch: int = 256, repeats: int = 20,
@@ -106,9 +102,9 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                          **p.summarize(m.run(test), test, ref)})
         for T in depths:
             rows.append({"method": f"PGA-{T}, tuned steps", "kind": "classical", "iterations": T,
-                         "steps": tuned[T], **p.summarize(_pga(p, test, T, tuned[T]), test, ref)})
+                         "steps": tuned[T], **p.summarize(baselines.hybrid_pga(p, test, T, tuned[T]), test, ref)})
         rows.append({"method": f"PGA-{CONVERGED} (PGA-100's steps, to convergence)", "kind": "classical",
-                     "iterations": CONVERGED, **p.summarize(_pga(p, test, CONVERGED, tuned[100]), test, ref)})
+                     "iterations": CONVERGED, **p.summarize(baselines.hybrid_pga(p, test, CONVERGED, tuned[100]), test, ref)})
         for T in (depth, 30):
             rows.append({"method": f"PE-AltMin-{T} + best digital", "kind": "classical", "iterations": T,
                          **p.summarize(baselines.altmin(p, test, T), test, ref)})
@@ -141,7 +137,7 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                 m, m_cfg, _ = models[layer]
                 row[f"{LABELS.get(layer, layer)}-{depth}"] = q.summarize(transfer(m, scenario_config(m_cfg, sc)).run(t), t, r)
             for T in (depth, 30):
-                row[f"PGA-{T} (nominal steps)"] = q.summarize(_pga(q, t, T, tuned[T]), t, r)
+                row[f"PGA-{T} (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, tuned[T]), t, r)
             row["two-stage"] = q.summarize(baselines.two_stage(q, t, 0), t, r)
         robust.append(row)
     result["robustness"] = robust
@@ -167,16 +163,16 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
             s_moved, s_native = q.summarize(moved.run(t), t, r), q.summarize(native.run(t), t, r)
             scale.append({"change": change, "label": what, "transferred": s_moved, "trained_here": s_native,
                           "ratio_pct": 100.0 * s_moved["rate_mean"] / s_native["rate_mean"],
-                          f"PGA-{depth} (tuned here)": q.summarize(_pga(q, t, depth, local), t, r),
-                          f"PGA-{depth} (nominal steps)": q.summarize(_pga(q, t, depth, tuned[depth]), t, r)})
+                          f"PGA-{depth} (tuned here)": q.summarize(baselines.hybrid_pga(q, t, depth, local), t, r),
+                          f"PGA-{depth} (nominal steps)": q.summarize(baselines.hybrid_pga(q, t, depth, tuned[depth]), t, r)})
     result["scalability"] = scale
     _log("scalability done", quiet)
 
     # ---- latency -------------------------------------------------------------------------------------------
     lat_inst = test[:latency_batch]
     fns = {f"{LABELS.get(layer, layer)}-{depth}": (lambda m=models[layer][0]: m.run(lat_inst)) for layer in layers}
-    fns.update({f"PGA-{depth}": lambda: _pga(p, lat_inst, depth, tuned[depth]),
-                "PGA-30": lambda: _pga(p, lat_inst, 30, tuned[30]),
+    fns.update({f"PGA-{depth}": lambda: baselines.hybrid_pga(p, lat_inst, depth, tuned[depth]),
+                "PGA-30": lambda: baselines.hybrid_pga(p, lat_inst, 30, tuned[30]),
                 f"PE-AltMin-{depth}": lambda: baselines.altmin(p, lat_inst, depth),
                 "PE-AltMin-30": lambda: baselines.altmin(p, lat_inst, 30),
                 "two-stage (start)": lambda: baselines.two_stage(p, lat_inst, 0)})
@@ -207,7 +203,7 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
             srows.append({"method": f"{LABELS.get(layers[0])}-{depth}", **q.summarize(sr.run(t), t, r)})
             for T in (depth, 30):
                 st = _tuned_steps(q, T, qv, qvr)
-                srows.append({"method": f"PGA-{T}, tuned steps", "steps": st, **q.summarize(_pga(q, t, T, st), t, r)})
+                srows.append({"method": f"PGA-{T}, tuned steps", "steps": st, **q.summarize(baselines.hybrid_pga(q, t, T, st), t, r)})
             srows.append({"method": "SVD-phase analog + RZF digital (the shared start)",
                           **q.summarize(baselines.two_stage(q, t, 0), t, r)})
         result["sum_rate"] = {"bound": "fully-digital WMMSE per band from RZF, per channel to a relative change "
@@ -290,33 +286,13 @@ def markdown(result: dict) -> str:
 
 
 def plots(result: dict, out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import latency_scatter, line_curves, plt
+    ylabel = "% of the fully-digital bound"
     rv = result["rate_vs_iteration"]["curves"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, vals in rv.items():
-        ax.plot(range(len(vals)), vals, marker="o" if len(vals) < 10 else None, label=name)
-    ax.set_xlabel("iteration / layer")
-    ax.set_ylabel("% of the fully-digital bound")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "hybrid_rate_vs_iteration.png", dpi=120)
-    plt.close(fig)
-
+    line_curves({k: (range(len(v)), v) for k, v in rv.items()}, "iteration / layer", ylabel,
+                out / "hybrid_rate_vs_iteration.png")
     la = result["latency"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in la["rows"]:
-        ax.scatter(r["median_ms"], r["pct_of_bound"])
-        ax.annotate(r["method"], (r["median_ms"], r["pct_of_bound"]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"latency, ms (batch {la['batch']})")
-    ax.set_ylabel("% of the fully-digital bound")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "hybrid_rate_vs_latency.png", dpi=120)
-    plt.close(fig)
+    latency_scatter(la["rows"], "pct_of_bound", la["batch"], ylabel, out / "hybrid_rate_vs_latency.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for layer, params in result["learned_steps"].items():

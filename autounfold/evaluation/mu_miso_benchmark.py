@@ -231,38 +231,13 @@ def markdown(result: dict) -> str:
 
 
 def plots(result: dict, out: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import latency_scatter, line_curves
     dc, sw = result["depth_curve"], result["snr_sweep"]
-    _curves(plt, dc["depths"], {k: v for k, v in dc.items() if k not in ("depths", "n_tx", "n_users", "snr_db")},
-            "depth (iterations / layers)", f"{dc['n_tx']} x {dc['n_users']}, SNR U[0, 30] dB", out / "mu_miso_depth.png")
-    _curves(plt, sw["snr_db"], {k: v for k, v in sw.items() if k not in ("snr_db", "n_tx", "n_users") and not k.endswith("p5")},
-            "SNR (dB)", "", out / "mu_miso_snr.png")
+    ylabel = "% of reference sum rate"
+    line_curves({k: (dc["depths"], v) for k, v in dc.items() if k not in ("depths", "n_tx", "n_users", "snr_db")},
+                "depth (iterations / layers)", ylabel, out / "mu_miso_depth.png",
+                f"{dc['n_tx']} x {dc['n_users']}, SNR U[0, 30] dB")
+    line_curves({k: (sw["snr_db"], v) for k, v in sw.items() if k not in ("snr_db", "n_tx", "n_users") and not k.endswith("p5")},
+                "SNR (dB)", ylabel, out / "mu_miso_snr.png")
     la = result["latency"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in la["rows"]:
-        ax.scatter(r["median_ms"], r["pct_of_reference"])
-        ax.annotate(r["method"], (r["median_ms"], r["pct_of_reference"]), fontsize=7)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"latency, ms (batch {la['batch']})")
-    ax.set_ylabel("% of reference sum rate")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "mu_miso_latency.png", dpi=120)
-    plt.close(fig)
-
-
-def _curves(plt, x, series: dict, xlabel: str, title: str, path: Path) -> None:
-    """One line per series (% of the reference against ``x``), saved to ``path``."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, values in series.items():
-        ax.plot(x, values, marker="o", label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("% of reference sum rate")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    latency_scatter(la["rows"], "pct_of_reference", la["batch"], ylabel, out / "mu_miso_latency.png")

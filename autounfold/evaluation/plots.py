@@ -19,6 +19,34 @@ def _save(fig, ax, path: Path) -> str:
     return path.name
 
 
+def line_curves(series: dict, xlabel: str, ylabel: str, path: Path, title: str = "") -> str:
+    """One line per ``{name: (x, values)}`` (markers where a line has fewer than 10 points), saved to ``path``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (x, values) in series.items():
+        ax.plot(x, values, marker="o" if len(values) < 10 else None, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _save(fig, ax, path)
+
+
+def latency_scatter(rows: list, score_key: str, batch: int, ylabel: str, path: Path) -> str:
+    """Score against median latency (log axis), one annotated point per ``rows`` entry (a latency
+    table's rows: ``method``, ``median_ms`` and ``score_key``), saved to ``path``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.scatter(r["median_ms"], r[score_key])
+        ax.annotate(r["method"], (r["median_ms"], r[score_key]), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel(f"latency, ms (batch {batch})")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def write_plots(result: dict, out: Path) -> list:
     bf = result["beamforming"]
     files = []

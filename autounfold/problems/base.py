@@ -197,3 +197,10 @@ def abs2(z: torch.Tensor) -> torch.Tensor:
 def frob2(V: torch.Tensor) -> torch.Tensor:
     """||V||_F^2 over the last two dimensions of a complex (B, m, n) tensor, (B,)."""
     return abs2(V).sum((-2, -1))
+
+
+def norm_ratio(g: torch.Tensor, x: torch.Tensor, dims=(-2, -1), keepdim: bool = False) -> torch.Tensor:
+    """||g|| / ||x|| over ``dims`` (the ``norm`` gradient scaling: a step alpha then moves x by
+    alpha ||x||), both squared norms kept >= 1e-60."""
+    return (abs2(g).sum(dims, keepdim=keepdim).clamp_min(1e-60)
+            / abs2(x).sum(dims, keepdim=keepdim).clamp_min(1e-60)).sqrt()

@@ -26,7 +26,7 @@ from ..channels.wideband import WidebandConfig, WidebandSource, check_wideband
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, norm_ratio
 from .beamforming import logdet_gradient, logdet_system, water_filling
 from .mu_miso import interference, sum_rate_gradient
 
@@ -274,7 +274,9 @@ class HybridPrecodingProblem(Problem):
         return G.transpose(1, 2).reshape(B, M, NB * N)
 
     # ---- math --------------------------------------------------------------------------------
-    def _flat(self, inst):
+    @staticmethod
+    def per_band(inst):
+        """The bands as a batch of narrowband channels: H (B NB, N, M) and noise_var (B NB,)."""
         B, NB, N, M = inst.H.shape
         return inst.H.reshape(B * NB, N, M), inst.noise_var.repeat_interleave(NB)
 
@@ -284,7 +286,7 @@ class HybridPrecodingProblem(Problem):
         if self.objective_kind == "logdet":
             _, M = logdet_system(H, F, s2)                                          # (B, NB, N, N)
             return torch.linalg.slogdet(M).logabsdet.mean(-1) / LN2
-        Hf, s2f = self._flat(inst)
+        Hf, s2f = self.per_band(inst)
         B, NB = H.shape[:2]
         _, T, I = interference(Hf, F.reshape(B * NB, *F.shape[2:]), s2f)
         return torch.log2(T / I).sum(-1).view(B, NB).mean(-1)
@@ -297,7 +299,7 @@ class HybridPrecodingProblem(Problem):
         B, NB = H.shape[:2]
         if self.objective_kind == "logdet":
             return logdet_gradient(H, F, inst.noise_var.view(-1, 1, 1, 1)) / NB
-        Hf, s2f = self._flat(inst)
+        Hf, s2f = self.per_band(inst)
         g = sum_rate_gradient(Hf, F.reshape(B * NB, *F.shape[2:]), s2f, 1.0)
         return g.view(B, NB, *g.shape[1:]) / NB
 
@@ -324,7 +326,7 @@ class HybridPrecodingProblem(Problem):
             return g, None
         if mode != "norm":
             raise ConfigError(f"hybrid_precoding: unknown gradient scaling {mode!r}; allowed: {', '.join(self.scalings)}")
-        return g, (abs2(g).sum(-1).clamp_min(1e-60) / abs2(x).sum(-1).clamp_min(1e-60)).sqrt()
+        return g, norm_ratio(g, x, -1)
 
     def prox(self, z: torch.Tensor, inst, threshold=None) -> torch.Tensor:
         """Unit modulus for the analog part, then each band's digital part scaled to power P."""

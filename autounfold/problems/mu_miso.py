@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, norm_ratio
 
 LN2 = math.log(2.0)
 
@@ -222,7 +222,7 @@ class MuMisoProblem(Problem):
             return g, None
         if mode != "norm":
             raise ConfigError(f"mu_miso: unknown gradient scaling {mode!r}; allowed: {', '.join(self.scalings)}")
-        return g, (frob2(g).clamp_min(1e-60) / frob2(V).clamp_min(1e-60)).sqrt()
+        return g, norm_ratio(g, V)
 
     def prox(self, Z, inst, threshold=None) -> torch.Tensor:
         """Projection onto ||V||_F^2 <= P (a scaling; ``threshold`` is unused)."""
