@@ -152,14 +152,11 @@ class FullyDigitalWMMSE:
 def rate_trajectory(problem, inst, algorithm, params: dict, iterations: int) -> torch.Tensor:
     """Mean rate after each of ``iterations`` steps (index 0: the start), (T + 1,) float64: the
     rate-vs-iteration curve of the benchmark."""
-    from .solver import param_at
-    state = algorithm.init_state(problem.init(inst))
-    out = [problem.objective(state.x, inst).double().mean()]
+    from .solver import solve
+    x0 = problem.init(inst)
+    run = solve(problem, inst, algorithm, params, iterations, trajectory=True, x0=x0)
     with torch.no_grad():
-        for k in range(iterations):
-            state = algorithm.step(problem, inst, state, {n: param_at(v, k) for n, v in params.items()})
-            out.append(problem.objective(state.x, inst).double().mean())
-    return torch.stack(out)
+        return torch.stack([problem.objective(x, inst).double().mean() for x in [x0] + run.trajectory])
 
 
 __all__ = ["HybridPGA", "FullyDigitalWMMSE", "rate_trajectory"]
