@@ -19,7 +19,7 @@ from autounfold.config import load_config
 from autounfold.errors import ConfigError, InputError
 from autounfold.evaluation.baselines import CLASSICAL, altmin, hybrid_pga
 from autounfold.evaluation.evaluate import evaluate_model
-from autounfold.problems.hybrid import HybridConfig, HybridPrecodingProblem, project_analog
+from autounfold.problems.hybrid import HybridConfig, HybridPrecodingProblem, project_analog, project_stacked
 
 SMALL = ["problem.n_antennas=8", "problem.n_rf=4", "problem.n_bands=3", "problem.n_users=3",
          "model.num_layers=3", "model.step_init=0.5", "training.validation_batch=32", "training.batch_size=16"]
@@ -126,6 +126,12 @@ def test_small_pga_steps_ascend_from_the_best_digital_precoder():
     for steps in ({"step_analog": 1e-3, "step_digital": 1e-3}, {"step_analog": 0.0, "step_digital": 1e-3}):
         y = HybridPGA().step(p, inst, State(x, x), steps).x
         assert (p.objective(y, inst) >= p.objective(x, inst) - 1e-9).all()
+    # the literal eq. 12b: the plain digital gradient (same norm scaling), then scaling to the power
+    W_a, D = p.unpack_stacked(x, inst)
+    g = W_a.mH @ p.stack(p.rate_gradient(p.stacked_precoders(W_a, D, inst), inst))
+    plain = D + 1e-3 * (D.abs().square().sum((-2, -1), keepdim=True) / g.abs().square().sum((-2, -1), keepdim=True)).sqrt() * g
+    y = p.pack_stacked(W_a, project_stacked(W_a, plain, p.n_bands, p.power))
+    assert (p.objective(y, inst) < p.objective(x, inst)).all()
 
 
 @pytest.mark.parametrize("layer", ["hybrid_pga", "hybrid_pga_band", "hybrid_pga_momentum"])
@@ -312,8 +318,12 @@ def test_monitor_sees_a_change_of_the_cluster_angular_spread(tmp_path):
                            baseline, EventLog(tmp_path / "events.jsonl"), "hy:v1")
     assert [("covariance_shift" in r["alerts"]) for r in recs] == [False, False, True, True]
     assert all(80 < r["shadow_pct"] <= 100.0001 for r in recs)
-    # the re-search is aimed at the spread the windows were drawn with (the problem's own estimate)
+    # the re-search is aimed at the spread the windows were drawn with (the problem's own estimate);
+    # the exponential-correlation estimate, exact for correlated Rayleigh, is far off on this model
     assert [r["angular_spread_estimate"] for r in recs] == pytest.approx([10, 10, 40, 40], abs=5)
+    from autounfold.monitoring.drift import estimate_angular_spread, transmit_covariance
+    R = transmit_covariance(WidebandSource(8, 3, 3, WidebandConfig(angular_spread_deg=10.0)).sample(256, 1).H)
+    assert estimate_angular_spread(R, 0.5) > 40 and model.problem.estimate_angular_spread(R) == pytest.approx(10, abs=5)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -10,8 +10,9 @@ Pi_a: unit modulus entrywise; Pi_d: each band to power P. The digital step is ta
 coordinates X_b = R W_d,b (thin QR W_a = Q R), i.e. along (W_a^H W_a)^{-1} dR/dW_d,b: there the power
 set is a sphere and scaling onto it is the metric projection. With the plain gradient and that
 scaling (the survey's literal eq. 12b) a step is not an ascent step at a constrained point whenever
-W_a^H W_a is not a multiple of I: from the best digital precoder for W_a, a plain digital step of
-1e-4 lowers the rate (measured), the whitened one does not. d = the rate gradient, divided with the
+W_a^H W_a is not a multiple of I: from the best digital precoder for W_a, a plain (norm-scaled)
+digital step of 1e-3 lowers the rate on every channel, the whitened one does not
+(``tests/test_hybrid.py::test_small_pga_steps_ascend_from_the_best_digital_precoder``). d = the rate gradient, divided with the
 ``norm`` scaling by ||grad||_F / ||W||_F (per sample for the analog block, per sample and band for
 the digital one), so a step mu moves a block by mu ||W||_F whatever the SNR, the antenna count or the
 number of bands: the learned steps are then free of every dimension. ``none`` uses the raw gradient
