@@ -138,6 +138,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     import ray
     from ray import tune
 
+    from . import atomic_sync
     from .cluster import available, check_resources, connect
     from .callbacks import SearchCallback, SearchContext, activate, read_rows
     from .tune_trainable import MODEL_DIR, trainable
@@ -147,6 +148,9 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     # save Tune's experiment state at every step (default: every 10 s or more), so that a killed
     # driver loses no trial that had ended; the state is small (a row per trial, the searcher)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    if not atomic_sync.install():
+        log.warning("this Ray has no ray.train._internal.storage._upload_to_fs_path: Tune's experiment state is "
+                    "synced non-atomically, and a driver killed during a sync may leave it unresumable")
     out = Path(out).resolve()
     tune_dir = out / TUNE_DIR
     meta_path = out / META
