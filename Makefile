@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid benchmark-lista search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ benchmark-mu-miso: setup
 # design and the fully-digital bound; transfer to other antenna / band counts; latency (about 40 min on 2 cores)
 benchmark-hybrid: setup
 	$(PY) -m autounfold.cli benchmark-hybrid --out results/hybrid
+
+# Sparse recovery: ALISTA and LISTA-CPSS against ISTA / FISTA with lambda tuned per iteration count, the
+# converged LASSO and the oracle bound, textbook and classic settings (about 40 min on 2 cores)
+benchmark-lista: setup
+	$(PY) -m autounfold.cli benchmark-lista --out results/lista
 
 search-benchmark: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark

@@ -105,6 +105,7 @@ def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
     cfg = resolve_tuned_init(cfg, problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
-                     step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init)
+                     step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init,
+                     support=m.support)
     model.config = cfg
     return model

@@ -213,6 +213,38 @@ def benchmark_hybrid(out: Path = typer.Option(Path("results/hybrid"), help="dire
     console.print((out / "hybrid_benchmark.md").read_text(), markup=False, highlight=False)
 
 
+@command(app, "benchmark-lista")
+def benchmark_lista(out: Path = typer.Option(Path("results/lista"), help="directory for lista_benchmark.json / LISTA_RESULTS.md / PNG"),
+                    settings: str = typer.Option("textbook,classic", help="comma-separated: textbook (N=50, M=25, s=5, "
+                                                 "20 dB), classic (N=500, M=250, p=0.1, 40 dB)"),
+                    layers: str = typer.Option("alista,lista_cpss", help="comma-separated layer types of the lasso problem"),
+                    steps: int = typer.Option(None, min=1, help="training steps per model (default: the preset's)"),
+                    textbook_depths: str = typer.Option("8,16", help="depths trained on the textbook setting"),
+                    classic_depths: str = typer.Option("16", help="depths trained on the classic setting"),
+                    test_batch: int = typer.Option(2000, min=16, help="test signals"),
+                    repeats: int = typer.Option(20, min=1, help="latency repetitions"),
+                    seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """Sparse recovery: ALISTA, LISTA-CPSS (and any other lasso layer) trained with preset:lista
+    against ISTA / FISTA with lambda tuned per iteration count, the converged LASSO and the oracle-
+    support bound; ISTA / FISTA iterations each network matches; training time and latency."""
+    from .evaluation.lista_benchmark import SETTINGS, run_lista_benchmark
+    from .plugins import LAYERS
+    names = [v.strip() for v in settings.split(",") if v.strip()]
+    bad = [v for v in names if v not in SETTINGS]
+    if bad or not names:
+        raise ConfigError(f"--settings: choose among {', '.join(SETTINGS)} (got {settings!r})")
+    ls = [v.strip() for v in layers.split(",") if v.strip()]
+    fits = LAYERS.select(lambda d: d.applies_to("lasso"))
+    if not ls or any(v not in fits for v in ls):
+        raise ConfigError(f"--layers: choose among {', '.join(fits)} (got {layers!r})")
+    depths = {"textbook": _ints(textbook_depths, "--textbook-depths"), "classic": _ints(classic_depths, "--classic-depths")}
+    if any(d < 1 for v in depths.values() for d in v) or any(not depths[n] for n in names):
+        raise ConfigError("--textbook-depths / --classic-depths: give positive integers for every setting run")
+    run_lista_benchmark(out, settings=names, layers=ls, steps=steps, depths=depths, test_batch=test_batch,
+                        repeats=repeats, seed=seed, quiet=quiet)
+    console.print((out / "LISTA_RESULTS.md").read_text(), markup=False, highlight=False)
+
+
 def _print_search(outcome, spec) -> None:
     s = outcome.summary
     console.print(f"leaderboard: {spec.name} ({s['num_trials']} trials, {s['seconds']:.0f} s)\n"

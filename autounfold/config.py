@@ -8,7 +8,7 @@ layer-type table and ``gradient_scaling`` against what the problem declares (``a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional, Union
+from typing import List, Literal, Optional, Tuple, Union
 
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -43,6 +43,16 @@ class ModelConfig(_Strict):
     digital_step_init: Optional[Union[float, List[float]]] = None
     extrapolation: Literal["heavy_ball", "nesterov"] = "heavy_ball"
     gradient_scaling: str = "auto"
+    # layers with support selection (lista_cpss, alista, tilista): [step, max], the share of entries
+    # that bypass the threshold at layer k is min(k * step, max); default [0.012, 0.13] (Chen et al. 2018)
+    support: Optional[Tuple[float, float]] = None
+
+    @field_validator("support")
+    @classmethod
+    def _support(cls, v):
+        if v is not None and not (0 <= v[0] <= 1 and 0 <= v[1] <= 1):
+            raise ValueError(f"must be [step, max] with both shares in [0, 1] (got {list(v)})")
+        return v
 
     _registered = field_validator("layer")(lambda v: LAYERS.validate(v))
     _algorithm = field_validator("algorithm")(lambda v: v if v == "auto" else ALGORITHMS.validate(v))
@@ -53,8 +63,13 @@ class TrainingConfig(_Strict):
     batch_size: int = Field(256, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(0.02, gt=0)
+    # the learning rate of per-layer scalars (steps, thresholds, momenta; positive ones are learned as
+    # logarithms) beside matrices at lr; default: lr for all
+    scalar_lr: Optional[float] = Field(None, gt=0)
     scheduler: Literal["none", "cosine", "step"] = "cosine"
-    loss: Literal["end_to_end", "multi_iteration", "sequential"] = "end_to_end"
+    # stagewise: LISTA-CPSS's recipe; for k = 1..K, layer k alone at lr, then layers 1..k at 0.2 lr
+    # and at 0.02 lr, each stage on the loss of layer k (steps split evenly over the 3K stages)
+    loss: Literal["end_to_end", "multi_iteration", "sequential", "stagewise"] = "end_to_end"
     target: Literal["unsupervised", "relative", "supervised"] = "relative"
     grad_clip: Optional[float] = Field(10.0, gt=0)
     validation_batch: int = Field(1024, ge=1)
@@ -106,6 +121,9 @@ class ExperimentConfig(_Strict):
         if m.step_init == "tuned" and not layer.tunable:
             fits = LAYERS.select(lambda d: d.tunable and d.applies_to(problem.name))
             raise ValueError(f"model.step_init 'tuned' applies to layers {', '.join(fits)} (not {m.layer!r}); give a number")
+        if m.support is not None and not layer.support_selection:
+            fits = LAYERS.select(lambda d: d.support_selection)
+            raise ValueError(f"model.support applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")
         if m.digital_step_init is not None and not layer.digital_step:
             fits = LAYERS.select(lambda d: d.digital_step)
             raise ValueError(f"model.digital_step_init applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")

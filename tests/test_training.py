@@ -67,7 +67,8 @@ def test_non_finite_loss_stops_with_a_clear_error(monkeypatch):
 @pytest.mark.parametrize("layer, lr", [("ista", 0.01), ("lista_cp", 0.01)])
 def test_lista_training_improves_nmse(layer, lr):
     cfg = load_config("preset:lista", ["training.steps=150", "model.num_layers=4", "training.validation_batch=256",
-                                       "training.validate_every=50", f"model.layer={layer}", f"training.lr={lr}"])
+                                       "training.validate_every=50", f"model.layer={layer}", f"training.lr={lr}",
+                                       f"training.scalar_lr={lr}", "training.loss=multi_iteration"])
     model = build_model(cfg)
     res = train(model, cfg.training, seed=0, progress=False)
     assert res.best_score > res.history[0]["val_score"] + 0.5        # at least 0.5 dB lower NMSE

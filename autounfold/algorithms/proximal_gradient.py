@@ -37,12 +37,13 @@ class ProximalGradient:
     Per-iteration parameters (``step`` below), each a scalar or a (B,) tensor:
         step (alpha, required), momentum (beta, default 0), threshold (prox threshold; default
         ``problem.threshold(effective step)`` where the problem has one), transform (a matrix T
-        applied to the gradient, the "hybrid" layer) and operator (problem matrices replaced by
-        learned ones, LISTA).
+        applied to the gradient, the "hybrid" layer), operator (problem matrices replaced by
+        learned ones, LISTA) and support (the share of entries that bypass the threshold, LISTA-CPSS
+        and ALISTA's support selection; passed to ``problem.prox`` only when given).
     """
 
     name = "pgd"
-    parameters = ("step", "momentum", "threshold", "transform", "operator")
+    parameters = ("step", "momentum", "threshold", "transform", "operator", "support")
     problems = None                                 # every problem (it needs a gradient and a prox)
 
     def __init__(self, extrapolation: str = "heavy_ball", normalize: Optional[str] = None):
@@ -84,7 +85,9 @@ class ProximalGradient:
         threshold = params.get("threshold")
         if threshold is None and hasattr(problem, "threshold"):
             threshold = problem.threshold(alpha)
-        return State(problem.prox(z, inst, threshold), x)
+        support = params.get("support")
+        x_new = problem.prox(z, inst, threshold) if support is None else problem.prox(z, inst, threshold, support=support)
+        return State(x_new, x)
 
 
 def fista_momentum(k: int) -> float:

@@ -80,3 +80,37 @@ def tune_hybrid_pga(problem, inst, ref, iterations: int, steps: Iterable[float] 
         if other is not None and other_score > score:
             best, score = other, other_score
     return best, score
+
+
+# LASSO weights tried for ISTA / FISTA at a given iteration count (multiples of the problem's lam)
+LASSO_LAMBDA_FACTORS = torch.logspace(-2, 2, 25).tolist()
+
+
+@torch.no_grad()
+def tune_lasso(problem, inst, ref, iterations: int, method: str = "ista",
+               factors: Iterable[float] = LASSO_LAMBDA_FACTORS) -> Tuple[float, float]:
+    """The LASSO weight lambda (``problem.lam`` times one of ``factors``) with which ``iterations``
+    of ISTA or FISTA (step 1/L; FISTA's momentum schedule) score best on ``inst`` against ``ref``
+    (the true signals): a few iterations want a larger lambda than the converged LASSO. Returns
+    (lambda, score)."""
+    from .proximal_gradient import fista_momentum
+    if method not in ("ista", "fista"):
+        raise ValueError(f"tune_lasso: method must be 'ista' or 'fista' (got {method!r})")
+    algo = ProximalGradient(extrapolation="nesterov" if method == "fista" else "heavy_ball", normalize="lipschitz")
+
+    def params(lam):
+        p = {"step": 1.0, "threshold": lam / problem.lipschitz}
+        return {**p, "momentum": fista_momentum} if method == "fista" else p
+
+    lams = [problem.lam * f for f in factors]
+    return _best(problem, inst, ref, iterations, ((lam, algo, params(lam)) for lam in lams))
+
+
+def lasso_solve(problem, inst, iterations: int, lam: float, method: str = "ista", trajectory: bool = False):
+    """ISTA / FISTA with LASSO weight ``lam`` (step 1/L): the tuned classical baseline's run."""
+    from .proximal_gradient import fista_momentum
+    algo = ProximalGradient(extrapolation="nesterov" if method == "fista" else "heavy_ball", normalize="lipschitz")
+    p = {"step": 1.0, "threshold": lam / problem.lipschitz}
+    if method == "fista":
+        p["momentum"] = fista_momentum
+    return solve(problem, inst, algo, p, iterations, trajectory=trajectory)

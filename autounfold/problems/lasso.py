@@ -149,12 +149,53 @@ class LassoProblem(Problem):
         """The global Lipschitz constant of the smooth part, ||A||_2^2, as (B,)."""
         return torch.full((x.shape[0],), self.lipschitz, device=x.device)
 
-    def prox(self, z, inst, threshold=None):
-        """Soft thresholding with ``threshold`` (scalar or (B,)); identity when it is None."""
+    def prox(self, z, inst, threshold=None, support=None):
+        """Soft thresholding with ``threshold`` (scalar or (B,)); identity when it is None.
+
+        ``support`` (a fraction p in [0, 1), LISTA-CPSS / ALISTA's support selection, Chen et al.
+        2018): in each sample the ceil(p N) largest entries of |z| above the threshold pass through
+        unshrunk (they are taken to be on the support); the rest are soft-thresholded. The selection
+        is a mask of the input, so gradients flow through the kept values only.
+        """
         if threshold is None:
             return z
         t = batch_scalar(threshold, z)
-        return torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
+        shrunk = torch.sign(z) * torch.clamp(z.abs() - t, min=0.0)
+        p = 0.0 if support is None else float(support)
+        count = min(int(math.ceil(p * z.shape[-1] - 1e-9)), z.shape[-1])
+        if count <= 0:
+            return shrunk
+        with torch.no_grad():
+            mag = z.abs()
+            kth = mag.topk(count, dim=-1).values[..., -1:]
+            keep = (mag >= kth) & (mag > t)
+        return torch.where(keep, z, shrunk)
+
+    def alista_weight(self) -> torch.Tensor:
+        """ALISTA's analytic weight W (M, N) (Liu et al. 2019): for each column the solution of
+        min_w ||A^T w||^2 s.t. w^T a_i = 1, i.e. W = G^-1 A diag(a_i^T G^-1 a_i)^-1 with G = A A^T
+        (float64 solve, cached). W^T A has a unit diagonal and the smallest off-diagonal
+        Frobenius norm that allows (the surrogate of the coherence the ALISTA bound is stated in)."""
+        if getattr(self, "_alista", None) is None:
+            A = self.A.double()
+            G = A @ A.T
+            if torch.linalg.matrix_rank(G) < self.m:
+                raise ConfigError(f"lasso: the analytic ALISTA weight needs rank(A) = m = {self.m} (m <= n)")
+            GA = torch.linalg.solve(G, A)
+            self._alista = (GA / (A * GA).sum(0, keepdim=True)).float()
+        return self._alista
+
+    def oracle(self, inst: SparseBatch) -> torch.Tensor:
+        """The oracle-support bound: least squares of y on the columns of the true support (B, N)
+        (float64). Needs ``x_true``; no LASSO solver can beat it on average."""
+        if inst.x_true is None:
+            raise InputError("the oracle-support estimate needs instances with x_true")
+        A = self._A(inst.y).double()
+        mask = (inst.x_true != 0).double()                                   # (B, N)
+        As = A.unsqueeze(0) * mask.unsqueeze(1)                               # (B, M, N) off-support columns zeroed
+        eye = torch.diag_embed(1.0 - mask)                                    # keeps the normal matrix invertible
+        x = torch.linalg.solve(As.transpose(1, 2) @ As + eye, (As.transpose(1, 2) @ inst.y.double().unsqueeze(-1)))
+        return (x.squeeze(-1) * mask).float()
 
     def threshold(self, step):
         """The ISTA threshold for an (effective) step: step * lam."""

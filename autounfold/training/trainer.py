@@ -26,11 +26,18 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def _optimizer(cfg: TrainingConfig, params):
+def _optimizer(cfg: TrainingConfig, model, scale: float = 1.0):
+    """The optimizer over the model's trainable parameters at ``scale`` times the configured rates;
+    with ``training.scalar_lr``, per-layer scalars (tensors of at most 2 dimensions) get that rate."""
+    params = [q for q in model.parameters() if q.requires_grad]
+    if cfg.scalar_lr is not None:
+        groups = [{"params": [q for q in params if q.dim() > 2], "lr": cfg.lr * scale},
+                  {"params": [q for q in params if q.dim() <= 2], "lr": cfg.scalar_lr * scale}]
+        params = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+        return torch.optim.SGD(params, lr=cfg.lr * scale, momentum=0.9)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, lr=cfg.lr)
+    return cls(params, lr=cfg.lr * scale)
 
 
 def _scheduler(cfg: TrainingConfig, opt, total: int):
@@ -41,13 +48,29 @@ def _scheduler(cfg: TrainingConfig, opt, total: int):
     return None
 
 
+STAGE_RATES = (1.0, 0.2, 0.02)
+"""Stagewise training: the learning-rate scale of the three stages of each layer (Chen et al. 2018)."""
+
+
 def _phases(cfg: TrainingConfig, K: int):
-    """(num_layers, steps, weights) per phase: sequential = each prefix alone, then end to end."""
+    """(num_layers, steps, weights, only_layer, lr_scale) per phase.
+
+    sequential: each prefix alone, then end to end. stagewise: for k = 1..K, layer k alone
+    (``only_layer`` k-1, earlier layers frozen), then the whole prefix at 0.2 and 0.02 of the rate,
+    on the loss of layer k; the steps are split evenly (the last stage takes the remainder; at least
+    one step per stage)."""
+    if cfg.loss == "stagewise" and cfg.steps > 0:
+        n = max(cfg.steps // (len(STAGE_RATES) * K), 1)
+        phases = [(k, n, layer_weights("end_to_end", k), k - 1 if j == 0 else None, rate)
+                  for k in range(1, K + 1) for j, rate in enumerate(STAGE_RATES)]
+        last = phases[-1]
+        return phases[:-1] + [(K, max(cfg.steps - n * (len(phases) - 1), 1), last[2], None, last[4])]
     if cfg.loss != "sequential" or K == 1:
-        return [(K, cfg.steps, layer_weights(cfg.loss, K))]
+        weights = layer_weights("end_to_end" if cfg.loss in ("stagewise", "sequential") else cfg.loss, K)
+        return [(K, cfg.steps, weights, None, 1.0)]
     per_layer = max(cfg.steps // (2 * K), 1)
-    phases = [(k, per_layer, layer_weights("end_to_end", k)) for k in range(1, K + 1)]
-    return phases + [(K, max(cfg.steps - per_layer * K, 0), layer_weights("end_to_end", K))]
+    phases = [(k, per_layer, layer_weights("end_to_end", k), None, 1.0) for k in range(1, K + 1)]
+    return phases + [(K, max(cfg.steps - per_layer * K, 0), layer_weights("end_to_end", K), None, 1.0)]
 
 
 def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device="cpu",
@@ -112,10 +135,10 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     bar = _Progress(total, enabled=progress)
     bar.advance(step)
     try:
-        for p_idx, (K, n_steps, weights) in enumerate(phases):
+        for p_idx, (K, n_steps, weights, only_layer, rate) in enumerate(phases):
             if p_idx < first_phase:
                 continue
-            opt = _optimizer(cfg, [q for q in model.parameters() if q.requires_grad])
+            opt = _optimizer(cfg, model, rate)
             sched = _scheduler(cfg, opt, n_steps)
             start_i = 0
             if resume is not None and p_idx == first_phase:
@@ -135,6 +158,8 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
                                         f"(phase {p_idx}, lr={cfg.lr}); lower training.lr or the step_init")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if only_layer is not None:
+                    model.restrict_grad(only_layer)
                 if cfg.grad_clip is not None:
                     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     if not torch.isfinite(norm):

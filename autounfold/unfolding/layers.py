@@ -41,10 +41,13 @@ from ..plugins import LAYERS
 
 @dataclass
 class LearnedParam:
-    """kind: "positive" (stored as log), "signed" or "matrix"; init: per-layer values or a matrix."""
+    """kind: "positive" (stored as log), "signed", "matrix" (learned), or "fixed" (stored with the
+    model but never trained: a support-selection schedule, ALISTA's analytic matrix); init: per-layer
+    values or a tensor. shared: one value for all layers (a matrix tied across layers, TiLISTA)."""
 
     kind: str
     init: object
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class LayerType:
         digital_step: a second step (hybrid precoding's digital block) starts from
             ``model.digital_step_init`` (default: the same as ``step_init``); ``params`` then takes it
             as the keyword ``digital``.
+        support_selection: the layer keeps the largest entries unshrunk (LISTA-CPSS, ALISTA);
+            ``params`` takes the per-layer shares from ``model.support`` as the keyword ``support``.
     """
 
     name: str
@@ -80,6 +85,7 @@ class LayerType:
     algorithm: str = "pgd"
     fixes: Tuple[str, ...] = ()
     digital_step: bool = False
+    support_selection: bool = False
 
     @property
     def tunable(self) -> bool:
@@ -109,6 +115,41 @@ def _per_layer(value, num_layers: int, name: str) -> list:
 
 def _ista_thresholds(problem, steps: List[float]) -> LearnedParam:
     return LearnedParam("positive", [problem.lam / problem.lipschitz * s for s in steps])
+
+
+DEFAULT_SUPPORT = (0.012, 0.13)
+"""Support selection (Chen et al. 2018): at layer k (1-based) the largest min(k * 1.2 %, 13 %) of
+the entries bypass the threshold."""
+
+
+def support_schedule(num_layers: int, support=None) -> List[float]:
+    """The share of entries that bypass the threshold at each layer: min(k * step, max), k = 1..K."""
+    step, top = DEFAULT_SUPPORT if support is None else support
+    return [min((k + 1) * step, top) for k in range(num_layers)]
+
+
+def _alista_operator(problem) -> torch.Tensor:
+    """ALISTA's W^T (N, M), scaled so that step 1 is the stable step 1 / ||W^T A||_2 (with the 1/L
+    gradient scaling the update rule applies): x <- soft(x - step W^T (A x - y) / ||W^T A||_2)."""
+    W = problem.alista_weight()
+    norm = float(torch.linalg.matrix_norm((W.T @ problem.A).double(), ord=2))
+    return (W.T * (problem.lipschitz / norm)).contiguous()
+
+
+def _sparse_params(kind: str):
+    """lista_cpss (W_k learned per layer), alista (analytic W, fixed), tilista (one W learned, shared):
+    per-layer threshold, a step except for lista_cpss, and the support-selection schedule."""
+    def params(problem, K, steps, momentum, support=None):
+        out = {"threshold": _ista_thresholds(problem, steps)}
+        if kind == "lista_cpss":
+            out["operator.backproj"] = LearnedParam("matrix", _alista_operator(problem))
+        else:
+            out["step"] = LearnedParam("positive", steps)
+            out["operator.backproj"] = (LearnedParam("fixed", _alista_operator(problem), shared=True) if kind == "alista"
+                                        else LearnedParam("matrix", problem.A.T.clone(), shared=True))
+        out["support"] = LearnedParam("fixed", support_schedule(K, support))
+        return out
+    return params
 
 
 LAYERS.register(LayerType(
@@ -149,6 +190,19 @@ LAYERS.register(LayerType(
     lambda problem, K, steps, momentum: {"threshold": _ista_thresholds(problem, steps),
                                          "operator.backproj": LearnedParam("matrix", problem.A.T.clone())},
     problems=("lasso",), positive_step=True, needs_scaling=True))
+
+LAYERS.register(LayerType(
+    "lista_cpss", "learned objective parameters",
+    "W_k (N, M) and theta_k with support selection: x <- ss_theta_k(x - W_k (A x - y)/L) (LISTA-CPSS)",
+    _sparse_params("lista_cpss"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
+LAYERS.register(LayerType(
+    "alista", "learned hyperparameters",
+    "step gamma_k and threshold theta_k with support selection; W analytic, not learned (ALISTA)",
+    _sparse_params("alista"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
+LAYERS.register(LayerType(
+    "tilista", "learned objective parameters",
+    "one W (N, M) shared by all layers, gamma_k and theta_k, support selection (TiLISTA)",
+    _sparse_params("tilista"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
 
 
 def _wmmse_params(correction: bool, net: bool, hidden: int = 8):
@@ -206,7 +260,7 @@ LAYERS.register(LayerType(
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
-                 scaling: Optional[str] = None, digital_step_init=None) -> Dict[str, LearnedParam]:
+                 scaling: Optional[str] = None, digital_step_init=None, support=None) -> Dict[str, LearnedParam]:
     """The learned parameters of the registered layer type ``layer`` for ``problem``; ``step_init``
     is a scalar, a list of one value per layer, or "chebyshev" (layer types that allow it, with a
     scaled gradient)."""
@@ -232,4 +286,8 @@ def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=
         return decl.params(problem, num_layers, steps, momentum_init, digital)
     if digital_step_init is not None:
         raise ConfigError(f"digital_step_init applies to layers with a digital step (hybrid_pga...), not {layer!r}")
+    if decl.support_selection:
+        return decl.params(problem, num_layers, steps, momentum_init, support=support)
+    if support is not None:
+        raise ConfigError(f"support applies to layers with support selection (lista_cpss, alista, tilista), not {layer!r}")
     return decl.params(problem, num_layers, steps, momentum_init)

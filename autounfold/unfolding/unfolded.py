@@ -32,34 +32,36 @@ class Unfolded(nn.Module):
     """
 
     def __init__(self, problem, algorithm, num_layers: int, layer: str = "step",
-                 tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None):
+                 tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None, support=None):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
         self.problem, self.algorithm, self.num_layers, self.layer, self.tied = problem, algorithm, num_layers, layer, tied
         specs = layer_params(layer, problem, num_layers, step_init, momentum_init, algorithm.normalize,
-                             digital_step_init)
+                             digital_step_init, support)
         self.kinds = {name: spec.kind for name, spec in specs.items()}
+        self.shared = {name for name, spec in specs.items() if spec.shared or (tied and spec.kind != "fixed")}
         self.params = nn.ParameterDict()
         for name, spec in specs.items():
-            self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec))
+            self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec, name in self.shared),
+                                                                requires_grad=spec.kind != "fixed")
         self.fixed = {} if "step" in specs else {"step": 1.0}
 
-    def _initial(self, spec: LearnedParam) -> torch.Tensor:
-        if spec.kind == "matrix":
+    def _initial(self, spec: LearnedParam, shared: bool) -> torch.Tensor:
+        if isinstance(spec.init, torch.Tensor):
             init = spec.init.unsqueeze(0)
-            return init.clone() if self.tied else init.repeat(self.num_layers, *([1] * spec.init.dim()))
+            return init.clone() if shared else init.repeat(self.num_layers, *([1] * spec.init.dim()))
         values = torch.tensor(spec.init, dtype=torch.float32)
         if spec.kind == "positive":
             values = values.log()
-        return values[:1].clone() if self.tied else values
+        return values[:1].clone() if shared else values
 
     def layer_values(self, k: int) -> dict:
         """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated)."""
         out = dict(self.fixed)
         for key, raw in self.params.items():
             name = key.replace("__", ".")
-            v = raw[0 if self.tied else k]
+            v = raw[0 if name in self.shared else k]
             if self.kinds[name] == "positive":
                 v = v.exp()
             if "." in name:                       # grouped: operator.gram -> out["operator"]["gram"]
@@ -75,7 +77,7 @@ class Unfolded(nn.Module):
         out = {}
         with torch.no_grad():
             for name, kind in self.kinds.items():
-                if kind == "matrix":
+                if kind == "matrix" or self.params[name.replace(".", "__")].dim() > 2:
                     continue
                 values = [self.layer_values(k)[name].reshape(-1) for k in range(self.num_layers)]
                 if values[0].numel() == 1:
@@ -84,6 +86,20 @@ class Unfolded(nn.Module):
                     for j in range(values[0].numel()):
                         out[f"{name}.b{j}"] = [float(v[j]) for v in values]
         return out
+
+    def restrict_grad(self, layer: int) -> None:
+        """Zero the gradients of every layer but ``layer`` (0-based), stagewise training's "new
+        layer alone" stage; parameters shared by all layers train only with the first layer."""
+        for key, p in self.params.items():
+            if p.grad is None:
+                continue
+            if key.replace("__", ".") in self.shared:
+                if layer > 0:
+                    p.grad.zero_()
+            else:
+                keep = p.grad[layer].clone()
+                p.grad.zero_()
+                p.grad[layer] = keep
 
     def run(self, inst, return_all: bool = False, num_layers: Optional[int] = None):
         """Apply the first ``num_layers`` layers (default all) to a validated problem instance."""
@@ -118,5 +134,5 @@ class Unfolded(nn.Module):
                                  f"{self.layer!r} ({shapes}) fix {dim}={want}")
 
     def num_parameters(self) -> int:
-        """Real-valued trainable parameters (a complex entry counts twice)."""
-        return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters())
+        """Real-valued trainable parameters (a complex entry counts twice; fixed ones not at all)."""
+        return sum(p.numel() * (2 if p.is_complex() else 1) for p in self.parameters() if p.requires_grad)
