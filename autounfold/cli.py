@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -243,6 +244,40 @@ def benchmark_lista(out: Path = typer.Option(Path("results/lista"), help="direct
     run_lista_benchmark(out, settings=names, layers=ls, steps=steps, depths=depths, test_batch=test_batch,
                         repeats=repeats, seed=seed, quiet=quiet)
     console.print((out / "LISTA_RESULTS.md").read_text(), markup=False, highlight=False)
+
+
+@command(app, "benchmark-rpca")
+def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="directory for rpca_benchmark.json / RPCA_RESULTS.md / PNGs"),
+                   cases: str = typer.Option("a,b", help="comma-separated: a (the solver knows Psi), b (a noisy Psi)"),
+                   n: int = typer.Option(100, min=10, help="n1 = n2 (the survey's size is 1000; see the README for its cost)"),
+                   mismatch: float = typer.Option(0.3, help="case (b): relative error of the solver's Psi (> 0)"),
+                   layers: str = typer.Option("rpca_hyper,rpca_objective,rpca_correction,rpca_dnn",
+                                              help="comma-separated variants (one per paradigm)"),
+                   steps: int = typer.Option(None, min=1, help="training steps per model (default: the preset's)"),
+                   test_batch: int = typer.Option(128, min=4, help="test matrices"),
+                   repeats: int = typer.Option(10, min=1, help="latency repetitions"),
+                   cost_only: bool = typer.Option(False, help="only time one training step and one forward pass per "
+                                                  "variant at --n (writes rpca_cost.json): for sizes too big to run here"),
+                   seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """The survey's RPCA comparative study (Fig. 5): the classical alternating solver (tuned per
+    iteration count and to convergence) against its four unfolded variants at K = 10, with the true
+    and with a mismatched Psi; NMSE per iteration, learned values, training time, latency."""
+    from .evaluation.rpca_benchmark import CASES, VARIANTS, run_rpca_benchmark
+    names = [v.strip() for v in cases.split(",") if v.strip()]
+    if not names or any(v not in CASES for v in names):
+        raise ConfigError(f"--cases: choose among {', '.join(CASES)} (got {cases!r})")
+    ls = [v.strip() for v in layers.split(",") if v.strip()]
+    if not ls or any(v not in VARIANTS for v in ls):
+        raise ConfigError(f"--layers: choose among {', '.join(VARIANTS)} (got {layers!r})")
+    if not (mismatch > 0 and math.isfinite(mismatch)):
+        raise ConfigError(f"--mismatch must be a positive number (got {mismatch})")
+    if cost_only:
+        from .evaluation.rpca_benchmark import step_cost
+        console.print_json(json.dumps(step_cost(out, n, ls, quiet=quiet)))
+        return
+    run_rpca_benchmark(out, cases=names, n=n, mismatch=mismatch, layers=ls, steps=steps, test_batch=test_batch,
+                       repeats=repeats, seed=seed, quiet=quiet)
+    console.print((out / "RPCA_RESULTS.md").read_text(), markup=False, highlight=False)
 
 
 def _print_search(outcome, spec) -> None:

@@ -68,8 +68,10 @@ class TrainingConfig(_Strict):
     scalar_lr: Optional[float] = Field(None, gt=0)
     scheduler: Literal["none", "cosine", "step"] = "cosine"
     # stagewise: LISTA-CPSS's recipe; for k = 1..K, layer k alone at lr, then layers 1..k at 0.2 lr
-    # and at 0.02 lr, each stage on the loss of layer k (steps split evenly over the 3K stages)
-    loss: Literal["end_to_end", "multi_iteration", "sequential", "stagewise"] = "end_to_end"
+    # and at 0.02 lr, each stage on the loss of layer k (steps split evenly over the 3K stages).
+    # layerwise: the survey's L3 then L1; for k = 1..K, layer k alone on its output's loss (earlier
+    # layers frozen), half the steps in all; then end to end for the other half
+    loss: Literal["end_to_end", "multi_iteration", "sequential", "stagewise", "layerwise"] = "end_to_end"
     target: Literal["unsupervised", "relative", "supervised"] = "relative"
     grad_clip: Optional[float] = Field(10.0, gt=0)
     validation_batch: int = Field(1024, ge=1)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import logging
 import pkgutil
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 from .errors import ConfigError
 

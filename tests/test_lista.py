@@ -172,3 +172,25 @@ def test_benchmark_lista_rejects_bad_options_before_work(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 2 and what in r.stderr + r.stdout, r.stderr
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("layer, hook", [("alista_correction", "correction"), ("alista_prox", "proxnet")])
+def test_paradigm_3_and_4_start_as_alista_and_learn(layer, hook):
+    """The learned correction term (3) and the learned prox (4) on the same unrolled loop: at the
+    start they are ALISTA exactly; trained, their per-entry networks change and the NMSE drops."""
+    over = ["problem.n=40", "problem.m=20", "problem.sparsity=4", "problem.snr_db=30", "model.num_layers=4"]
+    alista = build_model(load_config("preset:lista", over + ["model.layer=alista"]))
+    cfg = load_config("preset:lista", over + [f"model.layer={layer}", "training.steps=240", "training.validate_every=60",
+                                              "training.validation_batch=256"])
+    model = build_model(cfg)
+    y = model.problem.sample(16, seed=3).y
+    with torch.no_grad():
+        assert torch.allclose(model(y), alista(y), atol=1e-6)
+    assert model.num_parameters() == alista.num_parameters() + 4 * (8 * (2 if hook == "correction" else 1) + 8 + 8 + 1)
+    res = train(model, cfg.training, seed=0, progress=False)
+    assert res.best_score > res.history[0]["val_score"] + 0.2
+    assert model.params[f"{hook}__w2"].abs().sum() > 0
+    # the networks are per entry: the model runs unchanged on a problem with more entries
+    from autounfold.algorithms.proximal_gradient import entrywise_mlp
+    net = {k: v[0] for k, v in ((k.split("__")[1], p) for k, p in model.params.items() if k.startswith(hook))}
+    assert entrywise_mlp(net, torch.randn(2, 7, 2 if hook == "correction" else 1)).shape == (2, 7)

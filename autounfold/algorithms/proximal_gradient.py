@@ -39,11 +39,15 @@ class ProximalGradient:
         ``problem.threshold(effective step)`` where the problem has one), transform (a matrix T
         applied to the gradient, the "hybrid" layer), operator (problem matrices replaced by
         learned ones, LISTA) and support (the share of entries that bypass the threshold, LISTA-CPSS
-        and ALISTA's support selection; passed to ``problem.prox`` only when given).
+        and ALISTA's support selection; passed to ``problem.prox`` only when given). For real
+        iterates, two small per-entry networks ({"w1", "b1", "w2", "b2"}, see ``entrywise_mlp``):
+        correction (a learned correction term: z += MLP(x_i, alpha d_i), the survey's third
+        paradigm) and proxnet (a learned prox: x = prox(z) + t MLP(z_i / t), t the threshold, the
+        fourth); both start at zero output, i.e. as the plain step.
     """
 
     name = "pgd"
-    parameters = ("step", "momentum", "threshold", "transform", "operator", "support")
+    parameters = ("step", "momentum", "threshold", "transform", "operator", "support", "correction", "proxnet")
     problems = None                                 # every problem (it needs a gradient and a prox)
 
     def __init__(self, extrapolation: str = "heavy_ball", normalize: Optional[str] = None):
@@ -80,6 +84,8 @@ class ProximalGradient:
         if transform is not None:
             d = transform @ d
         z = y + alpha * d
+        if params.get("correction") is not None:
+            z = z + entrywise_mlp(params["correction"], torch.stack([y, alpha * d], -1))
         if moving and self.extrapolation == "heavy_ball":
             z = z + batch_scalar(beta, x) * (x - x_prev)
         threshold = params.get("threshold")
@@ -87,7 +93,18 @@ class ProximalGradient:
             threshold = problem.threshold(alpha)
         support = params.get("support")
         x_new = problem.prox(z, inst, threshold) if support is None else problem.prox(z, inst, threshold, support=support)
+        if params.get("proxnet") is not None:
+            t = batch_scalar(threshold, z)
+            x_new = x_new + t * entrywise_mlp(params["proxnet"], (z / t).unsqueeze(-1))
         return State(x_new, x)
+
+
+def entrywise_mlp(net: dict, features: torch.Tensor) -> torch.Tensor:
+    """One hidden ReLU layer applied to every entry alike: features (B, N, F) real -> (B, N), with
+    net {"w1": (H, F), "b1": (H,), "w2": (1, H), "b2": (1,)}. Shared over entries, so it is
+    permutation-equivariant and works at any N."""
+    h = torch.relu(features @ net["w1"].T + net["b1"])
+    return (h @ net["w2"].T + net["b2"]).squeeze(-1)
 
 
 def fista_momentum(k: int) -> float:

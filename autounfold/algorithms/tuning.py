@@ -114,3 +114,26 @@ def lasso_solve(problem, inst, iterations: int, lam: float, method: str = "ista"
     if method == "fista":
         p["momentum"] = fista_momentum
     return solve(problem, inst, algo, p, iterations, trajectory=trajectory)
+
+
+# robust PCA (eqs. 25-27): one step for both factors, the threshold zeta_k = zeta_0 rho^k
+RPCA_STEPS = (0.3, 0.5, 0.7, 0.9, 1.0)
+RPCA_THRESHOLDS = torch.logspace(-1.5, 0.5, 9).tolist()
+RPCA_DECAYS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def rpca_params(step: float, threshold: float, decay: float = 1.0) -> dict:
+    """The classical RPCA solver's per-iteration parameters: equal steps, a geometric threshold."""
+    return {"step_L": step, "step_R": step,
+            "threshold": threshold if decay == 1.0 else (lambda k: threshold * decay ** k)}
+
+
+@torch.no_grad()
+def tune_rpca(problem, inst, iterations: int, steps: Iterable[float] = RPCA_STEPS,
+              thresholds: Iterable[float] = RPCA_THRESHOLDS, decays: Iterable[float] = RPCA_DECAYS) -> Tuple[dict, float]:
+    """The (step, threshold, decay) of ``iterations`` RPCA iterations with the best low-rank NMSE on
+    ``inst`` (exhaustive sweep). Returns ({"step", "threshold", "decay"}, score)."""
+    from .rpca import RPCAStep
+    algo = RPCAStep()
+    grid = [{"step": a, "threshold": t, "decay": d} for d in decays for a in steps for t in thresholds]
+    return _best(problem, inst, None, iterations, ((p, algo, rpca_params(**p)) for p in grid))

@@ -196,6 +196,22 @@ def two_stage(problem, inst, iterations: int):
     return problem.init(inst, "svd")
 
 
+# ---- robust PCA (rpca) ---------------------------------------------------------------------------
+def rpca_tuned(problem, inst, iterations: int):
+    """The alternating RPCA solver (eqs. 25-27) with the validation-best step and geometric threshold
+    schedule for this depth (``tuning.tune_rpca``)."""
+    from ..algorithms.rpca import RPCAStep
+    from ..algorithms.tuning import rpca_params, tune_rpca
+    size = _size(inst)
+
+    def tune():
+        val, _ = validation_set(problem, size)
+        best, _ = tune_rpca(problem, val, iterations)
+        return best or {"step": 0.9, "threshold": problem.lam, "decay": problem.lam_decay}
+    p = _tuned(problem, ("rpca", iterations, size), tune)
+    return solve(problem, inst, RPCAStep(), rpca_params(p["step"], p["threshold"], p["decay"]), iterations).x
+
+
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
@@ -212,4 +228,5 @@ CLASSICAL = {
     "hybrid_pga_tuned": ("PGA, tuned analog and digital steps", hybrid_pga_tuned),
     "altmin": ("PE-AltMin + best digital", altmin),
     "two_stage": ("SVD-phase analog + best digital (closed form)", two_stage),
+    "rpca_tuned": ("alternating RPCA, tuned step and threshold schedule", rpca_tuned),
 }

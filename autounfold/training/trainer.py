@@ -28,11 +28,19 @@ class TrainResult:
 
 def _optimizer(cfg: TrainingConfig, model, scale: float = 1.0):
     """The optimizer over the model's trainable parameters at ``scale`` times the configured rates;
-    with ``training.scalar_lr``, per-layer scalars (tensors of at most 2 dimensions) get that rate."""
+    with ``training.scalar_lr``, per-layer scalars (steps, thresholds, momenta: parameters of at most
+    2 dimensions that are not of kind "matrix") get that rate, and matrices and network weights
+    (biases included) ``training.lr``."""
     params = [q for q in model.parameters() if q.requires_grad]
     if cfg.scalar_lr is not None:
-        groups = [{"params": [q for q in params if q.dim() > 2], "lr": cfg.lr * scale},
-                  {"params": [q for q in params if q.dim() <= 2], "lr": cfg.scalar_lr * scale}]
+        kinds = getattr(model, "kinds", {})
+        names = {id(p): name.replace("__", ".") for name, p in model.named_parameters()}
+
+        def scalar(q):
+            name = names.get(id(q), "").split("params.", 1)[-1]
+            return q.dim() <= 2 and kinds.get(name) != "matrix"
+        groups = [{"params": [q for q in params if not scalar(q)], "lr": cfg.lr * scale},
+                  {"params": [q for q in params if scalar(q)], "lr": cfg.scalar_lr * scale}]
         params = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr * scale, momentum=0.9)
@@ -58,15 +66,20 @@ def _phases(cfg: TrainingConfig, K: int):
     sequential: each prefix alone, then end to end. stagewise: for k = 1..K, layer k alone
     (``only_layer`` k-1, earlier layers frozen), then the whole prefix at 0.2 and 0.02 of the rate,
     on the loss of layer k; the steps are split evenly (the last stage takes the remainder; at least
-    one step per stage)."""
+    one step per stage). layerwise: for k = 1..K, layer k alone (earlier layers frozen) on the loss of
+    its output, half the steps in all, then all layers end to end for the rest."""
     if cfg.loss == "stagewise" and cfg.steps > 0:
         n = max(cfg.steps // (len(STAGE_RATES) * K), 1)
         phases = [(k, n, layer_weights("end_to_end", k), k - 1 if j == 0 else None, rate)
                   for k in range(1, K + 1) for j, rate in enumerate(STAGE_RATES)]
         last = phases[-1]
         return phases[:-1] + [(K, max(cfg.steps - n * (len(phases) - 1), 1), last[2], None, last[4])]
+    if cfg.loss == "layerwise" and cfg.steps > 0 and K > 1:
+        per_layer = max(cfg.steps // (2 * K), 1)
+        phases = [(k, per_layer, layer_weights("end_to_end", k), k - 1, 1.0) for k in range(1, K + 1)]
+        return phases + [(K, max(cfg.steps - per_layer * K, 1), layer_weights("end_to_end", K), None, 1.0)]
     if cfg.loss != "sequential" or K == 1:
-        weights = layer_weights("end_to_end" if cfg.loss in ("stagewise", "sequential") else cfg.loss, K)
+        weights = layer_weights("end_to_end" if cfg.loss in ("stagewise", "sequential", "layerwise") else cfg.loss, K)
         return [(K, cfg.steps, weights, None, 1.0)]
     per_layer = max(cfg.steps // (2 * K), 1)
     phases = [(k, per_layer, layer_weights("end_to_end", k), None, 1.0) for k in range(1, K + 1)]

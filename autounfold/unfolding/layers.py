@@ -20,6 +20,15 @@ parameter (or (1, *shape) when tied across layers).
 | uwmmse     | learned correction term        | omega_k and the MSE-weight correction w <- a_k w + b_k                  |
 | uwmmse_gnn | learned correction term + DNN  | omega_k, a_k, b_k and a per-user MLP (3 -> 8 -> 2) of the state, shared over users |
 | hybrid_pga | learned hyperparameters        | analog step mu_a_k > 0 and digital step mu_d_k > 0 (unfolded PGA, survey eq. 12) |
+| alista     | learned hyperparameters        | gamma_k, theta_k; analytic W (fixed); support selection                 |
+| lista_cpss | learned objective parameters   | W_k (N, M) from the analytic W, theta_k; support selection               |
+| tilista    | learned objective parameters   | one W shared by all layers, gamma_k, theta_k; support selection          |
+| alista_correction | learned correction term | ALISTA + a per-entry network of (x_i, step_i) added to the update        |
+| alista_prox | DNN inductive bias            | ALISTA with a learned prox: soft threshold + theta_k MLP(z_i / theta_k)   |
+| rpca_hyper | learned hyperparameters        | RPCA steps eta_L, eta_R and threshold zeta (survey eqs. 25-27)          |
+| rpca_objective | learned objective parameters | + Psi_k and Psi_k^-1 per layer                                       |
+| rpca_correction | learned correction term   | + a two-layer CNN correcting the factor steps                           |
+| rpca_dnn   | DNN inductive bias             | Psi_k, Psi_k^-1 and a two-layer CNN added to Psi_k Y: the transform is a network started at Psi |
 | hybrid_pga_band | learned hyperparameters   | mu_a_k and one digital step per band mu_d_kb (fixes n_bands)            |
 | hybrid_pga_momentum | learned hyperparameters | mu_a_k, mu_d_k and a heavy-ball momentum beta_k                       |
 
@@ -199,6 +208,36 @@ LAYERS.register(LayerType(
     "alista", "learned hyperparameters",
     "step gamma_k and threshold theta_k with support selection; W analytic, not learned (ALISTA)",
     _sparse_params("alista"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
+LASSO_NET_HIDDEN = 8
+"""Hidden units of the per-entry networks of ``alista_correction`` and ``alista_prox``."""
+
+
+def _entry_net(prefix: str, inputs: int, seed: int) -> Dict[str, LearnedParam]:
+    g = torch.Generator().manual_seed(seed)                # a fixed start: the same model from the same config
+    return {f"{prefix}.w1": LearnedParam("matrix", torch.randn(LASSO_NET_HIDDEN, inputs, generator=g)),
+            f"{prefix}.b1": LearnedParam("matrix", 0.1 * torch.randn(LASSO_NET_HIDDEN, generator=g)),
+            f"{prefix}.w2": LearnedParam("matrix", torch.zeros(1, LASSO_NET_HIDDEN)),   # starts as ALISTA
+            f"{prefix}.b2": LearnedParam("matrix", torch.zeros(1))}
+
+
+def _alista_net(hook: str):
+    base = _sparse_params("alista")
+
+    def params(problem, K, steps, momentum, support=None):
+        out = base(problem, K, steps, momentum, support)
+        out.update(_entry_net(hook, 2 if hook == "correction" else 1, 13))
+        return out
+    return params
+
+
+LAYERS.register(LayerType(
+    "alista_correction", "learned correction term",
+    "ALISTA plus a per-entry network (2 -> 8 -> 1, per layer) of the iterate and the step adding to the update",
+    _alista_net("correction"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
+LAYERS.register(LayerType(
+    "alista_prox", "DNN inductive bias",
+    "ALISTA with a learned prox: soft threshold plus theta_k times a per-entry network (1 -> 8 -> 1) of z / theta_k",
+    _alista_net("proxnet"), problems=("lasso",), positive_step=True, needs_scaling=True, support_selection=True))
 LAYERS.register(LayerType(
     "tilista", "learned objective parameters",
     "one W (N, M) shared by all layers, gamma_k and theta_k, support selection (TiLISTA)",
@@ -257,6 +296,46 @@ LAYERS.register(LayerType(
     "hybrid_pga_momentum", "learned hyperparameters", "mu_a_k, mu_d_k and a heavy-ball momentum beta_k on both blocks",
     _hybrid_params(False, True), problems=("hybrid_precoding",), positive_step=True, algorithm="hybrid_pga",
     digital_step=True))
+
+
+RPCA_HIDDEN = 6
+"""Hidden channels of the RPCA variants' two-layer CNNs (correction term, learned transform)."""
+
+
+def _rpca_cnn(prefix: str, seed: int) -> Dict[str, LearnedParam]:
+    g = torch.Generator().manual_seed(seed)                # a fixed start: the same model from the same config
+    return {f"{prefix}.w1": LearnedParam("matrix", 0.1 * torch.randn(RPCA_HIDDEN, 4, 3, 3, generator=g)),
+            f"{prefix}.b1": LearnedParam("matrix", torch.zeros(RPCA_HIDDEN)),
+            f"{prefix}.w2": LearnedParam("matrix", torch.zeros(1, RPCA_HIDDEN, 3, 3)),   # starts as the classical step
+            f"{prefix}.b2": LearnedParam("matrix", torch.zeros(1))}
+
+
+def _rpca_params(paradigm: int):
+    """The survey's four unfolded RPCA variants (section V): 1 steps and threshold; 2 + Psi_k and
+    Psi_k^-1 per layer (from the solver's Psi); 3 = 1 + a CNN correction of the factor steps; 4 = 2
+    with the transform made a network: Psi_k Y plus a CNN (last layer zero, so it starts at Psi)."""
+    def params(problem, K, steps, momentum):
+        out = {"step_L": LearnedParam("positive", steps), "step_R": LearnedParam("positive", steps),
+               "threshold": LearnedParam("positive", problem.thresholds(K))}
+        if paradigm in (2, 4):
+            out["operator.psi"] = LearnedParam("matrix", problem.Psi_hat.clone())
+            out["operator.psi_inv"] = LearnedParam("matrix", problem.Psi_hat_inv.clone())
+        if paradigm == 3:
+            out.update(_rpca_cnn("correction", 3))
+        if paradigm == 4:
+            out.update(_rpca_cnn("psinet", 4))
+        return out
+    return params
+
+
+for _name, _paradigm, _label, _learns, _fixes in (
+        ("rpca_hyper", 1, "learned hyperparameters", "steps eta_L, eta_R and threshold zeta per layer", ()),
+        ("rpca_objective", 2, "learned objective parameters", "eta_L, eta_R, zeta and Psi_k, Psi_k^-1 (n1 x n1) per layer", ("n1",)),
+        ("rpca_correction", 3, "learned correction term", "eta_L, eta_R, zeta and a two-layer CNN correcting the factor steps", ()),
+        ("rpca_dnn", 4, "DNN inductive bias",
+         "eta_L, eta_R, zeta, Psi_k, Psi_k^-1; the transform is Psi_k Y + a two-layer CNN of (X, L R^T, Psi_k Y, residual)", ("n1",))):
+    LAYERS.register(LayerType(_name, _label, _learns, _rpca_params(_paradigm), problems=("rpca",), positive_step=True,
+                              algorithm="rpca", fixes=_fixes))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,

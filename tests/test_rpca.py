@@ -1,0 +1,180 @@
+"""Robust PCA (the survey's comparative study): the data model, the alternating update of eqs.
+(25)-(27), the classical solver's tuning, and the four unfolded variants (one per paradigm)."""
+import math
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.algorithms import solve
+from autounfold.algorithms.rpca import RPCAStep
+from autounfold.algorithms.tuning import RPCA_DECAYS, rpca_params, tune_rpca
+from autounfold.build import build_model
+from autounfold.config import load_config
+from autounfold.errors import ConfigError, InputError
+from autounfold.plugins import LAYERS as LAYERS_TABLE
+from autounfold.problems.rpca import RPCAProblem
+from autounfold.seeding import generator
+from autounfold.training import train
+
+SMALL = ["problem.n1=30", "problem.n2=24", "problem.rank=2"]
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return RPCAProblem(n1=30, n2=24, rank=2, sparsity=0.1)
+
+
+def test_samples_follow_the_model(problem):
+    inst = problem.sample(64, generator(0, "t"))
+    assert inst.X.shape == (64, 30, 24) and inst.X.dtype == torch.float32
+    assert torch.allclose(inst.X, inst.V + problem.Psi @ inst.Y, atol=1e-5)
+    assert torch.linalg.matrix_rank(inst.V[0]).item() == 2
+    share = float((inst.Y != 0).float().mean())
+    assert abs(share - 0.1) < 0.01
+    assert torch.allclose(problem.Psi @ problem.Psi.T, torch.eye(30), atol=1e-5)      # orthogonal
+    assert torch.equal(problem.Psi_hat, problem.Psi)                                  # case (a): the solver is told the truth
+    # same seed, same draw
+    assert torch.equal(problem.sample(4, generator(5, "t")).X, problem.sample(4, generator(5, "t")).X)
+
+
+def test_init_is_the_truncated_svd_with_no_outliers(problem):
+    inst = problem.sample(3, generator(1, "t"))
+    L, R, Y = problem.unpack(problem.init(inst), inst)
+    assert L.shape == (3, 30, 2) and R.shape == (3, 24, 2) and not Y.any()
+    U, S, Vh = torch.linalg.svd(inst.X)
+    best = (U[:, :, :2] * S[:, None, :2]) @ Vh[:, :2]
+    assert torch.allclose(L @ R.transpose(1, 2), best, atol=1e-4)
+
+
+def test_unit_steps_at_the_objectives_weight_descend_eq24(problem):
+    """With step 1 and threshold lam, eqs. 25-27 are exact block minimisations of eq. 24 (Psi
+    orthogonal): the objective never rises."""
+    inst = problem.sample(8, generator(2, "t"))
+    res = solve(problem, inst, RPCAStep(), rpca_params(1.0, problem.lam), 15, trajectory=True)
+    objs = [problem.objective(problem.init(inst), inst)] + [problem.objective(x, inst) for x in res.trajectory]
+    for a, b in zip(objs, objs[1:]):
+        assert (b <= a * (1 + 1e-5) + 1e-4).all()
+    assert (objs[-1] < 0.9 * objs[0]).all()
+
+
+def test_decaying_threshold_recovers_the_low_rank_part():
+    problem = RPCAProblem(n1=60, n2=50, rank=2)
+    inst = problem.sample(8, generator(3, "t"))
+    fixed = solve(problem, inst, RPCAStep(), rpca_params(0.9, 0.3), 30).x
+    decay = solve(problem, inst, RPCAStep(), rpca_params(0.9, 0.3, 0.8), 30).x
+    init = problem.summarize(problem.init(inst), inst)["lowrank_nmse_db"]
+    s_fixed = problem.summarize(fixed, inst)["lowrank_nmse_db"]
+    s_decay = problem.summarize(decay, inst)["lowrank_nmse_db"]
+    assert s_fixed < init - 5                       # a fixed threshold leaves the lam bias
+    assert s_decay < s_fixed - 20 and s_decay < -40
+
+
+def test_tuning_picks_from_the_grid_and_beats_the_default(problem):
+    val = problem.sample(8, generator(0, "validation"))
+    best, score = tune_rpca(problem, val, 5)
+    default = problem.score(problem.summarize(solve(problem, val, RPCAStep(), rpca_params(0.5, 1.0), 5).x, val))
+    assert score > default and best["decay"] in RPCA_DECAYS
+
+
+def test_mismatched_psi_caps_the_classical_solver():
+    good = RPCAProblem(n1=60, n2=50, rank=2)
+    bad = RPCAProblem(n1=60, n2=50, rank=2, psi_mismatch=0.3)
+    assert torch.equal(good.Psi, bad.Psi) and not torch.equal(bad.Psi_hat, bad.Psi)
+    inst = good.sample(8, generator(4, "t"))
+    p = rpca_params(0.9, 0.3, 0.8)
+    s_good = good.summarize(solve(good, inst, RPCAStep(), p, 30).x, inst)["lowrank_nmse_db"]
+    s_bad = bad.summarize(solve(bad, inst, RPCAStep(), p, 30).x, inst)["lowrank_nmse_db"]
+    assert s_bad > s_good + 20
+
+
+LAYERS = ["rpca_hyper", "rpca_objective", "rpca_correction", "rpca_dnn"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_variant_starts_as_the_classical_solver(layer):
+    cfg = load_config("preset:rpca", SMALL + [f"model.layer={layer}", "model.num_layers=4", "problem.psi_mismatch=0.2"])
+    model = build_model(cfg)
+    p = model.problem
+    inst = p.sample(4, generator(6, "t"))
+    classical = solve(p, inst, RPCAStep(), rpca_params(cfg.model.step_init, p.lam, p.lam_decay), 4).x
+    with torch.no_grad():
+        V, Y = model(inst.X)
+    V_ref, Y_ref = p.output(classical, inst)
+    assert torch.allclose(V, V_ref, atol=1e-4) and torch.allclose(Y, Y_ref, atol=1e-4)
+
+
+def test_parameter_counts_and_fixed_dimensions():
+    counts, fixes = {}, {}
+    for layer in LAYERS:
+        model = build_model(load_config("preset:rpca", SMALL + [f"model.layer={layer}", "model.num_layers=3"]))
+        counts[layer] = model.num_parameters()
+        fixes[layer] = LAYERS_TABLE.get(layer).fixes
+    assert counts["rpca_hyper"] == 3 * 3
+    assert counts["rpca_objective"] == 3 * (3 + 2 * 30 * 30)
+    assert counts["rpca_correction"] > counts["rpca_hyper"] and counts["rpca_dnn"] > counts["rpca_objective"]
+    assert fixes["rpca_hyper"] == () and fixes["rpca_objective"] == ("n1",)
+
+
+def test_dimension_free_variant_runs_at_other_sizes_and_fixed_ones_say_why():
+    hyper = build_model(load_config("preset:rpca", SMALL + ["model.num_layers=2"]))
+    other = RPCAProblem(n1=30, n2=40, rank=2).sample(2, generator(7, "t"))
+    with torch.no_grad():
+        V, Y = hyper(other.X)
+    assert V.shape == (2, 30, 40)
+    objective = build_model(load_config("preset:rpca", SMALL + ["model.layer=rpca_objective", "model.num_layers=2"]))
+    with pytest.raises(InputError, match=r"shape \(B, 30, n2\)"):      # Psi (n1 x n1) belongs to the problem
+        objective(torch.randn(2, 20, 24))
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_paradigm_learns(tmp_path, layer):
+    cfg = load_config("preset:rpca", SMALL + [f"model.layer={layer}", "model.num_layers=3", "training.steps=60",
+                                              "training.validate_every=20", "training.validation_batch=16"])
+    model = build_model(cfg)
+    res = train(model, cfg.training, seed=0, progress=False)
+    assert res.best_score > res.history[0]["val_score"] + 0.1
+    autounfold.save(model, tmp_path / "m")
+    loaded = autounfold.load(tmp_path / "m")
+    X = model.problem.sample(2, seed=9).X
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(loaded(X), model(X)))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["problem.rank=30"], "rank"),
+    (["problem.sparsity=1.5"], "sparsity"),
+    (["problem.lam_decay=0"], "lam_decay"),
+    (["model.layer=ista"], "ista"),
+])
+def test_bad_settings_are_one_line_errors(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_model(load_config("preset:rpca", SMALL + overrides))
+
+
+def test_bad_inputs_name_the_problem():
+    model = build_model(load_config("preset:rpca", SMALL + ["model.num_layers=1"]))
+    for X, what in [(torch.randn(2, 30), "shape"), (torch.randn(2, 30, 24, dtype=torch.complex64), "real"),
+                    (torch.full((1, 30, 24), math.nan), "NaN")]:
+        with pytest.raises(InputError, match=what):
+            model(X)
+
+
+def test_layerwise_recipe_is_each_layer_alone_then_end_to_end():
+    from autounfold.training.trainer import _phases
+    cfg = load_config("preset:rpca", SMALL + ["training.steps=100", "training.loss=layerwise"]).training
+    phases = _phases(cfg, 5)
+    assert [(k, n, only) for k, n, _, only, _ in phases] == [(1, 10, 0), (2, 10, 1), (3, 10, 2), (4, 10, 3), (5, 10, 4),
+                                                            (5, 50, None)]
+    assert sum(p[1] for p in phases) == 100
+
+
+def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path):
+    import subprocess
+    import sys
+    for args, what in [(["--cases", "c"], "--cases"), (["--layers", "ista"], "--layers"), (["--mismatch", "0"], "--mismatch"),
+                       (["--n", "3"], "--n")]:
+        r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-rpca", "--out", str(tmp_path / "o")] + args,
+                           capture_output=True, text=True)
+        assert r.returncode == 2 and what in r.stderr + r.stdout, r.stderr
+        assert not (tmp_path / "o").exists()
