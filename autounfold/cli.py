@@ -273,7 +273,7 @@ def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="director
         raise ConfigError(f"--mismatch must be a positive number (got {mismatch})")
     if cost_only:
         from .evaluation.rpca_benchmark import step_cost
-        console.print_json(json.dumps(step_cost(out, n, ls, quiet=quiet)))
+        console.print_json(json.dumps(step_cost(out, n, ls, repeats=repeats, seed=seed, quiet=quiet)))
         return
     run_rpca_benchmark(out, cases=names, n=n, mismatch=mismatch, layers=ls, steps=steps, test_batch=test_batch,
                        repeats=repeats, seed=seed, quiet=quiet)

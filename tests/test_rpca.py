@@ -8,7 +8,7 @@ import torch
 import autounfold
 from autounfold.algorithms import solve
 from autounfold.algorithms.rpca import RPCAStep
-from autounfold.algorithms.tuning import RPCA_DECAYS, rpca_params, tune_rpca
+from autounfold.algorithms.tuning import rpca_params, tune_rpca
 from autounfold.build import build_model
 from autounfold.config import load_config
 from autounfold.errors import ConfigError, InputError
@@ -48,8 +48,9 @@ def test_init_is_the_truncated_svd_with_no_outliers(problem):
 
 
 def test_unit_steps_at_the_objectives_weight_descend_eq24(problem):
-    """With step 1 and threshold lam, eqs. 25-27 are exact block minimisations of eq. 24 (Psi
-    orthogonal): the objective never rises."""
+    """With step 1 and threshold lam the Y update (Psi orthogonal) and the L update are exact block
+    minimisations of eq. 24; R's (eq. 27 as written: gradient at the old L, the new L's Gram) is not,
+    yet the objective never rises on these draws and falls by 10 %."""
     inst = problem.sample(8, generator(2, "t"))
     res = solve(problem, inst, RPCAStep(), rpca_params(1.0, problem.lam), 15, trajectory=True)
     objs = [problem.objective(problem.init(inst), inst)] + [problem.objective(x, inst) for x in res.trajectory]
@@ -73,8 +74,13 @@ def test_decaying_threshold_recovers_the_low_rank_part():
 def test_tuning_picks_from_the_grid_and_beats_the_default(problem):
     val = problem.sample(8, generator(0, "validation"))
     best, score = tune_rpca(problem, val, 5)
-    default = problem.score(problem.summarize(solve(problem, val, RPCAStep(), rpca_params(0.5, 1.0), 5).x, val))
-    assert score > default and best["decay"] in RPCA_DECAYS
+    off_grid = problem.score(problem.summarize(solve(problem, val, RPCAStep(), rpca_params(0.4, 2.0), 5).x, val))
+    assert score > off_grid + 3 and best["decay"] < 1.0          # a decaying threshold wins at 5 iterations
+    # the tuned constants carry to a fresh draw
+    test = problem.sample(8, generator(1, "test"))
+    tuned = problem.summarize(solve(problem, test, RPCAStep(), rpca_params(**best), 5).x, test)["lowrank_nmse_db"]
+    naive = problem.summarize(solve(problem, test, RPCAStep(), rpca_params(0.4, 2.0), 5).x, test)["lowrank_nmse_db"]
+    assert tuned < naive - 3
 
 
 def test_mismatched_psi_caps_the_classical_solver():
@@ -116,7 +122,9 @@ def test_parameter_counts_and_fixed_dimensions():
     assert fixes["rpca_hyper"] == () and fixes["rpca_objective"] == ("n1",)
 
 
-def test_dimension_free_variant_runs_at_other_sizes_and_fixed_ones_say_why():
+def test_variants_run_at_other_column_counts_and_psi_fixes_n1():
+    """Psi (n1 x n1) belongs to the problem, so every variant is bound to n1; the scalar and CNN
+    variants run at any n2."""
     hyper = build_model(load_config("preset:rpca", SMALL + ["model.num_layers=2"]))
     other = RPCAProblem(n1=30, n2=40, rank=2).sample(2, generator(7, "t"))
     with torch.no_grad():

@@ -117,8 +117,8 @@ def lasso_solve(problem, inst, iterations: int, lam: float, method: str = "ista"
 
 
 # robust PCA (eqs. 25-27): one step for both factors, the threshold zeta_k = zeta_0 rho^k
-RPCA_STEPS = (0.3, 0.5, 0.7, 0.9, 1.0)
-RPCA_THRESHOLDS = torch.logspace(-1.5, 0.5, 9).tolist()
+RPCA_STEPS = (0.3, 0.5, 0.7, 0.9, 1.0, 1.2, 1.5)
+RPCA_THRESHOLDS = torch.logspace(-3, 0.5, 15).tolist()
 RPCA_DECAYS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
