@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from .latency import measure_latency
+from .report import bars_markdown
 
 SETTINGS = {
     "textbook": {"title": "textbook: N=50, M=25, s=5 (exact), 20 dB",
@@ -177,10 +178,7 @@ def markdown(result: dict) -> str:
             lat = f"{r['latency_ms']:.2f}" if "latency_ms" in r else "—"
             lines.append(f"| {r['method']} | {r['iterations']} | {r['lambda']:.4g} | {r['nmse_db']:.2f} | {lat} |")
         lines.append("")
-    bars = result.get("bars") or []
-    if bars:
-        lines += ["## Bars", "", "| bar | measured | met |", "|---|---|---|"]
-        lines += [f"| {b['bar']} | {b['measured']:.2f} dB | {'yes' if b['met'] else 'no'} |" for b in bars]
+    lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
 
 

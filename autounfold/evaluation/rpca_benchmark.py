@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from .latency import measure_latency
+from .report import bars_markdown
 
 CASES = {"a": {"title": "(a) true objective parameters: the solver knows Psi", "psi_mismatch": 0.0},
          "b": {"title": "(b) mismatched objective: the solver is told Psi + {m} G / sqrt(n1)", "psi_mismatch": None}}
@@ -248,10 +249,7 @@ def markdown(result: dict) -> str:
             for k, v in r["learned"].items():
                 lines.append(f"- {r['name']}, {k}: " + ", ".join(f"{x:.3g}" for x in v))
         lines += ["", f"![NMSE per iteration, case ({c['case']})]({c['plot']})", ""]
-    bars = result.get("bars") or []
-    if bars:
-        lines += ["## Bars", "", "| bar | measured | met |", "|---|---|---|"]
-        lines += [f"| {b['bar']} | {b['measured']:.2f} dB | {'yes' if b['met'] else 'no'} |" for b in bars]
+    lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
 
 
