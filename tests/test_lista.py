@@ -193,3 +193,24 @@ def test_paradigm_3_and_4_start_as_alista_and_learn(layer, hook):
         trained = model(y)
         model.params[f"{hook}__w2"].zero_()
         assert (model(y) - trained).abs().max() > 1e-4
+
+
+def test_robustness_rows_cover_every_condition_and_summary_finds_the_worst():
+    """The benchmark's off-nominal table: every (condition, network) row, the same matrix A, FISTA
+    re-tuned per condition never worse than with the nominal lambda on its own validation choice,
+    and the summary picks the condition with the largest margin."""
+    from autounfold.evaluation.lista_benchmark import ROBUSTNESS, robustness, robustness_summary
+    from autounfold.problems.lasso import LassoProblem
+    problem = LassoProblem(n=20, m=10, sparsity=2, snr_db=20.0, lam=0.05)
+    cfg = load_config("preset:lista", ["problem.n=20", "problem.m=10", "problem.sparsity=2", "model.layer=alista",
+                                       "model.num_layers=4"])
+    model = build_model(cfg).eval()
+    rows = robustness("textbook", problem, {"ALISTA-4": model}, {4: 0.05}, 200, 200, 0, quiet=True)
+    assert [r["condition"] for r in rows] == ["nominal"] + [c for c, _ in ROBUSTNESS["textbook"]]
+    assert all(math.isfinite(r["nmse_db"]) and r["oracle_nmse_db"] < r["fista_retuned_db"] for r in rows)
+    lo = next(r for r in rows if r["condition"] == "SNR 10 dB")
+    hi = next(r for r in rows if r["condition"] == "SNR 40 dB")
+    assert hi["oracle_nmse_db"] < lo["oracle_nmse_db"] - 20          # the condition really changed the data
+    summary = robustness_summary(rows)
+    off = [r for r in rows if r["condition"] != "nominal"]
+    assert summary[0]["worst_margin_vs_fista_retuned_db"] == max(r["nmse_db"] - r["fista_retuned_db"] for r in off)

@@ -186,3 +186,22 @@ def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 2 and what in r.stderr + r.stdout, r.stderr
         assert not (tmp_path / "o").exists()
+
+
+def test_robustness_rows_move_the_data_and_the_solver_as_declared():
+    """Off-nominal rows: data conditions change the draw (20 % outliers is harder for the same
+    solver), a Psi error reaches the network through transfer (its NMSE changes), and the summary
+    reports the worst condition."""
+    from autounfold.evaluation.rpca_benchmark import robustness, robustness_summary
+    cfg = load_config("preset:rpca", ["problem.n1=20", "problem.n2=20", "problem.rank=2", "model.layer=rpca_hyper",
+                                      "model.num_layers=3"])
+    model = build_model(cfg).eval()
+    rows = robustness("a", model.problem, {"hyper": model}, {"step": 1.0, "threshold": 0.3, "decay": 0.7}, 8, 0, True)
+    by = {r["condition"]: r for r in rows}
+    assert set(by) == {"nominal", "5 % outliers", "20 % outliers", "outliers 3x weaker", "true rank r + 1 (the solver assumes r)",
+                       "Psi error 0.1"}
+    assert all(math.isfinite(r["nmse_db"]) for r in rows)
+    assert by["20 % outliers"]["classical_nominal_db"] > by["5 % outliers"]["classical_nominal_db"]
+    assert by["Psi error 0.1"]["nmse_db"] != by["nominal"]["nmse_db"]
+    s = robustness_summary(rows)[0]
+    assert s["worst_nmse_db"] == max(r["nmse_db"] for r in rows if r["condition"] != "nominal")

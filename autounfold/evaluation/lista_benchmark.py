@@ -38,6 +38,13 @@ SETTINGS = {
 ITERATIONS = (8, 16, 50, 100, 1000)               # ISTA / FISTA rows (lambda tuned for each)
 CURVE_LENGTH = 2000                               # iterations searched for "ISTA iterations to match"
 CURVE_FACTORS = torch.logspace(-1, 1, 9).tolist()  # lambda multiples whose curves make the envelope
+# conditions the networks were not trained on (same matrix A; the learned parameters applied unchanged)
+ROBUSTNESS = {
+    "textbook": (("SNR 10 dB", {"snr_db": 10.0}), ("SNR 30 dB", {"snr_db": 30.0}), ("SNR 40 dB", {"snr_db": 40.0}),
+                 ("s = 3", {"sparsity": 3}), ("s = 8", {"sparsity": 8})),
+    "classic": (("SNR 30 dB", {"snr_db": 30.0}), ("SNR 50 dB", {"snr_db": 50.0}), ("p = 0.05", {"sparsity": 0.05}),
+                ("p = 0.15", {"sparsity": 0.15})),
+}
 LABELS = {"alista": "ALISTA", "lista_cpss": "LISTA-CPSS", "tilista": "TiLISTA", "ista": "ISTA steps + thresholds",
           "lista_cp": "LISTA-CP", "lista": "LISTA"}
 
@@ -90,6 +97,57 @@ def _train(setting: str, layer: str, K: int, steps: Optional[int], seed: int, qu
     return model.eval().cpu(), cfg, secs
 
 
+def robustness(setting: str, problem, networks: Dict[str, object], nominal_lams: Dict[int, float], test_batch: int,
+               val_batch: int, seed: int, quiet: bool) -> List[dict]:
+    """Each trained network on the setting's off-nominal conditions (``ROBUSTNESS``) beside FISTA at
+    the network's depth, with the lambda tuned at the nominal condition (applied unchanged, as the
+    network is) and with lambda re-tuned on the condition's own validation draw (a classical solver
+    that knows the condition changed). One row per (condition, network)."""
+    from ..problems.lasso import LassoProblem
+    rows = []
+    conditions = (("nominal", {}),) + ROBUSTNESS[setting]
+    for label, change in conditions:
+        q = LassoProblem(**{**problem.settings(), **change})
+        test = q.sample(test_batch, generator(seed, "robust-test", label))
+        val = q.sample(val_batch, generator(seed, "robust-validation", label))
+        fista = {}
+        for K in sorted({m.num_layers for m in networks.values()}):
+            lam, _ = tune_lasso(q, val, val.x_true, K, "fista")
+            fista[K] = {"nominal_lambda": _nmse_db(lasso_solve(q, test, K, nominal_lams[K], "fista").x, test.x_true),
+                        "retuned": _nmse_db(lasso_solve(q, test, K, lam, "fista").x, test.x_true), "lambda": lam}
+        oracle = _nmse_db(q.oracle(test), test.x_true)
+        for name, model in networks.items():
+            K = model.num_layers
+            with torch.no_grad():
+                nmse = _nmse_db(model(test.y), test.x_true)
+            rows.append({"condition": label, "network": name, "layers": K, "nmse_db": nmse,
+                         "fista_nominal_lambda_db": fista[K]["nominal_lambda"], "fista_retuned_db": fista[K]["retuned"],
+                         "fista_retuned_lambda": fista[K]["lambda"], "oracle_nmse_db": oracle})
+        _log(f"robustness {setting}, {label}: " + ", ".join(f"{r['network']} {r['nmse_db']:.2f}" for r in rows[-len(networks):])
+             + " (FISTA retuned: " + ", ".join(f"K={K} {v['retuned']:.2f}" for K, v in fista.items()) + ")", quiet)
+    return rows
+
+
+def robustness_summary(rows: List[dict]) -> List[dict]:
+    """Per network: the worst NMSE off nominal and the worst margin over FISTA at the same depth
+    (network minus FISTA, dB; negative means the network is better) with either lambda."""
+    out = []
+    for name in dict.fromkeys(r["network"] for r in rows):
+        off = [r for r in rows if r["network"] == name and r["condition"] != "nominal"]
+        if not off:
+            continue
+        worst = max(off, key=lambda r: r["nmse_db"] - r["oracle_nmse_db"])
+        m_nom = max(off, key=lambda r: r["nmse_db"] - r["fista_nominal_lambda_db"])
+        m_ret = max(off, key=lambda r: r["nmse_db"] - r["fista_retuned_db"])
+        out.append({"network": name, "worst_gap_to_oracle_db": worst["nmse_db"] - worst["oracle_nmse_db"],
+                    "worst_gap_condition": worst["condition"],
+                    "worst_margin_vs_fista_nominal_db": m_nom["nmse_db"] - m_nom["fista_nominal_lambda_db"],
+                    "worst_margin_vs_fista_nominal_condition": m_nom["condition"],
+                    "worst_margin_vs_fista_retuned_db": m_ret["nmse_db"] - m_ret["fista_retuned_db"],
+                    "worst_margin_vs_fista_retuned_condition": m_ret["condition"]})
+    return out
+
+
 def setting_benchmark(setting: str, depths: Sequence[int], layers: Sequence[str], steps: Optional[int],
                       test_batch: int, curve_batch: int, latency_batch: int, repeats: int, seed: int,
                       quiet: bool) -> dict:
@@ -115,7 +173,7 @@ def setting_benchmark(setting: str, depths: Sequence[int], layers: Sequence[str]
 
     networks, per_layer = [], {}
     lat_inputs = problem.sample(latency_batch, generator(seed, "latency")).y
-    lat_fns = {}
+    lat_fns, trained = {}, {}
     for K in depths:
         for layer in layers:
             model, mcfg, secs = _train(setting, layer, K, steps, seed, quiet)
@@ -125,6 +183,7 @@ def setting_benchmark(setting: str, depths: Sequence[int], layers: Sequence[str]
                 per_layer[f"{LABELS.get(layer, layer)} K={K}"] = [_nmse_db(x, test.x_true) for x in model.run(test, return_all=True)]
             name = f"{LABELS.get(layer, layer)}-{K}"
             lat_fns[name] = (lambda m: (lambda: m(lat_inputs)))(model)
+            trained[name] = model
             networks.append({"name": name, "layer": layer, "layers": K, "nmse_db": nmse, "params": model.num_parameters(),
                              "train_seconds": secs, "train_steps": mcfg.training.steps,
                              "ista_iterations_to_match": iterations_to_match(curves["ista"], nmse_sub),
@@ -134,6 +193,8 @@ def setting_benchmark(setting: str, depths: Sequence[int], layers: Sequence[str]
         for method in ("ista", "fista"):
             lam = next(r["lambda"] for r in classical if r["method"] == method.upper() and r["iterations"] == T)
             lat_fns[f"{method.upper()}-{T}"] = (lambda t, l, mm: (lambda: lasso_solve(problem, problem.instance(lat_inputs), t, l, mm).x))(T, lam, method)
+    fista_lams = {T: next(r["lambda"] for r in classical if r["method"] == "FISTA" and r["iterations"] == T) for T in depths}
+    robust = robustness(setting, problem, trained, fista_lams, min(test_batch, 1000), 500, seed, quiet)
     latency = measure_latency(lat_fns, repeats=repeats)
     for row in networks + classical:
         key = row.get("name") or f"{row['method']}-{row['iterations']}"
@@ -141,7 +202,8 @@ def setting_benchmark(setting: str, depths: Sequence[int], layers: Sequence[str]
             row["latency_ms"] = latency[key]["median_ms"]
     return {"setting": setting, "title": SETTINGS[setting]["title"], "problem": SETTINGS[setting]["problem"],
             "depths": list(depths), "classical": classical, "converged_lasso": converged, "oracle_nmse_db": oracle,
-            "networks": networks, "nmse_per_layer": per_layer,
+            "networks": networks, "nmse_per_layer": per_layer, "robustness": robust,
+            "robustness_summary": robustness_summary(robust),
             "ista_best_nmse_db": min(min(c) for c in curves["ista"].values()),
             "fista_best_nmse_db": min(min(c) for c in curves["fista"].values()),
             "latency_batch": latency_batch}
@@ -178,8 +240,30 @@ def markdown(result: dict) -> str:
             lat = f"{r['latency_ms']:.2f}" if "latency_ms" in r else "—"
             lines.append(f"| {r['method']} | {r['iterations']} | {r['lambda']:.4g} | {r['nmse_db']:.2f} | {lat} |")
         lines.append("")
+        if e.get("robustness"):
+            lines += _robustness_markdown(e)
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
+
+
+def _robustness_markdown(e: dict) -> List[str]:
+    lines = ["### Off the training conditions", "",
+             "The networks above applied unchanged (same matrix A) to conditions they were not trained on, beside "
+             "FISTA at the same depth with the nominal lambda (also applied unchanged) and with lambda re-tuned on the "
+             "condition's own validation draw; oracle-support bound for scale. NMSE in dB on a test draw per condition.", "",
+             "| condition | network | NMSE dB | FISTA, nominal lambda | FISTA, re-tuned lambda | oracle |",
+             "|---|---|---|---|---|---|"]
+    for r in e["robustness"]:
+        lines.append(f"| {r['condition']} | {r['network']} | {r['nmse_db']:.2f} | {r['fista_nominal_lambda_db']:.2f} | "
+                     f"{r['fista_retuned_db']:.2f} | {r['oracle_nmse_db']:.2f} |")
+    lines += ["", "Worst case off nominal (margin = network minus FISTA at the same depth; negative: the network is better):", "",
+              "| network | worst gap to oracle dB (condition) | worst margin vs FISTA, nominal lambda | worst margin vs "
+              "FISTA, re-tuned lambda |", "|---|---|---|---|"]
+    for r in e.get("robustness_summary", []):
+        lines.append(f"| {r['network']} | {r['worst_gap_to_oracle_db']:.2f} ({r['worst_gap_condition']}) | "
+                     f"{r['worst_margin_vs_fista_nominal_db']:+.2f} ({r['worst_margin_vs_fista_nominal_condition']}) | "
+                     f"{r['worst_margin_vs_fista_retuned_db']:+.2f} ({r['worst_margin_vs_fista_retuned_condition']}) |")
+    return lines + [""]
 
 
 BARS = (("textbook", "alista", 8, -17.5), ("textbook", "lista_cpss", 8, -17.5), ("textbook", "lista_cpss", 16, -18.9),

@@ -46,6 +46,15 @@ LABELS = {"rpca_hyper": "(1) learned hyperparameters", "rpca_objective": "(2) le
 DEPTHS = (10, 20, 30, 50, 100)       # classical rows, tuned for each
 CONVERGED = 3000                      # iteration cap of the converged classical solver
 TOL = 1e-8                            # its stopping rule: relative change of eq. 24 per iteration
+# conditions off the training one: (label, changes to the data, changes to what the solver is told)
+ROBUSTNESS = {
+    "a": (("5 % outliers", {"sparsity": 0.05}, {}), ("20 % outliers", {"sparsity": 0.2}, {}),
+          ("outliers 3x weaker", {"outlier_scale": 1.0}, {}), ("true rank r + 1 (the solver assumes r)", {"rank_plus": 1}, {}),
+          ("Psi error 0.1", {}, {"psi_mismatch": 0.1})),
+    "b": (("20 % outliers", {"sparsity": 0.2}, {}), ("true rank r + 1 (the solver assumes r)", {"rank_plus": 1}, {}),
+          ("Psi error 0.15", {}, {"psi_mismatch": 0.15}), ("Psi error 0.5", {}, {"psi_mismatch": 0.5})),
+}
+ROBUST_VALIDATION = 32                # validation draw for the re-tuned classical solver per condition
 WIDE_MARGIN_DB = 10.0                 # case (a) bar: every variant at least this far below classical-10
 MISMATCH_MARGIN_DB = 3.0              # case (b): learning the transform must buy at least this much
 
@@ -119,6 +128,57 @@ def _learned(model) -> dict:
     return out
 
 
+def robustness(case: str, problem, models: dict, nominal: dict, test_batch: int, seed: int, quiet: bool) -> List[dict]:
+    """The case's trained networks on conditions they were not trained on (``ROBUSTNESS``): data drawn
+    with the changed settings; where the change is to what the solver is told (Psi_hat), the learned
+    parameters are moved onto that problem unchanged (``evaluate.transfer``). Beside each, the
+    decaying-threshold classical solver at the same depth with the nominal tuning (applied unchanged)
+    and re-tuned on a validation draw of the condition. One row per (condition, network)."""
+    from ..evaluation.evaluate import transfer, with_problem_change
+    from ..problems.rpca import RPCAProblem
+    rows = []
+    K = next(iter(models.values())).num_layers
+    for label, data_change, solver_change in (("nominal", {}, {}),) + ROBUSTNESS[case]:
+        if "rank_plus" in data_change:
+            data_change = {"rank": problem.rank + data_change["rank_plus"]}
+        data_q = RPCAProblem(**{**problem.settings(), **data_change})
+        solver_q = RPCAProblem(**{**problem.settings(), **solver_change})
+        test = data_q.sample(test_batch, generator(seed, "robust-test", label))
+        val = data_q.sample(ROBUST_VALIDATION, generator(seed, "robust-validation", label))
+        p_ret, _ = tune_rpca(solver_q, val, K, decays=(0.9, 0.8, 0.7, 0.6, 0.5))
+        cl_nominal = _nmse_db(solver_q, solve(solver_q, test, RPCAStep(), rpca_params(nominal["step"], nominal["threshold"],
+                                                                                    nominal["decay"]), K).x, test)
+        cl_retuned = _nmse_db(solver_q, solve(solver_q, test, RPCAStep(), rpca_params(**p_ret), K).x, test)
+        for name, model in models.items():
+            m = model if not solver_change else transfer(model, with_problem_change(model.config, solver_change, label))
+            with torch.no_grad():
+                nmse = _nmse_db(solver_q, m.run(test), test)
+            rows.append({"condition": label, "network": name, "layers": K, "nmse_db": nmse,
+                         "classical_nominal_db": cl_nominal, "classical_retuned_db": cl_retuned, "classical_retuned": p_ret})
+        _log(f"robustness ({case}) {label}: " + ", ".join(f"{r['network'][:3]} {r['nmse_db']:.2f}" for r in rows[-len(models):])
+             + f"; classical-{K} nominal tuning {cl_nominal:.2f}, re-tuned {cl_retuned:.2f}", quiet)
+    return rows
+
+
+def robustness_summary(rows: List[dict]) -> List[dict]:
+    """Per network: the worst NMSE off nominal and the worst margin over the classical solver at the
+    same depth (network minus classical, dB; negative: the network is better), both tunings."""
+    out = []
+    for name in dict.fromkeys(r["network"] for r in rows):
+        off = [r for r in rows if r["network"] == name and r["condition"] != "nominal"]
+        if not off:
+            continue
+        worst = max(off, key=lambda r: r["nmse_db"])
+        m_nom = max(off, key=lambda r: r["nmse_db"] - r["classical_nominal_db"])
+        m_ret = max(off, key=lambda r: r["nmse_db"] - r["classical_retuned_db"])
+        out.append({"network": name, "worst_nmse_db": worst["nmse_db"], "worst_condition": worst["condition"],
+                    "worst_margin_vs_nominal_db": m_nom["nmse_db"] - m_nom["classical_nominal_db"],
+                    "worst_margin_vs_nominal_condition": m_nom["condition"],
+                    "worst_margin_vs_retuned_db": m_ret["nmse_db"] - m_ret["classical_retuned_db"],
+                    "worst_margin_vs_retuned_condition": m_ret["condition"]})
+    return out
+
+
 def case_benchmark(case: str, n: int, mismatch: float, layers: Sequence[str], steps: Optional[int], test_batch: int,
                    latency_batch: int, repeats: int, seed: int, quiet: bool, out: Path) -> dict:
     cfg = load_config("preset:rpca", [f"problem.n1={n}", f"problem.n2={n}", f"problem.psi_mismatch={mismatch}"])
@@ -151,7 +211,7 @@ def case_benchmark(case: str, n: int, mismatch: float, layers: Sequence[str], st
     _log(f"converged classical: threshold {p_conv['threshold']:.3g}, {len(conv_curve)} iterations, "
          f"{conv_curve[-1]:.2f} dB ({time.perf_counter() - t0:.0f} s for all classical rows)", quiet)
 
-    networks, lat_fns = [], {}
+    networks, lat_fns, trained = [], {}, {}
     lat_in = problem.sample(latency_batch, generator(seed, "latency")).X
     for layer in layers:
         model, mcfg, secs = _train(n, mismatch, layer, steps, seed, quiet)
@@ -162,6 +222,9 @@ def case_benchmark(case: str, n: int, mismatch: float, layers: Sequence[str], st
                          "nmse_per_layer": per_layer, "params": model.num_parameters(), "train_seconds": secs,
                          "train_steps": mcfg.training.steps, "learned": _learned(model)})
         lat_fns[LABELS[layer]] = (lambda m: (lambda: m(lat_in)))(model)
+        trained[LABELS[layer]] = model
+    nominal_p = next(r for r in classical if r["kind"] == "decaying" and r["iterations"] == K)
+    robust = robustness(case, problem, trained, nominal_p, test_batch, seed, quiet) if trained else []
     lat_inst = problem.instance(lat_in)
     for kind in ("fixed", "decaying"):
         row = next(r for r in classical if r["kind"] == kind and r["iterations"] == K)
@@ -183,7 +246,8 @@ def case_benchmark(case: str, n: int, mismatch: float, layers: Sequence[str], st
     _log(f"case ({case}) done", quiet)
     return {"case": case, "title": CASES[case]["title"].format(m=mismatch), "psi_mismatch": mismatch, "n": n,
             "init_nmse_db": init_db, "classical": classical, "converged": converged, "networks": networks,
-            "latency_batch": latency_batch, "per_iteration_ms": per_iteration_ms, "plot": plot}
+            "latency_batch": latency_batch, "per_iteration_ms": per_iteration_ms, "plot": plot,
+            "robustness": robust, "robustness_summary": robustness_summary(robust)}
 
 
 def _bars(cases: List[dict]) -> List[dict]:
@@ -211,6 +275,27 @@ def _bars(cases: List[dict]) -> List[dict]:
                     "measured": nets["rpca_objective"],
                     "met": nets["rpca_objective"] <= min(nets.values()) and nets["rpca_dnn"] >= kept_psi - 1.0})
     return out
+
+
+def _robustness_markdown(c: dict) -> List[str]:
+    K = c["robustness"][0]["layers"]
+    lines = [f"### Case ({c['case']}) off the training conditions", "",
+             f"The networks above applied unchanged to data they were not trained on (and, for a Psi error, told a "
+             f"different Psi_hat), beside the decaying-threshold classical solver with {K} iterations, tuned at the "
+             f"nominal condition (applied unchanged) and re-tuned on {ROBUST_VALIDATION} matrices of the condition. "
+             "Low-rank NMSE in dB.", "",
+             "| condition | network | NMSE dB | classical, nominal tuning | classical, re-tuned |", "|---|---|---|---|---|"]
+    for r in c["robustness"]:
+        lines.append(f"| {r['condition']} | {r['network']} | {r['nmse_db']:.2f} | {r['classical_nominal_db']:.2f} | "
+                     f"{r['classical_retuned_db']:.2f} |")
+    lines += ["", "Worst case off nominal (margin = network minus classical; negative: the network is better):", "",
+              "| network | worst NMSE dB (condition) | worst margin vs nominal tuning | worst margin vs re-tuned |",
+              "|---|---|---|---|"]
+    for r in c.get("robustness_summary", []):
+        lines.append(f"| {r['network']} | {r['worst_nmse_db']:.2f} ({r['worst_condition']}) | "
+                     f"{r['worst_margin_vs_nominal_db']:+.2f} ({r['worst_margin_vs_nominal_condition']}) | "
+                     f"{r['worst_margin_vs_retuned_db']:+.2f} ({r['worst_margin_vs_retuned_condition']}) |")
+    return lines + [""]
 
 
 def markdown(result: dict) -> str:
@@ -249,6 +334,8 @@ def markdown(result: dict) -> str:
             for k, v in r["learned"].items():
                 lines.append(f"- {r['name']}, {k}: " + ", ".join(f"{x:.3g}" for x in v))
         lines += ["", f"![NMSE per iteration, case ({c['case']})]({c['plot']})", ""]
+        if c.get("robustness"):
+            lines += _robustness_markdown(c)
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
 
