@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import ConfigError, InputError
 from ..plugins import CHANNELS
@@ -23,7 +23,8 @@ def ordered_range(v):
 
 class ChannelConfig(Schema):
     """The ``problem.channel`` section of an experiment: which registered channel model, its sizes,
-    SNR range and power, and the settings of the correlated model (ignored by the others)."""
+    SNR range and power, the settings of the correlated model and those of the 3GPP TR 38.901 models
+    (each ignored by the other models)."""
 
     model: str = "correlated_rayleigh"
     n_tx: int = Field(64, ge=1)
@@ -33,9 +34,37 @@ class ChannelConfig(Schema):
     angular_spread_deg: float = Field(15.0, ge=0, le=90)
     antenna_spacing: float = Field(0.5, gt=0)
     rx_rho: Optional[float] = Field(None, ge=0, lt=1)
+    # the 3GPP TR 38.901 sources (umi, uma, cdl, tdl; see channels/tr38901.py); ignored by the others
+    bs_side: Literal["tx", "rx"] = "tx"
+    """Which dimension of H is the base-station array: tx (downlink, columns) or rx (uplink, rows)."""
+    users: Literal["single", "multi"] = "single"
+    """The UE-side dimension is one multi-antenna terminal (single) or that many single-antenna users (multi)."""
+    carrier_frequency_ghz: float = Field(3.5, ge=0.5, le=100)
+    delay_spread_ns: float = Field(100.0, gt=0, le=10000)
+    """RMS delay spread of cdl / tdl (umi / uma draw their own)."""
+    cdl_model: Literal["A", "B", "C", "D", "E"] = "C"
+    """Profile letter of cdl and tdl."""
+    subcarrier_spacing_khz: float = Field(30.0, gt=0)
+    bandwidth_mhz: float = Field(20.0, gt=0, le=2000)
+    """The span multi-band draws (``sample_bands``) spread their bands over."""
+    pathloss: bool = False
+    """umi / uma: keep path loss, O2I loss and shadow fading (off: H normalised to E|H_ij|^2 = 1)."""
+    pool: Optional[int] = Field(None, ge=0)
+    """User-terminal realisations pooled once and resampled (None: automatic size, 0: fresh draws)."""
+    pool_seed: int = 0
 
     _registered = field_validator("model")(lambda v: CHANNELS.validate(v))
     _ordered = field_validator("snr_db")(ordered_range)
+
+    @model_validator(mode="after")
+    def _band_holds_a_subcarrier(self):
+        if self.bandwidth_mhz * 1e3 < self.subcarrier_spacing_khz:
+            raise ValueError(f"bandwidth_mhz={self.bandwidth_mhz} holds no subcarrier of "
+                             f"subcarrier_spacing_khz={self.subcarrier_spacing_khz}")
+        if self.pathloss and getattr(CHANNELS.get(self.model), "system_level", None) is False:
+            raise ValueError(f"pathloss=True needs a system-level model with a geometry (umi, uma); "
+                             f"{self.model} has no path loss")
+        return self
 
 
 def build_channel(cfg: ChannelConfig) -> "ChannelSource":
