@@ -212,6 +212,48 @@ def rpca_tuned(problem, inst, iterations: int):
     return solve(problem, inst, RPCAStep(), rpca_params(p["step"], p["threshold"], p["decay"]), iterations).x
 
 
+# ---- MIMO detection (detection) ------------------------------------------------------------------
+SIC_DAMPINGS = (0.0, 0.2, 0.4, 0.6)
+SIC_INFLATIONS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+def sic_tuned(problem, inst, iterations: int):
+    """Soft interference cancellation with the validation-best damping and noise inflation for this
+    depth (SER on the validation draw, ties broken by the cross-entropy): the classical detector
+    given the two knobs the ``sic_damped`` layer learns."""
+    from ..algorithms.detection import sic
+    size = _size(inst)
+
+    def tune():
+        val, _ = validation_set(problem, size)
+        scores = {}
+        for b in SIC_DAMPINGS:
+            for d in SIC_INFLATIONS:
+                x = sic(problem, val, iterations, b, d)
+                scores[(b, d)] = (problem.summarize(x, val, val.s)["ser"], problem.supervised_loss(x, val, val.s).mean().item())
+        return min(scores, key=scores.get)
+    b, d = _tuned(problem, ("sic", iterations, size), tune)
+    return sic(problem, inst, iterations, b, d)
+
+
+def ml_if_small(problem, inst, iterations: int):
+    """Exhaustive ML (per-user posteriors) where C^U is small enough, else None (not applicable)."""
+    from ..algorithms.detection import ML_MAX_CANDIDATES, ml
+    if problem.num_points ** inst.H.shape[-1] > ML_MAX_CANDIDATES:
+        return None
+    return ml(problem, inst)
+
+
+def _kbest(problem, inst, iterations: int):
+    from ..algorithms.detection import kbest
+    return kbest(problem, inst, 16)
+
+
+def _sic(problem, inst, iterations: int):
+    from ..algorithms.detection import sic
+    return sic(problem, inst, iterations)
+
+
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
@@ -229,4 +271,10 @@ CLASSICAL = {
     "altmin": ("PE-AltMin + best digital", altmin),
     "two_stage": ("SVD-phase analog + best digital (closed form)", two_stage),
     "rpca_tuned": ("alternating RPCA, tuned step and threshold schedule", rpca_tuned),
+    "lmmse": ("LMMSE (closed form)", lambda problem, inst, K: problem.init(inst, "lmmse")),
+    "sic": ("soft interference cancellation", _sic),
+    "sic_tuned": ("soft interference cancellation, tuned damping and noise inflation", sic_tuned),
+    "kbest": ("K-best, K = 16 (Sionna; closed form)", _kbest),
+    "ml": ("ML, exhaustive (closed form)", ml_if_small),
 }
+"""A solver may return None where it does not apply (exhaustive ML on a large system): no row."""

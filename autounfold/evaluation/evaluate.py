@@ -94,7 +94,9 @@ def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 
             cands = {f"{cfg.model.layer}-{K} (this model)": m.run(test)}
             for name in problem.classical:
                 label, solver = CLASSICAL[name]
-                cands[label if label.endswith("(closed form)") else f"{label}-{K}"] = solver(problem, test, K)
+                x = solver(problem, test, K)
+                if x is not None:                       # None: the solver does not apply at this size
+                    cands[label if label.endswith("(closed form)") else f"{label}-{K}"] = x
         for name, x in cands.items():
             rows.append({"scenario": sc, "method": name, **problem.summarize(x, test, ref)})
     return rows

@@ -70,6 +70,7 @@ class MuMisoConfig(ProblemConfig):
             ch["n_rx"] = k
             ch.setdefault("model", "iid_rayleigh")
             ch.setdefault("n_tx", 16)
+            ch.setdefault("users", "multi")           # 3GPP sources: each row is its own single-antenna user
             data = {**data, "channel": ch}
         return data
 

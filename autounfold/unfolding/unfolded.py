@@ -11,6 +11,14 @@ from ..plugins import LAYERS
 from .layers import LearnedParam, layer_params
 
 
+def _lookup(values: dict, name: str):
+    """``values[name]``, or ``values[group][key]`` for a grouped name ``group.key``."""
+    if name in values:
+        return values[name]
+    group, key = name.split(".", 1)
+    return values[group][key]
+
+
 class Unfolded(nn.Module):
     """K unrolled iterations of ``algorithm.step`` with per-layer learned parameters.
 
@@ -79,7 +87,7 @@ class Unfolded(nn.Module):
             for name, kind in self.kinds.items():
                 if kind == "matrix" or self.params[name.replace(".", "__")].dim() > 2:
                     continue
-                values = [self.layer_values(k)[name].reshape(-1) for k in range(self.num_layers)]
+                values = [_lookup(self.layer_values(k), name).reshape(-1) for k in range(self.num_layers)]
                 if values[0].numel() == 1:
                     out[name] = [float(v) for v in values]
                 else:

@@ -1,0 +1,302 @@
+"""MIMO detection update rules (``problems.detection``): soft interference cancellation (the
+classical iterative detector and the loop DeepSIC unfolds) and DetNet's projected-gradient layer;
+plus the one-shot classical detectors (ZF, LMMSE, exhaustive ML, Sionna's K-best and EP).
+
+Every detector returns log-probabilities (B, U, C) over ``problem.constellation``.
+
+Soft interference cancellation (SIC, Choi et al. 2000), one parallel iteration from the current
+probabilities P (mean m_u, variance v_u of each user's symbol):
+
+    B   = H diag(v) H^H + s2 I,    G = B^-1 H,    t_u = h_u^H B^-1 h_u
+    s^_u = m_u + g_u^H (y - H m) / t_u         the unbiased LMMSE estimate of s_u after cancelling
+                                               the others' soft symbols (user u's own prior: unit
+                                               variance, by Sherman-Morrison on B)
+    nu_u = 1 / t_u - v_u                        its effective noise variance
+    log P_u(c) = -|s^_u - c|^2 / nu_u + const   (then damped: P <- (1 - beta) P_new + beta P)
+
+From the uniform start (m = 0, v = 1) the first iteration is the per-user LMMSE detector exactly.
+
+DeepSIC (Shlezinger, Fu and Eldar 2020; the survey's example of the fourth paradigm) replaces each
+user's update by a small network with a softmax output, one per user and iteration. Our channels
+change per sample, so the network does not see raw y (the paper's setting has a fixed channel):
+its inputs are the SIC step's quantities for that user. Output logits = -|s^_u - c|^2 / nu'_u with a
+calibrated variance nu'_u = a_u nu_u + f_u (a learned scale and floor per user and iteration), plus
+a two-layer MLP of (s^_u, log nu'_u, log of the matched-filter SNR, user u's previous probabilities)
+whose last layer starts at zero: the untrained network is SIC. Where the Gaussian model is wrong
+(few-bit ADCs, channel estimation error) SIC is overconfident and its errors propagate; the network
+can widen and re-shape the likelihood.
+
+DetNet (Samuel, Diskin and Wiesel 2019), one layer: a gradient step on ||y - H s||^2 from the soft
+estimate, q = m + delta_k D^-1 H^H (y - H m) with D = diag(||h_u||^2), then a small network per
+layer, shared by the users (so any U), maps (q_u, the previous log-probabilities, a hidden state
+v_u, log of the matched-filter SNR) to new logits and a new hidden state; the logits add to the soft
+projection -|q_u - c|^2 / (tau_k + s2 / ||h_u||^2) of q_u onto the constellation (tau_k learned).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError
+from ..plugins import ALGORITHMS
+from .proximal_gradient import State
+
+ML_MAX_CANDIDATES = 65536
+"""Exhaustive ML enumerates C^U symbol vectors; beyond this many it refuses (use K-best)."""
+
+
+def _b_scalar(value, like):
+    t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
+    return t.view(-1, *([1] * (like.dim() - 1))) if t.dim() == 1 else t
+
+
+def gaussian_logits(est: torch.Tensor, nu: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """log-probabilities (B, U, C) of each point under s^ = s + CN(0, nu): est (B, U) complex, nu (B, U)."""
+    d = (est.unsqueeze(-1) - points).abs().square()
+    return torch.log_softmax(-d / nu.unsqueeze(-1), dim=-1)
+
+
+def sic_statistics(problem, inst, x, inflation=None):
+    """The SIC step's per-user estimate s^ (B, U) complex64, its effective noise variance nu (B, U)
+    and the matched-filter SNR ||h_u||^2 / s2 (B, U), at the iterate x (module docstring).
+    ``inflation`` (a scalar or (B,), >= 0) is added to the noise variance the step assumes: the
+    model-based way to account for what the linear Gaussian model leaves out (quantisation, CSI
+    error); 0 or None is the classical step."""
+    H, y, s2 = inst.H, inst.y, inst.noise_var
+    if inflation is not None:
+        s2 = s2 + _b_scalar(inflation, s2)
+    m, v = problem.soft_symbols(x)
+    U = H.shape[-1]
+    # push-through: (H D H^H + s2 I)^-1 H = H (D H^H H + s2 I)^-1, a U x U solve
+    gram = H.mH @ H                                                             # (B, U, U)
+    eye = torch.eye(U, dtype=H.dtype, device=H.device)
+    A = v.to(H.dtype).unsqueeze(-1) * gram + s2.to(H.dtype).view(-1, 1, 1) * eye
+    G = H @ torch.linalg.inv(A)                                                 # B^-1 H, (B, N, U)
+    t = (H.conj() * G).sum(-2).real.clamp_min(1e-12)                            # h_u^H B^-1 h_u
+    r = y - (H @ m.unsqueeze(-1)).squeeze(-1)
+    est = m + (G.conj() * r.unsqueeze(-1)).sum(-2) / t
+    nu = (1.0 / t - v).clamp_min(1e-6)
+    mf_snr = H.abs().square().sum(-2) / s2.unsqueeze(-1)
+    return est, nu, mf_snr
+
+
+def _mlp(net: dict, z: torch.Tensor) -> torch.Tensor:
+    """Two layers with a ReLU: z (..., F) -> (..., O); weights w1 (F, h), w2 (h, O)."""
+    return torch.relu(z @ net["w1"] + net["b1"]) @ net["w2"] + net["b2"]
+
+
+def _per_user_mlp(net: dict, z: torch.Tensor) -> torch.Tensor:
+    """One network per user: z (B, U, F), w1 (U, F, h), b1 (U, h), w2 (U, h, O), b2 (U, O) -> (B, U, O)."""
+    h = torch.relu(torch.einsum("buf,ufh->buh", z, net["w1"]) + net["b1"])
+    return torch.einsum("buh,uho->buo", h, net["w2"]) + net["b2"]
+
+
+def deepsic_features(est, nu, mf_snr, logp):
+    """The network inputs of a DeepSIC block, (B, U, 4 + C): Re s^, Im s^, log nu, log of the
+    matched-filter SNR, and the user's previous probabilities (all bounded or logarithmic, so no
+    input grows with the SNR)."""
+    return torch.cat([torch.stack([est.real, est.imag, nu.log(), mf_snr.clamp_min(1e-6).log()], -1), logp.exp()], -1)
+
+
+@ALGORITHMS.register
+class SoftIC:
+    """Parallel soft interference cancellation (module docstring). Per-iteration parameters:
+    ``damping`` beta (default 0) or ``damping_logit`` (beta = sigmoid of it), ``noise_inflation``
+    (added to the assumed noise variance, default 0), ``deepsic`` {noise (the inflation), scale (U,),
+    floor (U,), w1 (U, F, h), b1, w2 (U, h, C), b2} the DeepSIC block."""
+
+    name = "sic"
+    parameters = ("damping", "damping_logit", "noise_inflation", "deepsic", "step")
+    problems = ("detection",)
+
+    def __init__(self):
+        self.normalize, self.extrapolation = None, "none"
+
+    @classmethod
+    def from_model_config(cls, cfg, problem) -> "SoftIC":
+        return cls()
+
+    @classmethod
+    def for_reference(cls, decl) -> "SoftIC":
+        return cls()
+
+    def init_state(self, x0: torch.Tensor) -> State:
+        return State(x0, x0)
+
+    def step(self, problem, inst, state: State, params: dict) -> State:
+        x = state.x
+        logp = problem.log_probs(x)
+        net = params.get("deepsic")
+        inflation = params.get("noise_inflation")
+        if net is not None and "noise" in net:
+            inflation = net["noise"]
+        est, nu, mf = sic_statistics(problem, inst, x, inflation)
+        if net is None:
+            new = gaussian_logits(est, nu, problem.points(x))
+        else:
+            nu_cal = net["scale"] * nu + net["floor"]                 # (U,) calibration of the Gaussian variance
+            base = -(est.unsqueeze(-1) - problem.points(x)).abs().square() / nu_cal.unsqueeze(-1)
+            logits = base + _per_user_mlp(net, deepsic_features(est, nu_cal, mf, logp))
+            new = torch.log_softmax(logits, -1)
+        beta = params.get("damping")
+        if params.get("damping_logit") is not None:
+            beta = torch.sigmoid(params["damping_logit"])
+        if beta is not None:
+            b = _b_scalar(beta, new).clamp(0.0, 0.999)
+            new = torch.logaddexp(torch.log1p(-b) + new, b.log() + logp)
+        return State(new, x)
+
+
+@ALGORITHMS.register
+class DetNetStep:
+    """DetNet's layer (module docstring). The iterate is (B, U, C + DETNET_STATE): log-probabilities
+    then the hidden state v_u. Per-layer parameters: ``step`` delta_k, ``temperature`` tau_k,
+    ``detnet`` {w1 (F, h), b1, w2 (h, C + DETNET_STATE), b2} shared by the users."""
+
+    name = "detnet"
+    parameters = ("step", "temperature", "detnet")
+    problems = ("detection",)
+    state_size = 8
+
+    def __init__(self):
+        self.normalize, self.extrapolation = None, "none"
+
+    @classmethod
+    def from_model_config(cls, cfg, problem) -> "DetNetStep":
+        return cls()
+
+    @classmethod
+    def for_reference(cls, decl) -> "DetNetStep":
+        return cls()
+
+    def init_state(self, x0: torch.Tensor) -> State:
+        pad = x0.new_zeros(*x0.shape[:-1], self.state_size)
+        x = torch.cat([x0, pad], -1)
+        return State(x, x)
+
+    def step(self, problem, inst, state: State, params: dict) -> State:
+        x = state.x
+        C = problem.num_points
+        logp, hidden = x[..., :C], x[..., C:]
+        m, _ = problem.soft_symbols(x)
+        H = inst.H
+        norms = H.abs().square().sum(-2).clamp_min(1e-12)                           # (B, U)
+        r = inst.y - (H @ m.unsqueeze(-1)).squeeze(-1)
+        q = m + _b_scalar(params["step"], m) * (H.mH @ r.unsqueeze(-1)).squeeze(-1) / norms
+        # the projection's variance: a learned residual-interference level tau_k plus the noise after
+        # the matched filter, s2 / ||h_u||^2 (so the projection sharpens as the SNR grows)
+        tau = _b_scalar(params["temperature"], norms) + inst.noise_var.unsqueeze(-1) / norms
+        base = -(q.unsqueeze(-1) - problem.points(x)).abs().square() / tau.unsqueeze(-1)
+        snr = (norms / inst.noise_var.unsqueeze(-1)).log()
+        feats = torch.cat([torch.stack([q.real, q.imag, snr], -1), logp, hidden], -1)
+        out = _mlp(params["detnet"], feats)
+        new = torch.log_softmax(base + out[..., :C], -1)
+        return State(torch.cat([new, torch.tanh(out[..., C:])], -1), x)
+
+
+# ---- one-shot classical detectors -------------------------------------------------------------
+def zf(problem, inst) -> torch.Tensor:
+    """Zero forcing: s^ = H^+ y, nu_u = s2 [(H^H H)^-1]_uu; Gaussian log-probabilities (B, U, C)."""
+    H = inst.H
+    gram = H.mH @ H
+    inv = torch.linalg.inv(gram + 1e-9 * torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
+    est = (inv @ (H.mH @ inst.y.unsqueeze(-1))).squeeze(-1)
+    nu = inst.noise_var.unsqueeze(-1) * inv.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
+    return gaussian_logits(est, nu, problem.points(H))
+
+
+def lmmse(problem, inst) -> torch.Tensor:
+    """The per-user unbiased LMMSE detector with Gaussian log-probabilities (B, U, C): one SIC
+    iteration from the uniform start."""
+    x0 = problem.init(inst)
+    est, nu, _ = sic_statistics(problem, inst, x0)
+    return gaussian_logits(est, nu, problem.points(x0))
+
+
+def sic(problem, inst, iterations: int, damping: float = 0.0, inflation: float = 0.0) -> torch.Tensor:
+    """``iterations`` of classical soft interference cancellation from the uniform start, with a
+    fixed damping and noise inflation (both 0: the textbook detector)."""
+    algo = SoftIC()
+    state = algo.init_state(problem.init(inst))
+    p = {"damping": damping if damping > 0 else None, "noise_inflation": inflation if inflation > 0 else None}
+    for _ in range(iterations):
+        state = algo.step(problem, inst, state, p)
+    return state.x
+
+
+def candidates(problem, users: int, device="cpu") -> torch.Tensor:
+    """Every symbol vector, (C^U, U) int64 indices (C^U <= ML_MAX_CANDIDATES)."""
+    C = problem.num_points
+    if C ** users > ML_MAX_CANDIDATES:
+        raise ConfigError(f"exhaustive ML needs {C}^{users} = {C ** users} candidates (at most "
+                          f"{ML_MAX_CANDIDATES}); use K-best for this size")
+    return torch.tensor(list(itertools.product(range(C), repeat=users)), dtype=torch.int64, device=device)
+
+
+@torch.no_grad()
+def ml(problem, inst, chunk: Optional[int] = None) -> torch.Tensor:
+    """Exact per-user symbol posteriors (uniform prior, the linear Gaussian model) by enumeration:
+    log P_u(c) = logsumexp over vectors with s_u = c of -||y - H s||^2 / s2, normalised (B, U, C).
+    The argmax of the joint metric is the ML vector; the marginal argmax (what ``hard`` takes) is
+    the per-user MAP decision, equal to it or better in SER."""
+    U, C = inst.H.shape[-1], problem.num_points
+    cand = candidates(problem, U, inst.y.device)                                   # (M, U)
+    X = problem.points(inst.y)[cand]                                               # (M, U)
+    chunk = chunk or max(1, 2 ** 22 // (cand.shape[0] * U * C))                     # ~16 MB per masked block
+    out = []
+    for lo in range(0, inst.batch_size, chunk):
+        H, y, s2 = inst.H[lo:lo + chunk], inst.y[lo:lo + chunk], inst.noise_var[lo:lo + chunk]
+        metric = -(y.unsqueeze(1) - torch.einsum("bnu,mu->bmn", H, X)).abs().square().sum(-1) / s2.unsqueeze(-1)
+        onehot = torch.nn.functional.one_hot(cand, C).to(metric.dtype)             # (M, U, C)
+        # log sum_m exp(metric_m) [s_u(m) = c], as a masked logsumexp per (u, c)
+        masked = metric.unsqueeze(-1).unsqueeze(-1) + torch.log(onehot).unsqueeze(0)  # (b, M, U, C)
+        out.append(torch.log_softmax(torch.logsumexp(masked, dim=1), -1))
+    return torch.cat(out)
+
+
+def ml_vector(problem, inst) -> torch.Tensor:
+    """The joint ML decision (B, U) int64 (argmin ||y - H s||^2 by enumeration)."""
+    U = inst.H.shape[-1]
+    cand = candidates(problem, U, inst.y.device)
+    X = problem.points(inst.y)[cand]
+    d = (inst.y.unsqueeze(1) - torch.einsum("bnu,mu->bmn", inst.H, X)).abs().square().sum(-1)
+    return cand[d.argmin(-1)]
+
+
+def _sionna_inputs(problem, inst):
+    s = inst.noise_var.view(-1, 1, 1) * torch.eye(inst.H.shape[-2], dtype=torch.complex64, device=inst.H.device)
+    return inst.y, inst.H, s
+
+
+HARD_LOGIT = 30.0
+"""A hard decision as log-probabilities: the chosen point log_softmax(30) (about -1e-12), the others
+about -30 (Sionna's K-best gives soft symbols only through its bit output)."""
+
+
+def hard_log_probs(idx: torch.Tensor, num_points: int) -> torch.Tensor:
+    """Log-probabilities (B, U, C) of hard decisions idx (B, U) int64."""
+    return torch.log_softmax(HARD_LOGIT * torch.nn.functional.one_hot(idx, num_points).float(), -1)
+
+
+def kbest(problem, inst, k: int = 16) -> torch.Tensor:
+    """Sionna's K-best detector (``sionna.phy.mimo.KBestDetector``, the K best paths kept at each
+    level of the sorted QR tree search), hard symbol decisions as log-probabilities (B, U, C)."""
+    from sionna.phy.mimo import KBestDetector
+    det = KBestDetector("symbol", inst.H.shape[-1], k, "qam", problem.bits_per_symbol, hard_out=True)
+    y, H, s = _sionna_inputs(problem, inst)
+    return hard_log_probs(det(y, H, s).long(), problem.num_points)
+
+
+def ep(problem, inst, iterations: int = 10) -> torch.Tensor:
+    """Sionna's expectation-propagation detector (``sionna.phy.mimo.EPDetector``, symbol output),
+    log-probabilities (B, U, C)."""
+    from sionna.phy.mimo import EPDetector
+    det = EPDetector("symbol", problem.bits_per_symbol, hard_out=False, l=iterations)
+    y, H, s = _sionna_inputs(problem, inst)
+    return torch.log_softmax(det(y, H, s).float(), -1)
+
+
+__all__ = ["SoftIC", "DetNetStep", "gaussian_logits", "sic_statistics", "zf", "lmmse", "sic", "ml",
+           "ml_vector", "kbest", "ep", "ML_MAX_CANDIDATES"]

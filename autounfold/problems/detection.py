@@ -1,0 +1,317 @@
+"""Uplink MIMO detection: U single-antenna users, n_rx base-station antennas, y = H s + w.
+
+The symbols s_u are drawn uniformly from a Gray-labelled QAM constellation of unit average energy
+(QPSK or 16-QAM, the same points and bit labels as Sionna's ``Constellation("qam", bits)``: point i
+carries the bits of i, most significant first, the even-position bits on the real axis). The noise
+is CN(0, noise_var I); with E|H_ij|^2 = 1 the per-sample SNR is 1 / noise_var (Es / N0 per user at
+each receive antenna).
+
+A detector returns, per user, probabilities over the constellation: P (B, U, C). Its iterate is the
+log of those probabilities (B, U, C), followed by any hidden state the update rule carries (DetNet);
+``output`` returns the probabilities.
+
+Two optional mismatch knobs change what the receiver sees, not the symbols (the survey's argument
+for DeepSIC: model-based detectors assume the linear Gaussian model exactly):
+
+- ``adc_bits``: each real component of y is quantised by a b-bit uniform mid-rise quantiser after an
+  automatic gain control (the per-sample rms of the received real components; step sizes of Max's
+  optimal uniform quantiser for a unit Gaussian);
+- ``csi_error``: the receiver is given H_hat = H + sqrt(e) E, E i.i.d. CN(0, 1) (an estimate with
+  error variance e per entry), not H.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field, model_validator
+
+from ..channels.base import ChannelConfig, ChannelSource, build_channel, check_channel
+from ..errors import ConfigError, InputError
+from ..plugins import PROBLEMS
+from ..seeding import as_generator
+from .base import Problem, ProblemConfig
+
+MODULATIONS = {"qpsk": 2, "16qam": 4}
+"""Modulation name -> bits per symbol."""
+
+ADC_STEPS = {1: 1.596, 2: 0.996, 3: 0.586, 4: 0.335, 5: 0.188, 6: 0.104, 7: 0.057, 8: 0.031}
+"""Step of the optimal uniform b-bit quantiser for a unit-variance Gaussian (Max 1960), by b."""
+
+
+def _pam_gray(bits) -> int:
+    """The Gray-labelled PAM level of a bit tuple (most significant first): 1 - 2 b_0 for one bit,
+    and recursively (1 - 2 b_0) (2^(n-1) - level(rest)), the recursion Sionna's ``pam_gray`` uses."""
+    if len(bits) == 1:
+        return 1 - 2 * bits[0]
+    return (1 - 2 * bits[0]) * (2 ** (len(bits) - 1) - _pam_gray(bits[1:]))
+
+
+def qam(bits_per_symbol: int):
+    """Gray-labelled square QAM of unit average energy.
+
+    Returns:
+        points: (C,) complex64, C = 2**bits_per_symbol; point i carries the bits of i (MSB first).
+        labels: (C, bits_per_symbol) int64, the bits of each point.
+    """
+    if bits_per_symbol < 2 or bits_per_symbol % 2:
+        raise ConfigError(f"qam: bits_per_symbol must be an even number >= 2 (got {bits_per_symbol})")
+    C = 2 ** bits_per_symbol
+    labels = torch.tensor([[(i >> (bits_per_symbol - 1 - j)) & 1 for j in range(bits_per_symbol)] for i in range(C)])
+    pts = torch.tensor([complex(_pam_gray(tuple(b[0::2].tolist())), _pam_gray(tuple(b[1::2].tolist()))) for b in labels],
+                       dtype=torch.complex128)
+    pts = pts / pts.abs().square().mean().sqrt()
+    return pts.to(torch.complex64), labels
+
+
+def quantize(y: torch.Tensor, bits: int) -> torch.Tensor:
+    """A b-bit ADC per real component of y (B, N) complex: gain control to the sample's rms per real
+    component, then a uniform mid-rise quantiser (levels (k + 1/2) step, k = -2^(b-1) .. 2^(b-1) - 1),
+    scaled back. Returns (B, N) complex64."""
+    if bits not in ADC_STEPS:
+        raise ConfigError(f"adc_bits must be in 1..8 (got {bits})")
+    r = torch.view_as_real(y)                                          # (B, N, 2)
+    rms = r.square().mean((-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
+    step = ADC_STEPS[bits]
+    half = 2 ** (bits - 1)
+    k = torch.clamp(torch.floor(r / rms / step), -half, half - 1)
+    return torch.view_as_complex(((k + 0.5) * step * rms).contiguous())
+
+
+class DetectionConfig(ProblemConfig):
+    """``problem:`` of a MIMO detection experiment (``name: detection``).
+
+    ``n_users`` (U) and ``n_rx`` (N) are the sizes; the channel section gives the model, the SNR range
+    and its settings, and its ``n_tx`` / ``n_rx`` are U / N (leave them out, or give the same numbers)."""
+
+    name: Literal["detection"] = "detection"
+    n_users: int = Field(4, ge=1)
+    n_rx: int = Field(4, ge=1)
+    modulation: Literal["qpsk", "16qam"] = "qpsk"
+    adc_bits: Optional[int] = Field(None, ge=1, le=8)
+    csi_error: float = Field(0.0, ge=0.0, le=10.0)
+    channel: ChannelConfig = ChannelConfig(model="iid_rayleigh", n_tx=4, n_rx=4, snr_db=(0.0, 20.0))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sizes_are_channel_sizes(cls, data):
+        if isinstance(data, dict):
+            u, n = data.get("n_users", 4), data.get("n_rx", 4)
+            ch = dict(data.get("channel") or {})
+            for key, want, what in (("n_tx", u, "n_users"), ("n_rx", n, "n_rx")):
+                if key in ch and ch[key] != want:
+                    raise ValueError(f"channel.{key} ({ch[key]}) must equal {what} ({want}) (the users are the "
+                                     f"channel's transmit side); set both, or leave channel.{key} out")
+            ch.update({"n_tx": u, "n_rx": n})
+            ch.setdefault("model", "iid_rayleigh")
+            ch.setdefault("snr_db", (0.0, 20.0))
+            ch.setdefault("bs_side", "rx")            # 3GPP sources: the base station receives (uplink)
+            ch.setdefault("users", "multi")           # and each column is its own single-antenna user
+            data = {**data, "channel": ch}
+        return data
+
+
+def _change(**channel) -> dict:
+    return {"channel": dict(channel)}
+
+
+@dataclass
+class DetectionBatch:
+    """y: (B, N) complex64 received; H: (B, N, U) complex64 the channel the receiver is given;
+    noise_var: (B,) float32; s: (B, U) int64 transmitted symbol indices (None for external inputs);
+    snr_db: (B,) float32."""
+
+    y: torch.Tensor
+    H: torch.Tensor
+    noise_var: torch.Tensor
+    s: Optional[torch.Tensor]
+    snr_db: torch.Tensor
+
+    def to(self, device) -> "DetectionBatch":
+        return DetectionBatch(self.y.to(device), self.H.to(device), self.noise_var.to(device),
+                              None if self.s is None else self.s.to(device), self.snr_db.to(device))
+
+    @property
+    def batch_size(self) -> int:
+        return self.y.shape[0]
+
+    def __getitem__(self, idx) -> "DetectionBatch":
+        return DetectionBatch(self.y[idx], self.H[idx], self.noise_var[idx], None if self.s is None else self.s[idx],
+                              self.snr_db[idx])
+
+
+@PROBLEMS.register
+class DetectionProblem(Problem):
+    """Uplink MIMO detection (module docstring).
+
+    Args:
+        source: the channel source; its n_tx is U (users), its n_rx is N (receive antennas).
+        modulation: "qpsk" or "16qam".
+        adc_bits: None (ideal receiver) or 1..8 bits per real component.
+        csi_error: error variance e of the receiver's channel estimate (0: perfect CSI).
+    """
+
+    name = "detection"
+    Config = DetectionConfig
+    sense = -1.0
+    score_key = "ser"
+    score_sign = -1.0
+    metrics = {"ser": "symbol error rate (hard decision: the most probable point per user)",
+               "ber": "bit error rate of the hard decisions",
+               "ce": "mean cross-entropy of the true symbols under P, nats per symbol",
+               "feasible": "probabilities finite, non-negative and summing to 1"}
+    classical = ("zf", "lmmse", "sic", "sic_tuned", "kbest", "ml")
+    scenarios = {
+        "nominal": ("nominal (the trained configuration)", {}),
+        "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),
+        "snr10": ("SNR 10 dB", _change(snr_db=[10.0, 10.0])),
+        "snr15": ("SNR 15 dB", _change(snr_db=[15.0, 15.0])),
+        "snr20": ("SNR 20 dB", _change(snr_db=[20.0, 20.0])),
+        "correlated": ("correlated Rayleigh at the receiver (rho 0.5)",
+                       _change(model="correlated_rayleigh", angular_spread_deg=0.0, rx_rho=0.5)),
+        "csi_error": ("channel estimate with error variance 0.05", {"csi_error": 0.05}),
+        "adc3": ("3-bit ADCs", {"adc_bits": 3}),
+    }
+    inputs = "y (B, n_rx) complex64, H (B, n_rx, n_users) complex64, noise_var (B,) float32"
+    outputs = "P (B, n_users, C) float32: probabilities over problem.constellation (C,) complex64"
+
+    @classmethod
+    def from_config(cls, cfg: DetectionConfig) -> "DetectionProblem":
+        return cls(build_channel(cfg.channel), modulation=cfg.modulation, adc_bits=cfg.adc_bits,
+                   csi_error=cfg.csi_error)
+
+    @classmethod
+    def memory_estimate(cls, cfg: DetectionConfig, batch: int) -> dict:
+        C = 2 ** MODULATIONS[cfg.modulation]
+        return {"problem.n_rx x n_users x batch": 8 * 16 * batch * cfg.n_rx * max(cfg.n_users, cfg.n_rx),
+                "problem.n_users x C x batch": 4 * 64 * batch * cfg.n_users * C}
+
+    def __init__(self, source: ChannelSource, modulation: str = "qpsk", adc_bits: Optional[int] = None,
+                 csi_error: float = 0.0):
+        if modulation not in MODULATIONS:
+            raise ConfigError(f"detection: modulation must be one of {', '.join(MODULATIONS)} (got {modulation!r})")
+        if adc_bits is not None and adc_bits not in ADC_STEPS:
+            raise ConfigError(f"detection: adc_bits must be in 1..8 or None (got {adc_bits})")
+        if not 0.0 <= csi_error <= 10.0:
+            raise ConfigError(f"detection: csi_error must be in [0, 10] (got {csi_error})")
+        self.source, self.modulation, self.adc_bits, self.csi_error = source, modulation, adc_bits, float(csi_error)
+        self.n_users, self.n_rx = source.n_tx, source.n_rx
+        self.bits_per_symbol = MODULATIONS[modulation]
+        self.constellation, self.labels = qam(self.bits_per_symbol)
+        self.num_points = self.constellation.numel()
+
+    def settings(self):
+        return {"n_users": self.n_users, "n_rx": self.n_rx, "modulation": self.modulation, "adc_bits": self.adc_bits,
+                "csi_error": self.csi_error}
+
+    def signature(self) -> dict:
+        return {"problem": self.name, "n_users": self.n_users, "n_rx": self.n_rx, "modulation": self.modulation}
+
+    def describe(self) -> dict:
+        return {"problem": self.name, **self.settings(), "channel": self.source.describe()}
+
+    def dims(self, inst) -> dict:
+        return {"n_users": inst.H.shape[-1], "n_rx": inst.H.shape[-2]}
+
+    def points(self, like: torch.Tensor) -> torch.Tensor:
+        """The constellation (C,) complex64 on ``like``'s device."""
+        return self.constellation.to(like.device)
+
+    # ---- instances -------------------------------------------------------------------------
+    def sample(self, batch: int, seed, device="cpu") -> DetectionBatch:
+        """Channels from the source, symbols uniform over the constellation, then the receiver's
+        view: y (quantised if ``adc_bits``) and H (with the estimation error if ``csi_error``)."""
+        g = as_generator(seed)
+        ch = self.source.sample(batch, g)
+        s = torch.randint(self.num_points, (batch, self.n_users), generator=g)
+        x = self.constellation[s]                                                     # (B, U)
+        w = torch.view_as_complex(torch.randn(batch, self.n_rx, 2, generator=g) * math.sqrt(0.5))
+        y = (ch.H @ x.unsqueeze(-1)).squeeze(-1) + w * ch.noise_var.sqrt().unsqueeze(-1)
+        if self.adc_bits is not None:
+            y = quantize(y, self.adc_bits)
+        H = ch.H
+        if self.csi_error > 0:
+            E = torch.view_as_complex(torch.randn(*H.shape, 2, generator=g) * math.sqrt(0.5))
+            H = H + math.sqrt(self.csi_error) * E
+        return DetectionBatch(y.to(torch.complex64), H.to(torch.complex64), ch.noise_var, s, ch.snr_db).to(device)
+
+    def instance(self, y: torch.Tensor, H: torch.Tensor, noise_var: torch.Tensor) -> DetectionBatch:
+        """Validated instance from y (B, n_rx) complex, H (B, n_rx, U) complex, noise_var (B,) float.
+        U and n_rx may differ from the configured sizes (a model fixes only what its weights fix)."""
+        check_channel(H, noise_var)
+        if not isinstance(y, torch.Tensor) or not y.is_complex() or y.shape != H.shape[:2]:
+            raise InputError(f"y must be a complex tensor of shape (B, n_rx) = {tuple(H.shape[:2])} matching H, got "
+                             f"{tuple(getattr(y, 'shape', ()))} {getattr(y, 'dtype', type(y).__name__)}")
+        if not torch.isfinite(torch.view_as_real(y.resolve_conj())).all():
+            raise InputError("y contains NaN or Inf")
+        snr_db = -10.0 * torch.log10(noise_var.float())
+        return DetectionBatch(y.to(torch.complex64), H.to(torch.complex64), noise_var.float(), None, snr_db)
+
+    # ---- what detectors share ----------------------------------------------------------------
+    def init(self, inst, method=None, seed=0):
+        """The start as log-probabilities (B, U, C): uniform over the constellation (default), or the
+        ZF / LMMSE detector's Gaussian posteriors (``method`` "zf" / "lmmse")."""
+        if method in ("zf", "lmmse"):
+            from ..algorithms import detection
+            return getattr(detection, method)(self, inst)
+        if method not in (None, "uniform"):
+            raise ConfigError(f"detection: init must be uniform, zf or lmmse (got {method!r})")
+        U = inst.H.shape[-1]
+        return torch.full((inst.batch_size, U, self.num_points), -math.log(self.num_points), device=inst.y.device)
+
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """The log-probabilities (B, U, C) an iterate holds (its first C entries per user)."""
+        return x[..., :self.num_points]
+
+    def output(self, x, inst):
+        return self.log_probs(x).exp()
+
+    def soft_symbols(self, x: torch.Tensor):
+        """Mean (B, U) complex64 and variance (B, U) float32 of each user's symbol under the iterate's
+        probabilities."""
+        P = self.log_probs(x).exp()
+        c = self.points(x)
+        mean = P.to(torch.complex64) @ c
+        var = (P @ c.abs().square() - mean.abs().square()).clamp_min(0.0)
+        return mean, var
+
+    def objective(self, x, inst):
+        """Expected squared residual E_P ||y - H s||^2 under the iterate's (independent) per-user
+        probabilities, (B,): ||y - H m||^2 + sum_u v_u ||h_u||^2 (a detector drives it down)."""
+        m, v = self.soft_symbols(x)
+        r = inst.y - (inst.H @ m.unsqueeze(-1)).squeeze(-1)
+        return r.abs().square().sum(-1) + (v * inst.H.abs().square().sum(-2)).sum(-1)
+
+    def feasible(self, x, inst, rtol: float = 1e-4):
+        P = self.output(x, inst)
+        return torch.isfinite(P).all((-2, -1)) & ((P.sum(-1) - 1).abs() <= 1e-3).all(-1) & (P >= 0).all((-2, -1))
+
+    def ground_truth(self, inst):
+        return inst.s
+
+    def supervised_target(self, inst):
+        if inst.s is None:
+            raise InputError("supervised training needs instances with the transmitted symbols")
+        return inst.s
+
+    def supervised_loss(self, x, inst, s):
+        """Cross-entropy of the true symbols, mean over users, (B,) (nats)."""
+        return -self.log_probs(x).gather(-1, s.unsqueeze(-1)).squeeze(-1).mean(-1)
+
+    def hard(self, x) -> torch.Tensor:
+        """The most probable point per user, (B, U) int64."""
+        return self.log_probs(x).argmax(-1)
+
+    def summarize(self, x, inst, s) -> dict:
+        """ser / ber of the hard decisions against the true symbols ``s`` (B, U), ce, feasible."""
+        if s is None:
+            raise InputError("SER needs instances with the transmitted symbols")
+        hard = self.hard(x)
+        labels = self.labels.to(hard.device)
+        ser = float((hard != s).double().mean())
+        ber = float((labels[hard] != labels[s]).double().mean())
+        lp = self.log_probs(x).clamp_min(-1e4)
+        ce = float(-lp.gather(-1, s.unsqueeze(-1)).double().mean())
+        return {"ser": ser, "ber": ber, "ce": ce, "feasible": bool(self.feasible(x, inst).all())}

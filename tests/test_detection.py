@@ -1,0 +1,226 @@
+"""MIMO detection: constellations against Sionna's, the classical detectors against Sionna's and
+against brute force, the SIC algebra, DeepSIC / DetNet behaviour and the public API."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.algorithms import detection as D
+from autounfold.build import build_model, build_problem
+from autounfold.config import load_config
+from autounfold.errors import ConfigError, InputError
+from autounfold.problems.detection import ADC_STEPS, qam, quantize
+from autounfold.seeding import generator
+from autounfold.training import train
+
+
+def _problem(n_users=4, n_rx=4, modulation="qpsk", snr=(10.0, 10.0), **extra):
+    sets = [f"problem.n_users={n_users}", f"problem.n_rx={n_rx}", f"problem.modulation={modulation}",
+            f"problem.channel.snr_db=[{snr[0]},{snr[1]}]"] + [f"problem.{k}={v}" for k, v in extra.items()]
+    return build_problem(load_config("preset:deepsic", sets).problem)
+
+
+def _sionna_cov(inst):
+    return inst.noise_var.view(-1, 1, 1) * torch.eye(inst.H.shape[-2], dtype=torch.complex64)
+
+
+@pytest.mark.parametrize("bits", [2, 4])
+def test_constellation_and_bit_labels_are_sionnas(bits):
+    from sionna.phy.mapping import Constellation, Mapper
+    points, labels = qam(bits)
+    ref = Constellation("qam", bits).points
+    assert torch.allclose(points, ref.to(torch.complex64), atol=1e-6)
+    assert abs(float(points.abs().square().mean()) - 1.0) < 1e-5
+    x, ind = Mapper("qam", bits, return_indices=True)(labels.float().reshape(1, -1))
+    assert torch.equal(ind.reshape(-1).long(), torch.arange(2 ** bits))
+    # Gray: nearest neighbours differ in exactly one bit
+    d = (points.unsqueeze(0) - points.unsqueeze(1)).abs()
+    dmin = d[d > 1e-6].min()
+    for i, j in zip(*torch.nonzero((d - dmin).abs() < 1e-5, as_tuple=True)):
+        assert int((labels[i] != labels[j]).sum()) == 1
+
+
+def test_ml_is_exact_by_enumeration_and_matches_sionna():
+    from sionna.phy.mimo import MaximumLikelihoodDetector
+    p = _problem(2, 3, snr=(4.0, 4.0))
+    inst = p.sample(64, generator(0, "ml"))
+    logp = D.ml(p, inst)
+    # brute force, one sample at a time, in float64
+    pts = p.constellation.to(torch.complex128)
+    for b in range(4):
+        y, H, s2 = inst.y[b].to(torch.complex128), inst.H[b].to(torch.complex128), float(inst.noise_var[b])
+        metric = {c: -float((y - H @ pts[list(c)]).abs().square().sum()) / s2 for c in itertools.product(range(4), repeat=2)}
+        for u in range(2):
+            lse = torch.tensor([torch.logsumexp(torch.tensor([v for c, v in metric.items() if c[u] == k]), 0) for k in range(4)], dtype=torch.float64)
+            assert torch.allclose(logp[b, u].double(), torch.log_softmax(lse, 0), atol=1e-4)
+    det = MaximumLikelihoodDetector("symbol", "maxlog", num_streams=2, constellation_type="qam", num_bits_per_symbol=2,
+                                    hard_out=True)
+    assert torch.equal(det(inst.y, inst.H, _sionna_cov(inst)).long(), D.ml_vector(p, inst))
+    # K-best with K = C^U keeps every path: exact ML
+    assert torch.equal(D.kbest(p, inst, 16).argmax(-1), D.ml_vector(p, inst))
+
+
+def test_ml_refuses_sizes_beyond_enumeration():
+    p = _problem(8, 8, "16qam")
+    inst = p.sample(2, generator(0))
+    with pytest.raises(ConfigError, match="K-best"):
+        D.ml(p, inst)
+    from autounfold.evaluation.baselines import CLASSICAL
+    assert CLASSICAL["ml"][1](p, inst, 3) is None
+
+
+@pytest.mark.parametrize("modulation,n", [("qpsk", 4), ("16qam", 6)])
+def test_lmmse_equals_sionnas_and_is_the_first_sic_iteration(modulation, n):
+    from sionna.phy.mimo import LinearDetector
+    p = _problem(n, n + 1, modulation, snr=(0.0, 20.0))
+    inst = p.sample(256, generator(1, "lmmse"))
+    bits = p.bits_per_symbol
+    ref = LinearDetector("lmmse", "symbol", "app", constellation_type="qam", num_bits_per_symbol=bits, hard_out=False)
+    ours = D.lmmse(p, inst)
+    theirs = torch.log_softmax(ref(inst.y, inst.H, _sionna_cov(inst)).float(), -1)
+    assert (ours.exp() - theirs.exp()).abs().max() < 2e-3
+    assert torch.allclose(D.sic(p, inst, 1), ours, atol=1e-4)
+
+
+def test_sic_statistics_equal_the_textbook_per_user_filter():
+    """s^_u and nu_u from the push-through / Sherman-Morrison form equal the explicit filter
+    w = (H V_u H^H + s2 I)^-1 h_u with user u's own variance set to 1."""
+    p = _problem(3, 5, "16qam", snr=(5.0, 5.0))
+    inst = p.sample(8, generator(2))
+    x = torch.log_softmax(torch.randn(8, 3, 16, generator=generator(3)), -1)
+    est, nu, _ = D.sic_statistics(p, inst, x)
+    m, v = p.soft_symbols(x)
+    for b in range(3):
+        H, y = inst.H[b].to(torch.complex128), inst.y[b].to(torch.complex128)
+        for u in range(3):
+            vu = v[b].double().clone()
+            vu[u] = 1.0
+            A = H @ torch.diag(vu.to(torch.complex128)) @ H.mH + float(inst.noise_var[b]) * torch.eye(5, dtype=torch.complex128)
+            w = torch.linalg.solve(A, H[:, u])
+            mu = (w.conj() @ H[:, u]).real
+            mc = m[b].to(torch.complex128).clone()
+            mc[u] = 0
+            z = y - H @ mc
+            assert abs(complex(w.conj() @ z / mu) - complex(est[b, u])) < 1e-3
+            assert abs(float(1 / mu - 1) - float(nu[b, u])) < 1e-3 * max(1.0, float(nu[b, u]))
+
+
+def test_samples_are_replayable_and_the_mismatch_knobs_act_on_the_receiver_only():
+    p = _problem(4, 4)
+    a, b = p.sample(32, generator(5)), p.sample(32, generator(5))
+    assert torch.equal(a.y, b.y) and torch.equal(a.s, b.s)
+    assert a.y.shape == (32, 4) and a.H.shape == (32, 4, 4) and a.s.dtype == torch.int64 and a.y.dtype == torch.complex64
+    q = _problem(4, 4, adc_bits=2)
+    c = q.sample(32, generator(5))
+    assert torch.equal(c.s, a.s) and torch.equal(c.H, a.H)
+    assert torch.view_as_real(c.y).unique().numel() <= 4 * 32 * 2              # 4 levels per sample's gain
+    e = _problem(4, 4, csi_error=0.1).sample(32, generator(5))
+    assert torch.equal(e.y, a.y) and not torch.equal(e.H, a.H)
+
+
+def test_quantizer_levels_and_errors():
+    y = torch.view_as_complex(torch.randn(3, 64, 2))
+    for bits in (1, 3):
+        q = quantize(y, bits)
+        per_sample = [torch.view_as_real(q[i]).unique().numel() for i in range(3)]
+        assert max(per_sample) <= 2 ** bits
+        rel = float((q - y).abs().square().mean() / y.abs().square().mean())
+        assert rel < {1: 0.5, 3: 0.05}[bits]
+    with pytest.raises(ConfigError, match="adc_bits"):
+        quantize(y, 9)
+    assert set(ADC_STEPS) == set(range(1, 9))
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="n_users"):
+        load_config("preset:deepsic", ["problem.channel.n_tx=5"])
+    with pytest.raises(ConfigError, match="modulation"):
+        load_config("preset:deepsic", ["problem.modulation=8psk"])
+    with pytest.raises(ConfigError, match="adc_bits"):
+        load_config("preset:deepsic", ["problem.adc_bits=12"])
+
+
+def test_public_api_probabilities_and_input_errors(tmp_path):
+    cfg = load_config("preset:deepsic", ["model.num_layers=2"])
+    model = build_model(cfg).eval()
+    p = model.problem
+    inst = p.sample(16, generator(7))
+    P = model(inst.y, inst.H, inst.noise_var)
+    assert P.shape == (16, 4, 4) and P.dtype == torch.float32
+    assert torch.allclose(P.sum(-1), torch.ones(16, 4), atol=1e-5) and (P >= 0).all()
+    assert p.constellation.shape == (4,) and p.constellation.dtype == torch.complex64
+    assert p.n_rx == 4 and p.n_users == 4
+    with pytest.raises(InputError, match="y must be"):
+        model(inst.y[:, :3], inst.H, inst.noise_var)
+    with pytest.raises(InputError, match="noise_var"):
+        model(inst.y, inst.H, -inst.noise_var)
+    other = _problem(3, 6).sample(4, generator(8))
+    with pytest.raises(InputError, match="n_users"):                  # DeepSIC's blocks are per user
+        model(other.y, other.H, other.noise_var)
+    detnet = build_model(load_config("preset:detnet", ["model.num_layers=2"])).eval()
+    P3 = detnet(other.y, other.H, other.noise_var)                    # DetNet's network is shared: any U, n_rx
+    assert P3.shape == (4, 3, 4)
+
+
+def test_untrained_deepsic_is_sic():
+    cfg = load_config("preset:deepsic", ["model.num_layers=3", "problem.modulation=16qam"])
+    model = build_model(cfg).eval()
+    with torch.no_grad():                       # the 1e-3 starts of the inflation and the floor set to ~0
+        model.params["deepsic__noise"].fill_(-40.0)
+        model.params["deepsic__floor"].fill_(-40.0)
+    p = model.problem
+    inst = p.sample(64, generator(9))
+    with torch.no_grad():
+        assert torch.allclose(model.run(inst).exp(), D.sic(p, inst, 3).exp(), atol=1e-4)
+
+
+def test_deepsic_training_beats_sic_under_quantisation():
+    """A short training under 3-bit ADCs at high SNR (where SIC is overconfident) lowers the
+    cross-entropy well below SIC's and does not raise the SER."""
+    cfg = load_config("preset:deepsic", ["model.num_layers=3", "problem.adc_bits=3", "problem.channel.snr_db=[15,25]",
+                                         "training.steps=120", "training.validate_every=40", "training.validation_batch=1000",
+                                         "training.loss=end_to_end"])
+    model = build_model(cfg)
+    train(model, cfg.training, seed=0, progress=False)
+    p = model.problem
+    test = p.sample(2000, generator(11, "test"))
+    with torch.no_grad():
+        net = p.summarize(model.run(test), test, test.s)
+    sic = p.summarize(D.sic(p, test, 3), test, test.s)
+    assert net["ce"] < 0.5 * sic["ce"]
+    assert net["ser"] <= sic["ser"] + 0.002
+
+
+def test_tuned_sic_finds_the_noise_inflation_quantisation_needs():
+    from autounfold.evaluation.baselines import sic_tuned
+    p = _problem(4, 4, adc_bits=2, snr=(20.0, 20.0))
+    test = p.sample(1000, generator(12))
+    tuned = p.summarize(sic_tuned(p, test, 4), test, test.s)["ser"]
+    plain = p.summarize(D.sic(p, test, 4), test, test.s)["ser"]
+    assert tuned < 0.8 * plain
+
+
+def test_ser_falls_with_snr_and_detectors_rank_as_expected():
+    sers = {}
+    for snr in (4.0, 12.0):
+        p = _problem(4, 4, snr=(snr, snr))
+        inst = p.sample(3000, generator(13, snr))
+        sers[snr] = {name: p.summarize(x, inst, inst.s)["ser"] for name, x in
+                     (("zf", D.zf(p, inst)), ("lmmse", D.lmmse(p, inst)), ("sic", D.sic(p, inst, 4)), ("ml", D.ml(p, inst)))}
+    for snr, s in sers.items():
+        assert s["ml"] <= s["sic"] <= s["lmmse"] <= s["zf"], (snr, s)
+    assert all(sers[12.0][k] < sers[4.0][k] for k in sers[4.0])
+
+
+def test_evaluate_declares_the_classical_detectors():
+    from autounfold.evaluation.evaluate import evaluate_model
+    model = build_model(load_config("preset:deepsic", ["model.num_layers=2"])).eval()
+    rows = evaluate_model(model, ["nominal"], batch=256)
+    methods = {r["method"] for r in rows}
+    assert {"deepsic-2 (this model)", "ML, exhaustive (closed form)", "LMMSE (closed form)",
+            "soft interference cancellation-2"} <= methods
+    assert all(0.0 <= r["ser"] <= 1.0 for r in rows)
+    assert autounfold.load is not None
