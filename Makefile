@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid benchmark-lista benchmark-rpca search-benchmark drift-demo clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection search-benchmark drift-demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,9 @@ benchmark-hybrid: setup
 # converged LASSO and the oracle bound, textbook and classic settings (about 40 min on 2 cores)
 benchmark-lista: setup
 	$(PY) -m autounfold.cli benchmark-lista --out results/lista
+
+benchmark-detection: setup
+	$(PY) -m autounfold.cli benchmark-detection --out results/detection
 
 benchmark-rpca: setup
 	$(PY) -m autounfold.cli benchmark-rpca --out results/rpca

@@ -246,6 +246,31 @@ def benchmark_lista(out: Path = typer.Option(Path("results/lista"), help="direct
     console.print((out / "LISTA_RESULTS.md").read_text(), markup=False, highlight=False)
 
 
+@command(app, "benchmark-detection")
+def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
+                                                 help="directory for detection_benchmark.json / DETECTION_RESULTS.md / PNGs"),
+                        cases: str = typer.Option("4x4_qpsk,8x8_16qam,8x8_16qam_umi,4x4_qpsk_adc3",
+                                                  help="comma-separated cases (8x8_16qam_umi also applies the "
+                                                       "8x8_16qam networks when that case runs first)"),
+                        networks: str = typer.Option("deepsic,deepsic_e2e,detnet,sic_damped", help="comma-separated networks"),
+                        steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
+                        test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point"),
+                        repeats: int = typer.Option(10, min=1, help="latency repetitions"),
+                        seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """SER-vs-SNR of DeepSIC, DetNet and the classical detectors (ZF, LMMSE, SIC, K-best, EP, ML) on
+    i.i.d. Rayleigh, 3GPP UMi and behind 3-bit ADCs; SNR at SER 1e-2, latency, the bars."""
+    from .evaluation.detection_benchmark import CASES, NETWORKS, run_detection_benchmark
+    names = [v.strip() for v in cases.split(",") if v.strip()]
+    if not names or any(v not in CASES for v in names):
+        raise ConfigError(f"--cases: choose among {', '.join(CASES)} (got {cases!r})")
+    nets = [v.strip() for v in networks.split(",") if v.strip()]
+    if not nets or any(v not in NETWORKS for v in nets):
+        raise ConfigError(f"--networks: choose among {', '.join(NETWORKS)} (got {networks!r})")
+    r = run_detection_benchmark(out, cases=names, networks=nets, steps=steps, test_size=test_size, repeats=repeats,
+                                seed=seed, quiet=quiet)
+    console.print(f"wrote {out}/DETECTION_RESULTS.md ({len(r['cases'])} cases)", highlight=False)
+
+
 @command(app, "benchmark-rpca")
 def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="directory for rpca_benchmark.json / RPCA_RESULTS.md / PNGs"),
                    cases: str = typer.Option("a,b", help="comma-separated: a (the solver knows Psi), b (a noisy Psi)"),

@@ -224,3 +224,38 @@ def test_evaluate_declares_the_classical_detectors():
             "soft interference cancellation-2"} <= methods
     assert all(0.0 <= r["ser"] <= 1.0 for r in rows)
     assert autounfold.load is not None
+
+
+def test_snr_at_reads_the_crossing_log_linearly():
+    from autounfold.evaluation.detection_benchmark import snr_at
+    assert snr_at([0, 10], [1e-1, 1e-3]) == pytest.approx(5.0)
+    assert snr_at([0, 10, 20], [0.5, 0.2, 0.05]) is None
+    assert snr_at([4, 6], [1e-3, 1e-4]) == 4.0
+
+
+def test_benchmark_bars_compare_the_curves_as_the_issue_states():
+    from autounfold.evaluation.detection_benchmark import _bars, snr_at
+    snrs = [0, 10]
+
+    def case(name, curves):
+        return {"case": name, "depth": 5, "snrs": snrs, "curves": curves,
+                "snr_at_1e-2": {k: snr_at(snrs, v) for k, v in curves.items()}}
+    bars = _bars([case("4x4_qpsk", {"ML (exhaustive)": [1e-1, 1e-3], "DeepSIC (sequential)": [1e-1, 1e-3],
+                                    "DetNet": [0.3, 0.05]}),
+                  case("4x4_qpsk_adc3", {"SIC-5": [0.2, 0.05], "DeepSIC (sequential)": [0.1, 1e-3]})])
+
+    def bar(prefix):
+        return next(b for b in bars if b["bar"].startswith(prefix))
+    assert bar("4x4 QPSK: DeepSIC")["met"] and bar("4x4 QPSK: DeepSIC")["measured"] == pytest.approx(0.0)
+    assert not bar("4x4 QPSK: DetNet")["met"]
+    assert bar("3-bit ADCs")["met"]                               # SIC never reaches 1e-2, DeepSIC does
+
+
+def test_benchmark_detection_rejects_bad_options_before_work(tmp_path):
+    import subprocess
+    import sys
+    for args in (["--cases", "9x9"], ["--networks", "lista"], ["--test-size", "5"]):
+        r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-detection", "--out", str(tmp_path / "o")] + args,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, (args, r.stderr)
+        assert not (tmp_path / "o").exists()
