@@ -366,8 +366,12 @@ def export(model: str = typer.Argument(..., help="a model directory, or models:/
     from .deploy import EXPORTERS
     if fmt not in EXPORTERS:
         raise ConfigError(f"--format: unknown format {fmt!r} (allowed: {', '.join(map(repr, EXPORTERS))})")
-    path = EXPORTERS[fmt](load(model, tracking_uri=tracking_uri), out)
-    console.print(f"wrote {path} and {path}.json ({fmt}): W_real = module(view_as_real(H), noise_var)", highlight=False)
+    from .deploy.export import real_interface
+    net = load(model, tracking_uri=tracking_uri)
+    path = EXPORTERS[fmt](net, out)
+    io = real_interface(net.problem)
+    console.print(f"wrote {path} and {path}.json ({fmt}): {', '.join(io['output'])} = module({', '.join(io['inputs'])})",
+                  highlight=False)
 
 
 @command(csi_app, "write")

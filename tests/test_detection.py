@@ -259,3 +259,26 @@ def test_benchmark_detection_rejects_bad_options_before_work(tmp_path):
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2, (args, r.stderr)
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
+def test_export_takes_y_h_and_noise_and_matches_the_eager_model(tmp_path, fmt):
+    from autounfold.deploy.export import EXPORTERS, load_torch_export, load_torchscript
+    model = build_model(load_config("preset:deepsic", ["model.num_layers=2"])).eval()
+    path = EXPORTERS[fmt](model, tmp_path / ("m.pt" if fmt == "torchscript" else "m.pt2"))
+    module = load_torchscript(path) if fmt == "torchscript" else load_torch_export(path)
+    inst = model.problem.sample(7, generator(20))
+    got = module(torch.view_as_real(inst.y), torch.view_as_real(inst.H), inst.noise_var)
+    assert torch.allclose(got, model(inst.y, inst.H, inst.noise_var), atol=1e-5)
+    meta = __import__("json").loads((tmp_path / (path.name + ".json")).read_text())
+    assert list(meta["inputs"]) == ["y_real", "H_real", "noise_var"] and meta["output"] == {"P": ["B", 4, 4]}
+
+
+def test_canary_scores_detectors_by_ser():
+    from autounfold.evaluation.canary import decide, run_canary
+    sic = build_model(load_config("preset:deepsic", ["model.num_layers=3", "model.layer=sic_damped"])).eval()
+    short = build_model(load_config("preset:deepsic", ["model.num_layers=1", "model.layer=sic_damped"])).eval()
+    report = run_canary(sic, short, sic.problem, batches=40, batch_size=256, fraction=0.5, seed=0)
+    s = report.summary()
+    assert -0.5 < s["champion_score"] < 0 and s["challenger_score"] < s["champion_score"]   # 1 SIC iteration: more errors
+    assert decide(s, tolerance=0.0) == "rollback"

@@ -38,21 +38,40 @@ TORCH_EXPORT = "torch.export"
 
 
 class RealInterface(nn.Module):
-    """Wraps a beamforming ``Unfolded`` model: real tensors in, real tensors out."""
+    """Wraps an ``Unfolded`` model: real tensors in, real tensors out. Beamforming-style problems take
+    (H_real, noise_var); a problem with other inputs declares ``from_real(*tensors) -> instance`` and
+    ``to_real(instance) -> tensors`` (detection: y_real, H_real, noise_var)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.power = float(model.problem.power)
+        self.power = float(getattr(model.problem, "power", 1.0))
 
-    def forward(self, H_real: torch.Tensor, noise_var: torch.Tensor):
-        H = torch.view_as_complex(H_real.contiguous())
-        snr_db = 10.0 * torch.log10(self.power / noise_var)
-        inst = ChannelBatch(H, noise_var, snr_db)
-        out = self.model.problem.output(self.model.run(inst), inst)
+    def forward(self, *inputs: torch.Tensor):
+        problem = self.model.problem
+        if hasattr(problem, "from_real"):
+            inst = problem.from_real(*inputs)
+        else:
+            H_real, noise_var = inputs
+            H = torch.view_as_complex(H_real.contiguous())
+            snr_db = 10.0 * torch.log10(self.power / noise_var)
+            inst = ChannelBatch(H, noise_var, snr_db)
+        out = problem.output(self.model.run(inst), inst)
         if isinstance(out, (tuple, list)):                      # several outputs (hybrid: W_a, W_d)
-            return tuple(torch.view_as_real(o.contiguous()) for o in out)
-        return torch.view_as_real(out.contiguous())
+            return tuple(_real(o) for o in out)
+        return _real(out)
+
+
+def _real(t: torch.Tensor) -> torch.Tensor:
+    return torch.view_as_real(t.contiguous()) if t.is_complex() else t
+
+
+def real_example(problem, inst) -> tuple:
+    """The real-valued inputs of ``inst`` in the order of ``real_interface(problem)["inputs"]``."""
+    to_real = getattr(problem, "to_real", None)
+    if callable(to_real):
+        return tuple(to_real(inst))
+    return torch.view_as_real(inst.H).contiguous(), inst.noise_var
 
 
 def real_interface(problem) -> Optional[dict]:
@@ -106,14 +125,13 @@ def _export(model, path, fmt: str, build: Callable, save: Callable, example_batc
     wrapper = RealInterface(model).eval()
 
     def example(batch, purpose):
-        inst = problem.sample(batch, generator(0, "export", purpose))
-        return torch.view_as_real(inst.H).contiguous(), inst.noise_var
+        return real_example(problem, problem.sample(batch, generator(0, "export", purpose)))
 
     with torch.no_grad():
         artifact, exported = build(wrapper, example(example_batch, "trace"))
         for b in (check_batch, example_batch + 3):
-            H_real, nv = example(b, f"check{b}")
-            wants, gots = _outputs(wrapper(H_real, nv)), _outputs(exported(H_real, nv))
+            inputs = example(b, f"check{b}")
+            wants, gots = _outputs(wrapper(*inputs)), _outputs(exported(*inputs))
             if [g.shape for g in gots] != [w.shape for w in wants]:
                 raise ArtifactError(f"the {fmt} module gives shapes {[tuple(g.shape) for g in gots]} at batch {b}, the "
                                     f"eager model {[tuple(w.shape) for w in wants]}; not written")
@@ -125,7 +143,7 @@ def _export(model, path, fmt: str, build: Callable, save: Callable, example_batc
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(path, lambda tmp: save(artifact, tmp))
     cfg = getattr(model, "config", None)
-    meta = {"format": fmt, **interface, "power": problem.power, "constraint": getattr(problem, "constraint", None),
+    meta = {"format": fmt, **interface, "power": getattr(problem, "power", None), "constraint": getattr(problem, "constraint", None),
             "torch_version": torch.__version__, "config": cfg.model_dump(mode="json") if cfg is not None else None}
     meta_path = Path(str(path) + ".json")
     _write_atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
@@ -154,7 +172,7 @@ def export_torchscript(model, path: "str | Path", example_batch: int = 8, check_
 def _torch_export(wrapper, inputs) -> Tuple[object, object]:
     batch = torch.export.Dim("batch", min=1)
     try:
-        program = torch.export.export(wrapper, inputs, dynamic_shapes=({0: batch}, {0: batch}))
+        program = torch.export.export(wrapper, inputs, dynamic_shapes={"inputs": tuple({0: batch} for _ in inputs)})
     except Exception as err:      # torch.export's refusals span many types (Unsupported, UserError, ...)
         first = (str(err).strip().splitlines() or [""])[0][:300]
         raise ArtifactError(f"torch.export cannot export this model ({type(err).__name__}: {first}); "

@@ -274,7 +274,7 @@ CLASSICAL = {
     "lmmse": ("LMMSE (closed form)", lambda problem, inst, K: problem.init(inst, "lmmse")),
     "sic": ("soft interference cancellation", _sic),
     "sic_tuned": ("soft interference cancellation, tuned damping and noise inflation", sic_tuned),
-    "kbest": ("K-best, K = 16 (Sionna; closed form)", _kbest),
+    "kbest": ("K-best, K = 16, Sionna (closed form)", _kbest),
     "ml": ("ML, exhaustive (closed form)", ml_if_small),
 }
 """A solver may return None where it does not apply (exhaustive ML on a large system): no row."""

@@ -249,6 +249,21 @@ class DetectionProblem(Problem):
         snr_db = -10.0 * torch.log10(noise_var.float())
         return DetectionBatch(y.to(torch.complex64), H.to(torch.complex64), noise_var.float(), None, snr_db)
 
+    # ---- the real-valued interface of `autounfold export` and the MLflow signature --------------
+    def real_interface(self) -> dict:
+        """y_real (B, n_rx, 2), H_real (B, n_rx, n_users, 2), noise_var (B,) in; P (B, n_users, C) out."""
+        N, U, C = self.n_rx, self.n_users, self.num_points
+        return {"inputs": {"y_real": ["B", N, 2], "H_real": ["B", N, U, 2], "noise_var": ["B"]},
+                "output": {"P": ["B", U, C]}, "dtype": "float32"}
+
+    def from_real(self, y_real: torch.Tensor, H_real: torch.Tensor, noise_var: torch.Tensor) -> DetectionBatch:
+        """An instance from the real-valued interface (no validation: the exported boundary's caller checks)."""
+        return DetectionBatch(torch.view_as_complex(y_real.contiguous()), torch.view_as_complex(H_real.contiguous()),
+                              noise_var, None, -10.0 * torch.log10(noise_var))
+
+    def to_real(self, inst: DetectionBatch):
+        return (torch.view_as_real(inst.y).contiguous(), torch.view_as_real(inst.H).contiguous(), inst.noise_var)
+
     # ---- what detectors share ----------------------------------------------------------------
     def init(self, inst, method=None, seed=0):
         """The start as log-probabilities (B, U, C): uniform over the constellation (default), or the
