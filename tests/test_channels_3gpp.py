@@ -200,3 +200,21 @@ def test_describe_names_the_model_and_settings():
     assert d["bs_side"] == "rx" and d["users"] == "multi" and d["pool"] == 0 and "38.901" in d["bs_array"]
     d = source("umi").describe()
     assert d["scenario"] == "umi" and "per user" in d["normalisation"] and d["carrier_frequency_ghz"] == 3.5
+
+
+def test_problems_take_3gpp_scenarios_with_the_base_station_on_the_right_side():
+    """Detection (uplink: BS receives, users are columns) and MU-MISO (downlink: users are rows)
+    evaluate a Rayleigh-trained model on UMi unchanged."""
+    from autounfold.build import build_model
+    from autounfold.config import load_config
+    from autounfold.evaluation.evaluate import evaluate_model, scenario_config
+    det = build_model(load_config("preset:deepsic", ["model.num_layers=2"])).eval()
+    ch = scenario_config(det.config, "umi").problem.channel
+    assert (ch.model, ch.bs_side, ch.users, ch.n_rx, ch.n_tx) == ("umi", "rx", "multi", 4, 4)
+    rows = evaluate_model(det, ["umi"], batch=64)
+    assert rows and all(0.0 <= r["ser"] <= 1.0 for r in rows)
+    mu = build_model(load_config("preset:mu_miso", ["model.num_layers=2", "model.step_init=1.0"])).eval()
+    ch = scenario_config(mu.config, "umi").problem.channel
+    assert (ch.bs_side, ch.users, ch.n_tx, ch.n_rx) == ("tx", "multi", 16, 8)
+    rows = evaluate_model(mu, ["umi"], batch=32)
+    assert all(r["pct_of_reference"] <= 100.5 for r in rows)

@@ -93,6 +93,9 @@ class BeamformingProblem(Problem):
     scenarios = {
         "nominal": ("nominal (the trained channel)", {}),
         "iid": ("i.i.d. Rayleigh", _channel(model="iid_rayleigh")),
+        "umi": ("3GPP UMi (Sionna, 3.5 GHz)", _channel(model="umi")),
+        "uma": ("3GPP UMa (Sionna, 3.5 GHz)", _channel(model="uma")),
+        "cdl": ("3GPP CDL-C, 100 ns (Sionna)", _channel(model="cdl")),
         "as0": ("angular spread 0 deg (rank-one transmit correlation)", _channel(angular_spread_deg=0.0)),
         "as5": ("angular spread 5 deg", _channel(angular_spread_deg=5.0)),
         "as40": ("angular spread 40 deg", _channel(angular_spread_deg=40.0)),

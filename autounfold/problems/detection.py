@@ -171,6 +171,8 @@ class DetectionProblem(Problem):
         "snr20": ("SNR 20 dB", _change(snr_db=[20.0, 20.0])),
         "correlated": ("correlated Rayleigh at the receiver (rho 0.5)",
                        _change(model="correlated_rayleigh", angular_spread_deg=0.0, rx_rho=0.5)),
+        "umi": ("3GPP UMi (Sionna, 3.5 GHz), users at their own positions", _change(model="umi")),
+        "uma": ("3GPP UMa (Sionna, 3.5 GHz), users at their own positions", _change(model="uma")),
         "csi_error": ("channel estimate with error variance 0.05", {"csi_error": 0.05}),
         "adc3": ("3-bit ADCs", {"adc_bits": 3}),
     }

@@ -128,6 +128,8 @@ class MuMisoProblem(Problem):
         "snr20": ("SNR 20 dB", _change(snr_db=[20.0, 20.0])),
         "snr30": ("SNR 30 dB", _change(snr_db=[30.0, 30.0])),
         "correlated": ("correlated Rayleigh, 15 deg", _change(model="correlated_rayleigh", angular_spread_deg=15.0)),
+        "umi": ("3GPP UMi (Sionna, 3.5 GHz), users at their own positions", _change(model="umi")),
+        "uma": ("3GPP UMa (Sionna, 3.5 GHz), users at their own positions", _change(model="uma")),
     }
     draws_channels = True
     # WMMSE from RZF and from MRT, each channel until its sum rate changes by less than 1e-6
