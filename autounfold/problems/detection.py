@@ -113,6 +113,59 @@ class DetectionConfig(ProblemConfig):
         return data
 
 
+def _b_scalar(value, like):
+    t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
+    return t.view(-1, *([1] * (like.dim() - 1))) if t.dim() == 1 else t
+
+
+def gaussian_logits(est: torch.Tensor, nu: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """log-probabilities (B, U, C) of each point under s^ = s + CN(0, nu): est (B, U) complex, nu (B, U)."""
+    d = (est.unsqueeze(-1) - points).abs().square()
+    return torch.log_softmax(-d / nu.unsqueeze(-1), dim=-1)
+
+
+def sic_statistics(problem, inst, x, inflation=None):
+    """The SIC step's per-user estimate s^ (B, U) complex64, its effective noise variance nu (B, U)
+    and the matched-filter SNR ||h_u||^2 / s2 (B, U), at the iterate x (module docstring).
+    ``inflation`` (a scalar or (B,), >= 0) is added to the noise variance the step assumes: the
+    model-based way to account for what the linear Gaussian model leaves out (quantisation, CSI
+    error); 0 or None is the classical step."""
+    H, y, s2 = inst.H, inst.y, inst.noise_var
+    if inflation is not None:
+        s2 = s2 + _b_scalar(inflation, s2)
+    m, v = problem.soft_symbols(x)
+    U = H.shape[-1]
+    # push-through: (H D H^H + s2 I)^-1 H = H (D H^H H + s2 I)^-1, a U x U solve
+    gram = H.mH @ H                                                             # (B, U, U)
+    eye = torch.eye(U, dtype=H.dtype, device=H.device)
+    A = v.to(H.dtype).unsqueeze(-1) * gram + s2.to(H.dtype).view(-1, 1, 1) * eye
+    G = H @ torch.linalg.inv(A)                                                 # B^-1 H, (B, N, U)
+    t = (H.conj() * G).sum(-2).real.clamp_min(1e-12)                            # h_u^H B^-1 h_u
+    r = y - (H @ m.unsqueeze(-1)).squeeze(-1)
+    est = m + (G.conj() * r.unsqueeze(-1)).sum(-2) / t
+    nu = (1.0 / t - v).clamp_min(1e-6)
+    mf_snr = H.abs().square().sum(-2) / s2.unsqueeze(-1)
+    return est, nu, mf_snr
+
+
+def zf(problem, inst) -> torch.Tensor:
+    """Zero forcing: s^ = H^+ y, nu_u = s2 [(H^H H)^-1]_uu; Gaussian log-probabilities (B, U, C)."""
+    H = inst.H
+    gram = H.mH @ H
+    inv = torch.linalg.inv(gram + 1e-9 * torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
+    est = (inv @ (H.mH @ inst.y.unsqueeze(-1))).squeeze(-1)
+    nu = inst.noise_var.unsqueeze(-1) * inv.diagonal(dim1=-2, dim2=-1).real.clamp_min(1e-12)
+    return gaussian_logits(est, nu, problem.points(H))
+
+
+def lmmse(problem, inst) -> torch.Tensor:
+    """The per-user unbiased LMMSE detector with Gaussian log-probabilities (B, U, C): one SIC
+    iteration from the uniform start."""
+    x0 = problem.init(inst)
+    est, nu, _ = sic_statistics(problem, inst, x0)
+    return gaussian_logits(est, nu, problem.points(x0))
+
+
 def _change(**channel) -> dict:
     return {"channel": dict(channel)}
 
@@ -271,8 +324,7 @@ class DetectionProblem(Problem):
         """The start as log-probabilities (B, U, C): uniform over the constellation (default), or the
         ZF / LMMSE detector's Gaussian posteriors (``method`` "zf" / "lmmse")."""
         if method in ("zf", "lmmse"):
-            from ..algorithms import detection
-            return getattr(detection, method)(self, inst)
+            return (zf if method == "zf" else lmmse)(self, inst)
         if method not in (None, "uniform"):
             raise ConfigError(f"detection: init must be uniform, zf or lmmse (got {method!r})")
         U = inst.H.shape[-1]
