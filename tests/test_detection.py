@@ -83,6 +83,9 @@ def test_lmmse_equals_sionnas_and_is_the_first_sic_iteration(modulation, n):
     theirs = torch.log_softmax(ref(inst.y, inst.H, _sionna_cov(inst)).float(), -1)
     assert (ours.exp() - theirs.exp()).abs().max() < 2e-3
     assert torch.allclose(D.sic(p, inst, 1), ours, atol=1e-4)
+    ref_zf = LinearDetector("zf", "symbol", "app", constellation_type="qam", num_bits_per_symbol=bits, hard_out=False)
+    theirs = torch.log_softmax(ref_zf(inst.y, inst.H, _sionna_cov(inst)).float(), -1)
+    assert (D.zf(p, inst).exp() - theirs.exp()).abs().max() < 2e-3
 
 
 def test_sic_statistics_equal_the_textbook_per_user_filter():
@@ -134,6 +137,18 @@ def test_quantizer_levels_and_errors():
     assert set(ADC_STEPS) == set(range(1, 9))
 
 
+def test_zf_needs_at_least_as_many_antennas_as_users_and_training_needs_symbols():
+    p = _problem(4, 3)
+    inst = p.sample(4, generator(0))
+    with pytest.raises(ConfigError, match="n_users <= n_rx"):
+        D.zf(p, inst)
+    from autounfold.evaluation.baselines import CLASSICAL
+    assert CLASSICAL["zf"][1](p, inst, 2) is None
+    cfg = load_config("preset:deepsic", ["training.target=relative", "training.steps=2"])
+    with pytest.raises(ConfigError, match="training.target: supervised"):
+        train(build_model(cfg), cfg.training, seed=0, progress=False)
+
+
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="n_users"):
         load_config("preset:deepsic", ["problem.channel.n_tx=5"])
@@ -178,8 +193,8 @@ def test_untrained_deepsic_is_sic():
 
 
 def test_deepsic_training_beats_sic_under_quantisation():
-    """A short training under 3-bit ADCs at high SNR (where SIC is overconfident) lowers the
-    cross-entropy well below SIC's and does not raise the SER."""
+    """A short training under 3-bit ADCs at high SNR (where SIC is overconfident and its errors
+    propagate) lowers the cross-entropy well below SIC's and the SER below it too."""
     cfg = load_config("preset:deepsic", ["model.num_layers=3", "problem.adc_bits=3", "problem.channel.snr_db=[15,25]",
                                          "training.steps=120", "training.validate_every=40", "training.validation_batch=1000",
                                          "training.loss=end_to_end"])
@@ -191,7 +206,7 @@ def test_deepsic_training_beats_sic_under_quantisation():
         net = p.summarize(model.run(test), test, test.s)
     sic = p.summarize(D.sic(p, test, 3), test, test.s)
     assert net["ce"] < 0.5 * sic["ce"]
-    assert net["ser"] <= sic["ser"] + 0.002
+    assert net["ser"] < 0.8 * sic["ser"]
 
 
 def test_tuned_sic_finds_the_noise_inflation_quantisation_needs():
@@ -227,28 +242,39 @@ def test_evaluate_declares_the_classical_detectors():
 
 
 def test_snr_at_reads_the_crossing_log_linearly():
-    from autounfold.evaluation.detection_benchmark import snr_at
+    from autounfold.evaluation.detection_benchmark import crossing_kind, snr_at
     assert snr_at([0, 10], [1e-1, 1e-3]) == pytest.approx(5.0)
-    assert snr_at([0, 10, 20], [0.5, 0.2, 0.05]) is None
-    assert snr_at([4, 6], [1e-3, 1e-4]) == 4.0
+    assert snr_at([0, 10, 20], [0.5, 0.2, 0.05]) is None and crossing_kind([0, 10, 20], [0.5, 0.2, 0.05]) == "never"
+    assert snr_at([4, 6], [1e-3, 1e-4]) == 4.0 and crossing_kind([4, 6], [1e-3, 1e-4]) == "below"
+    # no error at all in the draw counts as half an error, not as 1e-12
+    assert snr_at([0, 10], [1e-1, 0.0], floor=1e-3) == pytest.approx(5.0)
+    assert snr_at([0, 10], [float("nan"), float("nan")]) is None
 
 
 def test_benchmark_bars_compare_the_curves_as_the_issue_states():
-    from autounfold.evaluation.detection_benchmark import _bars, snr_at
+    from autounfold.evaluation.detection_benchmark import _bars, crossing_kind, snr_at
     snrs = [0, 10]
 
     def case(name, curves):
         return {"case": name, "depth": 5, "snrs": snrs, "curves": curves,
-                "snr_at_1e-2": {k: snr_at(snrs, v) for k, v in curves.items()}}
+                "snr_at_1e-2": {k: snr_at(snrs, v) for k, v in curves.items()},
+                "crossing": {k: crossing_kind(snrs, v) for k, v in curves.items()}}
+
+    def bar(bars, prefix):
+        return next(b for b in bars if b["bar"].startswith(prefix))
     bars = _bars([case("4x4_qpsk", {"ML (exhaustive)": [1e-1, 1e-3], "DeepSIC (sequential)": [1e-1, 1e-3],
                                     "DetNet": [0.3, 0.05]}),
                   case("4x4_qpsk_adc3", {"SIC-5": [0.2, 0.05], "DeepSIC (sequential)": [0.1, 1e-3]})])
-
-    def bar(prefix):
-        return next(b for b in bars if b["bar"].startswith(prefix))
-    assert bar("4x4 QPSK: DeepSIC")["met"] and bar("4x4 QPSK: DeepSIC")["measured"] == pytest.approx(0.0)
-    assert not bar("4x4 QPSK: DetNet")["met"]
-    assert bar("3-bit ADCs")["met"]                               # SIC never reaches 1e-2, DeepSIC does
+    assert bar(bars, "4x4 QPSK: DeepSIC")["met"] and bar(bars, "4x4 QPSK: DeepSIC")["measured"] == pytest.approx(0.0)
+    detnet = bar(bars, "4x4 QPSK: DetNet")                  # never reaches 1e-2: the gap is at least 5 dB
+    assert not detnet["met"] and detnet["measured"] == pytest.approx(5.0) and "(at least)" in detnet["bar"]
+    adc = bar(bars, "3-bit ADCs: DeepSIC")                  # SIC never reaches 1e-2: the gain is at least 10 - 5
+    assert adc["met"] and adc["measured"] == pytest.approx(5.0) and "(at least)" in adc["bar"]
+    # SIC never reaches 1e-2 but DeepSIC only just does, at 9.5 dB: at least 0.5 dB, not the 2 dB asked
+    close = _bars([case("4x4_qpsk_adc3", {"SIC-5": [0.2, 0.011], "DeepSIC (sequential)": [0.2, 0.0098]})])
+    assert not bar(close, "3-bit ADCs: DeepSIC")["met"]
+    # a detector that was not run gives no bar (not a failed one)
+    assert not [b for b in _bars([case("4x4_qpsk", {"ML (exhaustive)": [1e-1, 1e-3]})])]
 
 
 def test_benchmark_detection_rejects_bad_options_before_work(tmp_path):

@@ -29,7 +29,8 @@ can widen and re-shape the likelihood.
 DetNet (Samuel, Diskin and Wiesel 2019), one layer: a gradient step on ||y - H s||^2 from the soft
 estimate, q = m + delta_k D^-1 H^H (y - H m) with D = diag(||h_u||^2), then a small network per
 layer, shared by the users (so any U), maps (q_u, the previous log-probabilities, a hidden state
-v_u, log of the matched-filter SNR) to new logits and a new hidden state; the logits add to the soft
+v_u, log of the matched-filter SNR; probabilities, not log-probabilities, so no input grows without
+bound) to new logits and a new hidden state; the logits add to the soft
 projection -|q_u - c|^2 / (tau_k + s2 / ||h_u||^2) of q_u onto the constellation (tau_k learned).
 """
 from __future__ import annotations
@@ -156,7 +157,7 @@ class DetNetStep:
         tau = _b_scalar(params["temperature"], norms) + inst.noise_var.unsqueeze(-1) / norms
         base = -(q.unsqueeze(-1) - problem.points(x)).abs().square() / tau.unsqueeze(-1)
         snr = (norms / inst.noise_var.unsqueeze(-1)).log()
-        feats = torch.cat([torch.stack([q.real, q.imag, snr], -1), logp, hidden], -1)
+        feats = torch.cat([torch.stack([q.real, q.imag, snr], -1), logp.exp(), hidden], -1)
         out = _mlp(params["detnet"], feats)
         new = torch.log_softmax(base + out[..., :C], -1)
         return State(torch.cat([new, torch.tanh(out[..., C:])], -1), x)
@@ -188,29 +189,34 @@ def ml(problem, inst, chunk: Optional[int] = None) -> torch.Tensor:
     """Exact per-user symbol posteriors (uniform prior, the linear Gaussian model) by enumeration:
     log P_u(c) = logsumexp over vectors with s_u = c of -||y - H s||^2 / s2, normalised (B, U, C).
     The argmax of the joint metric is the ML vector; the marginal argmax (what ``hard`` takes) is
-    the per-user MAP decision, equal to it or better in SER."""
+    the per-user MAP decision, equal to it or better in SER. The candidates are in lexicographic
+    order, so the metric reshaped to (b, C, ..., C) has user u on axis u + 1 and each marginal is one
+    logsumexp over the other axes."""
     U, C = inst.H.shape[-1], problem.num_points
     cand = candidates(problem, U, inst.y.device)                                   # (M, U)
     X = problem.points(inst.y)[cand]                                               # (M, U)
-    chunk = chunk or max(1, 2 ** 22 // (cand.shape[0] * U * C))                     # ~16 MB per masked block
+    chunk = chunk or max(1, 2 ** 22 // (cand.shape[0] * inst.H.shape[-2]))          # ~32 MB of residuals per chunk
     out = []
     for lo in range(0, inst.batch_size, chunk):
         H, y, s2 = inst.H[lo:lo + chunk], inst.y[lo:lo + chunk], inst.noise_var[lo:lo + chunk]
         metric = -(y.unsqueeze(1) - torch.einsum("bnu,mu->bmn", H, X)).abs().square().sum(-1) / s2.unsqueeze(-1)
-        onehot = torch.nn.functional.one_hot(cand, C).to(metric.dtype)             # (M, U, C)
-        # log sum_m exp(metric_m) [s_u(m) = c], as a masked logsumexp per (u, c)
-        masked = metric.unsqueeze(-1).unsqueeze(-1) + torch.log(onehot).unsqueeze(0)  # (b, M, U, C)
-        out.append(torch.log_softmax(torch.logsumexp(masked, dim=1), -1))
+        grid = metric.view(-1, *([C] * U))
+        marg = [torch.logsumexp(grid, dim=[d + 1 for d in range(U) if d != u]) if U > 1 else grid for u in range(U)]
+        out.append(torch.log_softmax(torch.stack(marg, 1), -1))
     return torch.cat(out)
 
 
-def ml_vector(problem, inst) -> torch.Tensor:
-    """The joint ML decision (B, U) int64 (argmin ||y - H s||^2 by enumeration)."""
+def ml_vector(problem, inst, chunk: Optional[int] = None) -> torch.Tensor:
+    """The joint ML decision (B, U) int64 (argmin ||y - H s||^2 by enumeration, in chunks)."""
     U = inst.H.shape[-1]
     cand = candidates(problem, U, inst.y.device)
     X = problem.points(inst.y)[cand]
-    d = (inst.y.unsqueeze(1) - torch.einsum("bnu,mu->bmn", inst.H, X)).abs().square().sum(-1)
-    return cand[d.argmin(-1)]
+    chunk = chunk or max(1, 2 ** 22 // (cand.shape[0] * inst.H.shape[-2]))
+    out = []
+    for lo in range(0, inst.batch_size, chunk):
+        d = (inst.y[lo:lo + chunk].unsqueeze(1) - torch.einsum("bnu,mu->bmn", inst.H[lo:lo + chunk], X)).abs().square().sum(-1)
+        out.append(cand[d.argmin(-1)])
+    return torch.cat(out)
 
 
 def _sionna_inputs(problem, inst):

@@ -265,7 +265,8 @@ CLASSICAL = {
     "wmmse_tuned": ("WMMSE, tuned relaxation", wmmse_tuned),
     "pga_tuned": ("PGA, tuned step and momentum", pga_tuned),
     "rzf": ("RZF (closed form)", lambda problem, inst, K: problem.init(inst, "rzf")),
-    "zf": ("ZF (closed form)", lambda problem, inst, K: problem.init(inst, "zf")),
+    "zf": ("ZF (closed form)", lambda problem, inst, K: None if getattr(problem, "name", "") == "detection" and
+           inst.H.shape[-1] > inst.H.shape[-2] else problem.init(inst, "zf")),
     "mrt": ("MRT (closed form)", lambda problem, inst, K: problem.init(inst, "mrt")),
     "hybrid_pga_tuned": ("PGA, tuned analog and digital steps", hybrid_pga_tuned),
     "altmin": ("PE-AltMin + best digital", altmin),

@@ -5,8 +5,12 @@ from typing import List
 
 
 def bars_markdown(bars: List[dict], unit: str = "dB") -> List[str]:
-    """The "## Bars" section: one row per ``{"bar", "measured", "met"}``; no lines when there are none."""
+    """The "## Bars" section: one row per ``{"bar", "measured", "met"}`` (``measured`` None: not
+    measurable, shown as a dash); no lines when there are none."""
     if not bars:
         return []
+
+    def value(v):
+        return "—" if v is None else f"{v:.2f} {unit}"
     return (["## Bars", "", "| bar | measured | met |", "|---|---|---|"]
-            + [f"| {b['bar']} | {b['measured']:.2f} {unit} | {'yes' if b['met'] else 'no'} |" for b in bars])
+            + [f"| {b['bar']} | {value(b['measured'])} | {'yes' if b['met'] else 'no'} |" for b in bars])

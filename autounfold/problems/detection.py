@@ -149,8 +149,11 @@ def sic_statistics(problem, inst, x, inflation=None):
 
 
 def zf(problem, inst) -> torch.Tensor:
-    """Zero forcing: s^ = H^+ y, nu_u = s2 [(H^H H)^-1]_uu; Gaussian log-probabilities (B, U, C)."""
+    """Zero forcing: s^ = H^+ y, nu_u = s2 [(H^H H)^-1]_uu; Gaussian log-probabilities (B, U, C).
+    Needs n_users <= n_rx (H^H H invertible)."""
     H = inst.H
+    if H.shape[-1] > H.shape[-2]:
+        raise ConfigError(f"zero forcing needs n_users <= n_rx (got {H.shape[-1]} users, {H.shape[-2]} antennas)")
     gram = H.mH @ H
     inv = torch.linalg.inv(gram + 1e-9 * torch.eye(H.shape[-1], dtype=H.dtype, device=H.device))
     est = (inv @ (H.mH @ inst.y.unsqueeze(-1))).squeeze(-1)
@@ -359,6 +362,10 @@ class DetectionProblem(Problem):
 
     def ground_truth(self, inst):
         return inst.s
+
+    def loss_scale(self, inst):
+        raise ConfigError("detection trains on the cross-entropy of the transmitted symbols: set "
+                          "training.target: supervised")
 
     def supervised_target(self, inst):
         if inst.s is None:
