@@ -1,6 +1,7 @@
 """MIMO detection update rules (``problems.detection``): soft interference cancellation (the
 classical iterative detector and the loop DeepSIC unfolds) and DetNet's projected-gradient layer;
-plus the one-shot classical detectors (ZF, LMMSE, exhaustive ML, Sionna's K-best and EP).
+plus the classical detectors exhaustive ML and Sionna's K-best and EP (ZF and LMMSE are the
+problem's closed forms, ``problems.detection.zf`` / ``lmmse``, re-exported here).
 
 Every detector returns log-probabilities (B, U, C) over ``problem.constellation``.
 

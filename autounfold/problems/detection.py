@@ -8,7 +8,9 @@ each receive antenna).
 
 A detector returns, per user, probabilities over the constellation: P (B, U, C). Its iterate is the
 log of those probabilities (B, U, C), followed by any hidden state the update rule carries (DetNet);
-``output`` returns the probabilities.
+``output`` returns the probabilities. ZF and LMMSE with Gaussian per-user posteriors are the
+problem's closed forms (``zf``, ``lmmse``, ``problem.init(inst, "zf" | "lmmse")``); the iterative and
+exhaustive detectors live in ``algorithms.detection``.
 
 Two optional mismatch knobs change what the receiver sees, not the symbols (the survey's argument
 for DeepSIC: model-based detectors assume the linear Gaussian model exactly):
