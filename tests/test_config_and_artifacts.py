@@ -34,8 +34,10 @@ def test_config_errors_name_file_and_key(tmp_path, text, needle):
 def test_missing_file_and_unknown_preset(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_config(tmp_path / "nope.yaml")
-    with pytest.raises(ConfigError, match="available: auto_pgd, hybrid, lista"):
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; available: ") as err:
         load_config("preset:nope")
+    listed = str(err.value).split("available: ")[1].split(", ")          # every shipped preset, sorted
+    assert {"auto_pgd", "hybrid", "lista", "deepsic"} <= set(listed) and listed == sorted(listed)
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["model.num_layers"])
 
