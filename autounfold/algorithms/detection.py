@@ -43,7 +43,8 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import ALGORITHMS
-from ..problems.detection import _b_scalar, gaussian_logits, lmmse, sic_statistics, zf
+from ..problems.base import batch_scalar
+from ..problems.detection import gaussian_logits, lmmse, sic_statistics, zf
 from .proximal_gradient import State
 
 ML_MAX_CANDIDATES = 65536
@@ -112,7 +113,7 @@ class SoftIC:
         if params.get("damping_logit") is not None:
             beta = torch.sigmoid(params["damping_logit"])
         if beta is not None:
-            b = _b_scalar(beta, new).clamp(0.0, 0.999)
+            b = batch_scalar(beta, new).clamp(0.0, 0.999)
             new = torch.logaddexp(torch.log1p(-b) + new, b.log() + logp)
         return State(new, x)
 
@@ -152,10 +153,10 @@ class DetNetStep:
         H = inst.H
         norms = H.abs().square().sum(-2).clamp_min(1e-12)                           # (B, U)
         r = inst.y - (H @ m.unsqueeze(-1)).squeeze(-1)
-        q = m + _b_scalar(params["step"], m) * (H.mH @ r.unsqueeze(-1)).squeeze(-1) / norms
+        q = m + batch_scalar(params["step"], m) * (H.mH @ r.unsqueeze(-1)).squeeze(-1) / norms
         # the projection's variance: a learned residual-interference level tau_k plus the noise after
         # the matched filter, s2 / ||h_u||^2 (so the projection sharpens as the SNR grows)
-        tau = _b_scalar(params["temperature"], norms) + inst.noise_var.unsqueeze(-1) / norms
+        tau = batch_scalar(params["temperature"], norms) + inst.noise_var.unsqueeze(-1) / norms
         base = -(q.unsqueeze(-1) - problem.points(x)).abs().square() / tau.unsqueeze(-1)
         snr = (norms / inst.noise_var.unsqueeze(-1)).log()
         feats = torch.cat([torch.stack([q.real, q.imag, snr], -1), logp.exp(), hidden], -1)

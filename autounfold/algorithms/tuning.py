@@ -137,3 +137,22 @@ def tune_rpca(problem, inst, iterations: int, steps: Iterable[float] = RPCA_STEP
     algo = RPCAStep()
     grid = [{"step": a, "threshold": t, "decay": d} for d in decays for a in steps for t in thresholds]
     return _best(problem, inst, None, iterations, ((p, algo, rpca_params(**p)) for p in grid))
+
+
+# soft interference cancellation (detection): damping and noise inflation
+SIC_DAMPINGS = (0.0, 0.2, 0.4, 0.6)
+SIC_INFLATIONS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+
+@torch.no_grad()
+def tune_sic(problem, inst, iterations: int, dampings: Iterable[float] = SIC_DAMPINGS,
+             inflations: Iterable[float] = SIC_INFLATIONS) -> Tuple[float, float]:
+    """The (damping, noise inflation) of ``iterations`` SIC iterations with the lowest SER on ``inst``
+    (instances with the transmitted symbols), ties broken by the cross-entropy (exhaustive sweep)."""
+    from .detection import sic
+    scores = {}
+    for b in dampings:
+        for d in inflations:
+            x = sic(problem, inst, iterations, b, d)
+            scores[(b, d)] = (problem.summarize(x, inst, inst.s)["ser"], problem.supervised_loss(x, inst, inst.s).mean().item())
+    return min(scores, key=scores.get)

@@ -213,26 +213,14 @@ def rpca_tuned(problem, inst, iterations: int):
 
 
 # ---- MIMO detection (detection) ------------------------------------------------------------------
-SIC_DAMPINGS = (0.0, 0.2, 0.4, 0.6)
-SIC_INFLATIONS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
-
-
 def sic_tuned(problem, inst, iterations: int):
     """Soft interference cancellation with the validation-best damping and noise inflation for this
     depth (SER on the validation draw, ties broken by the cross-entropy): the classical detector
     given the two knobs the ``sic_damped`` layer learns."""
     from ..algorithms.detection import sic
+    from ..algorithms.tuning import tune_sic
     size = _size(inst)
-
-    def tune():
-        val, _ = validation_set(problem, size)
-        scores = {}
-        for b in SIC_DAMPINGS:
-            for d in SIC_INFLATIONS:
-                x = sic(problem, val, iterations, b, d)
-                scores[(b, d)] = (problem.summarize(x, val, val.s)["ser"], problem.supervised_loss(x, val, val.s).mean().item())
-        return min(scores, key=scores.get)
-    b, d = _tuned(problem, ("sic", iterations, size), tune)
+    b, d = _tuned(problem, ("sic", iterations, size), lambda: tune_sic(problem, validation_set(problem, size)[0], iterations))
     return sic(problem, inst, iterations, b, d)
 
 

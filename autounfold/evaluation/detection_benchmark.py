@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 
 from ..algorithms import detection as D
+from ..algorithms.tuning import tune_sic
 from ..build import build_model, build_problem
 from ..config import load_config
 from ..errors import ConfigError
@@ -123,16 +124,6 @@ def _classical(problem, K: int, tuned_params) -> Dict[str, object]:
     return out
 
 
-def _tune_sic(problem, val, K: int):
-    from .baselines import SIC_DAMPINGS, SIC_INFLATIONS
-    scores = {}
-    for b in SIC_DAMPINGS:
-        for d in SIC_INFLATIONS:
-            x = D.sic(problem, val, K, b, d)
-            scores[(b, d)] = (problem.summarize(x, val, val.s)["ser"], problem.supervised_loss(x, val, val.s).mean().item())
-    return min(scores, key=scores.get)
-
-
 def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Optional[int], test_size: int,
                    latency_batch: int, repeats: int, seed: int, quiet: bool) -> dict:
     case = CASES[name]
@@ -152,7 +143,7 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
         q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), test_pool)).problem)
         inst = q.sample(test_size, generator(seed, "test", name, snr))
         # the tuned SIC gets its two knobs chosen at this SNR, on a validation draw of its own
-        tuned_at[snr] = tuned = _tune_sic(q, q.sample(SIC_VALIDATION, generator(seed, "validation-sic", name, snr)), K)
+        tuned_at[snr] = tuned = tune_sic(q, q.sample(SIC_VALIDATION, generator(seed, "validation-sic", name, snr)), K)
         fns = dict(_classical(q, K, tuned))
         for label, m in models.items():
             fns[label] = (lambda mm: (lambda i: mm.run(i)))(m)

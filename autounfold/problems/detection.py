@@ -34,7 +34,7 @@ from ..channels.base import ChannelConfig, ChannelSource, build_channel, check_c
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig
+from .base import Problem, ProblemConfig, batch_scalar
 
 MODULATIONS = {"qpsk": 2, "16qam": 4}
 """Modulation name -> bits per symbol."""
@@ -115,11 +115,6 @@ class DetectionConfig(ProblemConfig):
         return data
 
 
-def _b_scalar(value, like):
-    t = torch.as_tensor(value, dtype=torch.float32, device=like.device)
-    return t.view(-1, *([1] * (like.dim() - 1))) if t.dim() == 1 else t
-
-
 def gaussian_logits(est: torch.Tensor, nu: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """log-probabilities (B, U, C) of each point under s^ = s + CN(0, nu): est (B, U) complex, nu (B, U)."""
     d = (est.unsqueeze(-1) - points).abs().square()
@@ -134,7 +129,7 @@ def sic_statistics(problem, inst, x, inflation=None):
     error); 0 or None is the classical step."""
     H, y, s2 = inst.H, inst.y, inst.noise_var
     if inflation is not None:
-        s2 = s2 + _b_scalar(inflation, s2)
+        s2 = s2 + batch_scalar(inflation, s2)
     m, v = problem.soft_symbols(x)
     U = H.shape[-1]
     # push-through: (H D H^H + s2 I)^-1 H = H (D H^H H + s2 I)^-1, a U x U solve
