@@ -51,6 +51,14 @@ def _table(title: str, rows: List[dict], columns: List[tuple]) -> Table:
     return t
 
 
+def _choices(text: str, allowed, option: str) -> list:
+    """A comma-separated list of names, each one of ``allowed``; ConfigError naming ``option`` otherwise."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names or any(v not in allowed for v in names):
+        raise ConfigError(f"{option}: choose among {', '.join(allowed)} (got {text!r})")
+    return names
+
+
 def _ints(text: str, what: str) -> List[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -260,12 +268,7 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
     """SER-vs-SNR of DeepSIC, DetNet and the classical detectors (ZF, LMMSE, SIC, K-best, EP, ML) on
     i.i.d. Rayleigh, 3GPP UMi and behind 3-bit ADCs; SNR at SER 1e-2, latency, the bars."""
     from .evaluation.detection_benchmark import CASES, NETWORKS, run_detection_benchmark
-    names = [v.strip() for v in cases.split(",") if v.strip()]
-    if not names or any(v not in CASES for v in names):
-        raise ConfigError(f"--cases: choose among {', '.join(CASES)} (got {cases!r})")
-    nets = [v.strip() for v in networks.split(",") if v.strip()]
-    if not nets or any(v not in NETWORKS for v in nets):
-        raise ConfigError(f"--networks: choose among {', '.join(NETWORKS)} (got {networks!r})")
+    names, nets = _choices(cases, CASES, "--cases"), _choices(networks, NETWORKS, "--networks")
     r = run_detection_benchmark(out, cases=names, networks=nets, steps=steps, test_size=test_size, repeats=repeats,
                                 seed=seed, quiet=quiet)
     console.print(f"wrote {out}/DETECTION_RESULTS.md ({len(r['cases'])} cases)", highlight=False)
@@ -288,12 +291,7 @@ def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="director
     iteration count and to convergence) against its four unfolded variants at K = 10, with the true
     and with a mismatched Psi; NMSE per iteration, learned values, training time, latency."""
     from .evaluation.rpca_benchmark import CASES, VARIANTS, run_rpca_benchmark
-    names = [v.strip() for v in cases.split(",") if v.strip()]
-    if not names or any(v not in CASES for v in names):
-        raise ConfigError(f"--cases: choose among {', '.join(CASES)} (got {cases!r})")
-    ls = [v.strip() for v in layers.split(",") if v.strip()]
-    if not ls or any(v not in VARIANTS for v in ls):
-        raise ConfigError(f"--layers: choose among {', '.join(VARIANTS)} (got {layers!r})")
+    names, ls = _choices(cases, CASES, "--cases"), _choices(layers, VARIANTS, "--layers")
     if not (mismatch > 0 and math.isfinite(mismatch)):
         raise ConfigError(f"--mismatch must be a positive number (got {mismatch})")
     if cost_only:
