@@ -421,7 +421,8 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
 @command(app)
 def monitor(model: str = typer.Option(..., "--model", help="NAME@ALIAS in the registry (e.g. auto_pgd@champion)"),
             source: List[str] = typer.Option(..., "--source", help="CSI Parquet file(s), or "
-                                             "synthetic:angular_spread=15->40,windows=12"),
+                                             "synthetic:angular_spread=15->40,windows=12[,at=3], or "
+                                             "synthetic:channel=umi->uma,windows=8[,at=3][,pool_seed=1]"),
             window: int = typer.Option(512, help="channels per window"),
             events: Optional[Path] = typer.Option(None, help="event log (JSON lines; default runs/monitor/NAME/events.jsonl)"),
             research: bool = typer.Option(True, "--research/--no-research", help="run the warm-started re-search on a trigger"),

@@ -32,6 +32,13 @@ def transmit_covariance(H: torch.Tensor) -> torch.Tensor:
     return R.to(H.device)
 
 
+def monitored_covariance(problem, inst) -> torch.Tensor:
+    """The second moment the monitor watches for ``problem`` on the instance batch ``inst``: E[r^H r] over
+    the rows r of ``problem.monitor_rows(inst)`` (the transmit covariance of H by default; detection:
+    the per-user receive-array coherence). Returns (d, d) complex128 on the rows' device."""
+    return transmit_covariance(problem.monitor_rows(inst))
+
+
 def covariance_shift(R: torch.Tensor, R_base: torch.Tensor) -> float:
     """||R - R_base||_F / ||R_base||_F (the article's trigger: > 0.15 -> full re-search).
 
@@ -64,11 +71,12 @@ def parameter_drift(base: Dict[str, List[float]], current: Dict[str, List[float]
 
 
 def gradient_norm(model, inst) -> float:
-    """Norm of the gradient of the mean (negative) objective w.r.t. the model's parameters on ``inst``:
-    near a trained optimum it is small; it grows when the channels the model sees change."""
+    """Norm of the gradient of the problem's monitor loss (``Problem.monitor_loss``: the negated objective,
+    detection's cross-entropy of the sent symbols) w.r.t. the model's parameters on ``inst``: near a
+    trained optimum it is small; it grows when the channels the model sees change."""
     params = [p for p in model.parameters() if p.requires_grad]
     with torch.enable_grad():
         x = model.run(inst)
-        loss = -(model.problem.sense * model.problem.objective(x, inst)).mean()
+        loss = model.problem.monitor_loss(x, inst).mean()
         grads = torch.autograd.grad(loss, params, allow_unused=True)
     return float(torch.sqrt(sum((g.abs() ** 2).sum() for g in grads if g is not None)))

@@ -50,7 +50,8 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
                 settings: Sequence[str] = (), address: Optional[str] = None, tracking_uri: Optional[str] = None,
                 console=None, on_window=None) -> dict:
     """Monitor the version ``NAME@ALIAS`` on ``sources`` (CSI Parquet files, or one
-    ``synthetic:angular_spread=A->B,windows=N[,at=K]``). Returns ``{"records", "events", "version"}``.
+    ``synthetic:angular_spread=A->B,windows=N[,at=K]`` or ``synthetic:channel=umi->uma,windows=N[,at=K]``).
+    Returns ``{"records", "events", "version"}``.
 
     ``on_window(record)`` is called after each window (the CLI prints a line)."""
     from mlflow.entities import Metric
@@ -70,7 +71,7 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         if not net.problem.is_monitored():
             raise InputError(f"models:/{model}: the monitor watches channel statistics; problem "
                              f"{net.problem.name!r} has none it can watch")
-        if not net.problem.draws_channels and not (len(sources) == 1 and sources[0].startswith("synthetic")):
+        if not net.problem.accepts_csi() and not (len(sources) == 1 and sources[0].startswith("synthetic")):
             raise InputError(f"--source: a {net.problem.name} model takes multi-band channels, which CSI Parquet "
                              "files do not hold; use one synthetic:angular_spread=A->B,windows=N source")
         import torch
@@ -93,13 +94,19 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
             if not research:
                 return {"skipped": "--no-research"}
             warm = mv.tags.get("autounfold.search_run_id")
+            # what the problem names as changed (detection: base.problem.channel.model=uma) first, so that
+            # the user's --research-set has the last word
+            overrides = [*event.get("research_set", []), *research_set]
             if address:
-                changes = research_changes(model_dir, event, research_trials, list(research_set))
+                changes = research_changes(model_dir, event, research_trials, overrides)
                 outcome = submit_research(ref, name, str(mv.version), changes, warm, uri, address, console)
                 client.set_tag(rid, "autounfold.triggered_job", outcome["job_id"])
                 return outcome
+            if console is not None and event.get("research_set"):
+                console.print(f"trigger: the monitored statistic is nearest to {event['drift_changes']}: "
+                              f"re-search with {' '.join(event['research_set'])}", highlight=False)
             outcome = research_on_drift(model_dir, name, event, log.path.parent, warm, uri, research_trials,
-                                        list(research_set), console)
+                                        overrides, console)
             client.set_tag(rid, "autounfold.triggered_search", outcome["search_run_id"] or "")
             return outcome
 

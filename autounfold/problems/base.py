@@ -64,6 +64,10 @@ class Problem:
             so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
         monitored: the drift monitor can watch it (instances carry H whose last axis is the transmit
             antennas, and ``drift_source`` gives the synthetic drift); None: as ``draws_channels``.
+        monitor_csi: the monitor takes windows of recorded CSI (Parquet H (n_rx, n_tx)) for it (through
+            ``traffic``); None: as ``draws_channels``.
+        shadow_fraction: the share of a monitor window its shadow reference also solves when the
+            monitor's ``shadow_fraction`` setting is left out (a costly reference: a small share).
         reference_solver: how ``algorithms.reference`` solves an instance without a closed form.
         inputs / outputs: the call signature of a model for this problem, for the docs.
 
@@ -72,6 +76,11 @@ class Problem:
         sample(batch, seed, device) -> inst           fresh random instances
         instance(*inputs) -> inst                     validated instance from raw tensors
         accept(batch) -> inst                         an instance from an external source's batch
+        traffic(batch, seed) -> inst                  the monitor's served traffic over a window of channels
+        monitor_rows(inst) -> (..., d)                the samples whose second moment the monitor watches
+        monitor_loss(x, inst) -> (B,)                 the loss of the monitor's gradient-norm alarm
+        monitor_shadow(x, inst, mask, pct) -> dict    the monitor's shadow metric (None: objective vs reference)
+        drift_changes(R) -> dict                      config changes that aim a re-search at what the monitor sees
         dims(inst) -> dict                            its sizes (what layer types' ``fixes`` name)
         objective(x, inst) -> (B,)                    the objective value
         gradient(x, inst, operator=None) -> like x    analytic gradient (real gradient in complex form)
@@ -104,6 +113,8 @@ class Problem:
     scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
     draws_channels: ClassVar[bool] = False
     monitored: ClassVar[Optional[bool]] = None
+    monitor_csi: ClassVar[Optional[bool]] = None
+    shadow_fraction: ClassVar[float] = 0.01
     reference_solver: ClassVar[Optional[ReferenceSolver]] = None
     inputs: ClassVar[str] = ""
     outputs: ClassVar[str] = ""
@@ -142,6 +153,43 @@ class Problem:
 
     def is_monitored(self) -> bool:
         return self.draws_channels if self.monitored is None else bool(self.monitored)
+
+    def accepts_csi(self) -> bool:
+        """Whether the monitor takes windows of recorded CSI (Parquet) for this problem."""
+        return self.draws_channels if self.monitor_csi is None else bool(self.monitor_csi)
+
+    # ---- hooks of the drift monitor (autounfold.monitoring); the defaults are the transmit-side
+    # ---- watch of the precoding problems
+    def traffic(self, batch, seed):
+        """The instance the monitor serves for a window of channels ``batch`` (a ``ChannelBatch`` from a
+        source or from recorded CSI). Default ``accept(batch)``; a problem whose instances carry more
+        than the channel (detection: symbols and noise) draws the rest from ``seed`` (int or generator)."""
+        return self.accept(batch)
+
+    def monitor_rows(self, inst) -> torch.Tensor:
+        """The samples whose second moment ``E[r^H r]`` over the rows r (last axis d) the monitor compares
+        with the baseline's (relative Frobenius change). Default ``inst.H``: the rows of H are transmit-side
+        vectors, so the moment is the transmit covariance R_tx (n_tx x n_tx)."""
+        return inst.H
+
+    def monitor_loss(self, x, inst) -> torch.Tensor:
+        """Per-sample loss (B,) whose parameter gradient norm the monitor watches: default the negated
+        objective in the improving direction, ``-sense * objective``."""
+        return -(self.sense * self.objective(x, inst))
+
+    def monitor_shadow(self, x, inst, mask: torch.Tensor, threshold_pct: float) -> Optional[Dict[str, Any]]:
+        """The monitor's shadow metric for the model's iterate ``x`` on ``inst`` (the samples ``mask``
+        (B,) bool are the shadow share). None: the monitor's default (the objective of the model as % of
+        the reference solution's, alert below ``threshold_pct``). Otherwise a dict with ``shadow_pct``
+        (float, higher is better), ``shadow_alarm`` (bool) and any other numbers to record; an optional
+        ``shadow_line`` (str) replaces the percentage in the monitor's printed line."""
+        return None
+
+    def drift_changes(self, R) -> Dict[str, Any]:
+        """Changes to this problem's config (dotted keys below ``problem.``, e.g. ``{"channel.model":
+        "uma"}``) that aim a triggered re-search at the channels whose monitored moment is R, beside
+        the angular-spread estimate; {}: none (the default)."""
+        return {}
 
     def drift_source(self, config, angular_spread_deg: float):
         """A source like this problem's (``config``: its validated problem section) with the transmit
