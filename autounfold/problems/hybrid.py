@@ -12,6 +12,11 @@ Shapes (B samples, NB bands, N users = streams, M antennas, L RF chains):
 An iterate of the platform's generic tools (solvers, training, reference) is one tensor: W_a and W_d
 flattened and concatenated, (B, M L + NB L N) complex64 (``pack`` / ``unpack``). The fully-digital
 bound is a precoder F (B, NB, M, N); ``objective`` takes either.
+
+Channels (``problem.channel.model``, ``channels/wideband.py``): ``clustered`` multipath, ``iid``, or the 3GPP
+TR 38.901 models ``umi`` / ``uma`` / ``cdl`` / ``tdl`` through Sionna (multi-user downlink, the bands are
+subcarriers of one realisation spread over ``channel.bandwidth_mhz``). Every model has E|H_b[n, m]|^2 = 1,
+so the SNR is P / noise_var.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..channels.base import ChannelBatch
-from ..channels.wideband import WidebandConfig, WidebandSource, check_wideband
+from ..channels.wideband import TR38901_MODELS, WidebandConfig, WidebandSource, band_subcarriers, check_wideband
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
@@ -52,6 +57,13 @@ class HybridConfig(ProblemConfig):
         if not self.n_users <= self.n_rf <= self.n_antennas:
             raise ValueError(f"need n_users <= n_rf <= n_antennas (one RF chain per stream at least, no more chains "
                              f"than antennas); got n_users={self.n_users}, n_rf={self.n_rf}, n_antennas={self.n_antennas}")
+        ch = self.channel
+        if ch.model in TR38901_MODELS:
+            n_sc = band_subcarriers(ch.bandwidth_mhz, ch.subcarrier_spacing_khz)
+            if self.n_bands > n_sc:
+                raise ValueError(f"n_bands={self.n_bands} exceeds the {n_sc} subcarriers of channel.bandwidth_mhz="
+                                 f"{ch.bandwidth_mhz} at channel.subcarrier_spacing_khz={ch.subcarrier_spacing_khz} "
+                                 f"({ch.model}: one subcarrier per band)")
         return self
 
 
@@ -126,8 +138,15 @@ class HybridPrecodingProblem(Problem):
         "snr30": ("SNR 30 dB", _sizes(snr_db=[30.0, 30.0])),
         "as30": ("angular spread 30 deg", _sizes(angular_spread_deg=30.0)),
         "delay16": ("delays up to 16 samples (bands less alike)", _sizes(max_delay=16.0)),
+        # 3GPP TR 38.901 through Sionna: multi-user downlink, the bands (spread over channel.bandwidth_mhz,
+        # 20 MHz unless set) are subcarriers of one realisation per user
+        "umi": ("3GPP UMi (Sionna, 3.5 GHz), users at their own positions", _sizes(model="umi")),
+        "uma": ("3GPP UMa (Sionna, 3.5 GHz), users at their own positions", _sizes(model="uma")),
+        "cdl": ("3GPP CDL-C, 100 ns (Sionna)", _sizes(model="cdl")),
+        "tdl": ("3GPP TDL-C, 100 ns (Sionna), spatially i.i.d. antennas", _sizes(model="tdl")),
     }
-    draws_channels = False            # its H is multi-band: no Parquet CSI (csi write), no narrowband sources
+    draws_channels = False            # its H is multi-band: no Parquet CSI (csi write), no narrowband sources;
+                                      # its own channel section serves clustered, iid and umi / uma / cdl / tdl
     monitored = True                  # the monitor watches sum_b,n h_bn h_bn^H and drifts the clustered spread
     inputs = "H (B, n_bands, n_users, n_antennas) complex64, noise_var (B,) float32"
     outputs = ("(W_a, W_d): W_a (B, n_antennas, n_rf) complex64 of unit modulus, W_d (B, n_bands, n_rf, n_users) "
@@ -186,7 +205,11 @@ class HybridPrecodingProblem(Problem):
         return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
 
     def drift_source(self, config: HybridConfig, angular_spread_deg: float) -> WidebandSource:
-        """This problem's source with the clustered model's angular spread changed."""
+        """This problem's source with the clustered model's angular spread changed (a 3GPP model draws
+        its own angles: ConfigError)."""
+        if config.channel.model in TR38901_MODELS:
+            raise ConfigError(f"synthetic angular_spread drift changes the clustered model's spread; problem.channel."
+                              f"model={config.channel.model} draws its own angles and has no angular_spread_deg")
         ch = config.channel.model_copy(update={"angular_spread_deg": angular_spread_deg})
         return WidebandSource(config.n_antennas, config.n_users, config.n_bands, ch)
 
