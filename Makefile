@@ -91,7 +91,8 @@ drift-demo: setup
 # The same loop for a MIMO detector on 3GPP channels (about 3.5 min on 2 cores): a 4x4 QPSK detector
 # searched on UMi users becomes champion; the traffic moves to UMa users (another user pool); the
 # monitor's receive-side statistic triggers one warm-started re-search aimed at UMa; a canary on UMa
-# traffic scored by SER decides; the monitor on the champion then sees UMa as its own distribution.
+# traffic scored by SER decides (promote's default tolerance is detection's, 0.002 SER); the monitor on the
+# champion then sees UMa as its own distribution.
 DRIFT3_DIR := results/drift_demo_3gpp
 DRIFT3_URI := sqlite:///$(abspath $(DRIFT3_DIR))/mlflow.db
 DRIFT3_FAST := --set base.problem.channel.pool=512 --set base.training.steps=60 --set base.training.validate_every=30 \
@@ -106,6 +107,6 @@ drift-demo-3gpp: setup
 	  --source "synthetic:channel=umi->uma,windows=6,at=2" --events $(DRIFT3_DIR)/events.jsonl \
 	  --research-trials 3 --research-set base.training.steps=60
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli promote det_demo --tracking-uri $(DRIFT3_URI) --canary 0.25 \
-	  --batches 40 --batch-size 128 --tolerance 0.002 --set problem.channel.model=uma --set problem.channel.pool_seed=1
+	  --batches 40 --batch-size 128 --set problem.channel.model=uma --set problem.channel.pool_seed=1
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli monitor --model det_demo@champion --tracking-uri $(DRIFT3_URI) \
 	  --source "synthetic:channel=uma->uma,windows=3" --events $(DRIFT3_DIR)/events.jsonl --no-research

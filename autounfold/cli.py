@@ -399,8 +399,9 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
             canary: float = typer.Option(0.05, help="share of the traffic batches sent to the challenger"),
             batches: int = typer.Option(200, min=1, help="traffic batches in the canary"),
             batch_size: int = typer.Option(64, min=1, help="instances per batch"),
-            tolerance: float = typer.Option(0.05, help="promote unless the challenger's score is lower by more than "
-                                            "this (beamforming: percentage points of the optimum)"),
+            tolerance: Optional[float] = typer.Option(None, help="promote unless the challenger's score is lower by "
+                                                      "more than this, in score units (default: the problem's; "
+                                                      "beamforming 0.05 points of the optimum, detection 0.002 SER)"),
             source: List[str] = typer.Option([], "--source", help="CSI Parquet file(s) as traffic (default: the "
                                              "champion's own problem / channel model)"),
             set_: List[str] = typer.Option([], "--set", help="change the synthetic traffic, e.g. "

@@ -193,11 +193,16 @@ def _spread(problem, R, spacing: float) -> float:
 
 
 def window_line(rec: dict) -> str:
-    """One human line per monitor window record."""
+    """One human line per monitor window record: the angular-spread estimate where the record has one
+    (not for detection, whose monitored moment is not the transmit covariance), and on a trigger window
+    the changes the problem named for the re-search (its ``research_set``, e.g. the channel model)."""
     shadow = rec.get("shadow_line") or f"{rec['shadow_pct']:.3f}%"
+    spread = rec.get("angular_spread_estimate")
+    named = (rec.get("trigger") or {}).get("research_set") or []
     return (f"window {rec['window']:>3}: cov shift {rec['covariance_shift']:.3f}  shadow {shadow}  "
-            f"AS~{rec['angular_spread_estimate']:.1f} deg  grad x{rec['grad_norm_ratio']:.1f}"
-            + (f"  ALERT {','.join(rec['alerts'])}" if rec["alerts"] else ""))
+            + (f"AS~{spread:.1f} deg  " if spread is not None else "") + f"grad x{rec['grad_norm_ratio']:.1f}"
+            + (f"  ALERT {','.join(rec['alerts'])}" if rec["alerts"] else "")
+            + (f"  TRIGGER re-search with {' '.join(named)}" if named else ""))
 
 
 SYNTHETIC_FORMS = ("synthetic:angular_spread=A->B,windows=N[,at=K] or "

@@ -65,7 +65,12 @@ def write_synthetic_csi(out: "str | Path", rows: int, config: str = "preset:auto
                         overrides: Optional[List[str]] = None, seed: int = 0, cell_id: Optional[str] = None,
                         start_ms: Optional[int] = None, interval_ms: int = 1) -> dict:
     """Draw ``rows`` channels from the experiment's channel model (``generator(seed, "csi")``) and
-    write them in the autounfold CSI schema. Returns ``{"path", "rows", "channel"}``."""
+    write them in the autounfold CSI schema. Returns ``{"path", "rows", "channel"}``.
+
+    Every problem whose monitor reads recorded CSI (``Problem.accepts_csi``) can be written: the
+    precoding problems (H (n_rx, n_tx), downlink) and detection (H (n_rx, n_users), the uplink as its
+    ``problem.source`` draws it: the rows its monitor's ``traffic`` reads back). The file's ``power``
+    is the source's (P in ``noise_var = P / 10**(snr_db/10)``; detection: 1, unit-energy symbols)."""
     import numpy as np
 
     from ..channels.parquet import write_csi
@@ -73,11 +78,14 @@ def write_synthetic_csi(out: "str | Path", rows: int, config: str = "preset:auto
         raise ConfigError(f"--rows must be >= 1 (got {rows})")
     cfg = load_config(config, overrides)
     problem = build_problem(cfg.problem)
-    if not problem.draws_channels:
-        raise ConfigError(f"csi write draws MIMO channels: problem {cfg.problem.name!r} of {config} does not draw channels")
-    batch = problem.source.sample(rows, generator(seed, "csi"))
+    source = getattr(problem, "source", None)
+    if not problem.accepts_csi() or source is None or not hasattr(source, "sample"):
+        raise ConfigError(f"csi write draws MIMO channels: problem {cfg.problem.name!r} of {config} does not draw "
+                          "channels that recorded CSI holds")
+    batch = source.sample(rows, generator(seed, "csi"))
     t0 = start_ms if start_ms is not None else int(time.time() * 1000)
     path = write_csi(out, batch, t0 + interval_ms * np.arange(rows, dtype=np.int64),
-                     [cell_id] * rows if cell_id else None, power=problem.power)
+                     [cell_id] * rows if cell_id else None, power=source.power)
     ch = cfg.problem.channel
-    return {"path": str(path), "rows": rows, "channel": f"{ch.model}, {ch.n_rx} x {ch.n_tx}"}
+    sizes = f"{ch.n_rx} x {ch.n_tx}" if problem.draws_channels else f"{ch.n_rx} x {ch.n_tx}, n_rx x users"
+    return {"path": str(path), "rows": rows, "channel": f"{ch.model}, {sizes}"}

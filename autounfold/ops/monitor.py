@@ -19,7 +19,7 @@ from ..errors import ConfigError, InputError, format_validation_error
 from ..monitoring import Baseline, EventLog, MonitorConfig, compute_baseline, drifting_windows, monitor_windows
 from ..monitoring.monitor import parse_synthetic
 from ..registry import download_model, experiment_id, resolve_version
-from .research import research_changes, research_on_drift, submit_research
+from .research import estimates_angular_spread, research_changes, research_on_drift, submit_research
 from .search import BASELINE_FILE
 
 EXPERIMENT = "autounfold-monitoring"
@@ -53,7 +53,10 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
     ``synthetic:angular_spread=A->B,windows=N[,at=K]`` or ``synthetic:channel=umi->uma,windows=N[,at=K]``).
     Returns ``{"records", "events", "version"}``.
 
-    ``on_window(record)`` is called after each window (the CLI prints a line)."""
+    ``on_window(record)`` is called after each window (the CLI prints a line). For a problem whose
+    angular-spread number is not an estimate (``research.estimates_angular_spread``: detection) the
+    records carry no ``angular_spread_estimate`` and a re-search aims only at the trigger's
+    ``research_set``."""
     from mlflow.entities import Metric
 
     if "@" not in model:
@@ -83,8 +86,11 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         run = client.create_run(experiment_id(client, uri, EXPERIMENT), run_name=f"monitor-{ref}",
                                 tags={"autounfold.kind": "monitor", "autounfold.model": ref})
         rid = run.info.run_id
+        spread = estimates_angular_spread(net.problem)
 
         def window_done(rec):
+            if not spread:                   # the configured spread, not an estimate: neither logged nor printed
+                rec.pop("angular_spread_estimate", None)
             client.log_batch(rid, metrics=[Metric(k, float(v), int(time.time() * 1000), rec["window"])
                                            for k, v in rec.items() if isinstance(v, float)])
             if on_window is not None:
@@ -98,15 +104,12 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
             # the user's --research-set has the last word
             overrides = [*event.get("research_set", []), *research_set]
             if address:
-                changes = research_changes(model_dir, event, research_trials, overrides)
+                changes = research_changes(model_dir, event, research_trials, overrides, spread)
                 outcome = submit_research(ref, name, str(mv.version), changes, warm, uri, address, console)
                 client.set_tag(rid, "autounfold.triggered_job", outcome["job_id"])
                 return outcome
-            if console is not None and event.get("research_set"):
-                console.print(f"trigger: the monitored statistic is nearest to {event['drift_changes']}: "
-                              f"re-search with {' '.join(event['research_set'])}", highlight=False)
             outcome = research_on_drift(model_dir, name, event, log.path.parent, warm, uri, research_trials,
-                                        overrides, console)
+                                        overrides, console, spread)
             client.set_tag(rid, "autounfold.triggered_search", outcome["search_run_id"] or "")
             return outcome
 
@@ -115,6 +118,7 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         except BaseException:
             client.set_terminated(rid, "FAILED")
             raise
-        client.log_artifact(rid, str(log.path))
+        if log.path.is_file():               # a first run without an alert has written no event yet
+            client.log_artifact(rid, str(log.path))
         client.set_terminated(rid, "FINISHED")
     return {"records": records, "events": log.path, "version": str(mv.version)}

@@ -38,12 +38,14 @@ def traffic_source(model, overrides=None):
     return problem.source if problem.draws_channels else problem
 
 
-def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: int = 64, tolerance: float = 0.05,
-            source=None, traffic_overrides=None, seed: int = 0, tracking_uri: Optional[str] = None,
-            console=None) -> dict:
+def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: int = 64,
+            tolerance: Optional[float] = None, source=None, traffic_overrides=None, seed: int = 0,
+            tracking_uri: Optional[str] = None, console=None) -> dict:
     """Run the canary and move the aliases. ``source``: the traffic (anything with
     ``sample(batch, seed)``; default ``traffic_source(champion, traffic_overrides)``). ``tolerance``
-    is in score units (percentage points of the optimum for beamforming). Returns the decision record.
+    is in score units (percentage points of the optimum for beamforming, SER for detection); None:
+    the champion's problem's ``promote_tolerance`` (0.05; detection 0.002), recorded with
+    ``tolerance_from`` = "problem" (else "caller"). Returns the decision record.
 
     A registry that fails while the aliases are read raises RegistryError: a passing error is never
     taken for "no champion" (which would promote without a canary)."""
@@ -57,7 +59,8 @@ def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: 
     champion = get_alias(client, uri, name, CHAMPION)
     record = {"name": name, "challenger_version": str(challenger.version),
               "champion_version": str(champion.version) if champion else None,
-              "canary": canary, "batches": batches, "batch_size": batch_size, "tolerance": tolerance}
+              "canary": canary, "batches": batches, "batch_size": batch_size, "tolerance": tolerance,
+              "tolerance_from": "caller" if tolerance is not None else "problem"}
     if champion is not None and str(champion.version) == str(challenger.version):
         record["decision"] = "unchanged"
         record["reason"] = "the challenger already is the champion"
@@ -77,6 +80,10 @@ def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: 
             with tempfile.TemporaryDirectory() as tmp:
                 champ_model = load(str(download_model(f"models:/{name}/{champion.version}", f"{tmp}/a", uri)))
                 chall_model = load(str(download_model(f"models:/{name}/{challenger.version}", f"{tmp}/b", uri)))
+            if tolerance is None:            # in the score units of the problem the canary scores
+                tolerance = float(champ_model.problem.promote_tolerance)
+                record["tolerance"] = tolerance
+                client.log_param(rid, "tolerance", tolerance)
             traffic = source if source is not None else traffic_source(champ_model, traffic_overrides)
             if console is not None:
                 console.print(f"canary: {canary:.0%} of {batches} batches of {batch_size} channels to challenger "

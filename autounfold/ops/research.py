@@ -20,12 +20,39 @@ def _space_data(model_dir: Path) -> dict:
     return read_yaml_mapping(space_file, SearchError)
 
 
-def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optional[List[str]] = None) -> List[str]:
-    """The ``--set`` changes that aim the version's own search space at the channel the monitor sees."""
+def estimates_angular_spread(problem) -> bool:
+    """Whether the monitor's ``angular_spread_estimate`` for ``problem`` is an estimate a re-search should
+    aim at: only where the monitored moment is the transmit covariance (the problem keeps the default
+    ``Problem.monitor_rows``), which the estimate fits. Detection watches the per-user receive-array
+    coherence and reports its configured spread; what its re-search re-targets is the trigger's
+    ``research_set`` (``Problem.drift_changes``: the channel model)."""
+    from ..problems.base import Problem
+    return type(problem).monitor_rows is Problem.monitor_rows
+
+
+def _spread(event: dict, angular_spread: bool) -> Optional[float]:
+    return round(float(event["angular_spread_estimate"]), 1) if angular_spread else None
+
+
+def research_target(event: dict, angular_spread: bool = True) -> str:
+    """What a re-search on the trigger ``event`` re-targets, for the printed line: the angular spread
+    (``angular_spread``: the problem estimates it, ``estimates_angular_spread``) and the changes the
+    problem named (the event's ``research_set``, e.g. ``base.problem.channel.model=uma``)."""
+    spread, named = _spread(event, angular_spread), list(event.get("research_set") or [])
+    parts = ([f"at angular spread {spread} deg"] if spread is not None else []) + \
+        ([f"with {' '.join(named)}"] if named else [])
+    return " ".join(parts) or "with the version's own channel settings (no change named)"
+
+
+def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optional[List[str]] = None,
+                     angular_spread: bool = True) -> List[str]:
+    """The ``--set`` changes that aim the version's own search space at the channel the monitor sees:
+    the estimated angular spread where the problem estimates one (``angular_spread``), the trial budget,
+    then ``overrides`` (the trigger's ``research_set`` and the user's ``--research-set``)."""
     data = _space_data(model_dir)
-    spread = round(float(event["angular_spread_estimate"]), 1)
-    changes = [f"base.problem.channel.angular_spread_deg={spread}", f"budget.num_samples={trials}",
-               *(overrides or [])]
+    spread = _spread(event, angular_spread)
+    changes = [*([f"base.problem.channel.angular_spread_deg={spread}"] if spread is not None else []),
+               f"budget.num_samples={trials}", *(overrides or [])]
     for c in changes:
         set_override(data, c)
     budget = data.get("budget", {})
@@ -59,23 +86,32 @@ def submit_research(model_ref: str, name: str, version: str, changes: List[str],
     return {"job_id": job_id, "address": address, "entrypoint": spec.entrypoint}
 
 
+def research_line(event: dict, trials: int, search_run_id: Optional[str], out: "str | Path",
+                  angular_spread: bool = True) -> str:
+    """The line ``research_on_drift`` prints: the trigger and what the re-search re-targets
+    (``research_target``)."""
+    return (f"trigger: covariance shift {event['value']:.3f} > {event['threshold']}; re-searching "
+            f"{research_target(event, angular_spread)} ({trials} trials, warm start {search_run_id or 'none'}) -> {out}")
+
+
 def research_on_drift(model_dir: Path, name: str, event: dict, out_root: Path, search_run_id: Optional[str],
                       tracking_uri: Optional[str], trials: int = 16, overrides: Optional[List[str]] = None,
-                      console=None) -> dict:
-    """Re-run the version's own search space in this process with the channel set to the estimated
-    angular spread, warm-started from the version's search (its MLflow run); the best becomes challenger."""
-    changes = research_changes(model_dir, event, trials, overrides)
+                      console=None, angular_spread: bool = True) -> dict:
+    """Re-run the version's own search space in this process aimed at the channel the monitor sees (the
+    estimated angular spread where ``angular_spread``, and the ``overrides``: the trigger's
+    ``research_set``, e.g. the channel model, then the user's), warm-started from the version's search
+    (its MLflow run); the best becomes challenger."""
+    changes = research_changes(model_dir, event, trials, overrides, angular_spread)
     data = _space_data(model_dir)
     for c in changes:
         set_override(data, c)
-    spread = round(float(event["angular_spread_estimate"]), 1)
+    spread = _spread(event, angular_spread)
     spec = parse_spec(data, f"re-search of {name} ({', '.join(changes)})")
     out = Path(out_root) / f"research-{time.strftime('%Y%m%d-%H%M%S')}"
     if console is not None:
-        console.print(f"trigger: covariance shift {event['value']:.3f} > {event['threshold']}; re-searching at "
-                      f"angular spread {spread} deg ({trials} trials, warm start {search_run_id or 'none'}) -> {out}",
-                      highlight=False)
+        console.print(research_line(event, trials, search_run_id, out, angular_spread), highlight=False)
     outcome = search(spec, out, warm_start=search_run_id, tracking_uri=tracking_uri, register=name, console=console)
     best = outcome.summary.get("best") or {}
     return {"out": str(out), "search_run_id": outcome.run_id, "registered": outcome.registered,
-            "best_val_score": best.get("val_score"), "angular_spread_deg": spread}
+            "best_val_score": best.get("val_score"), "angular_spread_deg": spread,
+            "research_set": list(event.get("research_set") or [])}

@@ -68,6 +68,9 @@ class Problem:
             ``traffic``); None: as ``draws_channels``.
         shadow_fraction: the share of a monitor window its shadow reference also solves when the
             monitor's ``shadow_fraction`` setting is left out (a costly reference: a small share).
+        promote_tolerance: ``autounfold promote``'s default tolerance, in this problem's score units
+            (how far below the champion's score a challenger may score and still be promoted;
+            ``--tolerance`` overrides it): 0.05 (points of the optimum for beamforming, dB for LASSO).
         reference_solver: how ``algorithms.reference`` solves an instance without a closed form.
         inputs / outputs: the call signature of a model for this problem, for the docs.
 
@@ -115,6 +118,7 @@ class Problem:
     monitored: ClassVar[Optional[bool]] = None
     monitor_csi: ClassVar[Optional[bool]] = None
     shadow_fraction: ClassVar[float] = 0.01
+    promote_tolerance: ClassVar[float] = 0.05
     reference_solver: ClassVar[Optional[ReferenceSolver]] = None
     inputs: ClassVar[str] = ""
     outputs: ClassVar[str] = ""

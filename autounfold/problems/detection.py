@@ -251,6 +251,11 @@ class DetectionProblem(Problem):
     monitored = True                 # the monitor watches the receive side (monitor_rows) and scores SER
     monitor_csi = True               # recorded CSI windows carry H (n_rx x users); traffic() sends symbols
     shadow_fraction = 1.0            # the LMMSE reference costs less than the detector: every served symbol
+    # promote's default tolerance in SER (the score is -SER): 0.002 = 0.2 points of SER. The base 0.05 is
+    # 5 points, about the whole SER of these detectors (0.05-0.075 on 4 x 4 QPSK over 0-20 dB on UMi / UMa,
+    # README drift demo), so any challenger would pass. 0.002 is ~3 % more symbol errors at that SER, the
+    # same 3 % the monitor's shadow alarm allows against LMMSE (97 %), and what make drift-demo-3gpp passed.
+    promote_tolerance = 0.002
     inputs = "y (B, n_rx) complex64, H (B, n_rx, n_users) complex64, noise_var (B,) float32"
     outputs = "P (B, n_users, C) float32: probabilities over problem.constellation (C,) complex64"
 
