@@ -9,6 +9,7 @@ import torch
 
 import autounfold
 from autounfold.algorithms import detection as D
+from autounfold.algorithms.detection import SoftIC
 from autounfold.build import build_model, build_problem
 from autounfold.config import load_config
 from autounfold.errors import ConfigError, InputError
@@ -185,6 +186,7 @@ def test_untrained_deepsic_is_sic():
     model = build_model(cfg).eval()
     with torch.no_grad():                       # the 1e-3 starts of the inflation and the floor set to ~0
         model.params["deepsic__noise"].fill_(-40.0)
+        model.params["deepsic__noise_relative"].fill_(-40.0)
         model.params["deepsic__floor"].fill_(-40.0)
     p = model.problem
     inst = p.sample(64, generator(9))
@@ -288,9 +290,13 @@ def test_benchmark_detection_rejects_bad_options_before_work(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
-def test_export_takes_y_h_and_noise_and_matches_the_eager_model(tmp_path, fmt):
+@pytest.mark.parametrize("preset", ["deepsic", "detnet"])
+def test_export_takes_y_h_and_noise_and_matches_the_eager_model(tmp_path, fmt, preset):
     from autounfold.deploy.export import EXPORTERS, load_torch_export, load_torchscript
-    model = build_model(load_config("preset:deepsic", ["model.num_layers=2"])).eval()
+    model = build_model(load_config(f"preset:{preset}", ["model.num_layers=2"])).eval()
+    if preset == "detnet":                                  # a network that is not ~zero at the start
+        with torch.no_grad():
+            model.params["detnet__w2"].normal_(0, 0.3, generator=torch.Generator().manual_seed(3))
     path = EXPORTERS[fmt](model, tmp_path / ("m.pt" if fmt == "torchscript" else "m.pt2"))
     module = load_torchscript(path) if fmt == "torchscript" else load_torch_export(path)
     inst = model.problem.sample(7, generator(20))
@@ -308,3 +314,49 @@ def test_canary_scores_detectors_by_ser():
     s = report.summary()
     assert -0.5 < s["champion_score"] < 0 and s["challenger_score"] < s["champion_score"]   # 1 SIC iteration: more errors
     assert decide(s, tolerance=0.0) == "rollback"
+
+
+def test_detnet_step_is_the_unbiased_lmmse_estimate_with_its_exact_error_variance():
+    """From the uniform start (m = 0, v = 1) DetNet's preconditioned step with delta = 1 is the
+    per-user unbiased LMMSE estimate, and its error variance is the LMMSE detector's (what SIC's first
+    iteration computes independently); with a smaller step the variance formula matches the empirical
+    error of q."""
+    from autounfold.problems.detection import sic_statistics
+    p = _problem(4, 6, "16qam", snr=(12.0, 12.0))
+    inst = p.sample(20000, generator(31))
+    x0 = p.init(inst)
+    m, v = p.soft_symbols(x0)
+    q, e = D.lmmse_gradient_step(inst, m, v, 1.0)
+    est, nu, _ = sic_statistics(p, inst, x0)
+    assert torch.allclose(q, est, atol=1e-4) and torch.allclose(e, nu, rtol=1e-3)
+    s = p.constellation[inst.s]
+    q2, e2 = D.lmmse_gradient_step(inst, m, v, 0.6)
+    assert (q2 - s).abs().square().mean().item() == pytest.approx(e2.mean().item(), rel=0.05)
+
+
+def test_detnet_without_its_network_is_the_classical_detector_and_better_than_lmmse():
+    cfg = load_config("preset:detnet", ["model.num_layers=4", "problem.n_users=8", "problem.n_rx=8",
+                                        "problem.modulation=16qam", "problem.channel.snr_db=[18,18]"])
+    model = build_model(cfg).eval()
+    p = model.problem
+    inst = p.sample(3000, generator(32))
+    with torch.no_grad():
+        model.params["detnet__w2"].zero_()
+        model.params["detnet__b2"].zero_()
+        x = model.run(inst)
+    classical = D.detnet_classical(p, inst, 4)
+    assert torch.allclose(p.log_probs(x).exp(), classical.exp(), atol=1e-4)
+    ser = p.summarize(classical, inst, inst.s)["ser"]
+    assert ser < 0.5 * p.summarize(D.lmmse(p, inst), inst, inst.s)["ser"]
+
+
+def test_relative_noise_inflation_scales_with_the_received_power():
+    p = _problem(4, 4, adc_bits=3, snr=(20.0, 20.0))
+    inst = p.sample(500, generator(33))
+    algo = SoftIC()
+    x0 = p.init(inst)
+    power = inst.y.abs().square().mean(-1)
+    a = algo.step(p, inst, algo.init_state(x0), {"noise_relative": 0.05}).x
+    b = algo.step(p, inst, algo.init_state(x0), {"noise_inflation": 0.05 * power}).x
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, algo.step(p, inst, algo.init_state(x0), {}).x, atol=1e-3)

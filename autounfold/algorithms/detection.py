@@ -27,17 +27,30 @@ whose last layer starts at zero: the untrained network is SIC. Where the Gaussia
 (few-bit ADCs, channel estimation error) SIC is overconfident and its errors propagate; the network
 can widen and re-shape the likelihood.
 
-DetNet (Samuel, Diskin and Wiesel 2019), one layer: a gradient step on ||y - H s||^2 from the soft
-estimate, q = m + delta_k D^-1 H^H (y - H m) with D = diag(||h_u||^2), then a small network per
-layer, shared by the users (so any U), maps (q_u, the previous log-probabilities, a hidden state
-v_u, log of the matched-filter SNR; probabilities, not log-probabilities, so no input grows without
-bound) to new logits and a new hidden state; the logits add to the soft
-projection -|q_u - c|^2 / (tau_k + s2 / ||h_u||^2) of q_u onto the constellation (tau_k learned).
+DetNet (Samuel, Diskin and Wiesel 2019) unfolds projected gradient descent on ||y - H s||^2: a
+gradient step from the soft estimate, a projection onto the constellation, a small network per
+layer. The plain step m + delta_k H^H (y - H m) (even scaled per user by 1 / ||h_u||^2) is badly
+conditioned on square channels: measured here, the first version of this layer, trained 2000 steps,
+never reached SER 1e-2 on 8 x 8 16-QAM. Our layer therefore takes the step along the LMMSE
+preconditioner, as OAMP does (Ma and Ping 2017; He, Wen, Jin and Li 2018):
+
+    W = (H^H H + s2 / v_bar I)^-1 H^H,   D = diag(W H),   v_bar = mean_u v_u   (v_u the posterior variances)
+    q = m + delta_k D^-1 W (y - H m)                           (delta_k = 1: the unbiased LMMSE estimate
+                                                                of s around the current soft estimate m)
+    e_u = sum_j |[I - delta_k D^-1 W H]_uj|^2 v_j + delta_k^2 s2 [D^-1 W W^H D^-1]_uu   (its error variance)
+
+then the soft projection -|q_u - c|^2 / (tau_k e_u) with a learned calibration tau_k, to which a small
+network per layer, shared by the users (so any U and n_rx), adds logits; it sees (q_u, log(tau_k e_u),
+the previous probabilities, a hidden state h_u of DETNET's state_size) and also returns the next
+hidden state. From the uniform start the first layer's projection is the LMMSE detector's. With
+delta_k = tau_k = 1 and no network the layer is a classical detector of its own (``detnet_classical``,
+an LMMSE-preconditioned projected gradient with one shared prior variance, a simplified OAMP
+without its divergence-free step), the equal-depth baseline of the network.
 """
 from __future__ import annotations
 
 import itertools
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
@@ -73,11 +86,13 @@ def deepsic_features(est, nu, mf_snr, logp):
 class SoftIC:
     """Parallel soft interference cancellation (module docstring). Per-iteration parameters:
     ``damping`` beta (default 0) or ``damping_logit`` (beta = sigmoid of it), ``noise_inflation``
-    (added to the assumed noise variance, default 0), ``deepsic`` {noise (the inflation), scale (U,),
+    (added to the assumed noise variance, default 0), ``noise_relative`` (a further inflation of
+    that many times the sample's received power per antenna, ||y||^2 / N, default 0), ``deepsic``
+    {noise, noise_relative (the two inflations), scale (U,),
     floor (U,), w1 (U, F, h), b1, w2 (U, h, C), b2} the DeepSIC block."""
 
     name = "sic"
-    parameters = ("damping", "damping_logit", "noise_inflation", "deepsic", "step")
+    parameters = ("damping", "damping_logit", "noise_inflation", "noise_relative", "deepsic", "step")
     problems = ("detection",)
 
     def __init__(self):
@@ -98,9 +113,15 @@ class SoftIC:
         x = state.x
         logp = problem.log_probs(x)
         net = params.get("deepsic")
-        inflation = params.get("noise_inflation")
-        if net is not None and "noise" in net:
-            inflation = net["noise"]
+        inflation, relative = params.get("noise_inflation"), params.get("noise_relative")
+        if net is not None:
+            inflation, relative = net.get("noise", inflation), net.get("noise_relative", relative)
+        if relative is not None:
+            # a part proportional to the sample's received power per antenna: the error a gain-controlled
+            # few-bit ADC adds scales with it, so one coefficient serves every SNR
+            power = inst.y.abs().square().mean(-1)
+            extra = batch_scalar(relative, power) * power
+            inflation = extra if inflation is None else batch_scalar(inflation, power) + extra
         est, nu, mf = sic_statistics(problem, inst, x, inflation)
         if net is None:
             new = gaussian_logits(est, nu, problem.points(x))
@@ -120,9 +141,10 @@ class SoftIC:
 
 @ALGORITHMS.register
 class DetNetStep:
-    """DetNet's layer (module docstring). The iterate is (B, U, C + DETNET_STATE): log-probabilities
-    then the hidden state v_u. Per-layer parameters: ``step`` delta_k, ``temperature`` tau_k,
-    ``detnet`` {w1 (F, h), b1, w2 (h, C + DETNET_STATE), b2} shared by the users."""
+    """DetNet's layer (module docstring). The iterate is (B, U, C + state_size): log-probabilities
+    then the hidden state h_u. Per-layer parameters, each optional (absent: the classical value):
+    ``step`` delta_k (1), ``temperature`` tau_k (1), ``detnet`` {w1 (F, h), b1, w2 (h, C + state_size),
+    b2} the network shared by the users (absent: projection only)."""
 
     name = "detnet"
     parameters = ("step", "temperature", "detnet")
@@ -149,20 +171,62 @@ class DetNetStep:
         x = state.x
         C = problem.num_points
         logp, hidden = x[..., :C], x[..., C:]
-        m, _ = problem.soft_symbols(x)
-        H = inst.H
-        norms = H.abs().square().sum(-2).clamp_min(1e-12)                           # (B, U)
-        r = inst.y - (H @ m.unsqueeze(-1)).squeeze(-1)
-        q = m + batch_scalar(params["step"], m) * (H.mH @ r.unsqueeze(-1)).squeeze(-1) / norms
-        # the projection's variance: a learned residual-interference level tau_k plus the noise after
-        # the matched filter, s2 / ||h_u||^2 (so the projection sharpens as the SNR grows)
-        tau = batch_scalar(params["temperature"], norms) + inst.noise_var.unsqueeze(-1) / norms
+        m, v = problem.soft_symbols(x)
+        q, e = lmmse_gradient_step(inst, m, v, params.get("step", 1.0))
+        tau = e * batch_scalar(params.get("temperature", 1.0), e)
         base = -(q.unsqueeze(-1) - problem.points(x)).abs().square() / tau.unsqueeze(-1)
-        snr = (norms / inst.noise_var.unsqueeze(-1)).log()
-        feats = torch.cat([torch.stack([q.real, q.imag, snr], -1), logp.exp(), hidden], -1)
-        out = _mlp(params["detnet"], feats)
+        net = params.get("detnet")
+        if net is None:                                          # the classical layer: projection only
+            return State(torch.cat([torch.log_softmax(base, -1), hidden], -1), x)
+        feats = torch.cat([torch.stack([q.real, q.imag, tau.log()], -1), logp.exp(), hidden], -1)
+        out = _mlp(net, feats)
         new = torch.log_softmax(base + out[..., :C], -1)
         return State(torch.cat([new, torch.tanh(out[..., C:])], -1), x)
+
+
+VARIANCE_FLOOR = 1e-4
+"""The smallest prior variance v_bar the LMMSE preconditioner assumes (a confident iterate would
+otherwise turn it into zero forcing with an unbounded regulariser ratio)."""
+
+
+def _gram_eigen(inst):
+    """The eigendecomposition of H^H H (eigenvalues (B, U) float32 >= 0, vectors Q (B, U, U)) and
+    H^H y (B, U), computed once per instance and kept on it: every layer of a DetNet call needs them
+    and none depends on a learned parameter (H and y are data, no gradient flows into them)."""
+    cache = inst.__dict__.get("_gram_eigen")
+    if cache is None or cache[0] is not inst.H:
+        with torch.no_grad():
+            lam, Q = torch.linalg.eigh(inst.H.mH @ inst.H)
+            hy = (inst.H.mH @ inst.y.unsqueeze(-1)).squeeze(-1)
+        cache = (inst.H, lam.clamp_min(0.0), Q, hy)
+        inst.__dict__["_gram_eigen"] = cache
+    return cache[1:]
+
+
+def lmmse_gradient_step(inst, m: torch.Tensor, v: torch.Tensor, step) -> Tuple[torch.Tensor, torch.Tensor]:
+    """DetNet's preconditioned gradient step (module docstring) from the soft estimate m (B, U)
+    complex64 with posterior variances v (B, U) float32; ``step`` delta (a scalar or (B,)).
+    Returns q (B, U) complex64 and its per-user error variance e (B, U) float32 (> 0).
+
+    Through the eigendecomposition H^H H = Q diag(lam) Q^H (once per instance), with c = s2 / v_bar:
+    W r = Q diag(1 / (lam + c)) Q^H H^H r, W H = Q diag(lam / (lam + c)) Q^H and
+    diag(W W^H) = |Q|^2 (lam / (lam + c)^2): a layer costs two small products, no inverse."""
+    lam, Q, hy = _gram_eigen(inst)
+    s2 = inst.noise_var
+    c = (s2 / v.mean(-1).clamp_min(VARIANCE_FLOOR)).unsqueeze(-1)                      # (B, 1)
+    inv = 1.0 / (lam + c)                                                               # (B, U)
+    q2 = Q.real.square() + Q.imag.square()                                              # |Q_uk|^2
+    d = (q2 @ (lam * inv).unsqueeze(-1)).squeeze(-1).clamp_min(1e-9)                    # diag(W H)
+    w_w = (q2 @ (lam * inv.square()).unsqueeze(-1)).squeeze(-1)                         # diag(W W^H)
+    gram_m = Q @ (lam.to(Q.dtype).unsqueeze(-1) * (Q.mH @ m.unsqueeze(-1)))              # H^H H m
+    z = (Q @ (inv.to(Q.dtype).unsqueeze(-1) * (Q.mH @ (hy.unsqueeze(-1) - gram_m)))).squeeze(-1)   # W (y - H m)
+    delta = batch_scalar(step, d)
+    q = m + delta * z / d
+    wh = (Q * (lam * inv).to(Q.dtype).unsqueeze(-2)) @ Q.mH                             # W H
+    resid = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device) - (delta / d).to(Q.dtype).unsqueeze(-1) * wh
+    e = (resid.real.square() + resid.imag.square()) @ v.unsqueeze(-1)
+    e = e.squeeze(-1) + delta.square() * s2.unsqueeze(-1) * w_w / d.square()
+    return q, e.clamp_min(1e-9)
 
 
 # ---- classical detectors (ZF and LMMSE live with the problem: they are its closed forms) ------
@@ -175,6 +239,16 @@ def sic(problem, inst, iterations: int, damping: float = 0.0, inflation: float =
     for _ in range(iterations):
         state = algo.step(problem, inst, state, p)
     return state.x
+
+
+def detnet_classical(problem, inst, iterations: int) -> torch.Tensor:
+    """``iterations`` of DetNet's layer with its classical parameters (delta = tau = 1, no network)
+    from the uniform start: the network's equal-depth classical baseline, log-probabilities (B, U, C)."""
+    algo = DetNetStep()
+    state = algo.init_state(problem.init(inst))
+    for _ in range(iterations):
+        state = algo.step(problem, inst, state, {})
+    return problem.log_probs(state.x)
 
 
 def candidates(problem, users: int, device="cpu") -> torch.Tensor:
@@ -254,5 +328,5 @@ def ep(problem, inst, iterations: int = 10) -> torch.Tensor:
     return torch.log_softmax(det(y, H, s).float(), -1)
 
 
-__all__ = ["SoftIC", "DetNetStep", "gaussian_logits", "sic_statistics", "zf", "lmmse", "sic", "ml",
+__all__ = ["SoftIC", "DetNetStep", "lmmse_gradient_step", "detnet_classical", "gaussian_logits", "sic_statistics", "zf", "lmmse", "sic", "ml",
            "ml_vector", "kbest", "ep", "ML_MAX_CANDIDATES"]

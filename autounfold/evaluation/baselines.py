@@ -237,6 +237,11 @@ def _kbest(problem, inst, iterations: int):
     return kbest(problem, inst, 16)
 
 
+def _detnet_classical(problem, inst, iterations: int):
+    from ..algorithms.detection import detnet_classical
+    return detnet_classical(problem, inst, iterations)
+
+
 def _sic(problem, inst, iterations: int):
     from ..algorithms.detection import sic
     return sic(problem, inst, iterations)
@@ -263,6 +268,8 @@ CLASSICAL = {
     "lmmse": ("LMMSE (closed form)", lambda problem, inst, K: problem.init(inst, "lmmse")),
     "sic": ("soft interference cancellation", _sic),
     "sic_tuned": ("soft interference cancellation, tuned damping and noise inflation", sic_tuned),
+    "detnet_classical": ("LMMSE-preconditioned projected gradient (DetNet's layer, classical parameters)",
+                         _detnet_classical),
     "kbest": ("K-best, K = 16, Sionna (closed form)", _kbest),
     "ml": ("ML, exhaustive (closed form)", ml_if_small),
 }

@@ -111,12 +111,16 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
     return model.eval(), secs, cfg.training.steps
 
 
+K_DETNET = load_config("preset:detnet").model.num_layers
+
+
 def _classical(problem, K: int, tuned_params) -> Dict[str, object]:
     """The classical detectors on ``problem``; ``tuned_params`` (damping, inflation) of the tuned SIC
     (tuned at this SNR on its own validation draw)."""
     out = {"ZF": lambda inst: D.zf(problem, inst), "LMMSE": lambda inst: D.lmmse(problem, inst),
            f"SIC-{K}": lambda inst: D.sic(problem, inst, K),
            f"SIC-{K}, tuned damping + inflation": lambda inst: D.sic(problem, inst, K, *tuned_params),
+           f"LMMSE-PG-{K_DETNET} (DetNet's layer, classical)": lambda inst: D.detnet_classical(problem, inst, K_DETNET),
            "K-best (K=16, Sionna)": lambda inst: D.kbest(problem, inst, 16),
            "EP-10 (Sionna)": lambda inst: D.ep(problem, inst, 10)}
     if problem.num_points ** problem.n_users <= D.ML_MAX_CANDIDATES:

@@ -234,7 +234,7 @@ class DetectionProblem(Problem):
                "ber": "bit error rate of the hard decisions",
                "ce": "mean cross-entropy of the true symbols under P, nats per symbol",
                "feasible": "probabilities finite, non-negative and summing to 1"}
-    classical = ("zf", "lmmse", "sic", "sic_tuned", "kbest", "ml")
+    classical = ("zf", "lmmse", "sic", "sic_tuned", "detnet_classical", "kbest", "ml")
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),

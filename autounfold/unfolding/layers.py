@@ -31,9 +31,9 @@ parameter (or (1, *shape) when tied across layers).
 | rpca_dnn   | DNN inductive bias             | Psi_k, Psi_k^-1 and a two-layer CNN added to Psi_k Y: the transform is a network started at Psi |
 | hybrid_pga_band | learned hyperparameters   | mu_a_k and one digital step per band mu_d_kb (fixes n_bands)            |
 | hybrid_pga_momentum | learned hyperparameters | mu_a_k, mu_d_k and a heavy-ball momentum beta_k                       |
-| sic_damped | learned hyperparameters        | soft interference cancellation with a damping beta_k and noise inflation d_k per layer |
+| sic_damped | learned hyperparameters        | soft interference cancellation with a damping beta_k and two noise inflations per layer |
 | deepsic    | DNN inductive bias             | per user and layer: calibrated likelihood + MLP of the SIC statistics, softmax (fixes n_users) |
-| detnet     | DNN inductive bias             | step delta_k, projection temperature tau_k, an MLP per layer shared by the users |
+| detnet     | DNN inductive bias             | LMMSE-preconditioned step delta_k, projection calibration tau_k, an MLP per layer shared by the users |
 
 The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``), ``subspace`` the safeguarded
 subspace iteration (``algorithms.subspace``), the hybrid layers ``hybrid_pga`` (``algorithms.hybrid_pga``);
@@ -348,13 +348,15 @@ DETNET_HIDDEN = 32
 
 
 def _deepsic_params(problem, K, steps, momentum):
-    """Per layer a noise inflation of the SIC step (1e-3 at the start); per user (U) and layer the
+    """Per layer the SIC step's two noise inflations, absolute and relative to the received power
+    (``algorithms.detection.SoftIC``; both 1e-3 at the start); per user (U) and layer the
     variance calibration nu' = a nu + f (a = 1, f = 1e-3 at the start) and a two-layer MLP whose last
     layer starts at zero: the untrained network is SIC up to the 1e-3 terms (``algorithms.detection``)."""
     U, C = problem.n_users, problem.num_points
     F = 4 + C
     g = torch.Generator().manual_seed(21)                  # a fixed start: the same model from the same config
     return {"deepsic.noise": LearnedParam("positive", [1e-3] * K),
+            "deepsic.noise_relative": LearnedParam("positive", [1e-3] * K),
             "deepsic.scale": LearnedParam("positive", [[1.0] * U] * K),
             "deepsic.floor": LearnedParam("positive", [[1e-3] * U] * K),
             "deepsic.w1": LearnedParam("matrix", torch.randn(U, F, DEEPSIC_HIDDEN, generator=g) / math.sqrt(F)),
@@ -368,7 +370,7 @@ def _detnet_params(problem, K, steps, momentum):
     C, D = problem.num_points, DetNetStep.state_size
     F = 3 + C + D
     g = torch.Generator().manual_seed(22)
-    return {"step": LearnedParam("positive", steps), "temperature": LearnedParam("positive", [0.5] * K),
+    return {"step": LearnedParam("positive", steps), "temperature": LearnedParam("positive", [1.0] * K),
             "detnet.w1": LearnedParam("matrix", torch.randn(F, DETNET_HIDDEN, generator=g) / math.sqrt(F)),
             "detnet.b1": LearnedParam("matrix", torch.zeros(DETNET_HIDDEN)),
             "detnet.w2": LearnedParam("matrix", 0.01 * torch.randn(DETNET_HIDDEN, C + D, generator=g)),
@@ -377,9 +379,11 @@ def _detnet_params(problem, K, steps, momentum):
 
 LAYERS.register(LayerType(
     "sic_damped", "learned hyperparameters",
-    "soft interference cancellation with a learned damping beta_k and noise inflation d_k per layer",
+    "soft interference cancellation with a learned damping beta_k and noise inflations per layer (absolute d_k and "
+    "relative to the received power r_k)",
     lambda problem, K, steps, momentum: {"damping_logit": LearnedParam("signed", [-3.0] * K),
-                                         "noise_inflation": LearnedParam("positive", [1e-3] * K)},
+                                         "noise_inflation": LearnedParam("positive", [1e-3] * K),
+                                         "noise_relative": LearnedParam("positive", [1e-3] * K)},
     problems=("detection",), algorithm="sic"))
 LAYERS.register(LayerType(
     "deepsic", "DNN inductive bias",
@@ -388,8 +392,8 @@ LAYERS.register(LayerType(
     _deepsic_params, problems=("detection",), algorithm="sic", fixes=("n_users",)))
 LAYERS.register(LayerType(
     "detnet", "DNN inductive bias",
-    "DetNet: gradient step delta_k, soft projection temperature tau_k and an MLP (3 + C + 8 -> 32 -> C + 8) shared by the "
-    "users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet"))
+    "DetNet: LMMSE-preconditioned gradient step delta_k, soft projection with calibration tau_k and an MLP "
+    "(3 + C + 8 -> 32 -> C + 8) shared by the users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet"))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
