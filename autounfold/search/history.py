@@ -52,6 +52,24 @@ def read_history(path: "str | Path") -> History:
     return History(points, str(table_path), sha)
 
 
+def insert_doc(trials, vals: dict, loss: "float | None" = None) -> dict:
+    """Add one trial to a hyperopt ``Trials``: finished with ``loss`` (what TPE learns from), or,
+    with ``loss=None``, suggested and not yet finished (what ``HyperOptSearch.suggest`` leaves: it
+    counts towards ``n_initial_points`` and is completed by ``on_trial_complete``). ``vals``: hyperopt
+    vals (``SearchSpec.to_vals``). Returns the document."""
+    from hyperopt import base
+
+    tid = trials.new_trial_ids(1)[0]
+    misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
+            "idxs": {k: ([tid] if v else []) for k, v in vals.items()}, "vals": vals}
+    result = {"status": base.STATUS_NEW} if loss is None else {"loss": float(loss), "status": base.STATUS_OK}
+    doc = trials.new_trial_docs([tid], [None], [result], [misc])[0]
+    doc["state"] = base.JOB_STATE_NEW if loss is None else base.JOB_STATE_DONE
+    trials.insert_trial_docs([doc])
+    trials.refresh()
+    return doc
+
+
 def make_searcher(spec: SearchSpec, history: "History | None" = None, n_initial_points: "int | None" = None):
     """The TPE searcher of ``spec`` (``WarmStartHyperOpt``), with ``history``'s points added through
     Ray's public searcher contract (``add_evaluated_point``). Returns ``(searcher, counts)`` with
@@ -68,22 +86,12 @@ def make_searcher(spec: SearchSpec, history: "History | None" = None, n_initial_
         points outside the space raise ValueError."""
 
         def add_evaluated_point(self, parameters, value, error=False, pruned=False, intermediate_values=None):
-            from hyperopt import base
-
             vals = spec.to_vals(parameters)
             if vals is None:
                 raise ValueError(f"point outside the search space of {spec.name}: {parameters}")
             if error:
                 value = spec.objective.worst
-            loss = -spec.objective.sign * float(value)          # hyperopt minimises
-            trials = self._hpopt_trials
-            tid = trials.new_trial_ids(1)[0]
-            misc = {"tid": tid, "cmd": ("domain_attachment", "FMinIter_Domain"), "workdir": None,
-                    "idxs": {k: ([tid] if v else []) for k, v in vals.items()}, "vals": vals}
-            doc = trials.new_trial_docs([tid], [None], [{"loss": loss, "status": base.STATUS_OK}], [misc])[0]
-            doc["state"] = base.JOB_STATE_DONE
-            trials.insert_trial_docs([doc])
-            trials.refresh()
+            insert_doc(self._hpopt_trials, vals, -spec.objective.sign * float(value))      # hyperopt minimises
 
     b = spec.budget
     searcher = WarmStartHyperOpt(space=spec.hyperopt_space(), metric="objective", mode=spec.objective.mode,

@@ -7,7 +7,9 @@ Result directory (``out``)::
 
     search.json         what ran: spec sha256, the tracker's state (run id, URI), warm start, timings
     search_space.yaml   the canonical search-space YAML (its sha256 is in every row of trials.parquet)
-    tune/               Ray Tune's experiment (checkpoints; what --resume continues)
+    tune/               Ray Tune's experiment (checkpoints; what --resume continues: Tune restores the
+                        trials, the searcher is rebuilt from them and trial_rows.jsonl, see resume.py)
+    trial_rows.jsonl    the row of every trial as it ended (fsynced: survives a SIGKILL)
     trials.parquet      one row per trial: status, objective, score, latency, params (JSON), reason
     leaderboard.md      the top trials;  summary.json  counts, best trial, timings
     pareto.png          score vs latency of the successful trials, Pareto front drawn
@@ -138,7 +140,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     import ray
     from ray import tune
 
-    from . import atomic_sync
+    from . import atomic_sync, resume as resume_state
     from .cluster import available, check_resources, connect
     from .callbacks import SearchCallback, SearchContext, activate, read_rows
     from .tune_trainable import MODEL_DIR, trainable
@@ -151,6 +153,9 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
     if not atomic_sync.install():
         log.warning("this Ray has no ray.train._internal.storage._upload_to_fs_path: Tune's experiment state is "
                     "synced non-atomically, and a driver killed during a sync may leave it unresumable")
+    if not resume_state.install():
+        log.warning("this Ray has no TuneController.resume: --resume restores the searcher as saved, which may "
+                    "disagree with the trials after a crash")
     out = Path(out).resolve()
     tune_dir = out / TUNE_DIR
     meta_path = out / META
@@ -179,10 +184,16 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
         fn = tune.with_resources(tune.with_parameters(trainable, spec_yaml=spec.canonical_yaml()),
                                  {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
         # trials that ended in earlier sessions (an errored one is run again: resume_errored)
-        ended = {t: r for t, r in read_rows(out / ROWS_LOG).items() if r["status"] in R.ENDED} if resume else {}
+        logged = read_rows(out / ROWS_LOG) if resume else {}
+        ended = {t: r for t, r in logged.items() if r["status"] in R.ENDED}
+        rebuild = None
         if resume:
+            resume_state.set_aside_unreadable_states(tune_dir)
             tuner = tune.Tuner.restore(str(tune_dir), trainable=fn, resume_unfinished=True, resume_errored=True)
             warm = meta.get("warm_start_counts", {"inserted": 0, "dropped": 0})
+            # Tune restores the searcher from its own files, which a crash may leave out of step with
+            # the trials: rebuilt from the recorded trials as Tune restores them (resume.py)
+            rebuild = resume_state.ResumeContext(spec, logged, int(warm.get("inserted", 0)))
         else:
             b = spec.budget
             n_hist = len(history.points) if history else 0
@@ -212,10 +223,12 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
         ctx = SearchContext(spec, tracker, console, spec.budget.num_samples, len(ended), rows=ended,
                             rows_log=out / ROWS_LOG)
         activate(ctx)
+        resume_state.activate(rebuild)
         try:
             grid = tuner.fit()
         finally:
             activate(None)
+            resume_state.activate(None)
         seconds = time.perf_counter() - t0
 
         table, best, best_model = _write_results(grid, ctx.rows, spec, out, MODEL_DIR)
@@ -229,7 +242,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
                    "best": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                       for k, v in best.drop(labels=["params"]).items()},
                    "best_params": None if best is None else json.loads(best.params),
-                   "tracking": tracking}
+                   "tracking": tracking, "resume": None if rebuild is None else rebuild.report}
         (out / SUMMARY).write_text(json.dumps(summary, indent=2, default=str))
         return SearchOutcome(out, table, summary, best_model, None, tracker.run_id if tracker is not None else None)
     finally:
