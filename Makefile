@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection search-benchmark drift-demo drift-demo-3gpp clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-mu-miso-3gpp benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection search-benchmark drift-demo drift-demo-3gpp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,13 +39,20 @@ benchmark: setup
 	$(PY) -m autounfold.cli benchmark --out results/benchmark
 
 # Auto-PGD deployment: the preset unchanged on every condition, latency vs the closed form and PGD-200 on
-# the same code path, multi-stream, per-antenna reference (about 6 min on 2 cores)
+# the same code path, multi-stream, per-antenna reference, 3GPP UMi / UMa / CDL test users (pool_seed 1) for
+# the preset and the recipe trained on UMi (pool_seed 0) (about 6 min on 2 cores)
 benchmark-auto-pgd: setup
 	$(PY) -m autounfold.cli benchmark-auto-pgd --out results/auto_pgd
 
-# MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF (about 25 min on 2 cores)
+# MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF, and the 3GPP section
+# (about 25 min on 2 cores)
 benchmark-mu-miso: setup
 	$(PY) -m autounfold.cli benchmark-mu-miso --out results/mu_miso
+
+# MU-MISO 3GPP section alone: 16 x 8 trained on Rayleigh and on UMi (pool_seed 0), tested on UMi / UMa users
+# of pool_seed 1; results/mu_miso/mu_miso_3gpp.json / .md (a few minutes)
+benchmark-mu-miso-3gpp: setup
+	$(PY) -m autounfold.cli benchmark-mu-miso --sections 3gpp --out results/mu_miso
 
 # Wideband hybrid precoding: unfolded PGA against classical PGA tuned per depth, PE-AltMin, the two-stage
 # design and the fully-digital bound; transfer to other antenna / band counts; latency (about 40 min on 2 cores)

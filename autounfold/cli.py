@@ -145,7 +145,8 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
     """Is the flagship beamformer safe to deploy? The preset model unchanged on every declared and some
     unlisted conditions (beside power iteration, Lanczos, tuned PGD and the unsafeguarded signed layer),
     latency against the closed form and PGD-200 through the same code path with GFLOP/s against a
-    measured peak, multi-stream, and the per-antenna reference; JSON + Markdown."""
+    measured peak, multi-stream, the per-antenna reference, and 3GPP UMi / UMa / CDL test users
+    (pool_seed 1) for the preset and the same recipe trained on UMi (pool_seed 0); JSON + Markdown."""
     from .evaluation.auto_pgd_benchmark import run_auto_pgd_benchmark
     stream_list = _ints(streams, "--streams")
     if min(stream_list) < 1:
@@ -163,11 +164,16 @@ def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="di
                       depths: str = typer.Option("1,2,3,5,8", help="depths of the depth curve (middle size)"),
                       test_batch: int = typer.Option(1024, min=16, help="test channels per cell"),
                       repeats: int = typer.Option(20, min=1, help="latency repetitions"),
+                      sections: str = typer.Option("main,3gpp", help="comma-separated: main (every table but the 3GPP "
+                                                   "one), 3gpp (16 x 8 trained on Rayleigh and on UMi pool_seed 0, tested "
+                                                   "on UMi / UMa pool_seed 1; alone: a few minutes, mu_miso_3gpp.json / .md)"),
                       seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
     """MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA and RZF/ZF/MRT at
-    equal depth, over SNR, on unseen correlated channels, and against latency; JSON + Markdown + plots."""
-    from .evaluation.mu_miso_benchmark import run_mu_miso_benchmark
+    equal depth, over SNR, on unseen correlated channels, against latency, and on 3GPP UMi / UMa
+    channels (trained on Rayleigh and on UMi); JSON + Markdown + plots."""
+    from .evaluation.mu_miso_benchmark import SECTIONS, run_mu_miso_benchmark
     from .plugins import LAYERS
+    section_list = _choices(sections, SECTIONS, "--sections")
     ls = [v.strip() for v in layers.split(",") if v.strip()]
     for name in ls:
         if not LAYERS.get(name).applies_to("mu_miso"):
@@ -180,8 +186,9 @@ def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="di
     except ValueError:
         raise ConfigError(f"--sizes {sizes!r}: expected comma-separated NTXxUSERS, e.g. 8x4,16x8") from None
     run_mu_miso_benchmark(out, steps=steps, depth=depth, layers=ls, test_batch=test_batch, repeats=repeats, seed=seed,
-                          sizes=size_list, depths=_ints(depths, "--depths"), quiet=quiet)
-    console.print((out / "mu_miso_benchmark.md").read_text(), markup=False, highlight=False)
+                          sizes=size_list, depths=_ints(depths, "--depths"), quiet=quiet, sections=section_list)
+    md = "mu_miso_benchmark.md" if "main" in section_list else "mu_miso_3gpp.md"
+    console.print((out / md).read_text(), markup=False, highlight=False)
 
 
 @command(app, "benchmark-hybrid")

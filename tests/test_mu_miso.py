@@ -279,6 +279,8 @@ def test_monitor_sees_a_covariance_shift_of_the_users_channels(tmp_path):
     (["--sizes", "8x0"], "--sizes '8x0'"),
     (["--layers", "uwmmse,signed"], "--layers: 'signed' does not apply to mu_miso"),
     (["--depths", "2,x"], "--depths: comma-separated integers expected"),
+    (["--sections", "main,5g"], "--sections: choose among main, 3gpp (got 'main,5g')"),
+    (["--sections", ","], "--sections: choose among main, 3gpp"),
 ])
 def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "bench"
@@ -286,3 +288,48 @@ def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, mess
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
+
+
+def test_benchmark_3gpp_section_alone_tests_users_of_another_pool(tmp_path, monkeypatch):
+    """``sections=("3gpp",)``: Rayleigh-trained models applied unchanged and the same recipe trained on
+    UMi users of pool_seed 0, tested on UMi / UMa users of pool_seed 1 beside WMMSE and the tuned
+    baselines at the same depth; written alone (mu_miso_3gpp.json / .md), no main tables."""
+    import dataclasses
+
+    from autounfold.evaluation import mu_miso_benchmark as M
+    small = ["training.validation_batch=16", "training.batch_size=16", "problem.channel.pool=32"]
+    orig = M._overrides
+    monkeypatch.setattr(M, "_overrides", lambda *a, **k: orig(*a, **k) + small)
+    # a looser reference (its 2 x 2000 iterations per call are most of the time here); rows stay <= 100 %
+    monkeypatch.setattr(MuMisoProblem, "reference_solver",
+                        dataclasses.replace(MuMisoProblem.reference_solver, max_iterations=200))
+    monkeypatch.setattr(M.baselines, "_TUNED", {})       # nor do its validation references outlive the test
+    with pytest.raises(ConfigError, match="sections must be among main, 3gpp"):
+        M.run_mu_miso_benchmark(tmp_path / "bad", sections=("3gpp", "all"))
+    assert not (tmp_path / "bad").exists()
+    r = M.run_mu_miso_benchmark(tmp_path / "b", steps=2, depth=1, layers=("momentum",), test_batch=16,
+                                sections=("3gpp",), gpp_size=(4, 2), quiet=True)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["mu_miso_3gpp.json", "mu_miso_3gpp.md"]
+    g = r["3gpp"]
+    assert (g["n_tx"], g["n_users"], g["depth"], g["steps"]) == (4, 2, 1, 2)
+    assert g["train_channel"] == "umi" and g["train_pool_seed"] == 0 and g["test_pool_seed"] == 1
+    assert [(c["channel"], c["test_pool_seed"]) for c in g["cells"]] == [("iid_rayleigh", None), ("umi", 1), ("uma", 1)]
+    for c in g["cells"]:
+        got = {(x["method"], x["trained_on"]) for x in c["rows"]}
+        assert got >= {("unfolded PGA-1", "i.i.d. Rayleigh"), ("unfolded PGA-1", "UMi (pool 0)"), ("WMMSE-1", "-"),
+                       ("WMMSE, tuned relaxation-1", "i.i.d. Rayleigh"), ("WMMSE, tuned relaxation-1", "UMi (pool 0)"),
+                       ("PGA, tuned step and momentum-1", "i.i.d. Rayleigh"),
+                       ("PGA, tuned step and momentum-1", "UMi (pool 0)")}
+        for x in c["rows"]:
+            assert 0 < x["min_pct"] <= x["p5_pct"] <= x["pct_of_reference"] <= 100 + 1e-3
+    assert json.loads((tmp_path / "b" / "mu_miso_3gpp.json").read_text())["3gpp"]["cells"][1]["test_pool_seed"] == 1
+    md = (tmp_path / "b" / "mu_miso_3gpp.md").read_text()
+    assert "### Tested on UMi, test users from pool_seed 1" in md and "### Tested on UMa" in md
+    assert "| unfolded PGA-1 | unfolded | UMi (pool 0) |" in md and "users of pool_seed 0" in md
+    # in the full run's Markdown: after the main tables (the committed full result with this section in it)
+    from pathlib import Path
+    full = json.loads((Path(__file__).parents[1] / "benchmarks" / "mu_miso_benchmark.json").read_text())
+    assert "## 3GPP channels" not in M.markdown(full)
+    full["3gpp"] = g
+    md = M.markdown(full)
+    assert md.index("## Latency") < md.index("## 3GPP channels") < md.index("### Tested on UMa") < md.index("Total time")

@@ -198,3 +198,49 @@ def test_benchmark_latency_table_runs_through_the_device_path_on_cpu():
     out = latency(model, signed, model.problem, batch=4, repeats=1, seed=0, quiet=True, device="cpu")
     assert out["device"] == "cpu" and out["speedup_vs_closed_form"] > 0 and out["model_gflops"] > 0
     assert set(out["methods"]) >= {"PGD-200, same code path (200 layers at a fixed step)"}
+
+
+def test_benchmark_auto_pgd_3gpp_rows_test_users_of_another_pool_and_render():
+    """The 3GPP section: the nominal model and the recipe trained on UMi (pool_seed 0, same steps),
+    tested on UMi / UMa users of pool_seed 1 (no training terminal among them) beside the classical
+    solvers at the same depth; its Markdown renders between robustness and latency."""
+    import json
+    from pathlib import Path
+
+    from autounfold.algorithms import reference
+    from autounfold.build import build_problem
+    from autounfold.evaluation import auto_pgd_benchmark as A
+    from autounfold.seeding import generator
+    cfg = parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2, "pool": 16}},
+                        "model": {"num_layers": 2, "layer": "subspace"},
+                        "training": {"steps": 3, "batch_size": 16, "validation_batch": 32}})
+    preset = A._train(cfg, 0, True)
+    p = preset.problem
+    val = p.sample(32, generator(0, "validation"))
+    tuned, _ = baselines.tune_fixed_step(p, val, reference(p, val), 2, momentum_grid=baselines.PGD_MOMENTA)
+    g = A.three_gpp(preset, tuned, 16, 0, True, channels=("umi", "uma"))
+    assert [r["key"] for r in g["rows"]] == ["nominal", "umi", "uma"]
+    assert g["train_channel"] == "umi" and g["train_pool_seed"] == 0 and g["steps"] == 3
+    assert [r["test_pool_seed"] for r in g["rows"]] == [None, 1, 1]
+    labels = g["models"]
+    for r in g["rows"]:
+        assert set(r["cells"]) == {"power iteration", "Lanczos", "PGD tuned (nominal)", "PGD tuned (UMi, pool 0)",
+                                   labels["rayleigh"], labels["gpp"]}
+        for c in r["cells"].values():
+            assert 0 < c["min_pct"] <= c["p5_pct"] <= c["pct_of_optimum"] <= 100 + 1e-3
+    # the test users are other terminals than the training ones (|H| is blind to the per-draw phase)
+    train_p = build_problem(A.with_problem_change(cfg, {"channel": {"model": "umi", "pool_seed": 0}}, "t").problem)
+    test_cfg = A._gpp_test_config(cfg, "umi")
+    assert test_cfg.problem.channel.pool_seed == 1
+    seen = train_p.sample(256, generator(0, "t")).H.abs()
+    new = build_problem(test_cfg.problem).sample(16, generator(0, "u")).H.abs()
+    gap = (seen.unsqueeze(0) - new.unsqueeze(1)).abs().amax((-2, -1)).amin(1)
+    assert bool((gap > 1e-3).all())
+    lines = "\n".join(A.gpp_markdown(g, 16, 2))
+    assert "## 3GPP channels" in lines and "| 3GPP UMa (Sionna, 3.5 GHz) | 1 |" in lines and labels["gpp"] in lines
+    result = json.loads((Path(__file__).parents[1] / "benchmarks" / "auto_pgd_benchmark.json").read_text())
+    result["3gpp"] = g
+    md = A.markdown(result)
+    assert md.index("## Robustness") < md.index("## 3GPP channels") < md.index("## Latency")
+    result.pop("3gpp")
+    assert "## 3GPP channels" not in A.markdown(result)

@@ -16,6 +16,11 @@ safe to deploy? JSON + Markdown, every number of the README's Auto-PGD deploymen
 3. **Multi-stream.** The preset recipe with n_streams 2 and 4, % of the water-filling optimum.
 4. **Per-antenna power.** The batched reference solve on 2048 channels: seconds, iterations,
    convergence; power iteration, tuned PGD and a trained signed model against it.
+5. **3GPP channels.** The preset model trained on the nominal (Rayleigh) channel and applied
+   unchanged, and the same recipe (same steps) trained on 3GPP UMi users from ``pool_seed`` 0, both
+   tested on UMi, UMa and CDL-C users from ``pool_seed`` 1 (terminals the UMi model never saw) and on
+   the nominal channel; beside power iteration, Lanczos and PGD tuned on the nominal and on the UMi
+   training users, at the same depth; mean, p5 and min of % of the optimum (closed form).
 """
 from __future__ import annotations
 
@@ -53,6 +58,12 @@ UNLISTED = {
     "snr-20": ("SNR -20 dB", {"channel": {"snr_db": [-20.0, -20.0]}}),
     "spacing1": ("antenna spacing 1 wavelength", {"channel": {"antenna_spacing": 1.0}}),
 }
+
+# the 3GPP section: trained on GPP_TRAIN users of pool TRAIN_POOL, tested on users of pool TEST_POOL
+GPP_TEST = ("umi", "uma", "cdl")      # scenario keys of the beamforming problem
+GPP_TRAIN = "umi"
+GPP_NAMES = {"umi": "UMi", "uma": "UMa", "cdl": "CDL", "tdl": "TDL"}
+TRAIN_POOL, TEST_POOL = 0, 1
 
 
 def _log(msg: str, quiet: bool):
@@ -101,6 +112,62 @@ def robustness(models: dict, tuned: dict, depth: int, test_batch: int, seed: int
         rows.append({"key": key, "condition": name, "listed": listed, "cells": _cells(problem, test, ref, cands)})
         _log(f"robustness {key}: " + ", ".join(f"{m} {c['pct_of_optimum']:.3f}" for m, c in rows[-1]["cells"].items()), quiet)
     return rows
+
+
+def _gpp_test_config(cfg, key: str):
+    """``cfg`` moved to the scenario ``key``; a 3GPP channel draws its users from the test pool."""
+    moved = scenario_config(cfg, key)
+    if moved.problem.channel.model in GPP_NAMES:
+        moved = with_problem_change(moved, {"channel": {"pool_seed": TEST_POOL}}, f"benchmark-auto-pgd 3gpp {key}")
+    return moved
+
+
+def three_gpp(preset, tuned: dict, test_batch: int, seed: int, quiet: bool,
+              channels: Sequence[str] = GPP_TEST) -> dict:
+    """The preset model trained on Rayleigh (``preset``, applied unchanged) and the same recipe and
+    steps (``preset.config``) trained on GPP_TRAIN users of pool TRAIN_POOL, tested on the nominal
+    channel and on ``channels`` with users from pool TEST_POOL; power iteration, Lanczos, PGD tuned on
+    the nominal validation draw (``tuned``) and PGD tuned on the GPP_TRAIN training pool, all at the
+    preset's depth."""
+    K = preset.num_layers
+    cfg = with_problem_change(preset.config, {"channel": {"model": GPP_TRAIN, "pool_seed": TRAIN_POOL}},
+                              "benchmark-auto-pgd 3gpp training")
+    t0 = time.perf_counter()
+    trained = _train(cfg, seed, quiet)
+    train_seconds = time.perf_counter() - t0
+    p_train = trained.problem
+    val = p_train.sample(cfg.training.validation_batch, generator(seed, "validation"))
+    tuned_gpp, _ = baselines.tune_fixed_step(p_train, val, reference(p_train, val), K,
+                                             momentum_grid=baselines.PGD_MOMENTA)
+    name = GPP_NAMES[GPP_TRAIN]
+    labels = {"rayleigh": f"Auto-PGD-{K} trained on the nominal channel (preset)",
+              "gpp": f"Auto-PGD-{K} trained on {name} (pool {TRAIN_POOL})"}
+    models = {labels["rayleigh"]: preset, labels["gpp"]: trained}
+    tuned_label = f"PGD tuned ({name}, pool {TRAIN_POOL})"
+    rows = []
+    for key in ("nominal", *channels):
+        # both models have the preset's layers and depth: one test config (the nominal model's, moved)
+        moved = _gpp_test_config(preset.config, key)
+        problem = build_problem(moved.problem)
+        test = problem.sample(test_batch, generator(seed, "auto-pgd-3gpp", key))
+        ref = reference(problem, test)
+        with torch.no_grad():
+            cands = {"power iteration": baselines.power_iteration(problem, test, K),
+                     "Lanczos": baselines.lanczos(problem, test, K),
+                     "PGD tuned (nominal)": baselines.run_tuned(problem, test, tuned, K),
+                     tuned_label: baselines.run_tuned(problem, test, tuned_gpp, K)}
+            for label, m in models.items():
+                cands[label] = transfer(m, moved).run(test)
+        pool = getattr(problem.source, "pool", None)
+        rows.append({"key": key, "condition": BeamformingProblem.scenarios[key][0],
+                     "test_pool_seed": problem.source.pool_seed if pool is not None else None,
+                     "test_pool_terminals": pool, "cells": _cells(problem, test, ref, cands)})
+        _log(f"3gpp {key}: " + ", ".join(f"{m} {c['pct_of_optimum']:.3f}" for m, c in rows[-1]["cells"].items()), quiet)
+    return {"train_channel": GPP_TRAIN, "train_pool_seed": p_train.source.pool_seed, "test_pool_seed": TEST_POOL,
+            "steps": cfg.training.steps, "train_seconds": train_seconds,
+            "train_pool_terminals": getattr(p_train.source, "pool", None),
+            "learned_steps": trained.scalar_parameters()["step"], "tuned_pgd": tuned_gpp,
+            "models": labels, "rows": rows}
 
 
 def _layer_flops(n_rx: int, n_tx: int, batch: int, depth: int) -> float:
@@ -216,6 +283,7 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "learned_steps": preset.scalar_parameters()["step"], "tuned_pgd": tuned}}
     result["robustness"] = robustness(models, tuned, K, test_batch, seed, quiet)
+    result["3gpp"] = three_gpp(preset, tuned, test_batch, seed, quiet)
     result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device)
     result["multi_stream"] = multi_stream(streams, steps, test_batch, seed, quiet)
     result["per_antenna"] = per_antenna(steps, K, 2048, seed, quiet)
@@ -228,6 +296,38 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
 
 def _cell(c: Optional[dict]) -> str:
     return "—" if c is None else f"{c['pct_of_optimum']:.3f} / {c['p5_pct']:.2f}"
+
+
+def _cell3(c: Optional[dict]) -> str:
+    return "—" if c is None else f"{c['pct_of_optimum']:.3f} / {c['p5_pct']:.2f} / {c['min_pct']:.2f}"
+
+
+def gpp_markdown(g: dict, test_batch: int, depth: int) -> List[str]:
+    """The 3GPP section's Markdown lines (``g``: the result of ``three_gpp``)."""
+    rows, labels = g["rows"], g["models"]
+    methods = list(rows[0]["cells"])
+    name = GPP_NAMES.get(g["train_channel"], g["train_channel"])
+    pools = sorted({r["test_pool_terminals"] for r in rows if r["test_pool_terminals"] is not None})
+    lines = ["", f"## 3GPP channels: trained on the nominal channel and on {name} (% of the optimum, mean / p5 / min)", "",
+             f"The preset model trained above, applied unchanged, and the same recipe ({g['steps']} steps, "
+             f"{g['train_seconds']:.0f} s) trained on {name} users of pool_seed {g['train_pool_seed']} "
+             f"({g['train_pool_terminals']} pooled terminals); learned steps "
+             f"{', '.join(f'{v:.3g}' for v in g['learned_steps'])}. Test draws of {test_batch} channels per row; "
+             f"the 3GPP rows draw their users from pool_seed {g['test_pool_seed']}, terminals no model saw in training "
+             f"(each channel is one pooled terminal times a random phase, so a draw holds at most "
+             f"{'/'.join(str(p) for p in pools) or '—'} distinct channels). Every solver at depth {depth}; "
+             f"PGD tuned on the nominal validation draw and on the {name} training users.", "",
+             "| test channel | test pool_seed | " + " | ".join(methods) + " |", "|---" * (len(methods) + 2) + "|"]
+    for r in rows:
+        pool = "—" if r["test_pool_seed"] is None else str(r["test_pool_seed"])
+        lines.append(f"| {r['condition']} | {pool} | " + " | ".join(_cell3(r["cells"].get(m)) for m in methods) + " |")
+    ray, gpp = labels["rayleigh"], labels["gpp"]
+    gain = ", ".join(f"{r['key']} {r['cells'][gpp]['pct_of_optimum'] - r['cells'][ray]['pct_of_optimum']:+.3f}" for r in rows)
+    over = ", ".join(f"{r['key']} {r['cells'][ray]['pct_of_optimum'] - r['cells']['power iteration']['pct_of_optimum']:+.3f}"
+                     for r in rows)
+    lines += ["", f"Trained on {name} minus trained on the nominal channel (mean, points): {gain}. "
+              f"Nominal-trained minus power iteration (mean, points): {over}."]
+    return lines
 
 
 def markdown(result: dict) -> str:
@@ -255,6 +355,8 @@ def markdown(result: dict) -> str:
               f"mean below power iteration (by more than {TIE_POINTS:g} points) in {len(below)} of {len(rob)} conditions"
               f"{': ' + ', '.join(below) if below else ''}; "
               f"at or above Lanczos in {wins} of {len(rob)}."]
+    if result.get("3gpp"):
+        lines += gpp_markdown(result["3gpp"], s["test_batch"], s["depth"])
     lat = result["latency"]
     lines += ["", f"## Latency (batch {lat['batch']}, {lat.get('device_name', 'cpu')}, {lat['threads']} CPU threads, "
               f"{lat['repeats']} interleaved repeats)", "",

@@ -7,6 +7,14 @@ i.i.d. Rayleigh, ``step_init: tuned``, 300 steps) on its antenna / user count an
 correlated channels it never saw. The reference is the problem's declared one: WMMSE from RZF and
 from MRT, per channel until the relative sum-rate change per iteration is below 1e-6 (at most 2000
 iterations), the better of the two.
+
+3GPP section (``sections`` "3gpp"; ``--sections 3gpp`` runs it alone, in a few minutes): at the preset's
+16 x 8, the headline models trained on i.i.d. Rayleigh and applied unchanged, and the same models
+(same recipe and steps) trained on 3GPP UMi users from ``pool_seed`` 0, tested on UMi and UMa users
+from ``pool_seed`` 1 (terminals no model saw in training) and on i.i.d. Rayleigh; against the
+reference, WMMSE at the same depth, and tuned-relaxation WMMSE and tuned PGA, each tuned once on
+Rayleigh and once on the UMi training users. Alone it writes mu_miso_3gpp.json / .md; in the full run
+it is also a section of mu_miso_benchmark.json / .md.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import torch
 from ..algorithms import reference
 from ..build import build_model
 from ..config import load_config, parse_config
+from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from . import baselines
@@ -32,6 +41,13 @@ SWEEP_SNRS = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0)
 DEPTHS = (1, 2, 3, 5, 8)
 LABELS = {"uwmmse": "UWMMSE (affine)", "uwmmse_gnn": "UWMMSE (per-user MLP)", "wmmse_relax": "WMMSE, learned relaxation",
           "momentum": "unfolded PGA"}
+SECTIONS = ("main", "3gpp")
+GPP_SIZE: Tuple[int, int] = (16, 8)        # the preset's n_tx x users
+GPP_TEST = ("umi", "uma")
+GPP_TRAIN = "umi"
+GPP_NAMES = {"umi": "UMi", "uma": "UMa", "cdl": "CDL", "tdl": "TDL"}
+_TITLES = {**GPP_NAMES, "iid_rayleigh": "i.i.d. Rayleigh"}
+TRAIN_POOL, TEST_POOL = 0, 1
 
 
 def _log(msg: str, quiet: bool):
@@ -55,30 +71,118 @@ def _train(n_tx, K, layer, depth, steps, seed, quiet):
     return model.eval(), cfg, time.perf_counter() - t0
 
 
-def _at(model, cfg, snr=None, channel_model=None):
-    """The same learned parameters on the problem at a fixed SNR / another channel model."""
+def _train_like(cfg, channel: dict, quiet: bool):
+    """The recipe of ``cfg`` (as loaded, a tuned start still to be tuned; same steps, seed, sizes)
+    trained on the channel changed by ``channel``."""
+    data = cfg.model_dump(mode="json")
+    data["problem"]["channel"].update(channel)
+    cfg = parse_config(data, "benchmark 3gpp")
+    model = build_model(cfg)
+    t0 = time.perf_counter()
+    res = train(model, cfg.training, seed=cfg.seed, progress=False)
+    c, m = cfg.problem.channel, cfg.model
+    _log(f"trained {m.layer}-{m.num_layers} on {c.n_tx}x{cfg.problem.n_users} ({c.model}, pool {c.pool_seed}): "
+         f"validation {res.best_score:.3f}% in {time.perf_counter() - t0:.0f} s", quiet)
+    return model.eval(), cfg, time.perf_counter() - t0
+
+
+def _at(model, cfg, snr=None, channel_model=None, pool_seed=None):
+    """The same learned parameters on the problem at a fixed SNR / another channel model / pool."""
     changes = {}
     if snr is not None:
         changes["snr_db"] = [snr, snr]
     if channel_model is not None:
         changes["model"] = channel_model
+    if pool_seed is not None:
+        changes["pool_seed"] = pool_seed
     data = cfg.model_dump(mode="json")
     data["problem"]["channel"].update(changes)
     return transfer(model, parse_config(data, "benchmark"))
 
 
+def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int, quiet: bool,
+              channels: Sequence[str] = GPP_TEST) -> dict:
+    """``rayleigh``: layer -> (model, cfg as loaded, seconds), trained on i.i.d. Rayleigh at one size
+    and depth (GPP_SIZE in the benchmark). Trains the same layers with the same recipe (``cfg``: steps,
+    seed, sizes, tuned start) on GPP_TRAIN users of pool TRAIN_POOL and tests both sets, unchanged, on
+    i.i.d. Rayleigh and on ``channels`` with users of pool TEST_POOL, beside WMMSE at the same depth,
+    WMMSE-100, RZF and the tuned baselines at the same depth (tuned on Rayleigh and on the GPP_TRAIN
+    training pool, each on its own validation draw)."""
+    first = rayleigh[layers[0]][0]
+    n_tx, K, depth = first.problem.n_tx, first.problem.n_users, first.num_layers
+    steps = rayleigh[layers[0]][1].training.steps
+    gpp = {layer: _train_like(rayleigh[layer][1], {"model": GPP_TRAIN, "pool_seed": TRAIN_POOL}, quiet)
+           for layer in layers}
+    name = GPP_NAMES[GPP_TRAIN]
+    where = {"rayleigh": "i.i.d. Rayleigh", "gpp": f"{name} (pool {TRAIN_POOL})"}
+    # the tuned baselines tune on their problem's own validation draw: the Rayleigh-trained models'
+    # problem and the UMi models' training problem (pool TRAIN_POOL), never the test pool
+    tune_on = {"rayleigh": first.problem, "gpp": gpp[layers[0]][0].problem}
+    cells = []
+    for ch in ("iid_rayleigh", *channels):
+        pool = TEST_POOL if ch in GPP_NAMES else None
+        # model.config: the tuned start already resolved (cfg would tune it again on the test problem)
+        q = _at(first, first.config, channel_model=ch, pool_seed=pool).problem
+        t = q.sample(test_batch, generator(seed, "test", "3gpp", ch))
+        t0 = time.perf_counter()
+        r = reference(q, t)
+        _log(f"3gpp {ch} (pool {pool}): reference in {time.perf_counter() - t0:.0f} s", quiet)
+        rows = []
+        with torch.no_grad():
+            for layer in layers:
+                for key, trained in (("rayleigh", rayleigh), ("gpp", gpp)):
+                    m = trained[layer][0]
+                    m = _at(m, m.config, channel_model=ch, pool_seed=pool)
+                    rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded",
+                                 "trained_on": where[key], **q.summarize(m.run(t), t, r)})
+            label, solver = baselines.CLASSICAL["wmmse"]
+            rows.append({"method": f"{label}-{depth}", "kind": "classical", "trained_on": "-",
+                         **q.summarize(solver(q, t, depth), t, r)})
+            for bname in ("wmmse_tuned", "pga_tuned"):
+                label, solver = baselines.CLASSICAL[bname]
+                for key, problem in tune_on.items():     # tuned on that problem, run on the test draw
+                    rows.append({"method": f"{label}-{depth}", "kind": "classical", "trained_on": where[key],
+                                 **q.summarize(solver(problem, t, depth), t, r)})
+            rows.append({"method": "WMMSE-100", "kind": "classical", "trained_on": "-",
+                         **q.summarize(baselines.wmmse(q, t, 100), t, r)})
+            label, solver = baselines.CLASSICAL["rzf"]
+            rows.append({"method": label, "kind": "closed form", "trained_on": "-", **q.summarize(solver(q, t, depth), t, r)})
+        src = q.source
+        cells.append({"channel": ch, "title": _TITLES.get(ch, ch), "test_pool_seed": pool,
+                      "test_pool_terminals": getattr(src, "pool", None), "reference_rate": float(q.objective(r, t).mean()),
+                      "rows": rows})
+        _log(f"3gpp {ch}: " + ", ".join(f"{x['method']} [{x['trained_on']}] {x['pct_of_reference']:.2f}"
+                                       for x in rows if x["kind"] == "unfolded"), quiet)
+    train_problem = gpp[layers[0]][0].problem
+    return {"n_tx": n_tx, "n_users": K, "depth": depth, "steps": steps, "test_batch": test_batch,
+            "train_channel": GPP_TRAIN, "train_pool_seed": train_problem.source.pool_seed,
+            "train_pool_terminals": getattr(train_problem.source, "pool", None), "test_pool_seed": TEST_POOL,
+            "training_seconds": {f"{LABELS.get(layer, layer)}-{depth}": gpp[layer][2] for layer in layers},
+            "cells": cells}
+
+
 def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum"),
                           test_batch: int = 1024, latency_batch: int = 256, repeats: int = 20, seed: int = 0,
                           sizes: Sequence[Tuple[int, int]] = SIZES, depths: Sequence[int] = DEPTHS,
-                          quiet: bool = False) -> dict:
+                          quiet: bool = False, sections: Sequence[str] = SECTIONS,
+                          gpp_size: Tuple[int, int] = GPP_SIZE) -> dict:
+    """``sections``: "main" (every table above the 3GPP one) and / or "3gpp" (the 3GPP section at
+    ``gpp_size``, also written alone to mu_miso_3gpp.json / .md). With "main" the result goes to
+    mu_miso_benchmark.json / .md and the PNGs."""
+    if not sections or any(x not in SECTIONS for x in sections):
+        raise ConfigError(f"benchmark-mu-miso: sections must be among {', '.join(SECTIONS)} (got {list(sections)})")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     result: Dict[str, object] = {"settings": {"steps": steps, "depth": depth, "layers": list(layers), "test_batch": test_batch,
                                               "latency_batch": latency_batch, "repeats": repeats, "seed": seed,
                                               "threads": torch.get_num_threads(), "torch": torch.__version__,
-                                              "sizes": [list(s) for s in sizes], "snrs_db": list(SNRS)}}
+                                              "sizes": [list(s) for s in sizes], "snrs_db": list(SNRS),
+                                              "sections": list(sections)}}
     models = {}
+    if "main" not in sections:
+        result["settings"]["sizes"] = [list(gpp_size)]
+        return _with_3gpp(result, models, out, steps, depth, layers, test_batch, seed, quiet, gpp_size)
     for n_tx, K in sizes:
         for layer in layers:
             models[(n_tx, K, layer, depth)] = _train(n_tx, K, layer, depth, steps, seed, quiet)
@@ -172,11 +276,34 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
     result["latency"] = {"n_tx": n_tx, "n_users": K, "batch": latency_batch,
                          "rows": [{"method": k, **v, "pct_of_reference": pct[k],
                                    "speedup_vs_wmmse100": lat["WMMSE-100"]["median_ms"] / v["median_ms"]} for k, v in lat.items()]}
+    if "3gpp" in sections:
+        _with_3gpp(result, models, out, steps, depth, layers, test_batch, seed, quiet, gpp_size)
     result["seconds"] = time.perf_counter() - t_start
     (out / "mu_miso_benchmark.json").write_text(json.dumps(result, indent=1))
     (out / "mu_miso_benchmark.md").write_text(markdown(result))
     plots(result, out)
     return result
+
+
+def _with_3gpp(result: dict, models: dict, out: Path, steps, depth, layers, test_batch, seed, quiet, gpp_size) -> dict:
+    """The 3GPP section into ``result`` (reusing the Rayleigh models of ``gpp_size`` if the main part
+    trained them), written alone to mu_miso_3gpp.json / .md."""
+    n_tx, K = gpp_size
+    t0 = time.perf_counter()
+    reused = all((n_tx, K, layer, depth) in models for layer in layers)
+    for layer in layers:
+        if (n_tx, K, layer, depth) not in models:
+            models[(n_tx, K, layer, depth)] = _train(n_tx, K, layer, depth, steps, seed, quiet)
+    rayleigh = {layer: models[(n_tx, K, layer, depth)] for layer in layers}
+    result["3gpp"] = three_gpp(rayleigh, layers, test_batch, seed, quiet)
+    result["3gpp"]["rayleigh_training_seconds"] = {f"{LABELS.get(layer, layer)}-{depth}": rayleigh[layer][2]
+                                                   for layer in layers}
+    result["3gpp"]["rayleigh_models_from_main"] = reused
+    result["3gpp"]["seconds"] = time.perf_counter() - t0
+    alone = {"settings": result["settings"], "3gpp": result["3gpp"], "seconds": result["3gpp"]["seconds"]}
+    (out / "mu_miso_3gpp.json").write_text(json.dumps(alone, indent=1))
+    (out / "mu_miso_3gpp.md").write_text(markdown_3gpp(alone))
+    return alone
 
 
 def _fmt(v, spec="{:.2f}"):
@@ -226,7 +353,58 @@ def markdown(result: dict) -> str:
     for r in la["rows"]:
         lines.append(f"| {r['method']} | {r['median_ms']:.2f} | {r['iqr_ms']:.2f} | {r['speedup_vs_wmmse100']:.1f}x | "
                      f"{r['pct_of_reference']:.3f} |")
+    if result.get("3gpp"):
+        lines += [""] + gpp_markdown(result["3gpp"])
     lines += ["", f"Total time {result['seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def gpp_markdown(g: dict) -> List[str]:
+    """The 3GPP section's Markdown lines (``g``: the result of ``three_gpp``)."""
+    name = GPP_NAMES.get(g["train_channel"], g["train_channel"])
+    secs = g.get("training_seconds", {})
+    lines = [f"## 3GPP channels: trained on i.i.d. Rayleigh and on {name} ({g['n_tx']} x {g['n_users']}, SNR U[0, 30] dB)", "",
+             f"The headline models trained on i.i.d. Rayleigh and applied unchanged, and the same models (same recipe, "
+             f"{g['steps']} steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) +
+             f") trained on {name} users of pool_seed {g['train_pool_seed']} ({g['train_pool_terminals']} pooled "
+             f"terminals). Test draws of {g['test_batch']} channels; the 3GPP draws combine users of pool_seed "
+             f"{g['test_pool_seed']}, terminals no model saw in training. Tuned baselines: tuned on a validation draw of "
+             f"the channel in their 'trained / tuned on' column (Rayleigh, or the {name} training pool), never on "
+             "the test pool. % of the reference (WMMSE to convergence, best of RZF and MRT starts).", ""]
+    for cell in g["cells"]:
+        pool = "" if cell["test_pool_seed"] is None else f", test users from pool_seed {cell['test_pool_seed']}"
+        lines += [f"### Tested on {cell['title']}{pool} (reference {cell['reference_rate']:.3f} bit/s/Hz)", "",
+                  "| method | kind | trained / tuned on | % of reference | p5 % | min % | sum rate |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in cell["rows"]:
+            lines.append(f"| {r['method']} | {r['kind']} | {r['trained_on']} | {r['pct_of_reference']:.3f} | "
+                         f"{r['p5_pct']:.2f} | {r['min_pct']:.2f} | {r['rate_mean']:.3f} |")
+        lines.append("")
+    # per unfolded model: trained on the 3GPP pool minus trained on Rayleigh, mean points, per test channel
+    gains = []
+    for cell in g["cells"]:
+        by = {}
+        for r in cell["rows"]:
+            if r["kind"] == "unfolded":
+                by.setdefault(r["method"], {})[r["trained_on"]] = r["pct_of_reference"]
+        gains.append(cell["title"] + ": " + ", ".join(
+            f"{m} {v[k] - v['i.i.d. Rayleigh']:+.2f}" for m, v in by.items() for k in v if k != "i.i.d. Rayleigh"))
+    lines += [f"Trained on {name} minus trained on i.i.d. Rayleigh (points of the reference, mean): " + "; ".join(gains) + "."]
+    return lines
+
+
+def markdown_3gpp(result: dict) -> str:
+    """mu_miso_3gpp.md: the 3GPP section alone."""
+    s = result["settings"]
+    lines = ["# MU-MISO sum rate on 3GPP channels: trained on Rayleigh, tested on 3GPP, and trained on 3GPP", "",
+             f"`autounfold benchmark-mu-miso --sections {','.join(s.get('sections', ['3gpp']))}` (training steps {s['steps']}, depth {s['depth']}, test batch "
+             f"{s['test_batch']}, {s['threads']} threads, torch {s['torch']}, seed {s['seed']}). p5 / min: percentiles "
+             "over channels of the per-channel %.", ""]
+    g = result["3gpp"]
+    lines += gpp_markdown(g)
+    lines += ["", f"Time of this section {result['seconds'] / 60:.1f} min" +
+              (" (the Rayleigh models trained by the main run, not counted)." if g.get("rayleigh_models_from_main")
+               else ", the Rayleigh models' training included."), ""]
     return "\n".join(lines)
 
 
