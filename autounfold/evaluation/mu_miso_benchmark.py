@@ -86,8 +86,11 @@ def _train_like(cfg, channel: dict, quiet: bool):
     return model.eval(), cfg, time.perf_counter() - t0
 
 
-def _at(model, cfg, snr=None, channel_model=None, pool_seed=None):
-    """The same learned parameters on the problem at a fixed SNR / another channel model / pool."""
+def _at(model, snr=None, channel_model=None, pool_seed=None):
+    """The same learned parameters on the problem at a fixed SNR / another channel model / pool.
+    The model's own config is the one moved: its ``step_init: tuned`` is already resolved to numbers
+    (the loaded one would re-tune the start on a validation draw at every call, for parameters that
+    ``transfer`` then overwrites)."""
     changes = {}
     if snr is not None:
         changes["snr_db"] = [snr, snr]
@@ -95,7 +98,7 @@ def _at(model, cfg, snr=None, channel_model=None, pool_seed=None):
         changes["model"] = channel_model
     if pool_seed is not None:
         changes["pool_seed"] = pool_seed
-    data = cfg.model_dump(mode="json")
+    data = model.config.model_dump(mode="json")
     data["problem"]["channel"].update(changes)
     return transfer(model, parse_config(data, "benchmark"))
 
@@ -122,7 +125,7 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
     for ch in ("iid_rayleigh", *channels):
         pool = TEST_POOL if ch in GPP_NAMES else None
         # model.config: the tuned start already resolved (cfg would tune it again on the test problem)
-        q = _at(first, first.config, channel_model=ch, pool_seed=pool).problem
+        q = _at(first, channel_model=ch, pool_seed=pool).problem
         t = q.sample(test_batch, generator(seed, "test", "3gpp", ch))
         t0 = time.perf_counter()
         r = reference(q, t)
@@ -132,7 +135,7 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
             for layer in layers:
                 for key, trained in (("rayleigh", rayleigh), ("gpp", gpp)):
                     m = trained[layer][0]
-                    m = _at(m, m.config, channel_model=ch, pool_seed=pool)
+                    m = _at(m, channel_model=ch, pool_seed=pool)
                     rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded",
                                  "trained_on": where[key], **q.summarize(m.run(t), t, r)})
             label, solver = baselines.CLASSICAL["wmmse"]
@@ -192,7 +195,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
     for n_tx, K in sizes:
         for snr in SNRS:
             first = models[(n_tx, K, layers[0], depth)]
-            probe = _at(*first[:2], snr=snr)
+            probe = _at(first[0], snr=snr)
             p = probe.problem
             test = p.sample(test_batch, generator(seed, "test", n_tx, K, snr))
             t0 = time.perf_counter()
@@ -201,7 +204,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
             rows = []
             with torch.no_grad():
                 for layer in layers:
-                    m = _at(*models[(n_tx, K, layer, depth)][:2], snr=snr)
+                    m = _at(models[(n_tx, K, layer, depth)][0], snr=snr)
                     rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded", **p.summarize(m.run(test), test, ref)})
                 for name in ("wmmse", "wmmse_tuned", "pga_tuned"):
                     label, solver = baselines.CLASSICAL[name]
@@ -216,7 +219,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
 
     # ---- depth curve, per-SNR curve, robustness and latency on the middle size ---------------------
     n_tx, K = sizes[len(sizes) // 2]
-    base_model, base_cfg, _ = models[(n_tx, K, layers[0], depth)]
+    base_model = models[(n_tx, K, layers[0], depth)][0]
     p = base_model.problem
     test = p.sample(test_batch, generator(seed, "test", "mixed"))
     ref = reference(p, test)
@@ -239,13 +242,13 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
 
     sweep = {"snr_db": list(SWEEP_SNRS)}
     for snr in SWEEP_SNRS:
-        probe = _at(base_model, base_cfg, snr=snr)
+        probe = _at(base_model, snr=snr)
         q = probe.problem
         t = q.sample(test_batch // 2, generator(seed, "snr", snr))
         r = reference(q, t)
         with torch.no_grad():
             for layer in layers:
-                m = _at(*models[(n_tx, K, layer, depth)][:2], snr=snr)
+                m = _at(models[(n_tx, K, layer, depth)][0], snr=snr)
                 summary = q.summarize(m.run(t), t, r)
                 sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth}", []).append(summary["pct_of_reference"])
                 sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth} p5", []).append(summary["p5_pct"])
@@ -253,13 +256,13 @@ def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: S
     result["snr_sweep"] = {"n_tx": n_tx, "n_users": K, **sweep}
 
     robust = []
-    probe = _at(base_model, base_cfg, channel_model="correlated_rayleigh")
+    probe = _at(base_model, channel_model="correlated_rayleigh")
     q = probe.problem
     t = q.sample(test_batch // 2, generator(seed, "correlated"))
     r = reference(q, t)
     with torch.no_grad():
         for layer in layers:
-            m = _at(*models[(n_tx, K, layer, depth)][:2], channel_model="correlated_rayleigh")
+            m = _at(models[(n_tx, K, layer, depth)][0], channel_model="correlated_rayleigh")
             robust.append({"method": f"{LABELS.get(layer, layer)}-{depth}", **q.summarize(m.run(t), t, r)})
         robust.append({"method": f"WMMSE-{depth}", **q.summarize(baselines.wmmse(q, t, depth), t, r)})
         robust.append({"method": f"WMMSE, tuned relaxation-{depth}", **q.summarize(baselines.wmmse_tuned(q, t, depth), t, r)})
