@@ -19,7 +19,8 @@ from autounfold.cli import app
 from autounfold.config import load_config
 from autounfold.monitoring import EventLog, MonitorConfig, compute_baseline, monitor_windows
 from autounfold.monitoring.monitor import window_line
-from autounfold.ops.research import estimates_angular_spread, research_changes, research_line, research_target
+from autounfold.monitoring.monitor import estimates_angular_spread
+from autounfold.ops.research import research_changes, research_line, research_target
 from autounfold.plugins import PROBLEMS
 from autounfold.problems.detection import DetectionBatch
 from autounfold.seeding import generator

@@ -123,6 +123,7 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
     records = []
     trigger_key = f"{model_ref}:covariance_shift"
     over = 0                                   # consecutive windows above the covariance threshold
+    spread_estimated = estimates_angular_spread(problem)
     fraction = cfg.shadow_fraction if cfg.shadow_fraction is not None else problem.shadow_fraction
     for w, raw in enumerate(windows):
         inst = problem.traffic(raw, generator(cfg.seed, "traffic", w))
@@ -149,7 +150,7 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
         rec = {"window": w, "channels": B, "se_mean": float(se.mean()), "covariance_shift": shift,
                "shadow_pct": shadow, "shadow_samples": int(coin.sum()), "grad_norm": gnorm,
                "grad_norm_ratio": gnorm / max(baseline.grad_norm, 1e-12), "parameter_drift": drift,
-               "angular_spread_estimate": _spread(problem, R, baseline.antenna_spacing),
+               **({"angular_spread_estimate": _spread(problem, R, baseline.antenna_spacing)} if spread_estimated else {}),
                **{k: v for k, v in own.items() if k not in ("shadow_pct", "shadow_alarm")}}
         if baseline.shadow and "shadow_pct" in baseline.shadow:
             rec["shadow_baseline_pct"] = float(baseline.shadow["shadow_pct"])
@@ -173,7 +174,8 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
             changes = problem.drift_changes(R)
             event = log.append({"kind": "trigger", "key": trigger_key, "model": model_ref, "window": w,
                                 "metric": "covariance_shift", "value": shift, "threshold": cfg.covariance_threshold,
-                                "angular_spread_estimate": rec["angular_spread_estimate"], "action": "re-search",
+                                **({"angular_spread_estimate": rec["angular_spread_estimate"]} if spread_estimated else {}),
+                                "action": "re-search",
                                 "drift_changes": changes,
                                 "research_set": [f"base.problem.{k}={v}" for k, v in changes.items()]})
             rec["trigger"] = event
@@ -184,6 +186,15 @@ def monitor_windows(model, windows: Iterable[ChannelBatch], cfg: MonitorConfig, 
         if on_window is not None:
             on_window(rec)
     return records
+
+
+def estimates_angular_spread(problem) -> bool:
+    """Whether the monitor estimates an angular spread for ``problem``: only where the monitored moment
+    is the transmit covariance (the problem keeps the default ``Problem.monitor_rows``), which the
+    estimate fits. Detection watches the per-user receive-array coherence: its records and trigger
+    events carry no ``angular_spread_estimate``, and what its re-search re-targets is the trigger's
+    ``research_set`` (``Problem.drift_changes``: the channel model)."""
+    return type(problem).monitor_rows is Problem.monitor_rows
 
 
 def _spread(problem, R, spacing: float) -> float:

@@ -17,9 +17,9 @@ from ..artifacts import load
 from ..config import set_override
 from ..errors import ConfigError, InputError, format_validation_error
 from ..monitoring import Baseline, EventLog, MonitorConfig, compute_baseline, drifting_windows, monitor_windows
-from ..monitoring.monitor import parse_synthetic
+from ..monitoring.monitor import estimates_angular_spread, parse_synthetic
 from ..registry import download_model, experiment_id, resolve_version
-from .research import estimates_angular_spread, research_changes, research_on_drift, submit_research
+from .research import research_changes, research_on_drift, submit_research
 from .search import BASELINE_FILE
 
 EXPERIMENT = "autounfold-monitoring"
@@ -54,7 +54,7 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
     Returns ``{"records", "events", "version"}``.
 
     ``on_window(record)`` is called after each window (the CLI prints a line). For a problem whose
-    angular-spread number is not an estimate (``research.estimates_angular_spread``: detection) the
+    angular-spread number is not an estimate (``monitoring.monitor.estimates_angular_spread``: detection) the
     records carry no ``angular_spread_estimate`` and a re-search aims only at the trigger's
     ``research_set``."""
     from mlflow.entities import Metric
@@ -89,8 +89,6 @@ def run_monitor(model: str, sources: List[str], *, window: int = 512, events: Op
         spread = estimates_angular_spread(net.problem)
 
         def window_done(rec):
-            if not spread:                   # the configured spread, not an estimate: neither logged nor printed
-                rec.pop("angular_spread_estimate", None)
             client.log_batch(rid, metrics=[Metric(k, float(v), int(time.time() * 1000), rec["window"])
                                            for k, v in rec.items() if isinstance(v, float)])
             if on_window is not None:

@@ -20,16 +20,6 @@ def _space_data(model_dir: Path) -> dict:
     return read_yaml_mapping(space_file, SearchError)
 
 
-def estimates_angular_spread(problem) -> bool:
-    """Whether the monitor's ``angular_spread_estimate`` for ``problem`` is an estimate a re-search should
-    aim at: only where the monitored moment is the transmit covariance (the problem keeps the default
-    ``Problem.monitor_rows``), which the estimate fits. Detection watches the per-user receive-array
-    coherence and reports its configured spread; what its re-search re-targets is the trigger's
-    ``research_set`` (``Problem.drift_changes``: the channel model)."""
-    from ..problems.base import Problem
-    return type(problem).monitor_rows is Problem.monitor_rows
-
-
 def _spread(event: dict, angular_spread: bool) -> Optional[float]:
     return round(float(event["angular_spread_estimate"]), 1) if angular_spread else None
 
