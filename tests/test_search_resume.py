@@ -262,3 +262,19 @@ def test_the_wrapped_upload_pickles():
 
     upload = atomic_sync.atomic_upload(storage._upload_to_fs_path)
     assert getattr(cloudpickle.loads(cloudpickle.dumps(upload)), "_autounfold_atomic")
+
+
+def test_atomic_upload_wraps_once(tmp_path):
+    """install() may already have wrapped Ray's upload in this process (an earlier search): wrapping
+    it again must not stage every file twice."""
+    import pyarrow.fs
+    from ray.train._internal import storage
+
+    once = atomic_sync.atomic_upload(getattr(storage._upload_to_fs_path, "__wrapped__", storage._upload_to_fs_path))
+    assert atomic_sync.atomic_upload(once) is once
+    src = tmp_path / "staging"
+    src.mkdir()
+    (src / "experiment_state-s.json").write_text("{}")
+    atomic_sync.atomic_upload(once)(str(src), pyarrow.fs.LocalFileSystem(), str(tmp_path / "tune"))
+    assert (tmp_path / "tune" / "experiment_state-s.json").read_text() == "{}"
+    assert not list(tmp_path.glob(".sync-*")) and not list((tmp_path / "tune").glob(".sync-*"))

@@ -67,8 +67,12 @@ def _locked(fn, *args, **kwargs):
 
 def atomic_upload(upload):
     """``upload(local_path, fs, fs_path, exclude=None)`` made atomic per file on a LocalFileSystem,
-    where it copies from ``local_path`` under ``STATE_LOCK``."""
+    where it copies from ``local_path`` under ``STATE_LOCK``. Idempotent: an upload it already wrapped
+    (``install`` ran earlier in this process) is returned as it is, not staged twice."""
     import pyarrow.fs
+
+    if getattr(upload, _MARK, False):
+        return upload
 
     def wrapped(local_path, fs, fs_path, exclude=None):
         if not isinstance(fs, pyarrow.fs.LocalFileSystem):      # (the runner's storage path is local)
@@ -83,6 +87,7 @@ def atomic_upload(upload):
             shutil.rmtree(stage, ignore_errors=True)
 
     setattr(wrapped, _MARK, True)
+    wrapped.__wrapped__ = upload
     return wrapped
 
 
