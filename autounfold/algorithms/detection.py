@@ -41,7 +41,7 @@ preconditioner, as OAMP does (Ma and Ping 2017; He, Wen, Jin and Li 2018):
 
 then the soft projection -|q_u - c|^2 / (tau_k e_u) with a learned calibration tau_k, to which a small
 network per layer, shared by the users (so any U and n_rx), adds logits; it sees (q_u, log(tau_k e_u),
-the previous probabilities, a hidden state h_u of DETNET's state_size) and also returns the next
+the previous probabilities, a hidden state h_u of DetNetStep.state_size entries) and returns the next
 hidden state. From the uniform start the first layer's projection is the LMMSE detector's. With
 delta_k = tau_k = 1 and no network the layer is a classical detector of its own (``detnet_classical``,
 an LMMSE-preconditioned projected gradient with one shared prior variance, a simplified OAMP
