@@ -59,6 +59,7 @@ from ..plugins import ALGORITHMS
 from ..problems.base import batch_scalar
 from ..problems.detection import gaussian_logits, lmmse, sic_statistics, zf
 from .proximal_gradient import State
+from .solver import solve
 
 ML_MAX_CANDIDATES = 65536
 """Exhaustive ML enumerates C^U symbol vectors; beyond this many it refuses (use K-best)."""
@@ -233,22 +234,14 @@ def lmmse_gradient_step(inst, m: torch.Tensor, v: torch.Tensor, step) -> Tuple[t
 def sic(problem, inst, iterations: int, damping: float = 0.0, inflation: float = 0.0) -> torch.Tensor:
     """``iterations`` of classical soft interference cancellation from the uniform start, with a
     fixed damping and noise inflation (both 0: the textbook detector)."""
-    algo = SoftIC()
-    state = algo.init_state(problem.init(inst))
     p = {"damping": damping if damping > 0 else None, "noise_inflation": inflation if inflation > 0 else None}
-    for _ in range(iterations):
-        state = algo.step(problem, inst, state, p)
-    return state.x
+    return solve(problem, inst, SoftIC(), p, iterations).x
 
 
 def detnet_classical(problem, inst, iterations: int) -> torch.Tensor:
     """``iterations`` of DetNet's layer with its classical parameters (delta = tau = 1, no network)
     from the uniform start: the network's equal-depth classical baseline, log-probabilities (B, U, C)."""
-    algo = DetNetStep()
-    state = algo.init_state(problem.init(inst))
-    for _ in range(iterations):
-        state = algo.step(problem, inst, state, {})
-    return problem.log_probs(state.x)
+    return problem.log_probs(solve(problem, inst, DetNetStep(), {}, iterations).x)
 
 
 def candidates(problem, users: int, device="cpu") -> torch.Tensor:

@@ -112,16 +112,14 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
     return model.eval(), secs, cfg.training.steps
 
 
-K_DETNET = load_config("preset:detnet").model.num_layers
-
-
-def _classical(problem, K: int, tuned_params) -> Dict[str, object]:
+def _classical(problem, K: int, tuned_params, K_detnet: int) -> Dict[str, object]:
     """The classical detectors on ``problem``; ``tuned_params`` (damping, inflation) of the tuned SIC
-    (tuned at this SNR on its own validation draw)."""
+    (tuned at this SNR on its own validation draw); DetNet's classical layer at DetNet's depth
+    ``K_detnet``."""
     out = {"ZF": lambda inst: D.zf(problem, inst), "LMMSE": lambda inst: D.lmmse(problem, inst),
            f"SIC-{K}": lambda inst: D.sic(problem, inst, K),
            f"SIC-{K}, tuned damping + inflation": lambda inst: D.sic(problem, inst, K, *tuned_params),
-           f"LMMSE-PG-{K_DETNET} (DetNet's layer, classical)": lambda inst: D.detnet_classical(problem, inst, K_DETNET),
+           f"LMMSE-PG-{K_detnet} (DetNet's layer, classical)": lambda inst: D.detnet_classical(problem, inst, K_detnet),
            "K-best (K=16, Sionna)": lambda inst: D.kbest(problem, inst, 16),
            "EP-10 (Sionna)": lambda inst: D.ep(problem, inst, 10)}
     if problem.num_points ** problem.n_users <= D.ML_MAX_CANDIDATES:
@@ -133,6 +131,7 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
                    latency_batch: int, repeats: int, seed: int, quiet: bool) -> dict:
     case = CASES[name]
     K = load_config("preset:deepsic").model.num_layers
+    K_detnet = load_config("preset:detnet").model.num_layers
     models, train_info, tuned_at = {}, {}, {}
     networks = [n for n in networks if n in case.get("networks", NETWORKS)]
     for net in networks:
@@ -149,7 +148,7 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
         inst = q.sample(test_size, generator(seed, "test", name, snr))
         # the tuned SIC gets its two knobs chosen at this SNR, on a validation draw of its own
         tuned_at[snr] = tuned = tune_sic(q, q.sample(SIC_VALIDATION, generator(seed, "validation-sic", name, snr)), K)
-        fns = dict(_classical(q, K, tuned))
+        fns = dict(_classical(q, K, tuned, K_detnet))
         for label, m in models.items():
             fns[label] = (lambda mm: (lambda i: mm.run(i)))(m)
         with torch.no_grad():
@@ -163,7 +162,7 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
     q = build_problem(load_config("preset:deepsic", _overrides(case, (case["snrs"][len(case["snrs"]) // 2],) * 2,
                                                                    test_pool)).problem)
     lat_inst = q.sample(latency_batch, generator(seed, "latency", name))
-    fns = {k: (lambda f: (lambda: f(lat_inst)))(f) for k, f in _classical(q, K, tuned_at[case["snrs"][len(case["snrs"]) // 2]]).items()}
+    fns = {k: (lambda f: (lambda: f(lat_inst)))(f) for k, f in _classical(q, K, tuned_at[case["snrs"][len(case["snrs"]) // 2]], K_detnet).items()}
     for label, m in models.items():
         if "trained on Rayleigh" not in label:
             fns[label] = (lambda mm: (lambda: mm.run(lat_inst)))(m)

@@ -111,8 +111,7 @@ def install() -> bool:
     current = getattr(storage, "_upload_to_fs_path", None)
     if current is None:
         return False
-    if not getattr(current, _MARK, False):
-        storage._upload_to_fs_path = atomic_upload(current)
+    storage._upload_to_fs_path = atomic_upload(current)          # (returns an upload it wrapped as it is)
     try:
         from ray.tune.execution.tune_controller import TuneController
     except ImportError:                                   # pragma: no cover
