@@ -71,7 +71,7 @@ benchmark-rpca: setup
 	$(PY) -m autounfold.cli benchmark-rpca --out results/rpca
 
 search-benchmark: setup
-	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark
+	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m autounfold.cli search-benchmark --out results/search_benchmark --tables benchmarks/search_tables
 
 clean:
 	rm -rf $(VENV) runs results mlruns .pytest_cache

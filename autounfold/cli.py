@@ -509,19 +509,27 @@ def jobs_stop(job_id: str, address: Optional[str] = typer.Option(None, help=ADDR
 
 
 @command(app, "search-benchmark")
-def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the searches and tables"),
-                     spec_path: Path = typer.Option(Path("search_spaces/auto_pgd.yaml"), "--spec", help="search-space YAML"),
-                     seeds: str = typer.Option("0,1,2", help="comma-separated search seeds"),
-                     trials: int = typer.Option(40, help="trials per search (TPE starts after the spec's n_initial_points)"),
-                     tolerance: float = typer.Option(0.1, help="'within X% of the best known score'"),
-                     parallel_trials: int = typer.Option(6, help="trials of the parallel-efficiency runs"),
-                     parallel_steps: int = typer.Option(1500, help="training steps of those trials (about 30 s each here)")):
-    """TPE vs random, warm vs cold re-search after a channel shift, parallel efficiency: JSON + Markdown.
-    Finished searches in --out are reused, so an interrupted benchmark continues where it stopped."""
-    from .search.benchmark import run_search_benchmark
-    run_search_benchmark(out, spec_path, _ints(seeds, "--seeds"), trials, tolerance, parallel_trials, parallel_steps,
-                         console=console)
-    console.print((out / "search_benchmark.md").read_text(), markup=False, highlight=False)
+def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the results, simulations and live searches"),
+                     tables: Optional[Path] = typer.Option(None, help="directory of the Parquet tables (default: OUT/tables); "
+                                                            "missing tables are built there, existing ones reused when their sha256 matches"),
+                     seeds: int = typer.Option(30, min=2, help="paired seeds per searcher (0..seeds-1)"),
+                     trials: int = typer.Option(60, min=20, help="trials per simulated search"),
+                     replicates: int = typer.Option(24, min=0, help="configurations trained a second time (re-training noise)"),
+                     workers: int = typer.Option(2, min=1, help="processes for the simulations"),
+                     sections: str = typer.Option(",".join(("tables", "searchers", "concurrency", "warm", "live", "nodes")),
+                                                  help="comma-separated: tables, searchers, concurrency, warm, live, nodes")):
+    """Tabular search benchmark: every configuration of the discrete spaces in search_spaces/tabular/
+    trained once through Ray and cached to Parquet; TPE, random and Optuna TPE over paired seeds against
+    the tables; concurrency; warm-start transfer methods; live searches against the table; a
+    multi-node Ray cluster. JSON + Markdown + PNG in OUT; an interrupted run continues where it stopped."""
+    from .search.benchmark import SECTIONS, run_search_benchmark
+    chosen = [x.strip() for x in sections.split(",") if x.strip()]
+    bad = [x for x in chosen if x not in SECTIONS]
+    if bad:
+        raise ConfigError(f"--sections: unknown {', '.join(bad)} (choose from {', '.join(SECTIONS)})")
+    run_search_benchmark(out, seeds=seeds, trials=trials, replicates=replicates, workers=workers, sections=chosen,
+                         tables_dir=tables, console=console)
+    console.print((out / "SEARCH_RESULTS.md").read_text(), markup=False, highlight=False)
 
 
 @command(app)

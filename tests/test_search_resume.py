@@ -11,7 +11,8 @@ import pytest
 
 from autounfold.errors import SearchError
 from autounfold.search import atomic_sync
-from autounfold.search.history import History, make_searcher
+from autounfold.search.history import History
+from autounfold.search.searchers import make_searcher
 from autounfold.search.resume import ResumeContext, rebuild_searcher, set_aside_unreadable_states
 from autounfold.spaces import parse_spec
 
@@ -145,7 +146,7 @@ def test_trials_that_ended_after_the_experiment_state_count_and_warm_start_is_ke
     towards the budget and TPE learns it; the warm-start points stay at the head of TPE's history;
     trials that errored or never reported teach nothing."""
     run = Search(spec, WARM).run(IDS[:5])
-    assert run.warm == {"inserted": 2, "dropped": 0}
+    assert run.warm == {"inserted": 2, "dropped": 0, "method": "history"}
     trials = [run.trial(t) for t in IDS[:3]] + [run.trial("t3", "PENDING")]    # t3 runs again
     rows = {t: run.row(t) for t in IDS[:3]}
     rows["t4"] = run.row("t4")                                                  # ended after the state
@@ -163,6 +164,25 @@ def test_trials_that_ended_after_the_experiment_state_count_and_warm_start_is_ke
     rows = {"t0": failed.row("t0", status="error"), "t1": failed.row("t1")}
     report = rebuild_searcher(failed.gen, [failed.trial("t0"), failed.trial("t1")], ResumeContext(spec, rows))
     assert report["learned"] == 1 and report["counter"] == 2
+
+
+def test_a_replay_warm_start_replays_nothing_twice_after_resume(spec):
+    """budget.transfer replay: configurations the recorded trials already ran are dropped from the
+    replay queue of a searcher restored from an older save, and a replayed trial that runs again is
+    completed by TPE (pending in its history), not replayed."""
+    from autounfold.search.simulate import with_budget
+
+    replay = with_budget(spec, transfer="replay", transfer_top_k=2)
+    run = Search(replay, WARM)
+    assert run.warm["replay"] == 2 and run.warm["method"] == "replay"
+    first = replay.flatten(run.suggest("t0"))
+    assert first == WARM.points[1][0]                         # the earlier best first
+    run.complete("t0")
+    old = Search(replay, WARM)                                # restored from a save before t0 was suggested
+    old.configs["t0"] = run.configs["t0"]
+    rebuild_searcher(old.gen, [old.trial("t0")], ResumeContext(replay, {"t0": run.row("t0")}))
+    assert replay.flatten(old.suggest("t1")) == WARM.points[0][0]     # the second replay, not the first again
+    assert old.limiter.searcher.queue == []                   # both replays are spent
 
 
 def test_a_consistent_state_is_rebuilt_unchanged(spec):

@@ -9,7 +9,8 @@ import torch
 from autounfold.build import build_model
 from autounfold.config import parse_config
 from autounfold.search import results as R
-from autounfold.search.history import History, make_searcher, read_history
+from autounfold.search.history import History, read_history
+from autounfold.search.searchers import make_searcher
 from autounfold.search.trial import objective_value, run_trial, shard_purpose
 from autounfold.spaces import parse_spec
 from autounfold.training import train
@@ -129,7 +130,7 @@ def test_warm_start_history_changes_the_first_suggestions(spec):
         points.append((p, 99.9 if good else 90.0))
     points.append(({"model.num_layers": 40, "training.lr": 0.01, "model.layer": "signed"}, 50.0))   # outside
     warm, counts = searcher(History(points, "test"))
-    assert counts == {"inserted": 30, "dropped": 1}
+    assert counts == {"inserted": 30, "dropped": 1, "method": "history"}
     warm_first = [spec.flatten(warm.suggest(f"w{i}")) for i in range(6)]
     assert warm_first != cold_first
     # TPE is past its random start-up at once and proposes the good region
@@ -209,7 +210,7 @@ def test_mode_min_is_one_sign_convention_everywhere(spec):
     assert rows[3]["reason"] == "RuntimeError: worker died" and rows[3]["objective"] == 1e9
     assert low.objective.better(2.0, 5.0) and not low.objective.better(5.0, 2.0) and low.objective.better(7.0, None)
     searcher, counts = make_searcher(low, History([(PARAMS, 3.0)], "test"), n_initial_points=3)
-    assert counts == {"inserted": 1, "dropped": 0}
+    assert counts == {"inserted": 1, "dropped": 0, "method": "history"}
     assert [t["result"]["loss"] for t in searcher._hpopt_trials.trials] == [3.0]     # hyperopt minimises the objective
     max_searcher, _ = make_searcher(spec, History([(PARAMS, 3.0)], "test"), n_initial_points=3)
     assert [t["result"]["loss"] for t in max_searcher._hpopt_trials.trials] == [-3.0]

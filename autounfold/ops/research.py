@@ -46,7 +46,7 @@ def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optio
     for c in changes:
         set_override(data, c)
     budget = data.get("budget", {})
-    if budget.get("algorithm", "tpe") == "tpe" and budget.get("n_initial_points", 10) >= budget.get("num_samples", 40):
+    if budget.get("algorithm", "tpe") != "random" and budget.get("n_initial_points", 10) >= budget.get("num_samples", 40):
         # the warm-start history already covers TPE's random start-up
         changes.append(f"budget.n_initial_points={max(1, budget['num_samples'] - 1)}")
     return changes

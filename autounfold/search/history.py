@@ -1,9 +1,8 @@
 """Warm start: an earlier search's (params, objective) history, handed to TPE as evaluated points.
 
-Ray's ``HyperOptSearch`` takes ``points_to_evaluate`` but no scores for them and does not implement
-the searcher contract's ``add_evaluated_point``; ``make_searcher`` returns a subclass that does, so
-the earlier trials become finished trials of TPE's own history: they count towards
-``n_initial_points`` and shape the first model-based suggestions. Objectives are the earlier
+How the history enters a new search is ``budget.transfer`` (``searchers.make_searcher``): inserted
+as finished trials of TPE's own history, replayed first on the new task, or replayed and then
+inserted only when the replayed results rank like the earlier ones. Objectives are the earlier
 search's: with a changed channel they are a prior (which regions were good), not a promise.
 """
 from __future__ import annotations
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import List, Tuple
 
 from ..errors import SearchError
-from ..spaces.spec import SearchSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,45 +66,3 @@ def insert_doc(trials, vals: dict, loss: "float | None" = None) -> dict:
     trials.insert_trial_docs([doc])
     trials.refresh()
     return doc
-
-
-def make_searcher(spec: SearchSpec, history: "History | None" = None, n_initial_points: "int | None" = None):
-    """The TPE searcher of ``spec`` (``WarmStartHyperOpt``), with ``history``'s points added through
-    Ray's public searcher contract (``add_evaluated_point``). Returns ``(searcher, counts)`` with
-    ``counts = {"inserted": n, "dropped": m}``."""
-    from ray.tune.search.hyperopt import HyperOptSearch
-
-    class WarmStartHyperOpt(HyperOptSearch):
-        """``HyperOptSearch`` that implements ``Searcher.add_evaluated_point`` (Ray's contract for
-        results evaluated outside the suggest / complete loop, which ``HyperOptSearch`` leaves
-        unimplemented): the point becomes a finished trial of TPE's own history, so it counts
-        towards ``n_initial_points`` and shapes the next suggestions.
-
-        ``parameters`` are the flat trial parameters of ``spec`` (what ``trials.parquet`` stores);
-        points outside the space raise ValueError."""
-
-        def add_evaluated_point(self, parameters, value, error=False, pruned=False, intermediate_values=None):
-            vals = spec.to_vals(parameters)
-            if vals is None:
-                raise ValueError(f"point outside the search space of {spec.name}: {parameters}")
-            if error:
-                value = spec.objective.worst
-            insert_doc(self._hpopt_trials, vals, -spec.objective.sign * float(value))      # hyperopt minimises
-
-    b = spec.budget
-    searcher = WarmStartHyperOpt(space=spec.hyperopt_space(), metric="objective", mode=spec.objective.mode,
-                                 n_initial_points=n_initial_points or b.n_initial_points,
-                                 random_state_seed=spec.seed, gamma=b.gamma)
-    if history is None:
-        return searcher, {"inserted": 0, "dropped": 0}
-    inserted = dropped = 0
-    for params, objective in history.points:
-        if spec.to_vals(params) is None:
-            dropped += 1
-            continue
-        searcher.add_evaluated_point(params, objective)
-        inserted += 1
-    if dropped:
-        log.warning("warm start: %d of %d earlier trials lie outside the new search space and were dropped",
-                    dropped, len(history.points))
-    return searcher, {"inserted": inserted, "dropped": dropped}

@@ -60,6 +60,9 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
         "reason": str(error or metrics.get("reason") or ""), "params": json.dumps(params, sort_keys=True),
         "spec_name": spec.name, "spec_sha256": spec.sha256, "search_seed": spec.seed,
         "shard": str(metrics.get("shard", f"trial:{trial_id}")),
+        # the Ray node that ran the trial's last report, and whether it continued from a checkpoint
+        # (a node lost mid-trial: Tune reschedules the trial elsewhere from its last checkpoint)
+        "node_id": str(metrics.get("node_id") or ""), "restored": bool(metrics.get("restored", False)),
     }
     if status == "error" and not math.isfinite(row["objective"]):
         row["objective"] = spec.objective.worst

@@ -119,6 +119,12 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         limiter.num_unfinished_live_trials = len(limiter.live_trials)
         limiter.cached_results = {}
 
+    node = getattr(search_alg, "searcher", None)
+    while node is not None:                       # a warm start's replay (searchers.TransferSearcher)
+        if hasattr(node, "forget_replayed"):
+            node.forget_replayed([spec.flatten(t.config) for t in trials]
+                                 + [json.loads(row["params"]) for row in after])
+        node = getattr(node, "searcher", None)
     if base is not None and hasattr(base, "_hpopt_trials"):
         import hyperopt
 

@@ -1,4 +1,4 @@
-"""``run_search``: a search spec -> Ray Tune (TPE through ``history.make_searcher``, a concurrency
+"""``run_search``: a search spec -> Ray Tune (``searchers.make_searcher``: TPE, random or Optuna's TPE, a concurrency
 limit, optional ASHA) -> trial table, leaderboard, Pareto front and the best model. It knows nothing
 of MLflow: a ``tracker`` (``registry.SearchTracker`` when ``autounfold.ops.search`` runs it) is told
 about every trial; registering the best model is the caller's business.
@@ -29,7 +29,8 @@ from typing import Optional
 from ..errors import SearchError
 from ..spaces.spec import SearchSpec, write_space_file
 from . import results as R
-from .history import TRIALS_FILE, History, make_searcher
+from .history import TRIALS_FILE, History
+from .searchers import make_searcher
 
 log = logging.getLogger(__name__)
 
@@ -195,11 +196,7 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
             # the trials: rebuilt from the recorded trials as Tune restores them (resume.py)
             rebuild = resume_state.ResumeContext(spec, logged, int(warm.get("inserted", 0)))
         else:
-            b = spec.budget
-            n_hist = len(history.points) if history else 0
-            # random search = TPE that never leaves its random start-up (same code path, same seeding)
-            n_initial = b.n_initial_points if b.algorithm == "tpe" else b.num_samples + n_hist + 1
-            searcher, warm = make_searcher(spec, history, n_initial)
+            searcher, warm = make_searcher(spec, history)
             meta["warm_start_counts"] = warm
             meta_path.write_text(json.dumps(meta, indent=2))
             from ray.tune.search import ConcurrencyLimiter
@@ -238,6 +235,8 @@ def run_search(spec: SearchSpec, out: "str | Path", *, address: Optional[str] = 
         summary = {"interrupted": interrupted, "spec_name": spec.name, "spec_sha256": spec.sha256, "num_trials": int(len(table)),
                    "counts": {k: int(v) for k, v in counts.items()}, "seconds": seconds,
                    "concurrency": concurrency, "warm_start": warm_start or meta.get("warm_start"),
+                   "nodes_used": int(table.node_id[table.node_id != ""].nunique()) if "node_id" in table else 0,
+                   "restored_trials": int(table.restored.sum()) if "restored" in table else 0,
                    "warm_start_counts": warm,
                    "best": None if best is None else {k: (v.item() if hasattr(v, "item") else v)
                                                       for k, v in best.drop(labels=["params"]).items()},

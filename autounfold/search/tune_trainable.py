@@ -15,6 +15,7 @@ FINAL_FILE = "final.json"
 def trainable(config: dict, spec_yaml: str) -> None:
     import shutil
 
+    import ray
     import torch
     from ray import tune
 
@@ -40,7 +41,10 @@ def trainable(config: dict, spec_yaml: str) -> None:
                 resume = torch.load(state_path, weights_only=True)
     device = "cuda" if spec.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def report(metrics: dict, state, model_dir) -> None:
+        metrics = {**metrics, "node_id": node_id, "restored": resume is not None}
         if state is None and model_dir is None:
             tune.report(metrics)
             return

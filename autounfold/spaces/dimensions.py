@@ -266,3 +266,55 @@ def default_point(space: Dict[str, Any], forced: Dict[str, Any], prefix: str = "
         if isinstance(dim, ConditionalDim):
             out.update(default_point(dim.options[value].space, forced, f"{label}/{value}/"))
     return out
+
+
+def unflatten(space: Dict[str, Any], params: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Flat params -> the nested config ``to_hyperopt(space)`` samples (the inverse of ``flatten``):
+    what a searcher hands Ray Tune for a configuration it did not sample itself (a replayed one)."""
+    out = {}
+    for key, dim in space.items():
+        label = _label(prefix, key)
+        value = params[label]
+        if isinstance(dim, ConditionalDim):
+            out[key] = {OPTION_KEY: value, **unflatten(dim.options[value].space, params, f"{label}/{value}/")}
+        else:
+            out[key] = value
+    return out
+
+
+def optuna_distributions(space: Dict[str, Any], params: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{label: optuna distribution}`` of the labels active at ``params`` (what an Optuna trial
+    of this configuration holds)."""
+    import optuna.distributions as od
+
+    out = {}
+    for key, dim in space.items():
+        label = _label(prefix, key)
+        if isinstance(dim, ConditionalDim):
+            out[label] = od.CategoricalDistribution(list(dim.options))
+            out.update(optuna_distributions(dim.options[params[label]].space, params, f"{label}/{params[label]}/"))
+        elif isinstance(dim, CategoricalDim):
+            out[label] = od.CategoricalDistribution(list(dim.values))
+        elif isinstance(dim, IntDim):
+            out[label] = od.IntDistribution(int(dim.low), int(dim.high), log=dim.log)
+        else:
+            out[label] = od.FloatDistribution(float(dim.low), float(dim.high), log=dim.log)
+    return out
+
+
+def optuna_sample(space: Dict[str, Any], trial, prefix: str = "") -> Dict[str, Any]:
+    """Sample flat params from an Optuna trial, define-by-run (conditionals: only the chosen branch)."""
+    out = {}
+    for key, dim in space.items():
+        label = _label(prefix, key)
+        if isinstance(dim, ConditionalDim):
+            name = trial.suggest_categorical(label, list(dim.options))
+            out[label] = name
+            out.update(optuna_sample(dim.options[name].space, trial, f"{label}/{name}/"))
+        elif isinstance(dim, CategoricalDim):
+            out[label] = trial.suggest_categorical(label, list(dim.values))
+        elif isinstance(dim, IntDim):
+            out[label] = trial.suggest_int(label, int(dim.low), int(dim.high), log=dim.log)
+        else:
+            out[label] = trial.suggest_float(label, float(dim.low), float(dim.high), log=dim.log)
+    return out

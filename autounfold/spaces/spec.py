@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
 from ..schema import Schema, load_yaml
@@ -66,21 +66,59 @@ class Asha(_Strict):
     reduction_factor: float = Field(3.0, gt=1)
 
 
+ALGORITHMS = {
+    # name -> what it is; the searcher behind each name is built in ``search.searchers``
+    "tpe": "hyperopt's TPE (the default): n_initial_points random suggestions, then model-based",
+    "random": "random search: the same hyperopt code path that never leaves its random start-up "
+              "(paired with tpe: same seed, same first n_initial_points suggestions)",
+    "optuna_tpe": "Optuna's TPESampler (multivariate, group) through Ray's OptunaSearch",
+}
+LIARS = {
+    # what TPE assumes about trials still running when it suggests the next one (budget.constant_liar)
+    "worst": "a running trial counts as the worst result (hyperopt's own behaviour; Optuna's constant_liar)",
+    "mean": "a running trial counts as the mean of the finished ones (hyperopt only)",
+    "none": "running trials are ignored (suggestions from the finished trials alone)",
+}
+TRANSFERS = {
+    # how a warm start (an earlier search's history) enters a new search (budget.transfer)
+    "history": "every earlier trial is inserted into TPE's history with its earlier objective",
+    "replay": "the earlier top transfer_top_k configurations are evaluated first on the new task; "
+              "TPE learns from those new results only",
+    "gated": "replay, then the rest of the earlier history is inserted (objectives shifted to the new "
+             "task's level) only if the replayed results rank like the earlier ones",
+}
+
+
+def _named(field: str, table: dict, value: str) -> str:
+    if value not in table:
+        raise ValueError(f"{field} {value!r} is not one of: {', '.join(table)}")
+    return value
+
+
 class Budget(_Strict):
     num_samples: int = Field(40, ge=1)
     max_concurrent: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0)
-    algorithm: Literal["tpe", "random"] = "tpe"
+    algorithm: str = "tpe"                 # a key of ALGORITHMS
     n_initial_points: int = Field(10, ge=1)
     gamma: float = Field(0.25, gt=0, lt=1)
+    constant_liar: str = "worst"           # a key of LIARS
+    transfer: str = "history"              # a key of TRANSFERS: how a warm start is used
+    transfer_top_k: int = Field(5, ge=1)
     asha: Optional[Asha] = None
+
+    _algorithm = field_validator("algorithm")(lambda v: _named("algorithm", ALGORITHMS, v))
+    _liar = field_validator("constant_liar")(lambda v: _named("constant_liar", LIARS, v))
+    _transfer = field_validator("transfer")(lambda v: _named("transfer", TRANSFERS, v))
 
     @model_validator(mode="after")
     def _tpe_needs_more_than_startup(self):
-        if self.algorithm == "tpe" and self.num_samples <= self.n_initial_points:
+        if self.algorithm != "random" and self.num_samples <= self.n_initial_points:
             raise ValueError(f"num_samples ({self.num_samples}) must exceed n_initial_points ({self.n_initial_points}): "
                              "TPE's first n_initial_points suggestions are random, so this budget would be a random "
                              "search; raise num_samples, lower n_initial_points, or set algorithm: random")
+        if self.algorithm == "optuna_tpe" and self.constant_liar == "mean":
+            raise ValueError("constant_liar 'mean' is hyperopt's (algorithm tpe); optuna_tpe takes 'worst' or 'none'")
         return self
 
 
