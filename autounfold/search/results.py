@@ -13,7 +13,8 @@ import pandas as pd
 from ..errors import ConfigError
 
 COLUMNS = ["trial_id", "status", "objective", "val_score", "num_layers", "layer", "latency_ms", "num_parameters",
-           "train_seconds", "trial_seconds", "finished_at", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard"]
+           "train_seconds", "trial_seconds", "finished_at", "iterations", "reason", "params", "spec_name", "spec_sha256", "search_seed", "shard",
+           "node_id", "restored"]
 
 
 ENDED = ("ok", "failed")
