@@ -185,6 +185,29 @@ def test_a_replay_warm_start_replays_nothing_twice_after_resume(spec):
     assert old.limiter.searcher.queue == []                   # both replays are spent
 
 
+def test_an_optuna_search_is_rebuilt_from_the_recorded_trials(spec):
+    """optuna_tpe: the rebuilt study holds the warm start, every ended trial with its objective and the
+    trial that runs again (pending, its parameters kept, completed by Tune as it ends); the sampler is
+    reseeded, so the next suggestion is not a repeat of the interrupted search's random start-up."""
+    from autounfold.search.simulate import with_budget
+
+    opt = with_budget(spec, algorithm="optuna_tpe")
+    run = Search(opt, WARM).run(IDS[:4])
+    run.suggest("t4")                                             # running when the driver died
+    trials = [run.trial(t) for t in IDS[:3]] + [run.trial("t4", "RUNNING")]
+    rows = {t: run.row(t) for t in IDS[:4]}                        # t3 ended after the saved state
+    report = rebuild_searcher(run.gen, trials, ResumeContext(opt, rows, warm_inserted=2))
+    study = run.base._ot_study
+    assert report["learned"] == 4 and report["counter"] == 5
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert [t.value for t in done] == [97.0, 99.0] + [objective(t) for t in IDS[:4]]
+    assert opt.flatten(run.configs["t4"]) == dict(run.base._ot_trials["t4"].params)     # runs again, same config
+    run.complete("t4")
+    assert [t.state.name for t in study.trials].count("COMPLETE") == 7
+    nxt = opt.flatten(run.suggest("t5"))
+    assert all(nxt != opt.flatten(run.configs[t]) for t in IDS[:5])
+
+
 def test_a_consistent_state_is_rebuilt_unchanged(spec):
     run = Search(spec).run(IDS[:3])
     run.suggest("t3")

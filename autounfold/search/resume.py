@@ -154,9 +154,23 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
             base.rstate.randint(2**31 - 1)
         report.update(saved_documents=len(saved._dynamic_trials), documents=len(history._dynamic_trials),
                       learned=learned)
+    elif base is not None and hasattr(base, "_ot_study"):          # optuna_tpe (searchers.AutoOptuna)
+        from .searchers import rebuild_optuna
+
+        learned = [(p, v) for p, v in ([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result))
+                                        for t in ended]
+                                       + [(json.loads(row["params"]), _objective(row, None)) for row in after])
+                   if v is not None and spec.to_vals(p) is not None]
+        again_points = [(t.trial_id, spec.flatten(t.config)) for t in again]
+        report.update(rebuild_optuna(base, spec, learned, again_points, ctx.warm_inserted, recorded))
     else:
-        log.warning("--resume: the searcher is %s, not HyperOptSearch: only its counts were rebuilt",
-                    type(base).__name__)
+        log.warning("--resume: the searcher is %s, neither HyperOptSearch nor OptunaSearch: only its counts "
+                    "were rebuilt", type(base).__name__)
+    node = getattr(search_alg, "searcher", None)
+    while node is not None:
+        if hasattr(node, "after_rebuild"):
+            node.after_rebuild()
+        node = getattr(node, "searcher", None)
     report["counter"] = recorded
     if report["saved_counter"] != recorded or (limiter is not None and not set(report["saved_live"]) <= limiter.live_trials):
         log.warning("--resume: the saved searcher state did not match the experiment state (it had suggested %s "

@@ -122,12 +122,45 @@ def _optuna(spec: SearchSpec, n_initial_points: int):
             self._ot_study.add_trial(optuna.trial.create_trial(
                 state=state, value=None if error else float(value), params=params, distributions=dists))
 
+    return AutoOptuna(space=define_by_run, metric="objective", mode=spec.objective.mode,
+                      sampler=_optuna_sampler(spec, n_initial_points, spec.seed))
+
+
+def _optuna_sampler(spec: SearchSpec, n_initial_points: int, seed: int):
+    import optuna
+
     with warnings.catch_warnings():             # multivariate / group are flagged experimental by Optuna
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.TPESampler(seed=spec.seed % (2**32), n_startup_trials=n_initial_points,
-                                             multivariate=True, group=True,
-                                             constant_liar=spec.budget.constant_liar == "worst")
-    return AutoOptuna(space=define_by_run, metric="objective", mode=spec.objective.mode, sampler=sampler)
+        return optuna.samplers.TPESampler(seed=seed % (2**32), n_startup_trials=n_initial_points,
+                                          multivariate=True, group=True,
+                                          constant_liar=spec.budget.constant_liar == "worst")
+
+
+def rebuild_optuna(searcher, spec: SearchSpec, learned: List[Tuple[dict, float]], again: List[Tuple[str, dict]],
+                   warm_inserted: int, recorded: int) -> dict:
+    """``--resume`` for ``optuna_tpe`` (``resume.rebuild_searcher``): a new study holding the warm-start
+    points (the first ``warm_inserted`` trials of the saved study), every ended trial with its
+    objective (``learned``) and the trials that run again (``again``: asked, pending, their
+    parameters fixed); the sampler reseeded from (seed, trials recorded) so that its random start-up
+    does not repeat the suggestions of the interrupted search."""
+    import optuna
+
+    from ..seeding import derive_seed
+
+    saved = searcher._ot_study
+    study = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize",
+                                sampler=_optuna_sampler(spec, spec.budget.n_initial_points,
+                                                        derive_seed(spec.seed, "resume", recorded)))
+    for t in saved.trials[:warm_inserted]:
+        study.add_trial(t)
+    searcher._ot_study, searcher._ot_trials, searcher._completed_trials = study, {}, set()
+    for params, value in learned:
+        searcher.add_evaluated_point(params, value)
+    for trial_id, params in again:
+        study.enqueue_trial({k: params[k] for k in D.optuna_distributions(spec.space, params)})
+        searcher._ot_trials[trial_id] = study.ask()
+        D.optuna_sample(spec.space, searcher._ot_trials[trial_id])      # takes the enqueued values
+    return {"saved_documents": len(saved.trials), "documents": len(study.trials), "learned": len(learned)}
 
 
 def base_searcher(spec: SearchSpec, n_initial_points: Optional[int] = None, extra_history: int = 0):
@@ -244,6 +277,9 @@ def _make_transfer_class():
             if rho < GATE_MIN_RANK_CORRELATION:
                 self.decision["gate"] = "closed"
                 return
+            self.decision.update(gate="open", inserted=self._insert_history(shift))
+
+        def _insert_history(self, shift: float) -> int:
             replayed = {tuple(sorted(p.items())) for p, _ in self.replay}
             n = 0
             for params, value in self.history.points:
@@ -251,7 +287,7 @@ def _make_transfer_class():
                     continue
                 self.searcher.add_evaluated_point(params, value + shift)
                 n += 1
-            self.decision.update(gate="open", inserted=n)
+            return n
 
         def save(self, checkpoint_path):
             import cloudpickle
@@ -268,6 +304,12 @@ def _make_transfer_class():
             keys = {tuple(sorted(p.items())) for p in recorded}
             self.queue = [p for p in self.queue if tuple(sorted(p.items())) not in keys]
             self.replayed = {}          # trials that run again are the base searcher's (resume.py rebuilds it)
+
+        def after_rebuild(self) -> None:
+            """After ``--resume`` rebuilt the base searcher from the recorded trials: an opened gate's
+            inserted history is inserted again (the rebuild keeps only the trials and the up-front warm start)."""
+            if self.decision.get("gate") == "open":
+                self._insert_history(self.decision.get("shift", 0.0))
 
     return TransferSearcher
 
