@@ -91,6 +91,17 @@ def _hyperopt(spec: SearchSpec, n_initial_points: int):
     return searcher
 
 
+class _DefineByRun:
+    """The define-by-run space of ``OptunaSearch`` (a module-level class: ``OptunaSearch.save`` pickles it)."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def __call__(self, trial):
+        D.optuna_sample(self.space, trial)
+        return None
+
+
 def _optuna(spec: SearchSpec, n_initial_points: int):
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -98,9 +109,7 @@ def _optuna(spec: SearchSpec, n_initial_points: int):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = spec.space
 
-    def define_by_run(trial):
-        D.optuna_sample(space, trial)
-        return None
+    define_by_run = _DefineByRun(space)
 
     class AutoOptuna(OptunaSearch):
         """``OptunaSearch`` over the spec's space, define-by-run (conditionals sample only the chosen
@@ -298,6 +307,12 @@ def _make_transfer_class():
             import cloudpickle
             with open(checkpoint_path, "rb") as fh:
                 self.__dict__.update(cloudpickle.load(fh))
+
+        def get_state(self) -> dict:
+            return self.__dict__.copy()
+
+        def set_state(self, state: dict) -> None:
+            self.__dict__.update(state)
 
         def forget_replayed(self, recorded: List[dict]) -> None:
             """After ``--resume``: configurations already among the recorded trials are not replayed again."""

@@ -160,3 +160,27 @@ def test_mode_min_search_end_to_end(tmp_path):
     assert outcome.summary["best"]["trial_id"] == lowest.trial_id
     assert lowest.trial_id in (tmp_path / "out" / "leaderboard.md").read_text().splitlines()[2]
     assert autounfold.load(tmp_path / "out" / "best_model").num_layers == int(lowest.num_layers)
+
+
+def test_optuna_tpe_with_a_gated_warm_start_through_ray_tune(tmp_path):
+    """``budget.algorithm: optuna_tpe`` and ``budget.transfer: gated`` inside a real Tune run: the
+    earlier search's best configurations are trained first (replayed), the conditional space's
+    configurations reach the trainable in the one nested form, and Tune's searcher checkpoints
+    (cloudpickle of the wrapper and the Optuna study) do not break the search."""
+    from autounfold.search import run_search
+    from autounfold.search.history import read_history
+    from autounfold.spaces import parse_spec
+
+    data = json.loads(json.dumps(SPEC))
+    data["budget"] = {"num_samples": 5, "n_initial_points": 2, "max_concurrent": 2, "algorithm": "optuna_tpe"}
+    data["objective"] = {"measure_latency": False}
+    first = run_search(parse_spec(data, "first.yaml"), tmp_path / "first", num_cpus=2)
+    assert len(first.table) == 5 and (first.table.status == "ok").sum() >= 3
+    data["budget"].update(transfer="gated", transfer_top_k=3)
+    data["base"]["problem"]["channel"]["angular_spread_deg"] = 40.0
+    hist = read_history(tmp_path / "first")
+    warm = run_search(parse_spec(data, "warm.yaml"), tmp_path / "warm", history=hist, warm_start="first", num_cpus=2)
+    assert warm.summary["warm_start_counts"]["replay"] == 3
+    earlier_top = first.table[first.table.status == "ok"].sort_values("objective", ascending=False).params.head(3)
+    assert set(earlier_top) <= set(warm.table.params)              # the replayed configurations were trained
+    assert len(warm.table) == 5 and (warm.table.status != "error").all()
