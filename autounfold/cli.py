@@ -512,7 +512,9 @@ def jobs_stop(job_id: str, address: Optional[str] = typer.Option(None, help=ADDR
 def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), help="directory for the results, simulations and live searches"),
                      tables: Optional[Path] = typer.Option(None, help="directory of the Parquet tables (default: OUT/tables); "
                                                             "missing tables are built there, existing ones reused when their sha256 matches"),
-                     seeds: int = typer.Option(30, min=2, help="paired seeds per searcher (0..seeds-1)"),
+                     report: Optional[Path] = typer.Option(None, help="directory for search_benchmark.json, SEARCH_RESULTS.md "
+                                                           "and the PNGs (default: OUT)"),
+                     seeds: int = typer.Option(50, min=2, help="paired seeds per searcher (0..seeds-1)"),
                      trials: int = typer.Option(60, min=20, help="trials per simulated search"),
                      replicates: int = typer.Option(24, min=0, help="configurations trained a second time (re-training noise)"),
                      workers: int = typer.Option(2, min=1, help="processes for the simulations"),
@@ -528,8 +530,8 @@ def search_benchmark(out: Path = typer.Option(Path("results/search_benchmark"), 
     if bad:
         raise ConfigError(f"--sections: unknown {', '.join(bad)} (choose from {', '.join(SECTIONS)})")
     run_search_benchmark(out, seeds=seeds, trials=trials, replicates=replicates, workers=workers, sections=chosen,
-                         tables_dir=tables, console=console)
-    console.print((out / "SEARCH_RESULTS.md").read_text(), markup=False, highlight=False)
+                         tables_dir=tables, report_dir=report, console=console)
+    console.print(((report or out) / "SEARCH_RESULTS.md").read_text(), markup=False, highlight=False)
 
 
 @command(app)

@@ -191,7 +191,7 @@ def test_an_optuna_search_is_rebuilt_from_the_recorded_trials(spec):
     reseeded, so the next suggestion is not a repeat of the interrupted search's random start-up."""
     from autounfold.search.simulate import with_budget
 
-    opt = with_budget(spec, algorithm="optuna_tpe")
+    opt = with_budget(spec, algorithm="optuna_tpe", n_initial_points=10)        # still in the random start-up
     run = Search(opt, WARM).run(IDS[:4])
     run.suggest("t4")                                             # running when the driver died
     trials = [run.trial(t) for t in IDS[:3]] + [run.trial("t4", "RUNNING")]
@@ -204,8 +204,37 @@ def test_an_optuna_search_is_rebuilt_from_the_recorded_trials(spec):
     assert opt.flatten(run.configs["t4"]) == dict(run.base._ot_trials["t4"].params)     # runs again, same config
     run.complete("t4")
     assert [t.state.name for t in study.trials].count("COMPLETE") == 7
+    # a sampler seeded as the interrupted one would start its random sequence again: t0's configuration
     nxt = opt.flatten(run.suggest("t5"))
-    assert all(nxt != opt.flatten(run.configs[t]) for t in IDS[:5])
+    assert nxt != opt.flatten(run.configs["t0"])
+    fresh = Search(opt).suggest("x")
+    assert opt.flatten(fresh) == opt.flatten(run.configs["t0"])   # (what that repeat would have been)
+
+
+def test_a_gated_warm_start_decides_after_a_resume_mid_replay(spec):
+    """Three replays; the search dies with one ended, one running and one never started. After the
+    rebuild the unstarted one is replayed, the running one is completed through TPE (which the rebuild
+    gave it to), and the gate decides once all three have results."""
+    from autounfold.search.simulate import with_budget
+
+    gated = with_budget(spec, transfer="gated", transfer_top_k=3)
+    hist = History(WARM.points + [({"model.num_layers": 4, "training.lr": 0.01, "model.layer": "signed"}, 98.0)], "earlier")
+    run = Search(gated, hist)
+    run.suggest("t0")
+    run.complete("t0")
+    run.suggest("t1")                                           # running when the driver died
+    old = Search(gated, hist)                                  # restored from a save before anything
+    old.configs.update(run.configs)
+    rows = {"t0": run.row("t0")}
+    rebuild_searcher(old.gen, [old.trial("t0"), old.trial("t1", "RUNNING")], ResumeContext(gated, rows))
+    wrapper = old.limiter.searcher
+    assert wrapper.replays_done == 1 and wrapper.base_owned == {"t1"}
+    third = gated.flatten(old.suggest("t2"))
+    assert third == hist.points[0][0]                            # the third-best earlier configuration, replayed now
+    old.complete("t1")
+    assert "gate" not in wrapper.decision
+    old.complete("t2")
+    assert wrapper.decision["gate"] in ("open", "closed") and wrapper.replays_done == 3
 
 
 def test_a_consistent_state_is_rebuilt_unchanged(spec):

@@ -49,6 +49,8 @@ UNITS = {"auto_pgd_k5_as15": "points (% of optimum)", "auto_pgd_k5_as40": "point
          "lista_k16": "dB (-NMSE)"}
 TOLERANCES = (0.05, 0.01)
 SECTIONS = ("tables", "searchers", "concurrency", "warm", "live", "nodes")
+NODE_TRIAL_STEPS = 600
+STARTUPS = (3, 5, 10, 20)
 SOURCE_TRIALS = 40          # the earlier search a warm start reads: TPE's first 40 trials on the 15 deg table
 
 
@@ -111,9 +113,19 @@ def paired(a_vals, b_vals, cap) -> dict:
 # ---------------------------------------------------------------------------------------------
 # simulations (cached, run in a process pool)
 
-def _sim_key(label: str, table_sha: str, budget: dict, n: int, concurrency: int, history_tag: str) -> str:
-    text = json.dumps([label, table_sha, budget, n, concurrency, history_tag], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+REPORT_FORMAT = 2
+SIM_VERSION = 2            # bump when the searchers or the simulator change what a simulation returns
+
+
+def _sim_key(label: str, spec_sha: str, table_sha: str, n: int, concurrency: int, history, transform) -> str:
+    """Everything that decides a simulation: the spec with its budget (seed included), the table's
+    bytes, trials, concurrency, the warm-start points, the table transform, the simulator's version."""
+    text = json.dumps([SIM_VERSION, label, spec_sha, table_sha, n, concurrency, history, transform], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _file_sha(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _sim_job(args):
@@ -132,8 +144,10 @@ def _sim_job(args):
 
 def reversed_table(table: Table) -> Table:
     """The control task whose ranking is the opposite of ``table``'s (best and worst swapped)."""
-    lo, hi = min(table.objective.values()), max(table.objective.values())
-    rows = [{**r, "objective": lo + hi - float(r["objective"])} for r in table.rows]
+    ok = [float(r["objective"]) for r in table.rows if r.get("status", "ok") == "ok"]
+    lo, hi = min(ok), max(ok)
+    rows = [{**r, "objective": lo + hi - float(r["objective"])} if r.get("status", "ok") == "ok" else r
+            for r in table.rows]                    # a failed configuration stays the worst
     return Table(table.spec, rows, table.path)
 
 
@@ -143,6 +157,7 @@ class Sims:
     def __init__(self, root: Path, out: Path, tables: Dict[str, Table], workers: int, say):
         self.root, self.dir, self.tables, self.workers, self.say = root, out / "sims", tables, workers, say
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.table_sha = {label: _file_sha(t.path) for label, t in tables.items()}
 
     def run(self, jobs: List[dict]) -> List[SimRun]:
         """jobs: dicts with label, budget (incl. seed), n, concurrency=1, history=None (points),
@@ -151,8 +166,9 @@ class Sims:
         todo = []
         for i, j in enumerate(jobs):
             label = j["label"]
-            tag = j.get("history_tag", "") + (f"|{j['transform']}" if j.get("transform") else "")
-            key = _sim_key(label, table_sha256(self.tables[label].spec), j["budget"], j["n"], j.get("concurrency", 1), tag)
+            spec_sha = with_budget(self.tables[label].spec, **j["budget"]).sha256
+            key = _sim_key(label, spec_sha, self.table_sha[label], j["n"], j.get("concurrency", 1), j.get("history"),
+                           j.get("transform"))
             path = self.dir / f"{key}.json"
             if path.is_file():
                 d = json.loads(path.read_text())
@@ -206,6 +222,8 @@ def section_tables(root: Path, tables_dir: Path, replicates: int, say) -> Dict[s
         if started:
             ray.shutdown()
     for label, t in tables.items():
+        if t.spec.objective.mode != "max":      # targets below are best - tolerance
+            raise ValueError(f"{label}: the search benchmark's tables maximise their objective")
         secs = [float(r["trial_seconds"]) for r in t.rows]
         failed = sum(r["status"] != "ok" for r in t.rows if r["replicate"] == 0)
         info[label] = {"configurations": len(t.objective), "best": t.best, "worst": min(t.objective.values()),
@@ -239,6 +257,16 @@ def section_searchers(sims: Sims, tables, seeds, trials, say) -> dict:
             for n in (10, 20, 40, trials):
                 e[f"gap_after_{n}"] = quartiles([t.best - x.best_after(n) for x in r["runs"]])
             entry["searchers"][alg] = e
+        # the random start-up's length (budget.n_initial_points; 10 in the shipped specs)
+        entry["startup"] = {}
+        for alg in ("tpe", "optuna_tpe"):
+            for n0 in [n for n in STARTUPS if n < trials]:
+                runs = res[alg]["runs"] if n0 == 10 else sims.run(
+                    [{"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials, "n_initial_points": n0},
+                      "n": trials} for s in seeds])
+                entry["startup"][f"{alg}|{n0}"] = {
+                    "algorithm": alg, "n_initial_points": n0,
+                    **{f"to_{tol}": summarize([trials_to(x.values, t.best - tol) for x in runs], trials) for tol in TOLERANCES}}
         for a, b in (("tpe", "random"), ("optuna_tpe", "random"), ("tpe", "optuna_tpe")):
             entry["paired"][f"{a}_vs_{b}"] = {str(tol): paired(entry["searchers"][a][f"to_{tol}"]["values"],
                                                                entry["searchers"][b][f"to_{tol}"]["values"], trials)
@@ -268,10 +296,11 @@ def section_concurrency(sims: Sims, tables, seeds, trials, say, label="auto_pgd_
     for (alg, liar, c) in dict.fromkeys(index):
         rs = [r for r, k in zip(runs, index) if k == (alg, liar, c)]
         hits = [trials_to(r.values, t.best - tol) for r in rs]
-        hours = [None if h is None else r.finish_s[h - 1] / 3600.0 for r, h in zip(rs, hits)]
+        # a search that never reached the target counts with its whole duration (a lower bound)
+        hours = [(r.finish_s[-1] if h is None else r.finish_s[h - 1]) / 3600.0 for r, h in zip(rs, hits)]
         out[f"{alg}|{liar}|{c}"] = {"algorithm": alg, "constant_liar": liar, "concurrency": c,
                                     "to_target": summarize(hits, trials),
-                                    "hours_to_target": quartiles([h for h in hours if h is not None]),
+                                    "hours_to_target": quartiles(hours),
                                     "gap_after_30": quartiles([t.best - r.best_after(30) for r in rs])}
     return {"label": label, "tolerance": tol, "variants": out}
 
@@ -279,36 +308,40 @@ def section_concurrency(sims: Sims, tables, seeds, trials, say, label="auto_pgd_
 TRANSFER_METHODS = ("history", "replay", "gated")
 
 
-def section_warm(sims: Sims, tables, seeds, trials, source_runs: List[SimRun], say) -> dict:
+def section_warm(sims: Sims, tables, seeds, trials, source_runs: Dict[str, List[SimRun]], say) -> dict:
+    """For each backend: cold search on the shifted table vs each transfer method, the earlier search
+    being that backend's first SOURCE_TRIALS trials on the 15 deg table at the same seed."""
     tol = TOLERANCES[0]
     out = {}
+    label = "auto_pgd_k5_as40"
     for shift, transform in (("as15_to_as40", None), ("as15_to_reversed_as40", "reversed")):
-        label = "auto_pgd_k5_as40"
         t = tables[label] if transform is None else reversed_table(tables[label])
-        say(f"warm start, {shift}: cold TPE vs {', '.join(TRANSFER_METHODS)} x {len(seeds)} seeds")
-        cold = sims.run([{"label": label, "budget": {"algorithm": "tpe", "seed": s, "num_samples": trials}, "n": trials,
-                          "transform": transform} for s in seeds])
-        entry = {"best_known": t.best, "cold": summarize([trials_to(r.values, t.best - tol) for r in cold], trials),
-                 "methods": {}}
-        cold_hits = censored(entry["cold"]["values"], trials)
-        for method in TRANSFER_METHODS:
-            jobs = []
-            for s, src in zip(seeds, source_runs):
-                pts = [[p, v] for p, v in zip(src.params[:SOURCE_TRIALS], src.values[:SOURCE_TRIALS])]
-                jobs.append({"label": label, "budget": {"algorithm": "tpe", "seed": s, "num_samples": trials,
-                                                        "transfer": method},
-                             "n": trials, "history": pts, "history_tag": f"tpe_as15_seed{s}_first{SOURCE_TRIALS}",
-                             "transform": transform})
-            runs = sims.run(jobs)
-            hits = [trials_to(r.values, t.best - tol) for r in runs]
-            warm_c = censored(hits, trials)
-            ratios = [w / c for w, c in zip(warm_c, cold_hits)]
-            entry["methods"][method] = {
-                "to_target": summarize(hits, trials), "ratio_warm_over_cold": ratios,
-                "mean_ratio": statistics.fmean(ratios), "worse_than_cold": sum(w > c for w, c in zip(warm_c, cold_hits)),
-                "paired_vs_cold": paired(hits, entry["cold"]["values"], trials),
-                "gates_open": sum(r.decision.get("gate") == "open" for r in runs) if method == "gated" else None}
-        out[shift] = entry
+        out[shift] = {"best_known": t.best, "backends": {}}
+        for alg, sources in source_runs.items():
+            say(f"warm start, {shift}, {alg}: cold vs {', '.join(TRANSFER_METHODS)} x {len(seeds)} seeds")
+            cold = sims.run([{"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials}, "n": trials,
+                              "transform": transform} for s in seeds])
+            entry = {"cold": summarize([trials_to(r.values, t.best - tol) for r in cold], trials), "methods": {}}
+            cold_hits = censored(entry["cold"]["values"], trials)
+            for method in TRANSFER_METHODS:
+                jobs = []
+                for s, src in zip(seeds, sources):
+                    pts = [[p, v] for p, v in zip(src.params[:SOURCE_TRIALS], src.values[:SOURCE_TRIALS])]
+                    jobs.append({"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials,
+                                                            "transfer": method},
+                                 "n": trials, "history": pts, "history_tag": f"{alg}_as15_seed{s}_first{SOURCE_TRIALS}",
+                                 "transform": transform})
+                runs = sims.run(jobs)
+                hits = [trials_to(r.values, t.best - tol) for r in runs]
+                warm_c = censored(hits, trials)
+                ratios = [w / c for w, c in zip(warm_c, cold_hits)]
+                entry["methods"][method] = {
+                    "to_target": summarize(hits, trials), "ratio_warm_over_cold": ratios,
+                    "mean_ratio": statistics.fmean(ratios),
+                    "worse_than_cold": sum(w > c for w, c in zip(warm_c, cold_hits)),
+                    "paired_vs_cold": paired(hits, entry["cold"]["values"], trials),
+                    "gates_open": sum(r.decision.get("gate") == "open" for r in runs) if method == "gated" else None}
+            out[shift]["backends"][alg] = entry
     return {"tolerance": tol, "source_trials": SOURCE_TRIALS, "shifts": out}
 
 
@@ -355,10 +388,13 @@ def section_nodes(root: Path, out: Path, say, node_counts=(1, 2, 4), n_trials: i
     from .runner import run_search
     import ray
 
-    spec0 = with_budget(_spec("auto_pgd_k5_as15", root), algorithm="random", num_samples=n_trials, seed=7)
+    path, overrides = TABLES["auto_pgd_k5_as15"]
+    # trials of 600 steps (about 10 s alone here) so that Ray's per-trial overhead does not dominate
+    spec0 = with_budget(load_spec(root / path, overrides + [f"base.training.steps={NODE_TRIAL_STEPS}"]),
+                        algorithm="random", num_samples=n_trials, seed=7)
     res = {}
     for n in node_counts:
-        d = out / "nodes" / f"n{n}"
+        d = out / "nodes" / f"n{n}_steps{NODE_TRIAL_STEPS}_trials{n_trials}"
         if (d / "summary.json").is_file():
             summary = json.loads((d / "summary.json").read_text())
         else:
@@ -372,24 +408,32 @@ def section_nodes(root: Path, out: Path, say, node_counts=(1, 2, 4), n_trials: i
         res[str(n)] = {"wall_s": summary["seconds"], "trials": summary["num_trials"],
                        "trials_per_hour": 3600.0 * summary["num_trials"] / summary["seconds"],
                        "nodes_used": summary.get("nodes_used")}
-    return {"trials": n_trials, "cpus_per_node": 1, "machine_cores": os.cpu_count(), "by_nodes": res}
+    return {"trials": n_trials, "steps": NODE_TRIAL_STEPS, "cpus_per_node": 1, "machine_cores": os.cpu_count(),
+            "by_nodes": res}
 
 
 # ---------------------------------------------------------------------------------------------
 
-def run_search_benchmark(out: "str | Path", seeds: int = 30, trials: int = 60, replicates: int = 24,
+def run_search_benchmark(out: "str | Path", seeds: int = 50, trials: int = 60, replicates: int = 24,
                          workers: int = 2, sections: Sequence[str] = SECTIONS, live_seeds: int = 3,
                          live_trials: int = 30, root: "str | Path" = ".", tables_dir: "str | Path | None" = None,
-                         console=None) -> dict:
+                         report_dir: "str | Path | None" = None, console=None) -> dict:
+    """Run ``sections``; working files (simulations, live searches, node runs) in ``out``, the tables in
+    ``tables_dir`` (default ``out/tables``), the report (JSON, Markdown, PNG) in ``report_dir``
+    (default ``out``)."""
     out, root = Path(out), Path(root)
     out.mkdir(parents=True, exist_ok=True)
+    report = Path(report_dir) if report_dir else out
+    report.mkdir(parents=True, exist_ok=True)
     say = (lambda m: console.print(m, highlight=False, markup=False)) if console is not None else (lambda m: None)
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown sections: {', '.join(unknown)} (choose from {', '.join(SECTIONS)})")
     t0 = time.perf_counter()
-    result_path = out / "search_benchmark.json"
+    result_path = report / "search_benchmark.json"
     result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if result.get("format") != REPORT_FORMAT:        # an older benchmark's report: nothing of it is kept
+        result = {"format": REPORT_FORMAT}
     seed_list = list(range(seeds))
     tables, info = section_tables(root, Path(tables_dir) if tables_dir else out / "tables", replicates, say)
     result.update(seeds=seeds, trials=trials, tolerances=list(TOLERANCES), tables=info)
@@ -400,10 +444,11 @@ def run_search_benchmark(out: "str | Path", seeds: int = 30, trials: int = 60, r
         if "searchers" in sections:
             result["searchers"] = {k: {kk: vv for kk, vv in v.items() if kk != "_runs"} for k, v in searchers.items()}
     if "concurrency" in sections:
-        result["concurrency"] = section_concurrency(sims, tables, seed_list[:max(20, min(seeds, 20))], trials, say)
+        result["concurrency"] = section_concurrency(sims, tables, seed_list, trials, say)
     if "warm" in sections:
-        src = searchers["auto_pgd_k5_as15"]["_runs"]["tpe"]["runs"]
-        result["warm"] = section_warm(sims, tables, seed_list, trials, src, say)
+        runs = searchers["auto_pgd_k5_as15"]["_runs"]
+        result["warm"] = section_warm(sims, tables, seed_list, trials,
+                                      {alg: runs[alg]["runs"] for alg in ("tpe", "optuna_tpe")}, say)
     if "live" in sections:
         result["live"] = section_live(root, out, tables, seed_list[:live_seeds], live_trials, say)
     if "nodes" in sections:
@@ -413,8 +458,8 @@ def run_search_benchmark(out: "str | Path", seeds: int = 30, trials: int = 60, r
     tmp.write_text(json.dumps(result, indent=2, default=str))
     os.replace(tmp, result_path)
     if "searchers" in result:
-        plot_curves(result, out)
-    (out / "SEARCH_RESULTS.md").write_text(markdown(result))
+        plot_curves(result, report)
+    (report / "SEARCH_RESULTS.md").write_text(markdown(result))
     return result
 
 
@@ -484,11 +529,16 @@ def markdown(r: dict) -> str:
                 for tol, p in by_tol.items():
                     w = "-" if p["wilcoxon_p"] is None else f"{p['wilcoxon_p']:.3g}"
                     L.append(f"| {name.replace('_vs_', ' vs ')} | {tol} | {p['a_better']} / {p['b_better']} / {p['ties']} | {p['p']:.3g} | {w} |")
+            L += ["", "| random start-up (n_initial_points) | searcher | to within 0.05 | reached | to within 0.01 | reached |",
+                  "|---|---|---|---|---|---|"]
+            for x in e.get("startup", {}).values():
+                L.append(f"| {x['n_initial_points']} | {x['algorithm']} | {_q(x['to_0.05'])} | {_never(x['to_0.05'])} | "
+                         f"{_q(x['to_0.01'])} | {_never(x['to_0.01'])} |")
             L += ["", f"![best after n](search_best_after_n_{label}.png)"]
     if "concurrency" in r:
         c = r["concurrency"]
         L += ["", f"## Concurrency ({c['label']}, to within {c['tolerance']}; trials finish on the table's clock)", "",
-              "| searcher | running trials count as | in flight | trials to target | reached | simulated hours to target | gap after 30 |",
+              "| searcher | running trials count as | in flight | trials to target | reached | simulated hours to target (never: the whole search) | gap after 30 |",
               "|---|---|---|---|---|---|---|"]
         for v in c["variants"].values():
             liar = "-" if v["algorithm"] == "random" else v["constant_liar"]
@@ -497,16 +547,17 @@ def markdown(r: dict) -> str:
     if "warm" in r:
         w = r["warm"]
         for shift, e in w["shifts"].items():
-            L += ["", f"## Warm start, {shift.replace('_', ' ')} (earlier search: TPE's first {w['source_trials']} trials at 15 deg, same seed; "
-                  f"target within {w['tolerance']} of {e['best_known']:.4f})", "",
-                  "| method | trials to target | reached | mean warm/cold | seeds worse than cold | warm better / cold better / ties | sign p | gates open |",
-                  "|---|---|---|---|---|---|---|---|",
-                  f"| cold TPE | {_q(e['cold'])} | {_never(e['cold'])} | 1 | - | - | - | - |"]
-            for m, x in e["methods"].items():
-                p = x["paired_vs_cold"]
-                gates = "-" if x["gates_open"] is None else f"{x['gates_open']}/{x['to_target']['seeds']}"
-                L.append(f"| {m} | {_q(x['to_target'])} | {_never(x['to_target'])} | {x['mean_ratio']:.2f} | {x['worse_than_cold']} | "
-                         f"{p['a_better']} / {p['b_better']} / {p['ties']} | {p['p']:.3g} | {gates} |")
+            L += ["", f"## Warm start, {shift.replace('_', ' ')} (earlier search: the same backend's first {w['source_trials']} "
+                  f"trials at 15 deg, same seed; target within {w['tolerance']} of {e['best_known']:.4f})", "",
+                  "| backend | method | trials to target | reached | mean warm/cold | seeds worse than cold | warm better / cold better / ties | sign p | gates open |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+            for alg, b in e["backends"].items():
+                L.append(f"| {alg} | cold | {_q(b['cold'])} | {_never(b['cold'])} | 1 | - | - | - | - |")
+                for m, x in b["methods"].items():
+                    p = x["paired_vs_cold"]
+                    gates = "-" if x["gates_open"] is None else f"{x['gates_open']}/{x['to_target']['seeds']}"
+                    L.append(f"| {alg} | {m} | {_q(x['to_target'])} | {_never(x['to_target'])} | {x['mean_ratio']:.2f} | "
+                             f"{x['worse_than_cold']} | {p['a_better']} / {p['b_better']} / {p['ties']} | {p['p']:.3g} | {gates} |")
     if "live" in r:
         v = r["live"]
         L += ["", "## Does the table predict live searches? (`run_search` through Ray, TPE, 2 trials at a time)", "",
@@ -519,7 +570,7 @@ def markdown(r: dict) -> str:
     if "nodes" in r:
         n = r["nodes"]
         L += ["", f"## Multi-node Ray cluster on this machine ({n['machine_cores']} cores; worker nodes of {n['cpus_per_node']} CPU; "
-              f"{n['trials']} random-search trials)", "", "| worker nodes | wall s | trials/hour | nodes that ran trials |", "|---|---|---|---|"]
+              f"{n['trials']} random-search trials of {n.get('steps', '?')} steps)", "", "| worker nodes | wall s | trials/hour | nodes that ran trials |", "|---|---|---|---|"]
         for k, x in n["by_nodes"].items():
             L.append(f"| {k} | {x['wall_s']:.1f} | {x['trials_per_hour']:.0f} | {x.get('nodes_used') or '-'} |")
     return "\n".join(L) + "\n"

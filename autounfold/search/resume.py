@@ -119,12 +119,6 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         limiter.num_unfinished_live_trials = len(limiter.live_trials)
         limiter.cached_results = {}
 
-    node = getattr(search_alg, "searcher", None)
-    while node is not None:                       # a warm start's replay (searchers.TransferSearcher)
-        if hasattr(node, "forget_replayed"):
-            node.forget_replayed([spec.flatten(t.config) for t in trials]
-                                 + [json.loads(row["params"]) for row in after])
-        node = getattr(node, "searcher", None)
     if base is not None and hasattr(base, "_hpopt_trials"):
         import hyperopt
 
@@ -167,9 +161,11 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         log.warning("--resume: the searcher is %s, neither HyperOptSearch nor OptunaSearch: only its counts "
                     "were rebuilt", type(base).__name__)
     node = getattr(search_alg, "searcher", None)
-    while node is not None:
-        if hasattr(node, "after_rebuild"):
-            node.after_rebuild()
+    while node is not None:                       # a warm start's replay (searchers.TransferSearcher)
+        if hasattr(node, "rebuild") and node is not base:
+            node.rebuild([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result)) for t in ended]
+                         + [(json.loads(row["params"]), _objective(row, None)) for row in after],
+                         [(t.trial_id, spec.flatten(t.config)) for t in again])
         node = getattr(node, "searcher", None)
     report["counter"] = recorded
     if report["saved_counter"] != recorded or (limiter is not None and not set(report["saved_live"]) <= limiter.live_trials):

@@ -226,6 +226,10 @@ def top_configurations(spec: SearchSpec, history: History, k: int) -> List[Tuple
     return out
 
 
+def _key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
 def _make_transfer_class():
     from ray.tune.search import Searcher
 
@@ -245,6 +249,7 @@ def _make_transfer_class():
             self.queue = [p for p, _ in self.replay]
             self.history = history
             self.replayed: Dict[str, Tuple[dict, float]] = {}       # trial id -> (params, earlier objective)
+            self.base_owned: set = set()        # replays running again after --resume: the base searcher holds them
             self.results: List[Tuple[float, float]] = []            # (earlier, new) objective pairs
             self.replays_done = 0
             self.decision: dict = {"method": method, "replayed": len(self.replay), "inserted": 0}
@@ -252,13 +257,15 @@ def _make_transfer_class():
         def suggest(self, trial_id):
             if self.queue:
                 params = self.queue.pop(0)
-                earlier = next(v for p, v in self.replay if p is params)
-                self.replayed[trial_id] = (params, earlier)
+                self.replayed[trial_id] = (params, self._earlier(params))
                 return D.unflatten(self.spec.space, params)
             return self.searcher.suggest(trial_id)
 
+        def _earlier(self, params) -> float:
+            return next(v for p, v in self.replay if p == params)
+
         def on_trial_result(self, trial_id, result):
-            if trial_id not in self.replayed:
+            if trial_id not in self.replayed or trial_id in self.base_owned:
                 self.searcher.on_trial_result(trial_id, result)
 
         def on_trial_complete(self, trial_id, result=None, error=False):
@@ -267,12 +274,20 @@ def _make_transfer_class():
                 return
             params, earlier = self.replayed[trial_id]
             value = None if (error or not result or self.metric not in result) else float(result[self.metric])
-            self.searcher.add_evaluated_point(params, value if value is not None else self.spec.objective.worst,
-                                              error=value is None)
+            if trial_id in self.base_owned:
+                self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            elif value is not None:             # an errored replay teaches nothing (as an errored trial)
+                self.searcher.add_evaluated_point(params, value)
+            self._count(earlier, value)
+
+        def _count(self, earlier: float, value: Optional[float]) -> None:
             if value is not None:
                 self.results.append((earlier, value))
             self.replays_done += 1
-            if self.method == "gated" and "gate" not in self.decision and self.replays_done == len(self.replay):
+            self._maybe_gate()
+
+        def _maybe_gate(self) -> None:
+            if self.method == "gated" and "gate" not in self.decision and self.replays_done >= len(self.replay):
                 self._gate()
 
         def _gate(self):
@@ -289,42 +304,53 @@ def _make_transfer_class():
             self.decision.update(gate="open", inserted=self._insert_history(shift))
 
         def _insert_history(self, shift: float) -> int:
-            replayed = {tuple(sorted(p.items())) for p, _ in self.replay}
+            replayed = {_key(p) for p, _ in self.replay}
             n = 0
             for params, value in self.history.points:
-                if tuple(sorted(params.items())) in replayed or self.spec.to_vals(params) is None:
+                if _key(params) in replayed or self.spec.to_vals(params) is None:
                     continue
                 self.searcher.add_evaluated_point(params, value + shift)
                 n += 1
             return n
 
         def save(self, checkpoint_path):
-            import cloudpickle
+            from ray import cloudpickle
             with open(checkpoint_path, "wb") as fh:
                 cloudpickle.dump(self.__dict__.copy(), fh)
 
         def restore(self, checkpoint_path):
-            import cloudpickle
+            from ray import cloudpickle
             with open(checkpoint_path, "rb") as fh:
                 self.__dict__.update(cloudpickle.load(fh))
 
         def get_state(self) -> dict:
-            return self.__dict__.copy()
+            return {k: v for k, v in self.__dict__.items() if k != "searcher"}     # Ray saves the base itself
 
         def set_state(self, state: dict) -> None:
-            self.__dict__.update(state)
+            self.__dict__.update({k: v for k, v in state.items() if k != "searcher"})
 
-        def forget_replayed(self, recorded: List[dict]) -> None:
-            """After ``--resume``: configurations already among the recorded trials are not replayed again."""
-            keys = {tuple(sorted(p.items())) for p in recorded}
-            self.queue = [p for p in self.queue if tuple(sorted(p.items())) not in keys]
-            self.replayed = {}          # trials that run again are the base searcher's (resume.py rebuilds it)
-
-        def after_rebuild(self) -> None:
-            """After ``--resume`` rebuilt the base searcher from the recorded trials: an opened gate's
-            inserted history is inserted again (the rebuild keeps only the trials and the up-front warm start)."""
+        def rebuild(self, ended: List[Tuple[dict, Optional[float]]], again: List[Tuple[str, dict]]) -> None:
+            """After ``--resume`` (``resume.rebuild_searcher``), from what the search recorded rather than
+            the saved state: ``ended`` (params, objective or None) of every ended trial, ``again`` (trial id,
+            params) of the trials that run again. Replays that ended count towards the gate; replays that
+            run again are completed through the base searcher (which the rebuild gave them to); replays
+            never started are replayed."""
+            replay_keys = {_key(p): (p, v) for p, v in self.replay}
+            ended_keys, again_keys = {_key(p) for p, _ in ended}, {_key(p) for _, p in again}
+            self.queue = [p for p, _ in self.replay if _key(p) not in ended_keys | again_keys]
+            self.results, self.replays_done = [], 0
+            for params, value in ended:
+                if _key(params) in replay_keys:
+                    self.replays_done += 1
+                    if value is not None:
+                        self.results.append((replay_keys[_key(params)][1], value))
+            self.replayed = {tid: replay_keys[_key(p)] for tid, p in again if _key(p) in replay_keys}
+            self.base_owned = set(self.replayed)
             if self.decision.get("gate") == "open":
+                # the rebuilt base keeps only the trials and the up-front warm start
                 self._insert_history(self.decision.get("shift", 0.0))
+            else:
+                self._maybe_gate()
 
     return TransferSearcher
 
@@ -351,7 +377,8 @@ def make_searcher(spec: SearchSpec, history: "History | None" = None, n_initial_
             log.warning("warm start: %d of %d earlier trials lie outside the new search space and were dropped",
                         dropped, len(history.points))
         return searcher, {"inserted": inserted, "dropped": dropped, "method": "history"}
-    inner = base_searcher(spec, n_initial_points, b.transfer_top_k)
+    # random search stays random past the replays and whatever an open gate inserts
+    inner = base_searcher(spec, n_initial_points, len(history.points))
     wrapper = _make_transfer_class()(inner, spec, history, b.transfer, b.transfer_top_k)
     dropped = sum(spec.to_vals(p) is None for p, _ in history.points)
     return wrapper, {"inserted": 0, "dropped": dropped, "replay": len(wrapper.replay), "method": b.transfer}

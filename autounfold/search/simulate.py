@@ -58,6 +58,7 @@ def simulate(spec: SearchSpec, table: Table, n_trials: int, concurrency: int = 1
             if config is None:
                 raise RuntimeError(f"{type(searcher).__name__} suggested nothing at trial {suggested}")
             params = spec.flatten(config)
+            table.lookup(params)                # TableError naming the table when the space does not match it
             heapq.heappush(running, (now + seconds[params_key(params)], suggested, tid, params))
             suggested += 1
         now, _, tid, params = heapq.heappop(running)

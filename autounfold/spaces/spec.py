@@ -117,6 +117,9 @@ class Budget(_Strict):
             raise ValueError(f"num_samples ({self.num_samples}) must exceed n_initial_points ({self.n_initial_points}): "
                              "TPE's first n_initial_points suggestions are random, so this budget would be a random "
                              "search; raise num_samples, lower n_initial_points, or set algorithm: random")
+        if self.transfer == "gated" and self.transfer_top_k < 3:
+            raise ValueError(f"transfer 'gated' compares the ranks of the replayed configurations: transfer_top_k "
+                             f"must be >= 3 (got {self.transfer_top_k})")
         if self.algorithm == "optuna_tpe" and self.constant_liar == "mean":
             raise ValueError("constant_liar 'mean' is hyperopt's (algorithm tpe); optuna_tpe takes 'worst' or 'none'")
         return self
