@@ -200,7 +200,7 @@ def test_the_detection_research_changes_set_the_channel_model_not_the_spread(tmp
     (tmp_path / SPACE_FILE).write_text(yaml.safe_dump(space))
     overrides = [*DET_TRIGGER["research_set"], "base.training.steps=60"]
     det = research_changes(tmp_path, DET_TRIGGER, 3, overrides, angular_spread=False)
-    assert det == ["budget.num_samples=3", "base.problem.channel.model=uma", "base.training.steps=60",
+    assert det == ["budget.num_samples=3", "budget.transfer=gated", "base.problem.channel.model=uma", "base.training.steps=60",
                    "budget.n_initial_points=2"]
     bf = research_changes(tmp_path, {**DET_TRIGGER, "research_set": []}, 3, [])
     assert bf[0] == "base.problem.channel.angular_spread_deg=15.0" and bf[1] == "budget.num_samples=3"

@@ -20,7 +20,8 @@ SPEC = {
     "name": "resume-unit",
     "base": {"problem": {"channel": {"n_tx": 8, "n_rx": 4}},
              "training": {"steps": 6, "batch_size": 16, "validate_every": 3, "validation_batch": 32}},
-    "budget": {"num_samples": 12, "n_initial_points": 3, "max_concurrent": 2},
+    # hyperopt TPE and plain history insertion: the rebuild of its documents is what these tests probe
+    "budget": {"num_samples": 12, "n_initial_points": 3, "max_concurrent": 2, "algorithm": "tpe", "transfer": "history"},
     "seed": 5,
     "space": {
         "model.num_layers": {"type": "int", "low": 2, "high": 6},

@@ -20,7 +20,7 @@ SPEC = {
     "base": {"problem": {"channel": {"n_tx": 8, "n_rx": 4}},
              "training": {"steps": 6, "batch_size": 16, "validate_every": 3, "validation_batch": 32}},
     "objective": {"depth_penalty": 0.01, "latency_batch": 8},
-    "budget": {"num_samples": 12, "n_initial_points": 3},
+    "budget": {"num_samples": 12, "n_initial_points": 3, "algorithm": "tpe", "transfer": "history"},   # hyperopt internals
     "seed": 5,
     "space": {
         "model.num_layers": {"type": "int", "low": 2, "high": 6},

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from ..config import read_yaml_mapping, set_override
 from ..errors import SearchError
+from ..search.searchers import DRIFT_TRANSFER
 from ..spaces.spec import SPACE_FILE, parse_spec
 from .search import search
 
@@ -38,11 +39,11 @@ def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optio
                      angular_spread: bool = True) -> List[str]:
     """The ``--set`` changes that aim the version's own search space at the channel the monitor sees:
     the estimated angular spread where the problem estimates one (``angular_spread``), the trial budget,
-    then ``overrides`` (the trigger's ``research_set`` and the user's ``--research-set``)."""
+    the warm-start transfer the search benchmark favours (``searchers.DRIFT_TRANSFER``), then ``overrides`` (the trigger's ``research_set`` and the user's ``--research-set``)."""
     data = _space_data(model_dir)
     spread = _spread(event, angular_spread)
     changes = [*([f"base.problem.channel.angular_spread_deg={spread}"] if spread is not None else []),
-               f"budget.num_samples={trials}", *(overrides or [])]
+               f"budget.num_samples={trials}", f"budget.transfer={DRIFT_TRANSFER}", *(overrides or [])]
     for c in changes:
         set_override(data, c)
     budget = data.get("budget", {})

@@ -356,7 +356,7 @@ def section_live(root: Path, out: Path, tables, seeds: Sequence[int], trials: in
     rows, searches = [], []
     for s in seeds:
         d = out / "live" / f"tpe_seed{s}"
-        spec = with_budget(spec0, seed=s, num_samples=trials, max_concurrent=2)
+        spec = with_budget(spec0, algorithm="tpe", seed=s, num_samples=trials, max_concurrent=2)
         if (d / "trials.parquet").is_file():
             table = pd.read_parquet(d / "trials.parquet")
         else:
@@ -504,7 +504,8 @@ def _never(s: dict) -> str:
 def markdown(r: dict) -> str:
     cap = r["trials"]
     L = [f"# Search benchmark: tabular, {r['seeds']} paired seeds, {cap} trials per search", "",
-         "Command: `make search-benchmark` (= `autounfold search-benchmark --out benchmarks`). Trials-to-target: "
+         "Command: `make search-benchmark` (= `autounfold search-benchmark --out results/search_benchmark --tables "
+         "benchmarks/search_tables --report benchmarks`). Trials-to-target: "
          f"finished trials until one is within the tolerance of the table's best; a search that never gets "
          f"there counts as {cap + 1} in medians and paired tests. Quartiles in brackets.", "",
          "## Tables (every configuration trained once through Ray, cached to Parquet with the spec's sha256)", "",

@@ -28,6 +28,10 @@ from .history import History, insert_doc
 
 log = logging.getLogger(__name__)
 
+DRIFT_TRANSFER = "gated"
+"""How a drift trigger's re-search uses the earlier search (``ops.research``): the method the search
+benchmark favours (benchmarks/SEARCH_RESULTS.md, warm-start tables)."""
+
 GATE_MIN_RANK_CORRELATION = 0.5
 """``gated``: the earlier history is inserted when Spearman's rank correlation between the replayed
 configurations' earlier and new objectives is at least this."""

@@ -68,10 +68,10 @@ class Asha(_Strict):
 
 ALGORITHMS = {
     # name -> what it is; the searcher behind each name is built in ``search.searchers``
-    "tpe": "hyperopt's TPE (the default): n_initial_points random suggestions, then model-based",
+    "tpe": "hyperopt's TPE: n_initial_points random suggestions, then model-based",
     "random": "random search: the same hyperopt code path that never leaves its random start-up "
               "(paired with tpe: same seed, same first n_initial_points suggestions)",
-    "optuna_tpe": "Optuna's TPESampler (multivariate, group) through Ray's OptunaSearch",
+    "optuna_tpe": "Optuna's TPESampler (multivariate, group) through Ray's OptunaSearch (the default)",
 }
 LIARS = {
     # what TPE assumes about trials still running when it suggests the next one (budget.constant_liar)
@@ -99,11 +99,11 @@ class Budget(_Strict):
     num_samples: int = Field(40, ge=1)
     max_concurrent: Optional[int] = Field(None, ge=1)
     time_budget_s: Optional[float] = Field(None, gt=0)
-    algorithm: str = "tpe"                 # a key of ALGORITHMS
+    algorithm: str = "optuna_tpe"          # a key of ALGORITHMS (the default: what the search benchmark favours)
     n_initial_points: int = Field(10, ge=1)
     gamma: float = Field(0.25, gt=0, lt=1)
     constant_liar: str = "worst"           # a key of LIARS
-    transfer: str = "history"              # a key of TRANSFERS: how a warm start is used
+    transfer: str = "gated"                # a key of TRANSFERS: how a warm start is used (benchmark-chosen)
     transfer_top_k: int = Field(5, ge=1)
     asha: Optional[Asha] = None
 
