@@ -84,12 +84,12 @@ def test_search_end_to_end_on_local_ray_with_mlflow_server(tmp_path, mlflow_serv
 
     # re-search after a channel shift, warm-started from the first search's MLflow run id
     data["base"]["problem"]["channel"]["angular_spread_deg"] = 40.0
-    data["budget"] = {"num_samples": 3, "algorithm": "random", "max_concurrent": 2}
+    data["budget"] = {"num_samples": 3, "algorithm": "random", "max_concurrent": 2, "transfer": "history"}
     shifted = parse_spec(data, "e2e-shifted.yaml")
     again = run_search(shifted, tmp_path / "out2", tracking_uri=mlflow_server, warm_start=outcome.run_id,
                        register=None, num_cpus=2)
     usable = int(table.status.isin(["ok", "stopped", "failed"]).sum())
-    assert again.summary["warm_start_counts"] == {"inserted": usable, "dropped": 0}
+    assert again.summary["warm_start_counts"] == {"inserted": usable, "dropped": 0, "method": "history"}
     assert client.get_run(again.run_id).data.tags["autounfold.warm_start"] == outcome.run_id
     assert len(again.table) == 3
 
