@@ -114,7 +114,7 @@ def paired(a_vals, b_vals, cap) -> dict:
 # simulations (cached, run in a process pool)
 
 REPORT_FORMAT = 2
-SIM_VERSION = 2            # bump when the searchers or the simulator change what a simulation returns
+SIM_VERSION = 3            # bump when the searchers or the simulator change what a simulation returns
 
 
 def _sim_key(label: str, spec_sha: str, table_sha: str, n: int, concurrency: int, history, transform) -> str:
@@ -246,7 +246,7 @@ def section_searchers(sims: Sims, tables, seeds, trials, say) -> dict:
         say(f"searchers on {label}: TPE, random, Optuna TPE x {len(seeds)} seeds x {trials} trials")
         res = {}
         for alg in ("tpe", "random", "optuna_tpe"):
-            runs = sims.run([{"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials}, "n": trials}
+            runs = sims.run([{"label": label, "budget": {"algorithm": alg, "searcher_seed": s, "num_samples": trials}, "n": trials}
                              for s in seeds])
             res[alg] = {"runs": runs}
         entry = {"best_known": t.best, "searchers": {}, "paired": {}}
@@ -262,7 +262,7 @@ def section_searchers(sims: Sims, tables, seeds, trials, say) -> dict:
         for alg in ("tpe", "optuna_tpe"):
             for n0 in [n for n in STARTUPS if n < trials]:
                 runs = res[alg]["runs"] if n0 == 10 else sims.run(
-                    [{"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials, "n_initial_points": n0},
+                    [{"label": label, "budget": {"algorithm": alg, "searcher_seed": s, "num_samples": trials, "n_initial_points": n0},
                       "n": trials} for s in seeds])
                 entry["startup"][f"{alg}|{n0}"] = {
                     "algorithm": alg, "n_initial_points": n0,
@@ -288,7 +288,7 @@ def section_concurrency(sims: Sims, tables, seeds, trials, say, label="auto_pgd_
     for alg, liar in CONCURRENCY_VARIANTS:
         for c in (1, 2, 4, 8):
             for s in seeds:
-                jobs.append({"label": label, "budget": {"algorithm": alg, "constant_liar": liar, "seed": s,
+                jobs.append({"label": label, "budget": {"algorithm": alg, "constant_liar": liar, "searcher_seed": s,
                                                         "num_samples": trials}, "n": trials, "concurrency": c})
                 index.append((alg, liar, c))
     runs = sims.run(jobs)
@@ -319,7 +319,7 @@ def section_warm(sims: Sims, tables, seeds, trials, source_runs: Dict[str, List[
         out[shift] = {"best_known": t.best, "backends": {}}
         for alg, sources in source_runs.items():
             say(f"warm start, {shift}, {alg}: cold vs {', '.join(TRANSFER_METHODS)} x {len(seeds)} seeds")
-            cold = sims.run([{"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials}, "n": trials,
+            cold = sims.run([{"label": label, "budget": {"algorithm": alg, "searcher_seed": s, "num_samples": trials}, "n": trials,
                               "transform": transform} for s in seeds])
             entry = {"cold": summarize([trials_to(r.values, t.best - tol) for r in cold], trials), "methods": {}}
             cold_hits = censored(entry["cold"]["values"], trials)
@@ -327,7 +327,7 @@ def section_warm(sims: Sims, tables, seeds, trials, source_runs: Dict[str, List[
                 jobs = []
                 for s, src in zip(seeds, sources):
                     pts = [[p, v] for p, v in zip(src.params[:SOURCE_TRIALS], src.values[:SOURCE_TRIALS])]
-                    jobs.append({"label": label, "budget": {"algorithm": alg, "seed": s, "num_samples": trials,
+                    jobs.append({"label": label, "budget": {"algorithm": alg, "searcher_seed": s, "num_samples": trials,
                                                             "transfer": method},
                                  "n": trials, "history": pts, "history_tag": f"{alg}_as15_seed{s}_first{SOURCE_TRIALS}",
                                  "transform": transform})
@@ -355,8 +355,8 @@ def section_live(root: Path, out: Path, tables, seeds: Sequence[int], trials: in
     spec0 = _spec(label, root)
     rows, searches = [], []
     for s in seeds:
-        d = out / "live" / f"tpe_seed{s}"
-        spec = with_budget(spec0, algorithm="tpe", seed=s, num_samples=trials, max_concurrent=2)
+        d = out / "live" / f"tpe_searcher_seed{s}"
+        spec = with_budget(spec0, algorithm="tpe", searcher_seed=s, num_samples=trials, max_concurrent=2)
         if (d / "trials.parquet").is_file():
             table = pd.read_parquet(d / "trials.parquet")
         else:
@@ -566,9 +566,9 @@ def markdown(r: dict) -> str:
         L += ["", "## Does the table predict live searches? (`run_search` through Ray, TPE, 2 trials at a time)", "",
               f"{v['trials']} live trials: |live - table| mean {v['mean_abs_diff']:.4f}, median {v['median_abs_diff']:.4f}, "
               f"mean live - table {v['mean_diff']:+.4f}; rank correlation {v['rank_correlation']:.3f}.", "",
-              f"The table was built with the spec's seed {v.get('table_seed', 0)}; a search seed also draws the validation set and "
-              "the training shards (spec.seed), so on other seeds the same configuration scores on other data.", "",
-              "| seed | mean / max abs(live - table) | live trials to within 0.05 | simulated | live best | simulated best |",
+              f"The searches differ in their searcher seed (`budget.searcher_seed`) and keep the table's data seed "
+              f"({v.get('table_seed', 0)}: validation set and training shards); a live trial trains on its own shard.", "",
+              "| searcher seed | mean / max abs(live - table) | live trials to within 0.05 | simulated | live best | simulated best |",
               "|---|---|---|---|---|---|"]
         for s in v["searches"]:
             f = lambda x: "never" if x is None else str(x)

@@ -143,7 +143,7 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         base._hpopt_trials = history
         base._live_trial_mapping = live
         base._points_to_evaluate = 0
-        base.rstate = np.random.RandomState(spec.seed)
+        base.rstate = np.random.RandomState(spec.searcher_seed)
         for _ in range(recorded):                                # HyperOptSearch.suggest: one draw each
             base.rstate.randint(2**31 - 1)
         report.update(saved_documents=len(saved._dynamic_trials), documents=len(history._dynamic_trials),

@@ -90,7 +90,7 @@ def _hyperopt(spec: SearchSpec, n_initial_points: int):
 
     b = spec.budget
     searcher = AutoHyperOpt(space=spec.hyperopt_space(), metric="objective", mode=spec.objective.mode,
-                            n_initial_points=n_initial_points, random_state_seed=spec.seed, gamma=b.gamma)
+                            n_initial_points=n_initial_points, random_state_seed=spec.searcher_seed, gamma=b.gamma)
     searcher.algo = LiarAlgo(searcher.algo, b.constant_liar)
     return searcher
 
@@ -136,7 +136,7 @@ def _optuna(spec: SearchSpec, n_initial_points: int):
                 state=state, value=None if error else float(value), params=params, distributions=dists))
 
     return AutoOptuna(space=define_by_run, metric="objective", mode=spec.objective.mode,
-                      sampler=_optuna_sampler(spec, n_initial_points, spec.seed))
+                      sampler=_optuna_sampler(spec, n_initial_points, spec.searcher_seed))
 
 
 def _optuna_sampler(spec: SearchSpec, n_initial_points: int, seed: int):
@@ -163,7 +163,7 @@ def rebuild_optuna(searcher, spec: SearchSpec, learned: List[Tuple[dict, float]]
     saved = searcher._ot_study
     study = optuna.create_study(direction="maximize" if spec.objective.mode == "max" else "minimize",
                                 sampler=_optuna_sampler(spec, spec.budget.n_initial_points,
-                                                        derive_seed(spec.seed, "resume", recorded)))
+                                                        derive_seed(spec.searcher_seed, "resume", recorded)))
     for t in saved.trials[:warm_inserted]:
         study.add_trial(t)
     searcher._ot_study, searcher._ot_trials, searcher._completed_trials = study, {}, set()

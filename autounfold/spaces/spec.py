@@ -105,6 +105,9 @@ class Budget(_Strict):
     constant_liar: str = "worst"           # a key of LIARS
     transfer: str = "gated"                # a key of TRANSFERS: how a warm start is used (benchmark-chosen)
     transfer_top_k: int = Field(5, ge=1)
+    # the searcher's random state; None: the spec's seed (which also draws the validation set and the
+    # training shards). Set it to rerun a search with other suggestions on the same data.
+    searcher_seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
     asha: Optional[Asha] = None
 
     _algorithm = field_validator("algorithm")(lambda v: _named("algorithm", ALGORITHMS, v))
@@ -150,6 +153,12 @@ class SearchSpec(_Strict):
     space: Dict[str, D.Dimension] = Field(min_length=1)
 
     _origin: str = PrivateAttr("<spec>")
+
+    @property
+    def searcher_seed(self) -> int:
+        """The seed of the searcher's own random state (``budget.searcher_seed``, else ``seed``)."""
+        s = self.budget.searcher_seed
+        return int(self.seed if s is None else s)
 
     @property
     def origin(self) -> str:
