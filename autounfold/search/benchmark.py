@@ -481,9 +481,10 @@ def plot_curves(result: dict, out: Path) -> List[Path]:
         for tol in TOLERANCES:
             ax.axhline(tol, color="grey", lw=0.6)
         ax.set_yscale("symlog", linthresh=0.01)
+        ax.set_ylim(bottom=0)                      # a gap to the best known is never negative
         ax.set_xlabel("trials")
         ax.set_ylabel(f"gap to best known ({UNITS[label]})")
-        ax.set_title(f"{label}: best after n trials, median and quartiles over {result['seeds']} seeds")
+        ax.set_title(f"{label}: best after n trials, median and quartiles over {result['seeds']} seeds", fontsize=9)
         ax.legend()
         fig.tight_layout()
         p = out / f"search_best_after_n_{label}.png"
