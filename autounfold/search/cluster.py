@@ -31,8 +31,10 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None) -> bo
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            # address="local": a Ray of its own, never a cluster that `ray start` left running on this
+            # machine (ray.init() without an address would attach to it and refuse num_cpus)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
     except (OSError, RuntimeError, ValueError, ray.exceptions.RayError) as err:   # unreachable, auth, bad address
         hint = ""
         if address:

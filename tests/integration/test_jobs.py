@@ -34,7 +34,14 @@ def ray_head():
     proc = subprocess.Popen([str(Path(bindir) / "ray"), "start", "--head", "--block", "--port", str(port),
                              "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
                              "--dashboard-port", str(dash), "--num-cpus", "2", "--temp-dir", temp,
-                             "--include-dashboard", "true"],
+                             "--include-dashboard", "true",
+                             # ports of their own: another Ray started meanwhile (make test runs two pytest
+                             # workers) would otherwise take the default agent ports and leave the head with
+                             # "No available agent to submit job"
+                             "--dashboard-agent-listen-port", str(free_port()),
+                             "--dashboard-agent-grpc-port", str(free_port()),
+                             "--runtime-env-agent-port", str(free_port()),
+                             "--metrics-export-port", str(free_port())],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
