@@ -25,6 +25,7 @@ their directories, so an interrupted benchmark continues where it stopped. Write
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -54,9 +55,16 @@ STARTUPS = (3, 5, 10, 20)
 SOURCE_TRIALS = 40          # the earlier search a warm start reads: TPE's first 40 trials on the 15 deg table
 
 
-def _spec(label: str, root: Path):
+def _spec(label: str, root: Path, extra: Sequence[str] = ()):
     path, overrides = TABLES[label]
-    return load_spec(root / path, overrides)
+    return load_spec(root / path, [*overrides, *extra])
+
+
+@functools.lru_cache(maxsize=None)
+def _worker_table(root: str, label: str, table_path: str) -> Table:
+    """A table as a simulation worker sees it, read once per process (not once per simulation)."""
+    from .tabular import load_table
+    return load_table(table_path, _spec(label, Path(root)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,9 +139,8 @@ def _file_sha(path) -> str:
 def _sim_job(args):
     """One simulation (in a worker process): returns (values, params, finish_s, decision)."""
     root, label, table_path, budget, n, concurrency, history_points, transform = args
-    from ..search.tabular import load_table
-    spec = _spec(label, Path(root))
-    table = load_table(table_path, spec)
+    table = _worker_table(root, label, table_path)
+    spec = table.spec
     if transform == "reversed":
         table = reversed_table(table)
     spec = with_budget(spec, **budget)
@@ -390,9 +397,8 @@ def section_nodes(root: Path, out: Path, say, node_counts=(1, 2, 4), n_trials: i
     from .runner import run_search
     import ray
 
-    path, overrides = TABLES["auto_pgd_k5_as15"]
     # trials of 600 steps (about 10 s alone here) so that Ray's per-trial overhead does not dominate
-    spec0 = with_budget(load_spec(root / path, overrides + [f"base.training.steps={NODE_TRIAL_STEPS}"]),
+    spec0 = with_budget(_spec("auto_pgd_k5_as15", root, [f"base.training.steps={NODE_TRIAL_STEPS}"]),
                         algorithm="random", num_samples=n_trials, seed=7)
     res = {}
     for n in node_counts:

@@ -119,6 +119,11 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         limiter.num_unfinished_live_trials = len(limiter.live_trials)
         limiter.cached_results = {}
 
+    # every ended trial with its objective (None: it teaches nothing), and the trials that run again
+    recorded_points = ([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result)) for t in ended]
+                       + [(json.loads(row["params"]), _objective(row, None)) for row in after])
+    again_points = [(t.trial_id, spec.flatten(t.config)) for t in again]
+
     if base is not None and hasattr(base, "_hpopt_trials"):
         import hyperopt
 
@@ -127,19 +132,17 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
         for doc in sorted(saved._dynamic_trials, key=lambda d: d["tid"])[:ctx.warm_inserted]:
             insert_doc(history, doc["misc"]["vals"], doc["result"]["loss"])
         learned = 0
-        for params, objective in ([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result))
-                                   for t in ended]
-                                  + [(json.loads(row["params"]), _objective(row, None)) for row in after]):
+        for params, objective in recorded_points:
             vals = spec.to_vals(params)
             if vals is not None and objective is not None:
                 insert_doc(history, vals, -spec.objective.sign * objective)      # hyperopt minimises
                 learned += 1
         live = {}
-        for t in again:
-            vals = spec.to_vals(spec.flatten(t.config))
+        for trial_id, params in again_points:
+            vals = spec.to_vals(params)
             if vals is not None:
                 doc = insert_doc(history, vals)
-                live[t.trial_id] = (doc["tid"], doc)
+                live[trial_id] = (doc["tid"], doc)
         base._hpopt_trials = history
         base._live_trial_mapping = live
         base._points_to_evaluate = 0
@@ -151,11 +154,7 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
     elif base is not None and hasattr(base, "_ot_study"):          # optuna_tpe (searchers.AutoOptuna)
         from .searchers import rebuild_optuna
 
-        learned = [(p, v) for p, v in ([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result))
-                                        for t in ended]
-                                       + [(json.loads(row["params"]), _objective(row, None)) for row in after])
-                   if v is not None and spec.to_vals(p) is not None]
-        again_points = [(t.trial_id, spec.flatten(t.config)) for t in again]
+        learned = [(p, v) for p, v in recorded_points if v is not None and spec.to_vals(p) is not None]
         report.update(rebuild_optuna(base, spec, learned, again_points, ctx.warm_inserted, recorded))
     else:
         log.warning("--resume: the searcher is %s, neither HyperOptSearch nor OptunaSearch: only its counts "
@@ -163,9 +162,7 @@ def rebuild_searcher(search_alg, trials: List, ctx: ResumeContext) -> dict:
     node = getattr(search_alg, "searcher", None)
     while node is not None:                       # a warm start's replay (searchers.TransferSearcher)
         if hasattr(node, "rebuild") and node is not base:
-            node.rebuild([(spec.flatten(t.config), _objective(ctx.rows.get(t.trial_id), t.last_result)) for t in ended]
-                         + [(json.loads(row["params"]), _objective(row, None)) for row in after],
-                         [(t.trial_id, spec.flatten(t.config)) for t in again])
+            node.rebuild(recorded_points, again_points)
         node = getattr(node, "searcher", None)
     report["counter"] = recorded
     if report["saved_counter"] != recorded or (limiter is not None and not set(report["saved_live"]) <= limiter.live_trials):

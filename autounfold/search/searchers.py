@@ -216,11 +216,15 @@ def spearman(a: List[float], b: List[float]) -> float:
     return cov / (va * vb) if va > 0 and vb > 0 else 0.0
 
 
+def _key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))
+
+
 def top_configurations(spec: SearchSpec, history: History, k: int) -> List[Tuple[dict, float]]:
     """The ``k`` best distinct earlier configurations that lie in ``spec``'s space, best first."""
     seen, out = set(), []
     for params, value in sorted(history.points, key=lambda p: -spec.objective.sign * p[1]):
-        key = tuple(sorted(params.items(), key=lambda kv: kv[0]))
+        key = _key(params)
         if key in seen or spec.to_vals(params) is None:
             continue
         seen.add(key)
@@ -228,10 +232,6 @@ def top_configurations(spec: SearchSpec, history: History, k: int) -> List[Tuple
         if len(out) == k:
             break
     return out
-
-
-def _key(params: dict) -> tuple:
-    return tuple(sorted(params.items()))
 
 
 def _make_transfer_class():

@@ -48,7 +48,7 @@ def simulate(spec: SearchSpec, table: Table, n_trials: int, concurrency: int = 1
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     searcher, _ = make_searcher(spec, history)
     seconds = {r["key"]: float(r["trial_seconds"]) for r in table.rows if r["replicate"] == 0}
-    running: list = []                   # heap of (finish time, order, trial id, params)
+    running: list = []                   # heap of (finish time, order, trial id, params, objective)
     out = SimRun([], [], [])
     now, suggested = 0.0, 0
     while len(out.values) < n_trials:
@@ -58,11 +58,10 @@ def simulate(spec: SearchSpec, table: Table, n_trials: int, concurrency: int = 1
             if config is None:
                 raise RuntimeError(f"{type(searcher).__name__} suggested nothing at trial {suggested}")
             params = spec.flatten(config)
-            table.lookup(params)                # TableError naming the table when the space does not match it
-            heapq.heappush(running, (now + seconds[params_key(params)], suggested, tid, params))
+            value = table.lookup(params)        # TableError naming the table when the space does not match it
+            heapq.heappush(running, (now + seconds[params_key(params)], suggested, tid, params, value))
             suggested += 1
-        now, _, tid, params = heapq.heappop(running)
-        value = table.lookup(params)
+        now, _, tid, params, value = heapq.heappop(running)
         searcher.on_trial_complete(tid, {"objective": value})
         out.values.append(value)
         out.params.append(params)
