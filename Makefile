@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-mu-miso-3gpp benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection search-benchmark drift-demo drift-demo-3gpp clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-mu-miso-3gpp benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection benchmark-textbook search-benchmark drift-demo drift-demo-3gpp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ benchmark-detection: setup
 
 benchmark-rpca: setup
 	$(PY) -m autounfold.cli benchmark-rpca --out results/rpca
+
+# ADMM-Net (LASSO, 4x4 QPSK) and learned EP (8x8 16-QAM, nominal and mismatched SNR) against classical ADMM / EP
+benchmark-textbook: setup
+	$(PY) -m autounfold.cli benchmark-textbook --out results/textbook
 
 # Search benchmark: the discrete spaces of search_spaces/tabular/ tabulated once through Ray (the committed
 # Parquet tables in benchmarks/search_tables are reused when their sha256 matches the spec; building

@@ -281,6 +281,23 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
     console.print(f"wrote {out}/DETECTION_RESULTS.md ({len(r['cases'])} cases)", highlight=False)
 
 
+@command(app, "benchmark-textbook")
+def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
+                                                help="directory for textbook_benchmark.json / TEXTBOOK_RESULTS.md / PNGs"),
+                       sections: str = typer.Option("lasso,admm_detection,ep", help="comma-separated sections"),
+                       steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
+                       test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point (and LASSO signals)"),
+                       repeats: int = typer.Option(10, min=1, help="latency repetitions"),
+                       seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+    """ADMM-Net (LASSO, box-relaxed detection) and learned EP (8x8 16-QAM, also under a mismatched SNR)
+    against classical ADMM and EP at equal and twice the iterations with tuned knobs; the bars."""
+    from .evaluation.textbook_benchmark import SECTIONS, run_textbook_benchmark
+    names = _choices(sections, SECTIONS, "--sections")
+    r = run_textbook_benchmark(out, sections=names, steps=steps, test_size=test_size, repeats=repeats, seed=seed,
+                               quiet=quiet)
+    console.print(f"wrote {out}/TEXTBOOK_RESULTS.md ({len(r['sections'])} sections)", highlight=False)
+
+
 @command(app, "benchmark-rpca")
 def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="directory for rpca_benchmark.json / RPCA_RESULTS.md / PNGs"),
                    cases: str = typer.Option("a,b", help="comma-separated: a (the solver knows Psi), b (a noisy Psi)"),

@@ -224,6 +224,32 @@ def sic_tuned(problem, inst, iterations: int):
     return sic(problem, inst, iterations, b, d)
 
 
+def admm_tuned(problem, inst, iterations: int):
+    """Classical ADMM (``algorithms.admm``: LASSO, or the box-relaxed detector) with the validation-best
+    penalty and over-relaxation for this depth: the classical solver with the two knobs the ``admm``
+    layer learns per layer."""
+    from ..algorithms.admm import admm, tune_admm
+    size = _size(inst)
+    rho, alpha = _tuned(problem, ("admm", iterations, size),
+                        lambda: tune_admm(problem, validation_set(problem, size)[0], iterations)[0])
+    return admm(problem, inst, iterations, rho, alpha)
+
+
+def ep_classical(problem, inst, iterations: int):
+    """Expectation propagation with Sionna's damping 0.9 (``algorithms.ep``, our implementation)."""
+    from ..algorithms.ep import expectation_propagation
+    return expectation_propagation(problem, inst, iterations)
+
+
+def ep_tuned(problem, inst, iterations: int):
+    """Expectation propagation with the validation-best damping for this depth (the knob the
+    ``learned_ep`` layer learns per iteration)."""
+    from ..algorithms.ep import expectation_propagation, tune_ep
+    size = _size(inst)
+    b = _tuned(problem, ("ep", iterations, size), lambda: tune_ep(problem, validation_set(problem, size)[0], iterations)[0])
+    return expectation_propagation(problem, inst, iterations, b)
+
+
 def ml_if_small(problem, inst, iterations: int):
     """Exhaustive ML (per-user posteriors) where C^U is small enough, else None (not applicable)."""
     from ..algorithms.detection import ML_MAX_CANDIDATES, ml
@@ -272,5 +298,8 @@ CLASSICAL = {
                          _detnet_classical),
     "kbest": ("K-best, K = 16, Sionna (closed form)", _kbest),
     "ml": ("ML, exhaustive (closed form)", ml_if_small),
+    "admm_tuned": ("ADMM, tuned penalty and relaxation", admm_tuned),
+    "ep": ("expectation propagation, damping 0.9 (Sionna's)", ep_classical),
+    "ep_tuned": ("expectation propagation, tuned damping", ep_tuned),
 }
 """A solver may return None where it does not apply (exhaustive ML on a large system): no row."""

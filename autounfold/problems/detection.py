@@ -19,7 +19,10 @@ for DeepSIC: model-based detectors assume the linear Gaussian model exactly):
   automatic gain control (the per-sample rms of the received real components; step sizes of Max's
   optimal uniform quantiser for a unit Gaussian);
 - ``csi_error``: the receiver is given H_hat = H + sqrt(e) E, E i.i.d. CN(0, 1) (an estimate with
-  error variance e per entry), not H.
+  error variance e per entry), not H;
+- ``noise_error_db``: the receiver's noise variance is misestimated, the one it is given is the true
+  one times 10^(d / 10) with d uniform in [-D, D] dB per sample (a mismatched SNR: what the
+  detectors that weigh the prior against the likelihood by it, LMMSE, SIC, EP, are sensitive to).
 """
 from __future__ import annotations
 
@@ -101,6 +104,7 @@ class DetectionConfig(ProblemConfig):
     modulation: Literal["qpsk", "16qam"] = "qpsk"
     adc_bits: Optional[int] = Field(None, ge=1, le=8)
     csi_error: float = Field(0.0, ge=0.0, le=10.0)
+    noise_error_db: float = Field(0.0, ge=0.0, le=20.0)
     channel: ChannelConfig = ChannelConfig(model="iid_rayleigh", n_tx=4, n_rx=4, snr_db=(0.0, 20.0))
 
     @model_validator(mode="before")
@@ -223,6 +227,7 @@ class DetectionProblem(Problem):
         modulation: "qpsk" or "16qam".
         adc_bits: None (ideal receiver) or 1..8 bits per real component.
         csi_error: error variance e of the receiver's channel estimate (0: perfect CSI).
+        noise_error_db: D, the receiver's noise-variance estimate is off by up to D dB (0: exact).
     """
 
     name = "detection"
@@ -234,7 +239,7 @@ class DetectionProblem(Problem):
                "ber": "bit error rate of the hard decisions",
                "ce": "mean cross-entropy of the true symbols under P, nats per symbol",
                "feasible": "probabilities finite, non-negative and summing to 1"}
-    classical = ("zf", "lmmse", "sic", "sic_tuned", "detnet_classical", "kbest", "ml")
+    classical = ("zf", "lmmse", "sic", "sic_tuned", "detnet_classical", "admm_tuned", "ep", "ep_tuned", "kbest", "ml")
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),
@@ -246,6 +251,7 @@ class DetectionProblem(Problem):
         "umi": ("3GPP UMi (Sionna, 3.5 GHz), users at their own positions", _change(model="umi")),
         "uma": ("3GPP UMa (Sionna, 3.5 GHz), users at their own positions", _change(model="uma")),
         "csi_error": ("channel estimate with error variance 0.05", {"csi_error": 0.05}),
+        "noise_error3": ("noise variance misestimated by up to 3 dB", {"noise_error_db": 3.0}),
         "adc3": ("3-bit ADCs", {"adc_bits": 3}),
     }
     monitored = True                 # the monitor watches the receive side (monitor_rows) and scores SER
@@ -262,7 +268,7 @@ class DetectionProblem(Problem):
     @classmethod
     def from_config(cls, cfg: DetectionConfig) -> "DetectionProblem":
         return cls(build_channel(cfg.channel), modulation=cfg.modulation, adc_bits=cfg.adc_bits,
-                   csi_error=cfg.csi_error)
+                   csi_error=cfg.csi_error, noise_error_db=cfg.noise_error_db)
 
     @classmethod
     def memory_estimate(cls, cfg: DetectionConfig, batch: int) -> dict:
@@ -271,14 +277,17 @@ class DetectionProblem(Problem):
                 "problem.n_users x C x batch": 4 * 64 * batch * cfg.n_users * C}
 
     def __init__(self, source: ChannelSource, modulation: str = "qpsk", adc_bits: Optional[int] = None,
-                 csi_error: float = 0.0):
+                 csi_error: float = 0.0, noise_error_db: float = 0.0):
         if modulation not in MODULATIONS:
             raise ConfigError(f"detection: modulation must be one of {', '.join(MODULATIONS)} (got {modulation!r})")
         if adc_bits is not None and adc_bits not in ADC_STEPS:
             raise ConfigError(f"detection: adc_bits must be in 1..8 or None (got {adc_bits})")
         if not 0.0 <= csi_error <= 10.0:
             raise ConfigError(f"detection: csi_error must be in [0, 10] (got {csi_error})")
+        if not 0.0 <= noise_error_db <= 20.0:
+            raise ConfigError(f"detection: noise_error_db must be in [0, 20] (got {noise_error_db})")
         self.source, self.modulation, self.adc_bits, self.csi_error = source, modulation, adc_bits, float(csi_error)
+        self.noise_error_db = float(noise_error_db)
         self.n_users, self.n_rx = source.n_tx, source.n_rx
         self.bits_per_symbol = MODULATIONS[modulation]
         self.constellation, self.labels = qam(self.bits_per_symbol)
@@ -286,7 +295,7 @@ class DetectionProblem(Problem):
 
     def settings(self):
         return {"n_users": self.n_users, "n_rx": self.n_rx, "modulation": self.modulation, "adc_bits": self.adc_bits,
-                "csi_error": self.csi_error}
+                "csi_error": self.csi_error, "noise_error_db": self.noise_error_db}
 
     def signature(self) -> dict:
         return {"problem": self.name, "n_users": self.n_users, "n_rx": self.n_rx, "modulation": self.modulation}
@@ -322,7 +331,11 @@ class DetectionProblem(Problem):
         if self.csi_error > 0:
             E = torch.view_as_complex(torch.randn(*H.shape, 2, generator=g) * math.sqrt(0.5))
             H = H + math.sqrt(self.csi_error) * E
-        return DetectionBatch(y.to(torch.complex64), H.to(torch.complex64), ch.noise_var, s, ch.snr_db)
+        noise_var = ch.noise_var
+        if self.noise_error_db > 0:
+            d = (2 * torch.rand(batch, generator=g) - 1) * self.noise_error_db
+            noise_var = noise_var * 10 ** (d / 10)
+        return DetectionBatch(y.to(torch.complex64), H.to(torch.complex64), noise_var.float(), s, ch.snr_db)
 
     def instance(self, y: torch.Tensor, H: torch.Tensor, noise_var: torch.Tensor) -> DetectionBatch:
         """Validated instance from y (B, n_rx) complex, H (B, n_rx, U) complex, noise_var (B,) float.

@@ -64,7 +64,7 @@ class LassoProblem(Problem):
     metrics = {"nmse_db": "10 log10(sum ||x - x_true||^2 / sum ||x_true||^2) (against the reference "
                           "where x_true is unknown)", "objective_mean": "mean LASSO objective",
                "feasible": "all entries finite"}
-    classical = ("ista", "fista")
+    classical = ("ista", "fista", "admm_tuned")
     scenarios = {"nominal": ("nominal (the trained setting)", {}),
                  "lowsnr": ("measurement SNR 10 dB", {"snr_db": 10.0}),
                  "highsnr": ("measurement SNR 40 dB", {"snr_db": 40.0})}

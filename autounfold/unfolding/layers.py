@@ -34,10 +34,15 @@ parameter (or (1, *shape) when tied across layers).
 | sic_damped | learned hyperparameters        | soft interference cancellation with a damping beta_k and two noise inflations per layer |
 | deepsic    | DNN inductive bias             | per user and layer: calibrated likelihood + MLP of the SIC statistics, softmax (fixes n_users) |
 | detnet     | DNN inductive bias             | LMMSE-preconditioned step delta_k, projection calibration tau_k, an MLP per layer shared by the users |
+| admm       | learned hyperparameters        | ADMM penalty rho_k and over-relaxation alpha_k (detection: readout calibration tau_k) |
+| admm_net   | learned hyperparameters        | + the z-update's parameters: LASSO threshold theta_k; detection's soft projection (gamma_k, t_k) |
+| learned_ep | learned hyperparameters        | EP damping beta_k, variance floor f_k, output temperature tau_k (``learned_ep_scaled``: + cavity-variance scale s_k) |
 
 The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``), ``subspace`` the safeguarded
 subspace iteration (``algorithms.subspace``), the hybrid layers ``hybrid_pga`` (``algorithms.hybrid_pga``);
-the detection layers ``sic`` and ``detnet`` (``algorithms.detection``); the others ``pgd``.
+the detection layers ``sic`` and ``detnet`` (``algorithms.detection``), ``admm`` / ``admm_net`` the
+``admm`` rule (``algorithms.admm``, LASSO and detection), ``learned_ep`` the ``ep`` rule
+(``algorithms.ep``); the others ``pgd``.
 """
 from __future__ import annotations
 
@@ -394,6 +399,57 @@ LAYERS.register(LayerType(
     "detnet", "DNN inductive bias",
     "DetNet: LMMSE-preconditioned gradient step delta_k, soft projection with calibration tau_k and an MLP "
     "(3 + C + 8 -> 32 -> C + 8) shared by the users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet"))
+
+
+def _admm_params(net: bool):
+    """ADMM (``algorithms.admm``): per layer the penalty rho_k > 0 (from ``step_init``) and the
+    over-relaxation alpha_k (1); detection adds the readout calibration tau_k (1). ADMM-Net adds, on the
+    LASSO, the threshold theta_k (from the classical lam / (rho L)) and, on detection, the soft
+    projection towards the constellation: its weight gamma_k (0: the box) and temperature t_k (0.1)."""
+    def params(problem, K, steps, momentum):
+        out = {"penalty": LearnedParam("positive", steps), "relaxation": LearnedParam("signed", [1.0] * K)}
+        if problem.name == "detection":
+            out["temperature"] = LearnedParam("positive", [1.0] * K)
+            if net:
+                out["projection_mix"] = LearnedParam("signed", [0.0] * K)
+                out["projection_temperature"] = LearnedParam("positive", [0.1] * K)
+        elif net:
+            out["threshold"] = LearnedParam("positive", [problem.lam / (s * problem.lipschitz) for s in steps])
+        return out
+    return params
+
+
+LAYERS.register(LayerType(
+    "admm", "learned hyperparameters", "ADMM with a learned penalty rho_k and over-relaxation alpha_k per layer "
+    "(detection: and the readout calibration tau_k); any size", _admm_params(False), problems=("lasso", "detection"),
+    positive_step=True, algorithm="admm"))
+LAYERS.register(LayerType(
+    "admm_net", "learned hyperparameters", "ADMM-Net: rho_k, alpha_k and the z-update's parameters per layer: the "
+    "LASSO's threshold theta_k; detection's soft projection towards the constellation (weight gamma_k, temperature t_k)",
+    _admm_params(True), problems=("lasso", "detection"), positive_step=True, algorithm="admm"))
+def _ep_params(scaled: bool):
+    """Learned EP (``algorithms.ep``): per iteration the damping beta_k (its logit; start ``step_init``,
+    which must be in (0, 1): Sionna's is 0.9), the variance floor f_k (1e-6) and the output temperature
+    tau_k (1); ``scaled`` adds the cavity-variance scale s_k (1)."""
+    def params(problem, K, steps, momentum):
+        if not all(0.0 < b < 1.0 for b in steps):
+            raise ConfigError(f"layer 'learned_ep': step_init is EP's damping and must be in (0, 1) (got {steps})")
+        out = {"damping_logit": LearnedParam("signed", [math.log(b / (1.0 - b)) for b in steps]),
+               "variance_floor": LearnedParam("positive", [1e-6] * K),
+               "temperature": LearnedParam("positive", [1.0] * K)}
+        if scaled:
+            out["obs_scale"] = LearnedParam("positive", [1.0] * K)
+        return out
+    return params
+
+
+LAYERS.register(LayerType(
+    "learned_ep", "learned hyperparameters", "expectation propagation with a learned damping beta_k (start: step_init), "
+    "variance floor f_k and output temperature tau_k per iteration; any U, n_rx",
+    _ep_params(False), problems=("detection",), positive_step=True, algorithm="ep"))
+LAYERS.register(LayerType(
+    "learned_ep_scaled", "learned hyperparameters", "learned_ep and a scale s_k of EP's cavity variance per iteration",
+    _ep_params(True), problems=("detection",), positive_step=True, algorithm="ep"))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,

@@ -1,0 +1,358 @@
+"""The textbook's remaining unfolded algorithms against their classical versions at equal and at twice
+the iterations (``autounfold benchmark-textbook``, ``make benchmark-textbook``): ADMM-Net on the LASSO
+and on MIMO detection, learned expectation propagation on 8 x 8 16-QAM.
+
+Sections (``SECTIONS``):
+
+- ``lasso``: the textbook sparse-recovery problem (``preset:admm_net``: N = 50, M = 25, s = 5, 20 dB). NMSE
+  (dB, against the true signal) on a fresh test draw: ISTA-K, FISTA-K, classical ADMM with K, 2K and 4K
+  iterations (penalty and over-relaxation tuned for each depth on a validation draw), the LASSO's own
+  optimum (FISTA to a 1e-7 relative change: no LASSO solver does better against the truth), and the
+  trained ADMM (learned rho_k, alpha_k) and ADMM-Net (also theta_k) with K layers. Also NMSE per
+  iteration and latency.
+- ``admm_detection``: 4 x 4 QPSK, i.i.d. Rayleigh (``preset:admm_detection``), the same test draws as the
+  detection benchmark's 4x4_qpsk case (same seed, size and generator labels: the same symbols), so
+  its DeepSIC, DetNet, EP and ML curves from ``benchmarks/detection_benchmark.json`` stand beside these
+  (read from that file when it is there, marked as such). SER vs SNR for LMMSE, classical ADMM-K and
+  ADMM-2K (penalty and relaxation tuned at each SNR on a validation draw), ADMM and ADMM-Net with K layers.
+- ``ep``: 8 x 8 16-QAM, i.i.d. Rayleigh (``preset:learned_ep``), the detection benchmark's 8x8_16qam test
+  draws up to 20 dB: EP with K, 2K and 4K iterations at Sionna's damping 0.9 and with the damping tuned
+  at each SNR, learned EP with K iterations (and its variant with a cavity-variance scale); then the
+  same under a mismatched SNR (the receiver's noise variance off by up to 3 dB, ``noise_error_db: 3``;
+  the classical damping tuned on mismatched validation draws, the network trained without mismatch).
+
+"SNR at SER 1e-2": log-linear interpolation on the curve (``detection_benchmark.snr_at``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from ..algorithms import detection as D
+from ..algorithms.admm import admm, tune_admm
+from ..algorithms.ep import expectation_propagation, tune_ep
+from ..algorithms.reference import reference
+from ..build import build_model, build_problem
+from ..config import load_config
+from ..errors import ConfigError
+from ..seeding import generator
+from ..training import train
+from .baselines import fista, ista
+from .detection_benchmark import CASES, _overrides, crossing_kind, snr_at
+from .latency import measure_latency
+from .report import bars_markdown
+
+SECTIONS = ("lasso", "admm_detection", "ep")
+VALIDATION = 2000                    # symbol vectors (detection) or signals (LASSO) the classical knobs are tuned on
+EP_SNRS = [8, 10, 12, 14, 16, 18, 20]
+MISMATCH_DB = 3.0
+DETECTION_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "detection_benchmark.json"
+FROM_DETECTION = {"4x4_qpsk": ("ML (exhaustive)", "EP-10 (Sionna)", "K-best (K=16, Sionna)", "DeepSIC (sequential)", "DetNet"),
+                  "8x8_16qam": ("K-best (K=16, Sionna)", "DeepSIC (sequential)", "DeepSIC (end to end)", "DetNet")}
+
+
+def _log(msg: str, quiet: bool):
+    if not quiet:
+        print(f"[textbook benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _train(preset: str, overrides: List[str], steps: Optional[int], seed: int, label: str, quiet: bool):
+    over = list(overrides) + [f"seed={seed}"] + ([f"training.steps={steps}"] if steps is not None else [])
+    cfg = load_config(preset, over)
+    model = build_model(cfg)
+    t0 = time.perf_counter()
+    res = train(model, cfg.training, seed=cfg.seed, progress=False)
+    secs = time.perf_counter() - t0
+    _log(f"trained {label} (K={model.num_layers}) in {secs:.0f} s, validation score {res.best_score:.4g}", quiet)
+    info = {"seconds": secs, "steps": cfg.training.steps, "layers": model.num_layers, "params": model.num_parameters(),
+            "learned": model.scalar_parameters()}
+    return model.eval(), info
+
+
+# ---- LASSO --------------------------------------------------------------------------------------
+def lasso_section(steps: Optional[int], test_size: int, latency_batch: int, repeats: int, seed: int, quiet: bool) -> dict:
+    nets = {"ADMM-Net (rho_k, alpha_k, theta_k)": [], "ADMM, learned rho_k and alpha_k": ["model.layer=admm"]}
+    models, training = {}, {}
+    for label, over in nets.items():
+        models[label], training[label] = _train("preset:admm_net", over, steps, seed, label, quiet)
+    problem = next(iter(models.values())).problem
+    K = next(iter(models.values())).num_layers
+    test = problem.sample(test_size, generator(seed, "test", "textbook-lasso"))
+    val = problem.sample(VALIDATION, generator(seed, "validation-admm", "textbook-lasso"))
+    truth = test.x_true
+
+    def nmse(x):
+        return problem.summarize(x, test, truth)["nmse_db"]
+    tuned = {k: tune_admm(problem, val, k)[0] for k in (K, 2 * K, 4 * K)}
+    fns = {f"ISTA-{K}": lambda inst: ista(problem, inst, K).x, f"FISTA-{K}": lambda inst: fista(problem, inst, K).x}
+    for k, (rho, alpha) in tuned.items():
+        fns[f"ADMM-{k}, tuned"] = (lambda kk, r, a: (lambda inst: admm(problem, inst, kk, r, a)))(k, rho, alpha)
+    for label, m in models.items():
+        fns[f"{label}, {K} layers"] = (lambda mm: (lambda inst: mm.run(inst)))(m)
+    with torch.no_grad():
+        rows = {label: nmse(fn(test)) for label, fn in fns.items()}
+        rows["LASSO optimum (FISTA to 1e-7)"] = nmse(reference(problem, test))
+        per_layer = {label: [nmse(x) for x in m.run(test, return_all=True)] for label, m in models.items()}
+        rho, alpha = tuned[2 * K]
+        from ..algorithms.admm import ADMM
+        from ..algorithms.solver import solve
+        traj = solve(problem, test, ADMM(), {"penalty": rho, "relaxation": alpha}, 2 * K, trajectory=True).trajectory
+        per_layer[f"ADMM, tuned for {2 * K}"] = [nmse(x) for x in traj]
+    lat_inst = problem.sample(latency_batch, generator(seed, "latency", "textbook-lasso"))
+    lat_fns = {k: (lambda f: (lambda: f(lat_inst)))(f) for k, f in fns.items()}
+    latency = {k: v["median_ms"] for k, v in measure_latency(lat_fns, repeats=repeats, warmup=2).items()}
+    _log("lasso: " + ", ".join(f"{k} {v:.2f}" for k, v in rows.items()), quiet)
+    return {"section": "lasso", "title": "LASSO (N = 50, M = 25, s = 5, 20 dB): NMSE in dB against the true signal",
+            "depth": K, "test_size": test_size, "nmse_db": rows, "tuned": {str(k): {"penalty": v[0], "relaxation": v[1]}
+                                                                          for k, v in tuned.items()},
+            "per_layer_nmse_db": per_layer, "latency_ms": latency, "latency_batch": latency_batch, "training": training}
+
+
+# ---- detection ------------------------------------------------------------------------------------
+def _committed_curves(case: str, snrs: Sequence[float], test_size: int, seed: int) -> Dict[str, List[float]]:
+    """The detection benchmark's curves of ``FROM_DETECTION[case]`` at ``snrs``, when its committed JSON
+    used the same test draws (same seed and test size); {} otherwise."""
+    if not DETECTION_JSON.exists():
+        return {}
+    data = json.loads(DETECTION_JSON.read_text())
+    if data["setup"]["seed"] != seed:
+        return {}
+    for e in data["cases"]:
+        if e["case"] == case and e["test_size"] == test_size and all(s in e["snrs"] for s in snrs):
+            idx = [e["snrs"].index(s) for s in snrs]
+            return {f"{k} (detection benchmark, same symbols)": [e["curves"][k][i] for i in idx]
+                    for k in FROM_DETECTION[case] if k in e["curves"]}
+    return {}
+
+
+def _curves(case_name: str, snrs, classical, models: dict, test_size: int, seed: int, quiet: bool, extra=(),
+            tune_label: str = "validation") -> Dict[str, object]:
+    """SER curves of ``classical(problem, val) -> {label: fn(inst)}`` (tuned per SNR) and ``models`` on
+    the detection benchmark's test draws of ``case_name`` (``extra``: more problem overrides, e.g. a
+    mismatch; then the test draws are the case's draws under that mismatch)."""
+    case = CASES[case_name]
+    curves: Dict[str, List[float]] = {}
+    tuned_at = {}
+    for snr in snrs:
+        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr)) + list(extra)).problem)
+        inst = q.sample(test_size, generator(seed, "test", case_name, snr))
+        val = q.sample(VALIDATION, generator(seed, tune_label, case_name, snr))
+        fns, tuned_at[snr] = classical(q, val)
+        for label, m in models.items():
+            fns[label] = (lambda mm: (lambda i: mm.run(i)))(m)
+        with torch.no_grad():
+            for label, fn in fns.items():
+                curves.setdefault(label, []).append(q.summarize(fn(inst), inst, inst.s)["ser"])
+        _log(f"{case_name}{' ' + ' '.join(extra) if extra else ''} at {snr} dB: "
+             + ", ".join(f"{k} {v[-1]:.3g}" for k, v in curves.items()), quiet)
+    return {"curves": curves, "tuned": {str(k): v for k, v in tuned_at.items()}}
+
+
+def _finish(e: dict, test_size: int) -> dict:
+    floor = 0.5 / (test_size * CASES[e["case"]]["sizes"][0])
+    e["snr_at_1e-2"] = {k: snr_at(e["snrs"], c, floor=floor) for k, c in e["curves"].items()}
+    e["crossing"] = {k: crossing_kind(e["snrs"], c) for k, c in e["curves"].items()}
+    return e
+
+
+def _latency(case_name: str, fns_of, models: dict, latency_batch: int, repeats: int, seed: int) -> dict:
+    case = CASES[case_name]
+    mid = case["snrs"][len(case["snrs"]) // 2]
+    q = build_problem(load_config("preset:deepsic", _overrides(case, (mid, mid))).problem)
+    inst = q.sample(latency_batch, generator(seed, "latency", case_name))
+    fns = {k: (lambda f: (lambda: f(inst)))(f) for k, f in fns_of(q).items()}
+    for label, m in models.items():
+        fns[label] = (lambda mm: (lambda: mm.run(inst)))(m)
+    return {k: v["median_ms"] for k, v in measure_latency(fns, repeats=repeats, warmup=2).items()}
+
+
+def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
+    name = "4x4_qpsk"
+    nets = {"ADMM-Net (rho_k, alpha_k, soft projection)": [], "ADMM, learned rho_k and alpha_k": ["model.layer=admm"]}
+    models, training = {}, {}
+    for label, over in nets.items():
+        m, training[label] = _train("preset:admm_detection", over, steps, seed, label, quiet)
+        models[f"{label}, {m.num_layers} layers"] = m
+    K = next(iter(models.values())).num_layers
+
+    def classical(q, val):
+        tuned = {k: tune_admm(q, val, k)[0] for k in (K, 2 * K)}
+        fns = {"LMMSE": lambda inst: D.lmmse(q, inst)}
+        for k, (rho, alpha) in tuned.items():
+            fns[f"ADMM-{k}, tuned at each SNR"] = (lambda kk, r, a: (lambda inst: admm(q, inst, kk, r, a)))(k, rho, alpha)
+        fns[f"ADMM-{2 * K}, penalty 1 (LMMSE start)"] = lambda inst: admm(q, inst, 2 * K, 1.0)
+        return fns, {str(k): {"penalty": v[0], "relaxation": v[1]} for k, v in tuned.items()}
+    snrs = CASES[name]["snrs"]
+    e = {"section": "admm_detection", "case": name, "title": CASES[name]["title"] + ": ADMM and ADMM-Net", "snrs": snrs,
+         "depth": K, "test_size": test_size, "training": training}
+    e.update(_curves(name, snrs, classical, models, test_size, seed, quiet))
+    e["curves"].update(_committed_curves(name, snrs, test_size, seed))
+    e["latency_ms"] = _latency(name, lambda q: {f"ADMM-{K}": lambda i: admm(q, i, K), f"ADMM-{2 * K}": lambda i: admm(q, i, 2 * K),
+                                                "LMMSE": lambda i: D.lmmse(q, i)}, models, latency_batch, repeats, seed)
+    e["latency_batch"] = latency_batch
+    return _finish(e, test_size)
+
+
+def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
+    name = "8x8_16qam"
+    nets = {"learned EP": [], "learned EP with cavity scale": ["model.layer=learned_ep_scaled"]}
+    models, training = {}, {}
+    for label, over in nets.items():
+        m, training[label] = _train("preset:learned_ep", over, steps, seed, label, quiet)
+        models[f"{label}-{m.num_layers}"] = m
+    K = next(iter(models.values())).num_layers
+
+    def classical(q, val):
+        tuned = {k: tune_ep(q, val, k)[0] for k in (K, 2 * K)}
+        fns = {"LMMSE": lambda inst: D.lmmse(q, inst)}
+        for k in (K, 2 * K, 4 * K):
+            fns[f"EP-{k}, damping 0.9 (Sionna's)"] = (lambda kk: (lambda inst: expectation_propagation(q, inst, kk)))(k)
+        for k, b in tuned.items():
+            fns[f"EP-{k}, damping tuned at each SNR"] = (lambda kk, bb: (lambda inst: expectation_propagation(q, inst, kk, bb)))(k, b)
+        return fns, {str(k): v for k, v in tuned.items()}
+    e = {"section": "ep", "case": name, "title": CASES[name]["title"] + ": expectation propagation", "snrs": EP_SNRS,
+         "depth": K, "test_size": test_size, "training": training}
+    e.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet))
+    e["curves"].update(_committed_curves(name, EP_SNRS, test_size, seed))
+    e["latency_ms"] = _latency(name, lambda q: {f"EP-{K}": lambda i: expectation_propagation(q, i, K),
+                                                f"EP-{2 * K}": lambda i: expectation_propagation(q, i, 2 * K),
+                                                f"EP-{2 * K} (Sionna)": lambda i: D.ep(q, i, 2 * K)},
+                               models, latency_batch, repeats, seed)
+    e["latency_batch"] = latency_batch
+    mis = {"section": "ep_mismatch", "case": name, "depth": K, "test_size": test_size,
+           "title": CASES[name]["title"] + f": EP with the noise variance misestimated by up to {MISMATCH_DB:g} dB "
+                                           "(networks trained without the mismatch)", "snrs": EP_SNRS}
+    mis.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet, extra=[f"problem.noise_error_db={MISMATCH_DB}"],
+                       tune_label="validation-mismatch"))
+    return [_finish(e, test_size), _finish(mis, test_size)]
+
+
+# ---- bars, report ----------------------------------------------------------------------------------
+def _bars(sections: List[dict]) -> List[dict]:
+    out = []
+    for e in sections:
+        K = e.get("depth")
+        if e["section"] == "lasso":
+            base = e["nmse_db"][f"ADMM-{2 * K}, tuned"]
+            for label in e["nmse_db"]:
+                if label.startswith("ADMM-Net"):
+                    g = base - e["nmse_db"][label]
+                    out.append({"bar": f"LASSO: {label} better than ADMM-{2 * K} with a tuned penalty (NMSE gain, dB)",
+                                "measured": g, "met": g > 0})
+            continue
+        at = e["snr_at_1e-2"]
+
+        def gain(worse, better, text, need=0.0, strict=True):
+            if worse in at and better in at:
+                a, b = at[worse], at[better]
+                g = None if (a is None and b is None) else ((e["snrs"][-1] if a is None else a) - (e["snrs"][-1] if b is None else b))
+                met = b is not None and g is not None and (g > need if strict else g >= need)
+                out.append({"bar": text, "measured": g, "met": bool(met)})
+        if e["section"] == "admm_detection":
+            net = next(k for k in at if k.startswith("ADMM-Net"))
+            gain(f"ADMM-{2 * K}, tuned at each SNR", net, f"4x4 QPSK: {net} better than ADMM-{2 * K} tuned at each SNR "
+                 "(SNR gain at SER 1e-2, dB)")
+        elif e["section"] in ("ep", "ep_mismatch"):
+            tag = "mismatched SNR" if e["section"] == "ep_mismatch" else "8x8 16-QAM"
+            for net in [k for k in at if k.startswith("learned EP")]:
+                for ref in (f"EP-{2 * K}, damping tuned at each SNR", f"EP-{2 * K}, damping 0.9 (Sionna's)"):
+                    gain(ref, net, f"{tag}: {net} reaches the SER of {ref} (SNR gain at SER 1e-2, dB; >= 0)", 0.0, strict=False)
+    return out
+
+
+def _fmt(v, digits=2):
+    return "—" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+
+def markdown(result: dict) -> str:
+    s = result["setup"]
+    lines = ["# ADMM-Net and learned EP against classical ADMM and EP", "",
+             f"`autounfold benchmark-textbook` (seed {s['seed']}, torch {s['torch']}, {s['threads']} threads, CPU; "
+             f"{s['seconds'] / 60:.1f} min in all). Classical knobs (ADMM's penalty and over-relaxation, EP's damping) are "
+             f"tuned for each depth on a validation draw of {VALIDATION} (per SNR point for detection), never on the test "
+             "draw. Networks trained with their presets (`preset:admm_net`, `preset:admm_detection`, `preset:learned_ep`).", ""]
+    for e in result["sections"]:
+        lines += [f"## {e['title']}", ""]
+        if e["section"] == "lasso":
+            lines += [f"Test draw of {e['test_size']} signals; K = {e['depth']}. Latency: batch {e['latency_batch']}, median ms.", "",
+                      "| solver | NMSE (dB) | latency ms |", "|---|---|---|"]
+            for k, v in sorted(e["nmse_db"].items(), key=lambda kv: kv[1]):
+                lines.append(f"| {k} | {v:.2f} | {_fmt(e['latency_ms'].get(k))} |")
+            lines += ["", "Tuned classical ADMM (penalty rho relative to L, relaxation): "
+                      + ", ".join(f"{k} iterations: {v['penalty']:.3g}, {v['relaxation']:g}" for k, v in e["tuned"].items()), "",
+                      f"![NMSE per iteration]({e['plot']})", ""]
+        else:
+            lines += [f"SER of the hard decisions on {e['test_size']} symbol vectors per SNR point (the detection benchmark's "
+                      "test draws: rows marked \"detection benchmark, same symbols\" come from its committed results).", "",
+                      "| detector | SNR at SER 1e-2 (dB) | " + " | ".join(f"{v} dB" for v in e["snrs"]) + " | latency ms |",
+                      "|---|---|" + "---|" * len(e["snrs"]) + "---|"]
+            order = sorted(e["curves"], key=lambda k: (e["snr_at_1e-2"][k] is None, e["snr_at_1e-2"][k] or 0.0))
+            for k in order:
+                lines.append(f"| {k} | {_fmt(e['snr_at_1e-2'][k])} | " + " | ".join(f"{v:.2e}" for v in e["curves"][k])
+                             + f" | {_fmt(e.get('latency_ms', {}).get(k))} |")
+            lines += ["", "Tuned at each SNR: " + "; ".join(f"{snr} dB: {v}" for snr, v in e["tuned"].items()), "",
+                      f"![SER vs SNR]({e['plot']})", ""]
+        if e.get("training"):
+            lines += ["| network | layers | parameters | training | learned (per layer) |", "|---|---|---|---|---|"]
+            for k, t in e["training"].items():
+                learned = "; ".join(f"{n}: " + ", ".join(f"{x:.3g}" for x in v) for n, v in t["learned"].items())
+                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | {learned} |")
+            lines.append("")
+    lines += bars_markdown(result.get("bars") or [])
+    return "\n".join(lines) + "\n"
+
+
+def _plot(e: dict, path: Path) -> str:
+    from .plots import _save, plt
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    if e["section"] == "lasso":
+        for k, v in e["per_layer_nmse_db"].items():
+            ax.plot(range(1, len(v) + 1), v, marker="o", markersize=3, label=k)
+        ax.axhline(e["nmse_db"]["LASSO optimum (FISTA to 1e-7)"], color="grey", linewidth=0.8, label="LASSO optimum")
+        ax.set_xlabel("iteration / layer")
+        ax.set_ylabel("NMSE (dB)")
+    else:
+        for k, v in e["curves"].items():
+            ax.semilogy(e["snrs"], [max(x, 1e-6) for x in v], marker="o", markersize=3, label=k,
+                        linestyle="--" if "detection benchmark" in k else "-")
+        ax.axhline(1e-2, color="grey", linewidth=0.8)
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel("SER")
+    ax.set_title(e["title"], fontsize=8)
+    return _save(fig, ax, path)
+
+
+def run_textbook_benchmark(out_dir, sections: Sequence[str] = SECTIONS, steps: Optional[int] = None,
+                           test_size: int = 20000, latency_batch: int = 1024, repeats: int = 10, seed: int = 0,
+                           quiet: bool = False) -> dict:
+    """Run the sections and write textbook_benchmark.json, TEXTBOOK_RESULTS.md and one plot per section
+    into ``out_dir``. ``steps``: training steps per network (default: the presets'); ``test_size``: test
+    symbol vectors per SNR point (20000: the detection benchmark's draws) and LASSO test signals."""
+    bad = [s for s in sections if s not in SECTIONS]
+    if bad or not sections:
+        raise ConfigError(f"benchmark-textbook: sections must be among {', '.join(SECTIONS)} (got {list(sections)})")
+    if test_size < 100:
+        raise ConfigError(f"benchmark-textbook: test_size must be >= 100 (got {test_size})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: List[dict] = []
+    runners = {"lasso": lasso_section, "admm_detection": admm_detection_section, "ep": ep_section}
+    for name in sections:
+        r = runners[name](steps, test_size, latency_batch, repeats, seed, quiet)
+        for e in (r if isinstance(r, list) else [r]):
+            e["plot"] = _plot(e, out / f"textbook_{e['section']}.png")
+            results.append(e)
+    result = {"setup": {"seed": seed, "torch": torch.__version__, "threads": torch.get_num_threads(), "test_size": test_size,
+                        "steps": steps, "seconds": time.perf_counter() - t0, "sections": list(sections)},
+              "sections": results, "bars": _bars(results)}
+    (out / "textbook_benchmark.json").write_text(json.dumps(result, indent=2, default=float, allow_nan=False))
+    (out / "TEXTBOOK_RESULTS.md").write_text(markdown(result))
+    return result
+
+
+__all__ = ["run_textbook_benchmark", "markdown", "SECTIONS"]

@@ -1,0 +1,261 @@
+"""ADMM / ADMM-Net (LASSO and box-relaxed detection) and expectation propagation / learned EP: the
+unfolded networks with the classical parameters are the classical algorithms, ours against the
+textbook form and against Sionna's EP, shapes on other sizes, training, config errors, CLI and export."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import autounfold
+from autounfold.algorithms import detection as D
+from autounfold.algorithms.admm import ADMM, admm, tune_admm
+from autounfold.algorithms.ep import expectation_propagation, pam_alphabet, tune_ep
+from autounfold.algorithms.reference import reference
+from autounfold.algorithms.solver import solve
+from autounfold.build import build_model, build_problem
+from autounfold.config import load_config
+from autounfold.errors import ConfigError
+from autounfold.problems.detection import DetectionBatch
+from autounfold.seeding import generator
+from autounfold.training import train
+
+
+def _det(n_users=4, n_rx=4, modulation="qpsk", snr=(10.0, 10.0), **extra):
+    sets = [f"problem.n_users={n_users}", f"problem.n_rx={n_rx}", f"problem.modulation={modulation}",
+            f"problem.channel.snr_db=[{snr[0]},{snr[1]}]"] + [f"problem.{k}={v}" for k, v in extra.items()]
+    return build_problem(load_config("preset:deepsic", sets).problem)
+
+
+def _set(model, **values):
+    """Set every layer's value of the named parameters (constrained values: positive ones as their log)."""
+    with torch.no_grad():
+        for name, v in values.items():
+            p = model.params[name.replace(".", "__")]
+            p.fill_(math.log(v) if model.kinds[name] == "positive" else v)
+
+
+# ---- ADMM ------------------------------------------------------------------------------------------
+def _admm_textbook(A, y, lam, rho, iters, alpha=1.0):
+    """Scaled-form ADMM for the LASSO with an explicit inverse, float64 (Boyd et al. 2011, 6.4)."""
+    n = A.shape[1]
+    M = torch.linalg.inv(A.T @ A + rho * torch.eye(n, dtype=A.dtype))
+    z = torch.zeros(y.shape[0], n, dtype=A.dtype)
+    u = torch.zeros_like(z)
+    for _ in range(iters):
+        x = (y @ A + rho * (z - u)) @ M.T
+        xh = alpha * x + (1 - alpha) * z
+        w = xh + u
+        z = torch.sign(w) * (w.abs() - lam / rho).clamp_min(0)
+        u = u + xh - z
+    return z
+
+
+def test_lasso_admm_is_the_textbook_iteration_and_converges_to_the_lasso_optimum():
+    p = build_problem(load_config("preset:admm_net").problem)
+    inst = p.sample(64, generator(1))
+    for rho, alpha in ((0.05, 1.0), (0.3, 1.6)):
+        ours = admm(p, inst, 12, rho, alpha).double()
+        ref = _admm_textbook(p.A.double(), inst.y.double(), p.lam, rho * p.lipschitz, 12, alpha)
+        assert torch.allclose(ours, ref, atol=2e-5), float((ours - ref).abs().max())
+    x = admm(p, inst, 3000, 0.03)
+    opt = reference(p, inst)
+    f, f_opt = p.objective(x, inst), p.objective(opt, inst)
+    assert ((f - f_opt) / f_opt).abs().max() < 1e-4          # the same minimum as FISTA to 1e-7
+
+
+def test_detection_admm_is_the_box_relaxed_least_squares_and_starts_at_lmmse():
+    p = _det(4, 4, "qpsk", (6.0, 6.0))
+    inst = p.sample(400, generator(2))
+    # one iteration at penalty 1 from z = u = 0: x = (H^H H + s2 I)^-1 H^H y, LMMSE's decisions for QPSK
+    assert torch.equal(admm(p, inst, 1, 1.0).argmax(-1), D.lmmse(p, inst).argmax(-1))
+    # textbook ADMM (explicit solve, complex, float64) on the same instances
+    H, y, s2 = inst.H.to(torch.complex128), inst.y.to(torch.complex128), inst.noise_var.double()
+    a = float(p.constellation.real.abs().max())
+    z = torch.zeros(400, 4, dtype=torch.complex128)
+    u = torch.zeros_like(z)
+    rho = 2.0
+    for _ in range(7):
+        A = H.mH @ H + (rho * s2).view(-1, 1, 1) * torch.eye(4, dtype=H.dtype)
+        x = torch.linalg.solve(A, (H.mH @ y.unsqueeze(-1)).squeeze(-1) + (rho * s2).unsqueeze(-1) * (z - u))
+        w = x + u
+        z = torch.complex(w.real.clamp(-a, a), w.imag.clamp(-a, a))
+        u = u + x - z
+    st = ADMM().init_state(p.init(inst))
+    for _ in range(7):
+        st = ADMM().step(p, inst, st, {"penalty": rho})
+    assert torch.allclose(st.z.to(torch.complex128), z, atol=1e-4)
+    assert (st.z.real.abs() <= a + 1e-6).all() and (st.z.imag.abs() <= a + 1e-6).all()
+    # many iterations reach a fixed point of the box-constrained least squares: z stops moving
+    s1 = solve(p, inst, ADMM(), {"penalty": 1.0}, 300)
+    assert torch.isfinite(s1.x).all()
+
+
+@pytest.mark.parametrize("preset,layer", [("admm_net", "admm"), ("admm_net", "admm_net"),
+                                          ("admm_detection", "admm"), ("admm_detection", "admm_net")])
+def test_unfolded_admm_with_the_classical_parameters_is_classical_admm(preset, layer):
+    model = build_model(load_config(f"preset:{preset}", [f"model.layer={layer}", "model.num_layers=4",
+                                                         "model.step_init=0.4"])).eval()
+    p = model.problem
+    if p.name == "lasso":
+        inst = p.sample(32, generator(3))
+        if layer == "admm_net":
+            _set(model, threshold=p.lam / (0.4 * p.lipschitz))
+    else:
+        inst = p.sample(64, generator(3))
+    with torch.no_grad():
+        got = model.run(inst)
+    assert torch.allclose(got, admm(p, inst, 4, 0.4), atol=1e-5)
+
+
+def test_admm_layers_run_at_other_sizes_and_give_probabilities():
+    model = build_model(load_config("preset:admm_detection", ["model.num_layers=2"])).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    other = _det(3, 6, "qpsk").sample(5, generator(4))
+    P = model(other.y, other.H, other.noise_var)
+    assert P.shape == (5, 3, 4) and torch.allclose(P.sum(-1), torch.ones(5, 3), atol=1e-5) and (P >= 0).all()
+
+
+def test_tune_admm_picks_the_grid_point_with_the_best_score():
+    p = build_problem(load_config("preset:admm_net").problem)
+    val = p.sample(200, generator(5))
+    (rho, alpha), score = tune_admm(p, val, 4, penalties=(0.01, 0.1, 10.0), relaxations=(1.0, 1.5))
+    every = {(r, a): p.summarize(admm(p, val, 4, r, a), val, val.x_true)["nmse_db"]
+             for r in (0.01, 0.1, 10.0) for a in (1.0, 1.5)}
+    assert (rho, alpha) == min(every, key=every.get) and score[0] == pytest.approx(every[(rho, alpha)])
+
+
+def test_admm_net_training_beats_its_classical_start_on_the_lasso():
+    cfg = load_config("preset:admm_net", ["training.steps=150", "training.validate_every=50",
+                                          "training.validation_batch=500", "model.num_layers=4"])
+    model = build_model(cfg)
+    p = model.problem
+    test = p.sample(1000, generator(6, "test"))
+    start = p.summarize(model.run(test).detach(), test, test.x_true)["nmse_db"]
+    train(model, cfg.training, seed=0, progress=False)
+    with torch.no_grad():
+        after = p.summarize(model.run(test), test, test.x_true)["nmse_db"]
+    assert after < start - 0.5, (start, after)
+
+
+# ---- EP --------------------------------------------------------------------------------------------
+def _sionna_cov(inst):
+    return inst.noise_var.view(-1, 1, 1) * torch.eye(inst.H.shape[-2], dtype=inst.H.dtype)
+
+
+@pytest.mark.parametrize("modulation,n", [("qpsk", 4), ("16qam", 6)])
+def test_our_ep_equals_sionnas_on_shared_inputs(modulation, n):
+    from sionna.phy.mimo import EPDetector
+    p = _det(n, n, modulation, (8.0, 14.0))
+    inst = p.sample(300, generator(7))
+    bits = p.bits_per_symbol
+    for K in (1, 4):
+        theirs = torch.log_softmax(EPDetector("symbol", bits, hard_out=False, l=K)(inst.y, inst.H, _sionna_cov(inst)).float(), -1)
+        ours = expectation_propagation(p, inst, K)
+        assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+        assert (ours.exp() - theirs.exp()).abs().max() < 0.05          # float32 rounding through K inversions
+    # in float64 the two agree to rounding on nearly every sample (EP's cavity 1 / (1 / Sigma - lam) amplifies
+    # the last bits on a few ill-conditioned ones)
+    i64 = DetectionBatch(inst.y.to(torch.complex128), inst.H.to(torch.complex128), inst.noise_var.double(), inst.s,
+                         inst.snr_db)
+    from autounfold.algorithms.ep import ExpectationPropagation
+    theirs = torch.log_softmax(EPDetector("symbol", bits, hard_out=False, l=4, precision="double")(i64.y, i64.H, _sionna_cov(i64)), -1)
+    ours = solve(p, i64, ExpectationPropagation(), {"damping": 0.9, "variance_floor": 1e-12}, 4).x
+    diff = (ours.exp() - theirs.exp()).abs().amax((-2, -1))
+    assert diff.median() < 1e-10 and diff.max() < 1e-3
+
+
+def test_pam_alphabet_maps_each_point_to_its_real_and_imaginary_levels():
+    p = _det(2, 2, "16qam")
+    pam, re, im = pam_alphabet(p)
+    assert pam.numel() == 4 and torch.allclose(pam, torch.tensor([-3.0, -1.0, 1.0, 3.0], dtype=pam.dtype) / math.sqrt(10))
+    assert torch.allclose(torch.complex(pam[re], pam[im]).to(torch.complex64), p.constellation)
+
+
+def test_learned_ep_with_the_classical_parameters_is_classical_ep_and_runs_at_other_sizes():
+    model = build_model(load_config("preset:learned_ep", ["model.num_layers=3", "model.step_init=0.9"])).eval()
+    p = model.problem
+    inst = p.sample(64, generator(8))
+    with torch.no_grad():
+        got = model.run(inst)
+        v = model.layer_values(0)
+    beta, floor = float(torch.sigmoid(v["damping_logit"])), float(v["variance_floor"])
+    assert beta == pytest.approx(0.9, rel=1e-6) and floor == pytest.approx(1e-6, rel=1e-5) and float(v["temperature"]) == 1.0
+    from autounfold.algorithms.ep import ExpectationPropagation
+    classical = solve(p, inst, ExpectationPropagation(), {"damping": beta, "variance_floor": floor}, 3).x
+    assert torch.allclose(got, classical, atol=1e-5)                # the same update rule at the stored parameters
+    assert torch.equal(got.argmax(-1), expectation_propagation(p, inst, 3, 0.9).argmax(-1))
+    other = _det(3, 5, "16qam").sample(4, generator(9))
+    P = model(other.y, other.H, other.noise_var)
+    assert P.shape == (4, 3, 16) and torch.allclose(P.sum(-1), torch.ones(4, 3), atol=1e-5)
+
+
+def test_ep_converges_to_near_ml_and_tuning_picks_the_best_damping():
+    p = _det(4, 4, "qpsk", (8.0, 8.0))
+    inst = p.sample(3000, generator(10))
+    ser = {name: p.summarize(x, inst, inst.s)["ser"] for name, x in
+           (("lmmse", D.lmmse(p, inst)), ("ep", expectation_propagation(p, inst, 10, 0.5)), ("ml", D.ml(p, inst)))}
+    assert ser["ml"] <= ser["ep"] < ser["lmmse"]
+    b, (s, _) = tune_ep(p, inst, 3, dampings=(0.2, 0.9))
+    other = 0.9 if b == 0.2 else 0.2
+    assert s <= p.summarize(expectation_propagation(p, inst, 3, other), inst, inst.s)["ser"]
+
+
+def test_noise_error_misinforms_the_receiver_only():
+    a = _det(4, 4).sample(200, generator(11))
+    b = _det(4, 4, noise_error_db=3.0).sample(200, generator(11))
+    assert torch.equal(a.y, b.y) and torch.equal(a.H, b.H) and torch.equal(a.s, b.s)
+    ratio_db = 10 * torch.log10(b.noise_var / a.noise_var)
+    assert ratio_db.abs().max() <= 3.0 + 1e-4 and ratio_db.std() > 1.0
+
+
+# ---- configs, CLI --------------------------------------------------------------------------------
+def test_bad_configs_name_the_field():
+    with pytest.raises(ConfigError, match="step_init"):
+        build_model(load_config("preset:learned_ep", ["model.step_init=1.5"]))
+    with pytest.raises(ConfigError, match="noise_error_db"):
+        load_config("preset:learned_ep", ["problem.noise_error_db=-1"])
+    with pytest.raises(ConfigError, match="model.layer 'admm_net' does not apply to beamforming"):
+        load_config("preset:auto_pgd", ["model.layer=admm_net"])
+    with pytest.raises(ConfigError, match="step_init must be > 0"):
+        build_model(load_config("preset:admm_net", ["model.step_init=-0.1"]))
+    with pytest.raises(ConfigError, match="EP damping"):
+        expectation_propagation(_det(), _det().sample(2, 0), 3, 1.0)
+
+
+def test_evaluate_lists_tuned_admm_and_ep_beside_the_model(tmp_path):
+    from autounfold.evaluation.evaluate import evaluate_model
+    model = build_model(load_config("preset:admm_detection", ["model.num_layers=2"])).eval()
+    rows = evaluate_model(model, ["nominal"], batch=256)
+    methods = {r["method"] for r in rows}
+    assert {"ADMM, tuned penalty and relaxation-2", "expectation propagation, tuned damping-2"} <= methods, methods
+    lasso = build_model(load_config("preset:admm_net", ["model.num_layers=2"])).eval()
+    rows = evaluate_model(lasso, ["nominal"], batch=128)
+    assert "ADMM, tuned penalty and relaxation-2" in {r["method"] for r in rows}
+
+
+@pytest.mark.parametrize("preset", ["admm_detection", "learned_ep"])
+def test_export_matches_the_eager_model(tmp_path, preset):
+    from autounfold.deploy.export import EXPORTERS, load_torchscript
+    model = build_model(load_config(f"preset:{preset}", ["model.num_layers=2"])).eval()
+    path = EXPORTERS["torchscript"](model, tmp_path / "m.pt")
+    module = load_torchscript(path)
+    inst = model.problem.sample(6, generator(12))
+    got = module(torch.view_as_real(inst.y), torch.view_as_real(inst.H), inst.noise_var)
+    assert torch.allclose(got, model(inst.y, inst.H, inst.noise_var), atol=1e-5)
+
+
+def test_cli_trains_saves_and_loads_an_admm_net(tmp_path):
+    from typer.testing import CliRunner
+
+    from autounfold.cli import app
+    out = tmp_path / "m"
+    r = CliRunner().invoke(app, ["train", "preset:admm_net", "--set", "training.steps=20", "--set",
+                                 "training.validate_every=10", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    model = autounfold.load(out)
+    y = model.problem.sample(3, generator(13)).y
+    assert model(y).shape == (3, 50)
