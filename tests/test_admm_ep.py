@@ -259,3 +259,24 @@ def test_cli_trains_saves_and_loads_an_admm_net(tmp_path):
     model = autounfold.load(out)
     y = model.problem.sample(3, generator(13)).y
     assert model(y).shape == (3, 50)
+
+
+def test_textbook_benchmark_rejects_bad_options_and_reads_its_bars(tmp_path):
+    from autounfold.evaluation.textbook_benchmark import _bars, run_textbook_benchmark
+    with pytest.raises(ConfigError, match="sections must be among"):
+        run_textbook_benchmark(tmp_path / "o", sections=["lasso", "nope"])
+    with pytest.raises(ConfigError, match="test_size"):
+        run_textbook_benchmark(tmp_path / "o", sections=["lasso"], test_size=10)
+    assert not (tmp_path / "o").exists()
+    lasso = {"section": "lasso", "depth": 4, "nmse_db": {"ADMM-8, tuned": -17.0, "ADMM-Net (x), 4 layers": -17.5}}
+    det = {"section": "admm_detection", "depth": 5, "snrs": [0, 10],
+           "snr_at_1e-2": {"ADMM-10, tuned at each SNR": 9.0, "ADMM-Net (y), 5 layers": 9.4}}
+    ep = {"section": "ep", "depth": 5, "snrs": [8, 20],
+          "snr_at_1e-2": {"EP-10, damping tuned at each SNR": 12.0, "EP-10, damping 0.9 (Sionna's)": 12.1,
+                          "learned EP-5": 12.0}}
+    bars = _bars([lasso, det, ep])
+    got = [(round(b["measured"], 6), b["met"]) for b in bars]
+    # LASSO gain 0.5 dB; ADMM-Net 0.4 dB worse than ADMM-10 (missed); learned EP at tuned EP-10's SNR (met: >= 0)
+    # and 0.1 dB better than Sionna's damping
+    assert got == [(0.5, True), (-0.4, False), (0.0, True), (0.1, True)], bars
+    assert "ADMM-8 " in bars[0]["bar"] and "ADMM-10" in bars[1]["bar"] and "EP-10" in bars[2]["bar"]

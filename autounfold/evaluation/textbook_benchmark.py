@@ -67,9 +67,12 @@ def _train(preset: str, overrides: List[str], steps: Optional[int], seed: int, l
     t0 = time.perf_counter()
     res = train(model, cfg.training, seed=cfg.seed, progress=False)
     secs = time.perf_counter() - t0
-    _log(f"trained {label} (K={model.num_layers}) in {secs:.0f} s, validation score {res.best_score:.4g}", quiet)
+    _log(f"trained {label} (K={model.num_layers}) in {secs:.0f} s, validation score {res.best_score:.4g} "
+         f"(step {res.best_step})", quiet)
+    start = next((h["val_score"] for h in res.history if h.get("step") == 0), None)
     info = {"seconds": secs, "steps": cfg.training.steps, "layers": model.num_layers, "params": model.num_parameters(),
-            "learned": model.scalar_parameters()}
+            "learned": model.scalar_parameters(), "validation_start": start, "validation_best": res.best_score,
+            "best_step": res.best_step}
     return model.eval(), info
 
 
@@ -191,7 +194,8 @@ def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet
          "depth": K, "test_size": test_size, "training": training}
     e.update(_curves(name, snrs, classical, models, test_size, seed, quiet))
     e["curves"].update(_committed_curves(name, snrs, test_size, seed))
-    e["latency_ms"] = _latency(name, lambda q: {f"ADMM-{K}": lambda i: admm(q, i, K), f"ADMM-{2 * K}": lambda i: admm(q, i, 2 * K),
+    e["latency_ms"] = _latency(name, lambda q: {f"ADMM-{K}, tuned at each SNR": lambda i: admm(q, i, K),
+                                                f"ADMM-{2 * K}, tuned at each SNR": lambda i: admm(q, i, 2 * K),
                                                 "LMMSE": lambda i: D.lmmse(q, i)}, models, latency_batch, repeats, seed)
     e["latency_batch"] = latency_batch
     return _finish(e, test_size)
@@ -218,9 +222,10 @@ def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
          "depth": K, "test_size": test_size, "training": training}
     e.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet))
     e["curves"].update(_committed_curves(name, EP_SNRS, test_size, seed))
-    e["latency_ms"] = _latency(name, lambda q: {f"EP-{K}": lambda i: expectation_propagation(q, i, K),
-                                                f"EP-{2 * K}": lambda i: expectation_propagation(q, i, 2 * K),
-                                                f"EP-{2 * K} (Sionna)": lambda i: D.ep(q, i, 2 * K)},
+    e["latency_ms"] = _latency(name, lambda q: {f"EP-{K}, damping 0.9 (Sionna's)": lambda i: expectation_propagation(q, i, K),
+                                                f"EP-{2 * K}, damping 0.9 (Sionna's)": lambda i: expectation_propagation(q, i, 2 * K),
+                                                f"EP-{2 * K}, Sionna's EPDetector": lambda i: D.ep(q, i, 2 * K),
+                                                "LMMSE": lambda i: D.lmmse(q, i)},
                                models, latency_batch, repeats, seed)
     e["latency_batch"] = latency_batch
     mis = {"section": "ep_mismatch", "case": name, "depth": K, "test_size": test_size,
@@ -294,13 +299,26 @@ def markdown(result: dict) -> str:
             for k in order:
                 lines.append(f"| {k} | {_fmt(e['snr_at_1e-2'][k])} | " + " | ".join(f"{v:.2e}" for v in e["curves"][k])
                              + f" | {_fmt(e.get('latency_ms', {}).get(k))} |")
-            lines += ["", "Tuned at each SNR: " + "; ".join(f"{snr} dB: {v}" for snr, v in e["tuned"].items()), "",
-                      f"![SER vs SNR]({e['plot']})", ""]
+            lines += ["", "Classical knobs tuned at each SNR (iterations: value): " + "; ".join(
+                f"{snr} dB: " + ", ".join(f"{k}: " + (f"rho {v['penalty']:.3g}, alpha {v['relaxation']:g}" if isinstance(v, dict)
+                                                      else f"beta {v:g}") for k, v in t.items())
+                for snr, t in e["tuned"].items()) + "."]
+            extra = {k: v for k, v in e.get("latency_ms", {}).items() if k not in e["curves"]}
+            if e.get("latency_ms"):
+                lines += ["", f"Latency at batch {e['latency_batch']} (median ms, same process): "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in e["latency_ms"].items()) + "."
+                          + (" (Rows without a curve here: timing only.)" if extra else "")]
+            lines += ["", f"![SER vs SNR]({e['plot']})", ""]
         if e.get("training"):
-            lines += ["| network | layers | parameters | training | learned (per layer) |", "|---|---|---|---|---|"]
+            lines += ["Validation score: -NMSE (dB) or -SER on the trainer's validation draw; the trainer keeps the best "
+                      "validated weights, so \"kept the start\" means no training step beat the untrained network.", "",
+                      "| network | layers | parameters | training | validation: start, best (step) | learned (per layer) |",
+                      "|---|---|---|---|---|---|"]
             for k, t in e["training"].items():
                 learned = "; ".join(f"{n}: " + ", ".join(f"{x:.3g}" for x in v) for n, v in t["learned"].items())
-                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | {learned} |")
+                best = ("kept the start" if t.get("best_step") == 0 else f"{_fmt(t.get('validation_best'), 4)} ({t.get('best_step')})")
+                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | "
+                             f"{_fmt(t.get('validation_start'), 4)}, {best} | {learned} |")
             lines.append("")
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
