@@ -12,7 +12,7 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 
-.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-mu-miso-3gpp benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection benchmark-textbook search-benchmark drift-demo drift-demo-3gpp clean
+.PHONY: setup demo test test-unit benchmark benchmark-auto-pgd benchmark-mu-miso benchmark-mu-miso-3gpp benchmark-hybrid benchmark-lista benchmark-rpca benchmark-detection benchmark-textbook benchmark-decoding search-benchmark drift-demo drift-demo-3gpp clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ benchmark-detection: setup
 
 benchmark-rpca: setup
 	$(PY) -m autounfold.cli benchmark-rpca --out results/rpca
+
+# Channel decoding: neural BP-5 against BP-5/10/20 on the 5G LDPC (128, 64) and (512, 256) codes (about 12 min, 1 core)
+benchmark-decoding: setup
+	$(PY) -m autounfold.cli benchmark-decoding --out results/decoding
 
 # ADMM-Net (LASSO, 4x4 QPSK) and learned EP (8x8 16-QAM, nominal and mismatched SNR) against classical ADMM / EP
 benchmark-textbook: setup

@@ -298,6 +298,23 @@ def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
     console.print(f"wrote {out}/TEXTBOOK_RESULTS.md ({len(r['sections'])} sections)", highlight=False)
 
 
+@command(app, "benchmark-decoding")
+def benchmark_decoding(out: Path = typer.Option(Path("results/decoding"),
+                                                help="directory for decoding_benchmark.json / DECODING_RESULTS.md / PNGs"),
+                       codes: str = typer.Option("n128,n512", help="comma-separated codes: n128 (128, 64), n512 (512, 256)"),
+                       steps: int = typer.Option(None, min=1, help="training steps per network (default: 500 for n128, 200 for n512)"),
+                       test_blocks: int = typer.Option(None, min=100, help="test blocks per Eb/N0 point (default: 10000 for n128, 5000 for n512)"),
+                       quick: bool = typer.Option(False, help="smoke run: 30 steps, 500 blocks, 4 Eb/N0 points"),
+                       quiet: bool = typer.Option(False)):
+    """BER / BLER vs Eb/N0 of classical BP (5, 10, 20 iterations, Sionna's LDPC5GDecoder as a check) and neural
+    (weighted) BP-5 on the 5G LDPC codes (128, 64) and (512, 256); gaps at BLER 1e-2 / 1e-3, per-iteration BLER,
+    learned weights, latency, the bars."""
+    from .evaluation.decoding_benchmark import CODES, run_decoding_benchmark
+    names = _choices(codes, CODES, "--codes")
+    r = run_decoding_benchmark(out, codes=names, steps=steps, test_blocks=test_blocks, quick=quick, quiet=quiet)
+    console.print(f"wrote {out}/DECODING_RESULTS.md ({len(r['codes'])} codes)", highlight=False)
+
+
 @command(app, "benchmark-rpca")
 def benchmark_rpca(out: Path = typer.Option(Path("results/rpca"), help="directory for rpca_benchmark.json / RPCA_RESULTS.md / PNGs"),
                    cases: str = typer.Option("a,b", help="comma-separated: a (the solver knows Psi), b (a noisy Psi)"),
@@ -425,7 +442,7 @@ def promote(name: str = typer.Argument(..., help="registered model name"),
             batch_size: int = typer.Option(64, min=1, help="instances per batch"),
             tolerance: Optional[float] = typer.Option(None, help="promote unless the challenger's score is lower by "
                                                       "more than this, in score units (default: the problem's; "
-                                                      "beamforming 0.05 points of the optimum, detection 0.002 SER)"),
+                                                      "beamforming 0.05 points of the optimum, detection 0.002 SER, decoding 0.005 BLER)"),
             source: List[str] = typer.Option([], "--source", help="CSI Parquet file(s) as traffic (default: the "
                                              "champion's own problem / channel model)"),
             set_: List[str] = typer.Option([], "--set", help="change the synthetic traffic, e.g. "

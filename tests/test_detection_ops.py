@@ -120,6 +120,7 @@ def test_csi_write_for_precoding_is_unchanged_and_other_problems_are_refused(tmp
 def test_promote_tolerance_is_the_problems_and_an_explicit_one_wins(tmp_path):
     from autounfold.ops.promote import promote
     assert PROBLEMS.get("detection").promote_tolerance == 0.002
+    assert PROBLEMS.get("decoding").promote_tolerance == 0.005                # half a point of BLER
     for name in PROBLEMS.names():
         if name not in ("detection", "decoding"):                          # decoding declares its own (BLER)
             assert PROBLEMS.get(name).promote_tolerance == 0.05, name      # today's default, unchanged

@@ -303,3 +303,14 @@ CLASSICAL = {
     "ep_tuned": ("expectation propagation, tuned damping", ep_tuned),
 }
 """A solver may return None where it does not apply (exhaustive ML on a large system): no row."""
+
+
+# ---- channel decoding (problems.decoding): BP on the 5G LDPC graph, ours and Sionna's ----------------
+def _decoding_baselines():
+    from ..algorithms.bp import bp_classical, minsum, sionna_bp
+    return {"bp": ("BP (boxplus, flooding)", bp_classical),
+            "sionna_bp": ("Sionna LDPC5GDecoder (boxplus)", sionna_bp),
+            "minsum": ("min-sum BP (flooding)", minsum)}
+
+
+CLASSICAL.update(_decoding_baselines())

@@ -44,7 +44,7 @@ def promote(name: str, *, canary: float = 0.05, batches: int = 200, batch_size: 
     """Run the canary and move the aliases. ``source``: the traffic (anything with
     ``sample(batch, seed)``; default ``traffic_source(champion, traffic_overrides)``). ``tolerance``
     is in score units (percentage points of the optimum for beamforming, SER for detection); None:
-    the champion's problem's ``promote_tolerance`` (0.05; detection 0.002), recorded with
+    the champion's problem's ``promote_tolerance`` (0.05; detection 0.002 SER; decoding 0.005 BLER), recorded with
     ``tolerance_from`` = "problem" (else "caller"). Returns the decision record.
 
     A registry that fails while the aliases are read raises RegistryError: a passing error is never

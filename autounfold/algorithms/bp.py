@@ -1,0 +1,173 @@
+"""Belief propagation on the 5G LDPC decoding graph (``problems.decoding``), flooding schedule, and
+its weighted form (neural BP, Nachmani et al. 2016/2018) that the ``neural_bp`` layers unfold.
+
+One iteration, in the decoder's internal convention L = log P(0)/P(1) (the problem's logits negated),
+exactly as Sionna's ``LDPCBPDecoder`` with ``cn_update="boxplus"`` computes it:
+
+    check nodes:    m_{c->v} = 2 atanh( prod_{v' in N(c) \\ v} tanh(u_{t(c,v')} m_{v'->c} / 2) )
+                    (the extrinsic product clipped to +-(1 - 1e-7), zeroed below 1e-7 in magnitude,
+                    the message clipped to +-llr_max)
+    variable nodes: T_v = w^ch_{t(v)} L_v + sum_{c in N(v)} w_{t(c,v)} m_{c->v}      (a-posteriori)
+                    m_{v->c} = T_v - w_{t(c,v)} m_{c->v}                           (extrinsic)
+                    both clipped to +-llr_max
+
+with all weights (u, w, w^ch) 1 for classical BP. ``t(c, v)`` is the base-graph entry of the edge (its Z lifted
+copies share a weight), ``t(v)`` the base-graph column of the node (filler nodes: weight 1, they are
+known). The iteration starts from m_{v->c} = L_v and m_{c->v} = 0. The leave-one-out product is
+computed from prefix and suffix products over each check's padded edge list (no division), so the
+gradient is exact and finite wherever a message is 0; min-sum (``cn_update="minsum"``) takes the
+leave-one-out minimum of |m| the same way.
+
+Per-iteration parameters (each optional; absent: 1): ``v2c_weight`` (num_edge_types,) u (the weights
+Nachmani et al. put on the messages entering a check node), ``c2v_weight`` (num_edge_types,) w, ``channel_weight``
+(num_vn_types,) w^ch, ``scale`` a scalar multiplying every check-to-variable message (one weight per
+iteration, ``bp_scalar``).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from ..errors import ConfigError
+from ..plugins import ALGORITHMS
+from ..problems.decoding import DecodingProblem, sionna_code
+from .solver import solve
+
+ATANH_CLIP = 1 - 1e-7
+"""Sionna's clip of the extrinsic tanh product before atanh (``cn_update_tanh``)."""
+TINY = 1e-7
+"""Sionna zeroes extrinsic products below this magnitude."""
+CN_UPDATES = ("boxplus", "minsum")
+
+
+@dataclass
+class BPState:
+    """x: the iterate (B, 2Z + n) logits; v2c: (B, E) variable-to-check messages (internal
+    convention; None before the first iteration); llr: (B, N) the internal channel LLRs."""
+
+    x: torch.Tensor
+    v2c: Optional[torch.Tensor] = None
+    llr: Optional[torch.Tensor] = None
+
+
+def _exclusive(t: torch.Tensor, op, neutral: float) -> torch.Tensor:
+    """Leave-one-out reduction over the last axis (size D) of t (B, C, D) by prefix / suffix: out[..., j] =
+    op over i != j, for a binary ``op`` (mul, minimum) with ``neutral`` its identity."""
+    D = t.shape[-1]
+    one = torch.full_like(t[..., 0], neutral)
+    pre, suf = [one], [one]
+    for j in range(1, D):
+        pre.append(op(pre[-1], t[..., j - 1]))
+        suf.append(op(suf[-1], t[..., D - j]))
+    return op(torch.stack(pre, -1), torch.stack(suf[::-1], -1))
+
+
+def check_update(v2c: torch.Tensor, graph, llr_max: float, cn_update: str = "boxplus") -> torch.Tensor:
+    """Check-to-variable messages (B, E) from variable-to-check messages (B, E), internal convention."""
+    B = v2c.shape[0]
+    table, slot = graph.cn_table.to(v2c.device), graph.cn_slot.to(v2c.device)
+    if cn_update == "boxplus":
+        t = torch.cat([torch.tanh(v2c / 2), v2c.new_ones(B, 1)], dim=1)[:, table]          # (B, C, D), pads 1
+        ext = _exclusive(t, torch.mul, 1.0)
+        ext = torch.where(ext.abs() < TINY, torch.zeros_like(ext), ext).clamp(-ATANH_CLIP, ATANH_CLIP)
+        out = 2 * torch.atanh(ext)
+    else:
+        m = torch.cat([v2c, v2c.new_full((B, 1), 1e6)], dim=1)[:, table]
+        sign = torch.where(m < 0, -torch.ones_like(m), torch.ones_like(m))
+        mag = _exclusive(m.abs(), torch.minimum, 1e6)
+        out = _exclusive(sign, torch.mul, 1.0) * mag
+    return out.clamp(-llr_max, llr_max).reshape(B, -1)[:, slot]
+
+
+@ALGORITHMS.register
+class BeliefPropagation:
+    """Flooding belief propagation with optional message weights (module docstring).
+
+    Args:
+        cn_update: "boxplus" (exact, Sionna's ``cn_update_tanh``) or "minsum".
+    """
+
+    name = "bp"
+    parameters = ("v2c_weight", "c2v_weight", "channel_weight", "scale")
+    problems = ("decoding",)
+
+    def __init__(self, cn_update: str = "boxplus"):
+        if cn_update not in CN_UPDATES:
+            raise ConfigError(f"bp: cn_update must be one of {', '.join(CN_UPDATES)} (got {cn_update!r})")
+        self.cn_update = cn_update
+        self.normalize, self.extrapolation = None, "none"
+
+    @classmethod
+    def from_model_config(cls, cfg, problem) -> "BeliefPropagation":
+        return cls()
+
+    @classmethod
+    def for_reference(cls, decl) -> "BeliefPropagation":
+        return cls()
+
+    def init_state(self, x0: torch.Tensor) -> BPState:
+        return BPState(x0)
+
+    def step(self, problem: DecodingProblem, inst, state: BPState, params: dict) -> BPState:
+        g = problem.graph
+        dev = inst.llr.device
+        vn_idx = g.vn_idx.to(dev)
+        llr = state.llr if state.llr is not None else problem.internal_llr(inst.llr)
+        v2c = state.v2c if state.v2c is not None else llr[:, vn_idx]
+        wv = params.get("v2c_weight")
+        if wv is not None:
+            v2c = v2c * wv[g.edge_type.to(dev)]
+        c2v = check_update(v2c, g, problem.llr_max, self.cn_update)
+        w = params.get("c2v_weight")
+        if w is not None:
+            c2v = c2v * w[g.edge_type.to(dev)]
+        s = params.get("scale")
+        if s is not None:
+            c2v = c2v * s
+        chan = llr
+        wc = params.get("channel_weight")
+        if wc is not None:
+            full = torch.cat([wc, wc.new_ones(1)])                 # filler nodes keep weight 1
+            chan = llr * full[g.vn_type.to(dev)]
+        total = torch.index_add(chan, 1, vn_idx, c2v)
+        v2c = (total[:, vn_idx] - c2v).clamp(-problem.llr_max, problem.llr_max)
+        total = total.clamp(-problem.llr_max, problem.llr_max)
+        return BPState(problem.span_of(total), v2c, llr)
+
+
+def bp_classical(problem, inst, iterations: int, trajectory: bool = False, cn_update: str = "boxplus"):
+    """Classical BP (all weights 1), ``iterations`` flooding iterations: the iterate (B, 2Z + n), or with
+    ``trajectory`` the list of iterates after each iteration."""
+    res = solve(problem, inst, BeliefPropagation(cn_update), {}, iterations, trajectory=trajectory)
+    return res.trajectory if trajectory else res.x
+
+
+def minsum(problem, inst, iterations: int):
+    """Min-sum (no normalisation or offset), flooding."""
+    return bp_classical(problem, inst, iterations, cn_update="minsum")
+
+
+@functools.lru_cache(maxsize=16)
+def _sionna_decoders(k: int, n: int, iterations: int, llr_max: float, precision: Optional[str]):
+    from sionna.phy.fec.ldpc import LDPC5GDecoder
+    enc, _ = sionna_code(k, n)
+    kw = dict(cn_update="boxplus", hard_out=False, num_iter=iterations, llr_max=llr_max, precision=precision,
+              device="cpu")
+    return LDPC5GDecoder(enc, return_infobits=True, **kw), LDPC5GDecoder(enc, return_infobits=False, **kw)
+
+
+@torch.no_grad()
+def sionna_bp(problem, inst, iterations: int, precision: Optional[str] = None):
+    """Sionna's ``LDPC5GDecoder`` (``cn_update="boxplus"``, flooding, ``llr_max`` the problem's) on the same
+    channel logits, as an iterate (B, 2Z + n): its information-bit logits for the first 2Z, its n
+    transmitted-bit logits after. ``precision`` "double" runs it in float64 (the input's dtype is kept
+    then: pass float64 logits for a float64 comparison)."""
+    info_dec, full_dec = _sionna_decoders(problem.k, problem.n, int(iterations), float(problem.llr_max), precision)
+    llr = inst.llr.cpu()
+    if precision == "double":
+        llr = llr.double()
+    info, full = info_dec(llr), full_dec(llr)
+    return torch.cat([info[:, :2 * problem.z], full], dim=1).to(inst.llr.device)
