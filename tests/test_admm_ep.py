@@ -88,8 +88,75 @@ def test_detection_admm_is_the_box_relaxed_least_squares_and_starts_at_lmmse():
     assert torch.allclose(st.z.to(torch.complex128), z, atol=1e-4)
     assert (st.z.real.abs() <= a + 1e-6).all() and (st.z.imag.abs() <= a + 1e-6).all()
     # many iterations reach a fixed point of the box-constrained least squares: z stops moving
-    s1 = solve(p, inst, ADMM(), {"penalty": 1.0}, 300)
-    assert torch.isfinite(s1.x).all()
+    st = ADMM().init_state(p.init(inst))
+    for _ in range(300):
+        st = ADMM().step(p, inst, st, {"penalty": 1.0})
+    nxt = ADMM().step(p, inst, st, {"penalty": 1.0})
+    assert torch.isfinite(st.x).all() and float((nxt.z - st.z).abs().max()) < 1e-4
+
+
+def test_detection_admm_with_relaxation_and_soft_projection_is_the_hand_written_update():
+    p = _det(3, 4, "16qam", (12.0, 12.0))
+    inst = p.sample(50, generator(21))
+    H, y, s2 = inst.H.to(torch.complex128), inst.y.to(torch.complex128), inst.noise_var.double()
+    pts = p.constellation.to(torch.complex128)
+    a = float(pts.real.abs().max())
+    rho, alpha, gamma, t = 1.7, 1.4, 0.6, 0.2
+    z = torch.zeros(50, 3, dtype=torch.complex128)
+    u = torch.zeros_like(z)
+    for _ in range(4):
+        A = H.mH @ H + (rho * s2).view(-1, 1, 1) * torch.eye(3, dtype=H.dtype)
+        x = torch.linalg.solve(A, (H.mH @ y.unsqueeze(-1)).squeeze(-1) + (rho * s2).unsqueeze(-1) * (z - u))
+        xh = alpha * x + (1 - alpha) * z
+        w = xh + u
+        box = torch.complex(w.real.clamp(-a, a), w.imag.clamp(-a, a))
+        soft = (torch.softmax(-(w.unsqueeze(-1) - pts).abs().square() / t, -1).to(pts.dtype) * pts).sum(-1)
+        z_new = box + gamma * (soft - box)
+        u = u + xh - z_new
+        z = z_new
+    st = ADMM().init_state(p.init(inst))
+    params = {"penalty": rho, "relaxation": alpha, "projection_mix": gamma, "projection_temperature": t}
+    for _ in range(4):
+        st = ADMM().step(p, inst, st, params)
+    assert torch.allclose(st.z.to(torch.complex128), z, atol=1e-4) and torch.allclose(st.u.to(torch.complex128), u, atol=1e-4)
+
+
+@pytest.mark.parametrize("preset,layer,dead", [
+    ("admm_detection", "admm_net", {"relaxation", "projection_mix", "projection_temperature"}),
+    ("admm_net", "admm_net", set()),
+    ("learned_ep", "learned_ep_scaled", {"damping_logit"})])
+def test_every_learned_parameter_reaches_the_loss_but_the_documented_last_layer_ones(preset, layer, dead):
+    """The multi-iteration loss reaches every layer's parameters; the last layer's z-update (ADMM on detection)
+    and damping (EP) act after the output is read, so exactly those get no gradient there."""
+    from autounfold.training.losses import layer_weights
+    model = build_model(load_config(f"preset:{preset}", [f"model.layer={layer}", "model.num_layers=3"]))
+    if "projection_mix" in model.kinds:          # at gamma = 0 the soft projection's temperature has no effect yet
+        _set(model, projection_mix=0.3)
+    p = model.problem
+    inst = p.sample(128, generator(22))
+    target = p.supervised_target(inst)
+    xs = model.run(inst, return_all=True)
+    loss = sum(w * p.supervised_loss(x, inst, target).mean() for w, x in zip(layer_weights("multi_iteration", 3), xs))
+    loss.backward()
+    for key, param in model.params.items():
+        if param.grad is None or not param.requires_grad:
+            continue
+        per_layer = param.grad.reshape(3, -1).abs().sum(-1)
+        name = key.replace("__", ".")
+        assert (per_layer[:2] > 0).all(), (name, per_layer)
+        if name == "variance_floor":          # the last floor reaches the output only where it clamps the cavity
+            continue
+        assert (per_layer[2] > 0) == (name not in dead), (name, per_layer)
+
+
+def test_ep_takes_scalar_and_per_sample_parameters():
+    p = _det(4, 4, "qpsk", (6.0, 12.0))
+    inst = p.sample(40, generator(23))
+    from autounfold.algorithms.ep import ExpectationPropagation
+    a = solve(p, inst, ExpectationPropagation(), {"damping_logit": 0.5, "obs_scale": 1.3}, 3).x
+    b = solve(p, inst, ExpectationPropagation(), {"damping_logit": torch.full((40,), 0.5), "obs_scale": torch.full((40,), 1.3)}, 3).x
+    assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(a, expectation_propagation(p, inst, 3), atol=1e-3)      # the parameters act
 
 
 @pytest.mark.parametrize("preset,layer", [("admm_net", "admm"), ("admm_net", "admm_net"),

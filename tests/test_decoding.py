@@ -105,6 +105,15 @@ def test_bp_equals_sionna_on_the_medium_code(p512):
                                atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("n,k", [(80, 64), (112, 100)])
+def test_bp_equals_sionna_on_high_rate_codes_with_unsent_parity(n, k):
+    """High rates keep nodes of the graph that are never sent (LLR 0): still Sionna's decoder."""
+    p = build_problem(load_config("preset:neural_bp", [f"problem.n={n}", f"problem.k={k}"]).problem)
+    inst = p.sample(16, generator(0, "sionna-high-rate", n))
+    torch.testing.assert_close(bp_classical(p, _f64(inst), 5), sionna_bp(p, _f64(inst), 5, precision="double"),
+                               atol=1e-6, rtol=1e-6)
+
+
 def test_bp_decodes_and_iterations_help(p128):
     inst = p128.sample(200, generator(0, "iters"))
     b = [p128.summarize(x, inst, inst.bits)["bler"] for x in (p128.init(inst), bp_classical(p128, inst, 2),

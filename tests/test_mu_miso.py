@@ -173,7 +173,8 @@ def test_saved_model_api_and_input_errors(tmp_path):
     (["problem.user_weights=[1, 2]"], "user_weights must be 8 positive numbers"),
     (["problem.user_weights=[1, 1, 1, 1, 1, 1, 1, -1]"], "user_weights"),
     (["model.algorithm=pgd"], "does not run layer 'uwmmse'"),
-    (["model.algorithm=admm"], "unknown algorithm 'admm'"),
+    (["model.algorithm=nope"], "unknown algorithm 'nope'"),
+    (["model.algorithm=admm"], "does not run layer 'uwmmse'"),
     (["model.layer=signed"], "model.layer 'signed' does not apply to mu_miso"),
 ])
 def test_config_errors_name_the_key(overrides, message):

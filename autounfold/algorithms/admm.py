@@ -35,6 +35,9 @@ E_t[c | v] = sum_c c softmax(-|v - c|^2 / t_k) (gamma_k = 0 at the start: the bo
 Per-iteration parameters (each a scalar or (B,); absent: the classical value): ``penalty`` rho
 (required), ``relaxation`` alpha (1), ``threshold`` theta (LASSO, lam / rho_eff), ``temperature`` tau
 (detection, 1), ``projection_mix`` gamma and ``projection_temperature`` t (detection, 0 / unused).
+On detection the output is read from x, before the z- and dual updates: the last iteration's alpha,
+gamma and t reach nothing (as the classical detector's last z-update is unused), and an unfolded
+network's last-layer values of them stay at their start.
 """
 from __future__ import annotations
 
@@ -66,12 +69,12 @@ class LassoSplitting:
     def __init__(self, problem):
         self.problem = problem
         cache = problem.__dict__.get("_admm_eigen")
-        if cache is None:
+        if cache is None or cache[0] is not problem.A:            # computed once per A, kept in float64
             A = problem.A.double()
             s, V = torch.linalg.eigh(A.T @ A)
-            cache = (s.clamp_min(0.0).float(), V.float())
+            cache = (problem.A, s.clamp_min(0.0), V)
             problem.__dict__["_admm_eigen"] = cache
-        self.s, self.V = cache
+        self.s, self.V = cache[1:]
 
     def start(self, inst, x0):
         return torch.zeros_like(x0), torch.zeros_like(x0)
@@ -82,8 +85,8 @@ class LassoSplitting:
 
     def x_update(self, inst, v, rho):
         """(A^T A + rho I)^-1 (A^T y + rho v) and no side information."""
-        s, V = self.s.to(v.device), self.V.to(v.device)
-        rhs = inst.y @ self.problem.A.to(v.device) + rho * v                       # A^T y + rho v, (B, N)
+        s, V = self.s.to(v), self.V.to(v)
+        rhs = inst.y.to(v) @ self.problem.A.to(v) + rho * v                        # A^T y + rho v, (B, N)
         return ((rhs @ V) / (s + rho)) @ V.T, None
 
     def z_update(self, w, inst, rho, params):
@@ -106,7 +109,7 @@ class BoxDetectionSplitting:
         self.a = float(pts.real.abs().max())
 
     def start(self, inst, x0):
-        z = torch.zeros(x0.shape[:-1], dtype=torch.complex64, device=x0.device)
+        z = torch.zeros(x0.shape[:-1], dtype=inst.y.dtype, device=x0.device)
         return z, torch.zeros_like(z)
 
     def rho(self, penalty, inst, like):

@@ -26,7 +26,9 @@ symbol log-probabilities it outputs (1 classical; it calibrates the output the c
 measured on without changing the iteration, so the training loss need not bend s_k to calibrate).
 
 Per-iteration parameters (each a scalar or (B,); absent: Sionna's value): ``damping`` beta or
-``damping_logit``, ``obs_scale`` s, ``variance_floor`` f, ``temperature`` tau.
+``damping_logit``, ``obs_scale`` s, ``variance_floor`` f, ``temperature`` tau. The output of an
+iteration is read from its cavity, before the damped update of lam and gam (as Sionna's): the last
+iteration's beta reaches nothing, and an unfolded network's last-layer damping stays at its start.
 """
 from __future__ import annotations
 
@@ -44,6 +46,8 @@ DAMPING = 0.9
 """Sionna's default beta (the weight of the old lam, gam)."""
 FLOOR = 1e-6
 """Sionna's variance floor in single precision."""
+FLOOR_DOUBLE = 1e-12
+"""Sionna's variance floor in double precision (float64 inputs)."""
 
 
 def pam_alphabet(problem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -118,7 +122,7 @@ class ExpectationPropagation:
             state = EPState(state.x, state.x_prev, lam, torch.zeros_like(hty), gram, hty)
         lam, gam, no = state.lam, state.gam, self.no
         floor = params.get("variance_floor")
-        floor = FLOOR if floor is None else batch_scalar(floor, lam)
+        floor = (FLOOR if lam.dtype != torch.float64 else FLOOR_DOUBLE) if floor is None else batch_scalar(floor, lam)
         # the Gaussian posterior and its cavity
         A = state.gram + no * torch.diag_embed(lam)
         inv, _ = torch.linalg.inv_ex(A)
@@ -139,7 +143,7 @@ class ExpectationPropagation:
         lam_new, gam_new = torch.where(keep, lam, lam_new), torch.where(keep, gam, gam_new)
         beta = params.get("damping")
         if params.get("damping_logit") is not None:
-            beta = torch.sigmoid(params["damping_logit"])
+            beta = torch.sigmoid(batch_scalar(params["damping_logit"], lam))
         beta = DAMPING if beta is None else batch_scalar(beta, lam)
         lam, gam = (1 - beta) * lam_new + beta * lam, (1 - beta) * gam_new + beta * gam
         U = logits.shape[-2] // 2
@@ -175,4 +179,4 @@ def tune_ep(problem, inst, iterations: int, dampings: Iterable[float] = EP_DAMPI
 
 
 __all__ = ["ExpectationPropagation", "EPState", "expectation_propagation", "tune_ep", "pam_alphabet", "real_model",
-           "DAMPING", "FLOOR", "EP_DAMPINGS"]
+           "DAMPING", "FLOOR", "FLOOR_DOUBLE", "EP_DAMPINGS"]

@@ -405,7 +405,9 @@ def _admm_params(net: bool):
     """ADMM (``algorithms.admm``): per layer the penalty rho_k > 0 (from ``step_init``) and the
     over-relaxation alpha_k (1); detection adds the readout calibration tau_k (1). ADMM-Net adds, on the
     LASSO, the threshold theta_k (from the classical lam / (rho L)) and, on detection, the soft
-    projection towards the constellation: its weight gamma_k (0: the box) and temperature t_k (0.1)."""
+    projection towards the constellation: its weight gamma_k (0: the box) and temperature t_k (0.1).
+    On detection the last layer's alpha, gamma and t act after the output is read (``algorithms.admm``)
+    and stay at their start."""
     def params(problem, K, steps, momentum):
         out = {"penalty": LearnedParam("positive", steps), "relaxation": LearnedParam("signed", [1.0] * K)}
         if problem.name == "detection":
@@ -427,13 +429,14 @@ LAYERS.register(LayerType(
     "admm_net", "learned hyperparameters", "ADMM-Net: rho_k, alpha_k and the z-update's parameters per layer: the "
     "LASSO's threshold theta_k; detection's soft projection towards the constellation (weight gamma_k, temperature t_k)",
     _admm_params(True), problems=("lasso", "detection"), positive_step=True, algorithm="admm"))
-def _ep_params(scaled: bool):
+def _ep_params(name: str, scaled: bool):
     """Learned EP (``algorithms.ep``): per iteration the damping beta_k (its logit; start ``step_init``,
     which must be in (0, 1): Sionna's is 0.9), the variance floor f_k (1e-6) and the output temperature
-    tau_k (1); ``scaled`` adds the cavity-variance scale s_k (1)."""
+    tau_k (1); ``scaled`` adds the cavity-variance scale s_k (1). The last layer's damping acts after the
+    output is read (``algorithms.ep``) and stays at its start."""
     def params(problem, K, steps, momentum):
         if not all(0.0 < b < 1.0 for b in steps):
-            raise ConfigError(f"layer 'learned_ep': step_init is EP's damping and must be in (0, 1) (got {steps})")
+            raise ConfigError(f"layer {name!r}: step_init is EP's damping and must be in (0, 1) (got {steps})")
         out = {"damping_logit": LearnedParam("signed", [math.log(b / (1.0 - b)) for b in steps]),
                "variance_floor": LearnedParam("positive", [1e-6] * K),
                "temperature": LearnedParam("positive", [1.0] * K)}
@@ -446,10 +449,10 @@ def _ep_params(scaled: bool):
 LAYERS.register(LayerType(
     "learned_ep", "learned hyperparameters", "expectation propagation with a learned damping beta_k (start: step_init), "
     "variance floor f_k and output temperature tau_k per iteration; any U, n_rx",
-    _ep_params(False), problems=("detection",), positive_step=True, algorithm="ep"))
+    _ep_params("learned_ep", False), problems=("detection",), positive_step=True, algorithm="ep"))
 LAYERS.register(LayerType(
     "learned_ep_scaled", "learned hyperparameters", "learned_ep and a scale s_k of EP's cavity variance per iteration",
-    _ep_params(True), problems=("detection",), positive_step=True, algorithm="ep"))
+    _ep_params("learned_ep_scaled", True), problems=("detection",), positive_step=True, algorithm="ep"))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
