@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from .baselines import fista, ista
-from .detection_benchmark import CASES, _overrides, crossing_kind, snr_at
+from .detection_benchmark import CASES, _fmt, _overrides, crossing_kind, snr_at
 from .latency import measure_latency
 from .report import bars_markdown
 
@@ -76,14 +76,21 @@ def _train(preset: str, overrides: List[str], steps: Optional[int], seed: int, l
     return model.eval(), info
 
 
+def _train_all(preset: str, nets: Dict[str, List[str]], name: str, steps, seed: int, quiet: bool):
+    """Each network of ``nets`` ({label: overrides}) trained from ``preset``: ({name: model} with name
+    formatted from the label and depth K, {label: training info}, K)."""
+    models, training = {}, {}
+    for label, over in nets.items():
+        m, training[label] = _train(preset, over, steps, seed, label, quiet)
+        models[name.format(label=label, K=m.num_layers)] = m
+    return models, training, next(iter(models.values())).num_layers
+
+
 # ---- LASSO --------------------------------------------------------------------------------------
 def lasso_section(steps: Optional[int], test_size: int, latency_batch: int, repeats: int, seed: int, quiet: bool) -> dict:
     nets = {"ADMM-Net (rho_k, alpha_k, theta_k)": [], "ADMM, learned rho_k and alpha_k": ["model.layer=admm"]}
-    models, training = {}, {}
-    for label, over in nets.items():
-        models[label], training[label] = _train("preset:admm_net", over, steps, seed, label, quiet)
+    models, training, K = _train_all("preset:admm_net", nets, "{label}", steps, seed, quiet)
     problem = next(iter(models.values())).problem
-    K = next(iter(models.values())).num_layers
     test = problem.sample(test_size, generator(seed, "test", "textbook-lasso"))
     val = problem.sample(VALIDATION, generator(seed, "validation-admm", "textbook-lasso"))
     truth = test.x_true
@@ -176,11 +183,7 @@ def _latency(case_name: str, fns_of, models: dict, latency_batch: int, repeats: 
 def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
     name = "4x4_qpsk"
     nets = {"ADMM-Net (rho_k, alpha_k, soft projection)": [], "ADMM, learned rho_k and alpha_k": ["model.layer=admm"]}
-    models, training = {}, {}
-    for label, over in nets.items():
-        m, training[label] = _train("preset:admm_detection", over, steps, seed, label, quiet)
-        models[f"{label}, {m.num_layers} layers"] = m
-    K = next(iter(models.values())).num_layers
+    models, training, K = _train_all("preset:admm_detection", nets, "{label}, {K} layers", steps, seed, quiet)
 
     def classical(q, val):
         tuned = {k: tune_admm(q, val, k)[0] for k in (K, 2 * K)}
@@ -206,11 +209,7 @@ def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet
 def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
     name = "8x8_16qam"
     nets = {"learned EP": [], "learned EP with cavity scale": ["model.layer=learned_ep_scaled"]}
-    models, training = {}, {}
-    for label, over in nets.items():
-        m, training[label] = _train("preset:learned_ep", over, steps, seed, label, quiet)
-        models[f"{label}-{m.num_layers}"] = m
-    K = next(iter(models.values())).num_layers
+    models, training, K = _train_all("preset:learned_ep", nets, "{label}-{K}", steps, seed, quiet)
 
     def classical(q, val):
         tuned = {k: tune_ep(q, val, k)[0] for k in (K, 2 * K)}
@@ -269,10 +268,6 @@ def _bars(sections: List[dict]) -> List[dict]:
                 for ref in (f"EP-{2 * K}, damping tuned at each SNR", f"EP-{2 * K}, damping 0.9 (Sionna's)"):
                     gain(ref, net, f"{tag}: {net} reaches the SER of {ref} (SNR gain at SER 1e-2, dB; >= 0)", 0.0, strict=False)
     return out
-
-
-def _fmt(v, digits=2):
-    return "—" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
 def markdown(result: dict) -> str:
