@@ -113,7 +113,7 @@ class BoxDetectionSplitting:
         return z, torch.zeros_like(z)
 
     def rho(self, penalty, inst, like):
-        """rho s2, (B, 1) real (or (1, 1) for a scalar penalty broadcast over the batch)."""
+        """rho s2, (B, 1) real (the penalty is relative to each sample's noise variance)."""
         return (batch_scalar(penalty, like.real) * inst.noise_var.unsqueeze(-1)).reshape(-1, 1)
 
     def x_update(self, inst, v, rho):

@@ -65,6 +65,17 @@ def pam_alphabet(problem) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return pam, re, im
 
 
+def _alphabet(problem, like: torch.Tensor):
+    """``pam_alphabet`` on ``like``'s device, the PAM levels in its dtype: computed once per problem and
+    kept (every iteration of every call needs it; it depends on the constellation only)."""
+    cache = problem.__dict__.setdefault("_ep_alphabet", {})
+    key = (problem.constellation.data_ptr(), like.device, like.dtype)
+    if key not in cache:
+        pam, re, im = pam_alphabet(problem)
+        cache[key] = (pam.to(device=like.device, dtype=like.dtype), re.to(like.device), im.to(like.device))
+    return cache[key]
+
+
 @dataclass
 class EPState:
     """x: log-probabilities (B, U, C); lam, gam: the prior factors (B, 2U); gram (B, 2U, 2U) and hty
@@ -113,8 +124,7 @@ class ExpectationPropagation:
         return EPState(x0, x0)
 
     def step(self, problem, inst, state: EPState, params: dict) -> EPState:
-        pam, re, im = (t.to(state.x.device) for t in pam_alphabet(problem))
-        pam = pam.to(inst.noise_var.dtype)
+        pam, re, im = _alphabet(problem, inst.noise_var)
         if state.lam is None:                                       # the first step: gam = 0, lam = 1 / Es
             gram, hty = real_model(inst)
             es = pam.var()                                          # unbiased, as Sionna

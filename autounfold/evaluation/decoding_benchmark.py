@@ -37,7 +37,7 @@ from ..seeding import generator
 from ..training import train
 from .detection_benchmark import snr_at
 from .latency import measure_latency
-from .report import bars_markdown
+from .report import bars_markdown, fmt as _fmt
 
 TARGETS = (1e-2, 1e-3)
 CODES = {
@@ -230,10 +230,6 @@ def _bars(codes: List[dict]) -> List[dict]:
                                    f"dB; <= 0 passes{note})", "measured": g,
                             "met": bool(resolved and g is not None and g <= 1e-9)})
     return out
-
-
-def _fmt(v, digits=2):
-    return "—" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
 def markdown(result: dict) -> str:

@@ -36,7 +36,7 @@ from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from .latency import measure_latency
-from .report import bars_markdown
+from .report import bars_markdown, fmt as _fmt
 
 TARGET_SER = 1e-2
 SIC_VALIDATION = 2000                 # symbol vectors on which the tuned SIC's knobs are chosen, per SNR
@@ -218,10 +218,6 @@ def _bars(cases: List[dict]) -> List[dict]:
             add(e, f"3-bit ADCs, stricter: {net} at least 2 dB better than SIC-{K} with damping and noise inflation "
                    "tuned at each SNR (gain, dB)", f"SIC-{K}, tuned damping + inflation", net, 2.0, False)
     return out
-
-
-def _fmt(v, digits=2):
-    return "—" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
 
 def markdown(result: dict) -> str:
