@@ -177,6 +177,32 @@ def test_power_stays_feasible_where_steps_cancel_most_of_the_iterate():
     assert (_rq(iterates[-1], inst.H) >= _rq(pi, inst.H) * (1 - 1e-5)).all()
 
 
+def test_the_input_check_feeds_the_start_and_still_refuses_bad_channels():
+    """The call's one pass over H (the finiteness check) measures the row energies the matched-filter
+    start reuses: the start equals the one computed from H alone, a NaN anywhere is refused, and a
+    finite H whose energies sum past float32's range is accepted (the element-wise check decides)."""
+    from autounfold.errors import InputError
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8, snr_db=(0.0, 30.0)))
+    drawn = problem.sample(64, 0)
+    inst = problem.instance(drawn.H, drawn.noise_var)
+    assert inst.row_energy is not None
+    assert torch.allclose(inst.row_energy, drawn.H.abs().square().sum(-1), rtol=1e-5)
+    bare = type(inst)(inst.H, inst.noise_var, inst.snr_db)          # no energies: measured from H
+    assert torch.equal(problem.init(inst), problem.init(bare))
+    assert torch.equal(problem.init(inst[5:9]), problem.init(bare[5:9]))
+    assert bool(problem.feasible(problem.init(inst), inst).all())
+    net = Unfolded(problem, Subspace(), 3, "subspace", step_init=-1.0).eval()
+    bad = drawn.H.clone()
+    bad[7, 3, 11] = complex(float("nan"), 0.0)
+    with pytest.raises(InputError, match="NaN or Inf"):
+        net(bad, drawn.noise_var)
+    for nv in (torch.zeros(64), torch.full((64,), float("nan")), torch.full((64,), float("inf"))):
+        with pytest.raises(InputError, match="noise_var"):
+            net(drawn.H, nv)
+    huge = problem.instance(drawn.H * 1e18, drawn.noise_var)           # the energies' sum overflows
+    assert torch.isinf(huge.row_energy.sum()) and bool(torch.isfinite(huge.row_energy).all())
+
+
 @pytest.mark.parametrize("args, needle", [(["--streams", "0"], "stream counts must be >= 1"),
                                           (["--streams", "two"], "comma-separated integers"),
                                           (["--device", "cuda:7" if torch.cuda.is_available() else "cuda"], "device"),

@@ -47,7 +47,7 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import ALGORITHMS
-from ..problems.base import abs2, batch_scalar
+from ..problems.base import batch_scalar, frob2, scale_rows
 from ..problems.beamforming import water_filling
 
 # a candidate whose squared norm is below this share of ||W||^2 + ||(alpha/rho) G||^2 cancelled in
@@ -74,7 +74,7 @@ class SubspaceState:
         W = self.W
         if W.shape[-1] == 1 or self.U is None:
             # scaled by its measured norm (one reduction), so the power constraint holds to rounding
-            return W * (self.power / abs2(W).sum((-2, -1)).clamp_min(1e-30)).sqrt().view(-1, 1, 1)
+            return scale_rows(W, (self.power / frob2(W).clamp_min(1e-30)).sqrt())
         with torch.no_grad():
             ritz, Q = torch.linalg.eigh(self.U.mH @ self.U)              # ascending
             ritz, Q = ritz.flip(-1).double(), Q.flip(-1)
@@ -145,9 +145,9 @@ class Subspace:
         return cls(safeguard=True)
 
     def init_state(self, x0: torch.Tensor) -> SubspaceState:
-        power = abs2(x0).sum((-2, -1))
+        power = frob2(x0)
         x0 = x0.resolve_conj()
-        W = x0 / power.clamp_min(1e-30).sqrt().view(-1, 1, 1) if x0.shape[-1] == 1 else _orthonormal(x0)
+        W = scale_rows(x0, power.clamp_min(1e-30).rsqrt()) if x0.shape[-1] == 1 else _orthonormal(x0)
         return SubspaceState(W, None, power)
 
     def step(self, problem, inst, state: SubspaceState, params: dict) -> SubspaceState:
@@ -164,12 +164,12 @@ class Subspace:
 
     def _step_one(self, W, U, G, V, alpha):
         # the inner products: nw = ||W||^2 (1 up to rounding; measured, so that rounding cannot build
-        # up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (three reductions of real views)
+        # up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
+        # a norm or a dot product is one pass, where square-then-sum writes a temporary)
+        B = W.shape[0]
         Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
-        nw = Wr.square().sum((-3, -2, -1))
-        nu = Ur.square().sum((-3, -2, -1))
-        ng = (Ur * Vr).sum((-3, -2, -1))
-        nv = Vr.square().sum((-3, -2, -1))
+        nw, nu, nv = frob2(W), frob2(U), frob2(V)
+        ng = torch.linalg.vecdot(Ur.reshape(B, -1), Vr.reshape(B, -1))
         a = batch_scalar(alpha, nu)
         big = a.abs() >= POWER_ITERATION
         c = torch.where(big, 0.0, a * nw / nu.clamp_min(1e-30))  # alpha / rho, rho = nu / nw
@@ -181,9 +181,11 @@ class Subspace:
         else:
             take = ~big
         s = torch.where(take, n_l, ng).clamp_min(1e-30).rsqrt()
-        ca = (take * s).view(-1, 1, 1)
-        cb = (torch.where(take, c, 1.0) * s).view(-1, 1, 1)
-        return ca * W + cb * G, ca * U + cb * V
+        ca = (take * s).view(-1, 1, 1, 1)
+        cb = (torch.where(take, c, 1.0) * s).view(-1, 1, 1, 1)
+        Gr = torch.view_as_real(G)
+        return (torch.view_as_complex(torch.addcmul(Wr * ca, Gr, cb)),
+                torch.view_as_complex(torch.addcmul(Ur * ca, Vr, cb)))
 
     def _step_block(self, H, W, U, G, V, alpha):
         Nu = U.mH @ U                                             # W^H A W   (W^H W = I)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional, Tuple
 
 import torch
@@ -81,25 +81,34 @@ class ChannelBatch:
         noise_var: (B,) float32 noise variance per sample (transmit power P = 1 unless the
             problem says otherwise, so ``noise_var = P / SNR``).
         snr_db: (B,) float32 SNR each sample was drawn at.
+        row_energy: (B, n_rx) float32 squared norms of the rows of H where the input check measured
+            them (``check_channel`` returns them; the beamformer's matched-filter start reuses them
+            instead of reading H once more), else None.
     """
 
     H: torch.Tensor
     noise_var: torch.Tensor
     snr_db: torch.Tensor
+    row_energy: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
 
     def to(self, device) -> "ChannelBatch":
-        return ChannelBatch(self.H.to(device), self.noise_var.to(device), self.snr_db.to(device))
+        energy = None if self.row_energy is None else self.row_energy.to(device)
+        return ChannelBatch(self.H.to(device), self.noise_var.to(device), self.snr_db.to(device), energy)
 
     @property
     def batch_size(self) -> int:
         return self.H.shape[0]
 
     def __getitem__(self, idx) -> "ChannelBatch":
-        return ChannelBatch(self.H[idx], self.noise_var[idx], self.snr_db[idx])
+        energy = None if self.row_energy is None else self.row_energy[idx]
+        return ChannelBatch(self.H[idx], self.noise_var[idx], self.snr_db[idx], energy)
 
 
-def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = None) -> None:
-    """Raise ``InputError`` unless H is (B, n_rx, n_tx) complex and finite and noise_var (B,) > 0."""
+def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = None) -> torch.Tensor:
+    """Raise ``InputError`` unless H is (B, n_rx, n_tx) complex and finite and noise_var (B,) > 0.
+
+    Returns the squared row norms of H, (B, n_rx) float32 (the one pass over H that the finiteness
+    check needs; inf where a finite row's squared norm overflows float32)."""
     if not isinstance(H, torch.Tensor) or not H.is_complex():
         raise InputError(f"H must be a complex tensor of shape (B, n_rx, n_tx), got "
                          f"{getattr(H, 'dtype', type(H).__name__)}")
@@ -110,13 +119,17 @@ def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = N
     if not isinstance(noise_var, torch.Tensor) or noise_var.shape != (H.shape[0],):
         raise InputError(f"noise_var must be a tensor of shape ({H.shape[0]},), got "
                          f"{tuple(getattr(noise_var, 'shape', ()))}")
-    # one reduction first (a NaN or Inf anywhere makes the sum non-finite); the element-wise check,
-    # 10x dearer, runs only then, so that a sum that merely overflowed is not taken for a bad entry
+    # one fused reduction first (a NaN or Inf anywhere makes its row's norm non-finite); the
+    # element-wise check, 10x dearer, runs only then, so that a norm that merely overflowed is not
+    # taken for a bad entry
     re_im = torch.view_as_real(H.resolve_conj())
-    if not torch.isfinite(re_im.sum()) and not torch.isfinite(re_im).all():
+    energy = torch.linalg.vector_norm(re_im, dim=(-2, -1)).square()
+    if not torch.isfinite(energy.sum()) and not torch.isfinite(re_im).all():
         raise InputError("H contains NaN or Inf")
-    if not torch.isfinite(noise_var).all() or (noise_var <= 0).any():
+    # one test for both (NaN > 0 is False): finite and positive
+    if not bool(((noise_var > 0) & (noise_var < math.inf)).all()):
         raise InputError("noise_var must be finite and > 0 (a negative SNR in dB is fine; a negative variance is not)")
+    return energy
 
 
 class ChannelSource:

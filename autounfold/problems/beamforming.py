@@ -11,7 +11,7 @@ from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_ch
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig, ReferenceSolver, frob2
+from .base import Problem, ProblemConfig, ReferenceSolver, frob2, scale_rows
 
 LN2 = math.log(2.0)
 
@@ -167,12 +167,12 @@ class BeamformingProblem(Problem):
         """Validated instance from H (B, n_rx, n_tx) complex and noise_var (B,) float: any n_rx and
         n_tx with min(n_rx, n_tx) >= n_streams (what a model's learned parameters fix is checked by
         the model, ``Unfolded.check_dims``)."""
-        check_channel(H, noise_var)
+        energy = check_channel(H, noise_var)
         if min(H.shape[-2:]) < self.n_streams:
             raise InputError(f"H is {H.shape[-2]} x {H.shape[-1]} (n_rx x n_tx): {self.n_streams} streams need "
                              f"min(n_rx, n_tx) >= {self.n_streams}")
         snr_db = 10.0 * torch.log10(self.power / noise_var)
-        return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float())
+        return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float(), energy.float())
 
     def accept(self, batch: ChannelBatch) -> ChannelBatch:
         """A batch of an external channel source (recorded CSI, another model), validated."""
@@ -264,14 +264,18 @@ class BeamformingProblem(Problem):
             if H.shape[-2] == self.n_streams:
                 W = H.mH
             else:
-                # row norms from the real view in one reduction (abs2(H).sum(-1) writes a copy of H)
-                energy = torch.linalg.vector_norm(torch.view_as_real(H.resolve_conj()), dim=(-2, -1))
-                norms, strongest = energy.topk(self.n_streams, dim=-1)                     # (B, S)
-                rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)
+                # squared row norms: those the input check measured, else one fused reduction of the
+                # real view (abs2(H).sum(-1) writes a copy of H)
+                energy = getattr(inst, "row_energy", None)
+                if energy is None or energy.shape != H.shape[:2]:
+                    energy = torch.linalg.vector_norm(torch.view_as_real(H.resolve_conj()), dim=(-2, -1)).square()
                 if self.n_streams == 1:                  # the row's norm is known: scale, no second pass
-                    scale = math.sqrt(self.power) / norms.clamp_min(1e-30)
-                    W = rows.mH.resolve_conj() * scale.view(-1, 1, 1)
+                    top, strongest = energy.max(dim=-1)                                    # (B,)
+                    rows = H[torch.arange(H.shape[0], device=H.device), strongest]         # (B, n_tx)
+                    W = scale_rows(rows.conj(), math.sqrt(self.power) * top.clamp_min(1e-30).rsqrt()).unsqueeze(-1)
                     return W if self.constraint == "total" else self.prox(W, inst)
+                strongest = energy.topk(self.n_streams, dim=-1).indices                    # (B, S)
+                rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)
                 W = rows.mH
         elif method == "random":
             g = as_generator(seed)
