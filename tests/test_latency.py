@@ -77,13 +77,36 @@ def test_backwards_compatible_call_and_keys():
 def test_interleaved_round_robin_and_warmup_untimed(monkeypatch):
     log = []
     monkeypatch.setattr(latency, "_clock", FakeClock(log))
-    out = measure_latency(_recorders(log, ["a", "b", "c"]), repeats=4, warmup=2)
+    out = measure_latency(_recorders(log, ["a", "b", "c"]), repeats=4, warmup=2, order_seed=None)
     calls = [e for e in log if e != "clock"]
     assert calls == ["a", "b", "c"] * (2 + 4)                       # round robin, warm-up in the same order
     assert "clock" not in log[:2 * 3]                                # the 6 warm-up calls: no clock read
     timed = log[2 * 3:]
     assert timed == [e for n in ["a", "b", "c"] * 4 for e in ("clock", n, "clock")]
     assert all(r["repeats"] == 4 and r["warmup"] == 2 for r in out.values())
+
+
+def test_each_round_runs_every_method_once_in_its_own_order(monkeypatch):
+    """By default the timed rounds are permutations drawn from order_seed: every method once a round,
+    not always in the given order (so no method always follows the same one), the same orders for the
+    same seed, and each sample attributed to the method that ran between its two clock reads."""
+    names = [f"m{i}" for i in range(6)]
+
+    def rounds(seed):
+        log = []
+        monkeypatch.setattr(latency, "_clock", FakeClock(log))
+        out = measure_latency(_recorders(log, names), repeats=20, warmup=1, order_seed=seed)
+        timed = [e for e in log[len(names):] if e != "clock"]
+        return [timed[i:i + len(names)] for i in range(0, len(timed), len(names))], out, log
+
+    orders, out, log = rounds(0)
+    assert len(orders) == 20 and all(sorted(o) == names for o in orders)
+    assert len({tuple(o) for o in orders}) > 10
+    assert len({o[0] for o in orders}) > 1                          # not always the same method first
+    assert rounds(0)[0] == orders and rounds(1)[0] != orders
+    timed = log[len(names):]
+    assert all(timed[i] == "clock" and timed[i + 2] == "clock" for i in range(0, len(timed), 3))
+    assert all(r["repeats"] == 20 for r in out.values())
 
 
 def test_no_warmup_and_single_repeat(monkeypatch):
@@ -134,7 +157,7 @@ def test_cpu_path_never_synchronises(monkeypatch):
 
 def test_cuda_synchronises_around_every_timed_call(fake_cuda):
     log, _, state = fake_cuda
-    out = measure_latency(_recorders(log, ["a", "b"]), repeats=3, warmup=1, device="cuda")
+    out = measure_latency(_recorders(log, ["a", "b"]), repeats=3, warmup=1, device="cuda", order_seed=None)
     rounds = CUDA_MIN_WARMUP                                         # warmup=1 is raised to the CUDA minimum
     warm = ["sync"] + [e for n in ["a", "b"] * rounds for e in (n, "sync")]
     assert log[:len(warm)] == warm                                   # sync first, then after each warm-up call

@@ -359,7 +359,7 @@ def markdown(result: dict) -> str:
         lines += gpp_markdown(result["3gpp"], s["test_batch"], s["depth"])
     lat = result["latency"]
     lines += ["", f"## Latency (batch {lat['batch']}, {lat.get('device_name', 'cpu')}, {lat['threads']} CPU threads, "
-              f"{lat['repeats']} interleaved repeats)", "",
+              f"{lat['repeats']} interleaved repeats, each round in its own random order)", "",
               "| method | median ms | IQR | p10 | p90 |", "|---|---|---|---|---|"]
     for name, m in lat["methods"].items():
         lines.append(f"| {name} | {m['median_ms']:.3f} | {m['iqr_ms']:.3f} | {m['p10_ms']:.3f} | {m['p90_ms']:.3f} |")

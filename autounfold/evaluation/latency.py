@@ -12,6 +12,7 @@ brought up by at least ``CUDA_MIN_WARMUP`` untimed rounds. On CPU nothing is syn
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from typing import Callable, Dict, Optional, Sequence, Union
@@ -89,11 +90,14 @@ def _spread(s: Sequence[float]) -> dict:
 
 
 def measure_latency(fns: Dict[str, Callable[[], object]], repeats: int = 30, warmup: int = 3,
-                    device: DeviceLike = None) -> Dict[str, dict]:
+                    device: DeviceLike = None, order_seed: Optional[int] = 0) -> Dict[str, dict]:
     """Time each zero-argument callable, in milliseconds of wall time per call, under ``torch.inference_mode``.
 
-    Repetitions are interleaved (round robin: a, b, c, a, b, c, ...) so that drift in machine load
-    affects every method alike; ``warmup`` untimed rounds (same order) come first. ``device`` is where
+    Repetitions are interleaved (rounds of one call each: a, b, c, then c, a, b, ...) so that drift in
+    machine load affects every method alike, and each round runs in its own order (a permutation drawn
+    from ``order_seed``; None keeps the given order every round), so that no method always runs right
+    after the same other one: a call that follows one sweeping the caches pays the misses, and with a
+    fixed order one method would pay them in every sample. ``warmup`` untimed rounds come first. ``device`` is where
     the callables' work runs ("cpu", "cuda", "cuda:N"; None = "cpu", i.e. no synchronisation: pass the
     CUDA device when the work is on it, or only the launch is timed). On CUDA the device is synchronised
     before the clock starts and after each call, before the clock stops, so a sample includes the
@@ -112,6 +116,9 @@ def measure_latency(fns: Dict[str, Callable[[], object]], repeats: int = 30, war
     rounds = max(warmup, CUDA_MIN_WARMUP) if sync is not None else warmup
     name = device_name(dev)
     samples = {k: [] for k in fns}
+    names = list(fns)
+    rng = random.Random(order_seed)
+    orders = [names if order_seed is None else rng.sample(names, len(names)) for _ in range(repeats)]
     with torch.inference_mode():
         if sync is not None:
             sync()
@@ -121,14 +128,16 @@ def measure_latency(fns: Dict[str, Callable[[], object]], repeats: int = 30, war
                 if sync is not None:
                     sync()
         if sync is None:
-            for _ in range(repeats):
-                for k, fn in fns.items():
+            for order in orders:
+                for k in order:
+                    fn = fns[k]
                     t0 = _clock()
                     fn()
                     samples[k].append((_clock() - t0) * 1e3)
         else:
-            for _ in range(repeats):
-                for k, fn in fns.items():
+            for order in orders:
+                for k in order:
+                    fn = fns[k]
                     sync()
                     t0 = _clock()
                     fn()
