@@ -58,7 +58,8 @@ POWER_ITERATION = 1e6
 
 @dataclass
 class SubspaceState:
-    """W: (B, n_tx, S) complex basis (unit norm for S = 1, orthonormal columns for S > 1);
+    """W: (B, n_tx, S) complex basis (S = 1: unit norm after a step, the start at its own norm;
+    S > 1: orthonormal columns);
     U: (B, n_rx, S) = H W (None before the first step); power: (B,) total power P (the power of the
     start); noise_var: (B,) (None before the first step). ``x`` is the precoder read out of the state."""
 
@@ -147,7 +148,9 @@ class Subspace:
     def init_state(self, x0: torch.Tensor) -> SubspaceState:
         power = frob2(x0)
         x0 = x0.resolve_conj()
-        W = scale_rows(x0, power.clamp_min(1e-30).rsqrt()) if x0.shape[-1] == 1 else _orthonormal(x0)
+        # one stream: the start as it is (the step measures ||W||^2 and returns a unit vector; the
+        # readout rescales to P), several: an orthonormal basis of its columns
+        W = x0 if x0.shape[-1] == 1 else _orthonormal(x0)
         return SubspaceState(W, None, power)
 
     def step(self, problem, inst, state: SubspaceState, params: dict) -> SubspaceState:
@@ -163,8 +166,8 @@ class Subspace:
         return SubspaceState(W, U, state.power, inst.noise_var)
 
     def _step_one(self, W, U, G, V, alpha):
-        # the inner products: nw = ||W||^2 (1 up to rounding; measured, so that rounding cannot build
-        # up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
+        # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
+        # so that rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
         # a norm or a dot product is one pass, where square-then-sum writes a temporary)
         B = W.shape[0]
         Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
