@@ -347,3 +347,25 @@ def test_textbook_benchmark_rejects_bad_options_and_reads_its_bars(tmp_path):
     # and 0.1 dB better than Sionna's damping
     assert got == [(0.5, True), (-0.4, False), (0.0, True), (0.1, True)], bars
     assert "ADMM-8 " in bars[0]["bar"] and "ADMM-10" in bars[1]["bar"] and "EP-10" in bars[2]["bar"]
+
+
+def test_textbook_unseen_tables_compare_with_the_strongest_classical_baseline():
+    """The 'not trained on' tables: the LASSO column is the network minus the better of ADMM-K and
+    ADMM-2K tuned there; the detection column the network's SNR at 1e-2 minus tuned ADMM-2K's, a dash
+    where a curve never reaches 1e-2."""
+    from autounfold.evaluation.textbook_benchmark import _unseen_detection_markdown, _unseen_lasso_markdown
+    lasso = {"depth": 4, "test_size": 100, "unseen": [
+        {"condition": "low SNR", "nmse_db": {"ADMM-4, tuned here": -8.5, "ADMM-8, tuned here": -8.0,
+                                             "ADMM-8, nominal knobs": -7.9, "ADMM-Net (x), 4 layers (unchanged)": -7.7}},
+        {"condition": "sparser", "nmse_db": {"ADMM-4, tuned here": -20.0, "ADMM-8, tuned here": -21.0,
+                                             "ADMM-8, nominal knobs": -20.5, "ADMM-Net (x), 4 layers (unchanged)": -22.0}}]}
+    rows = [line for line in _unseen_lasso_markdown(lasso) if line.startswith("| low") or line.startswith("| sparser")]
+    assert rows[0].endswith("| +0.80 |") and rows[1].endswith("| -1.00 |"), rows
+    det = {"depth": 5, "test_size": 100, "snrs": [0, 8, 16], "unseen": [
+        {"condition": "8 x 8", "snrs": [0, 8, 16], "snr_at_1e-2": {"LMMSE": None, "ADMM-10, tuned at each SNR": 11.0,
+                                                "ADMM-Net (y), 5 layers": 10.6}},
+        {"condition": "UMi", "snrs": [0, 8, 16], "snr_at_1e-2": {"LMMSE": None, "ADMM-10, tuned at each SNR": None,
+                                             "ADMM-Net (y), 5 layers": 12.0}}]}
+    rows = [line for line in _unseen_detection_markdown(det) if line.startswith("| 8 x 8") or line.startswith("| UMi")]
+    assert rows[0].endswith("| -0.40 |") and rows[1].endswith("| - |") and "| — |" in rows[0], rows
+    assert _unseen_lasso_markdown({"depth": 4}) == [] and _unseen_detection_markdown({"depth": 5}) == []
