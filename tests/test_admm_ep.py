@@ -367,5 +367,5 @@ def test_textbook_unseen_tables_compare_with_the_strongest_classical_baseline():
         {"condition": "UMi", "snrs": [0, 8, 16], "snr_at_1e-2": {"LMMSE": None, "ADMM-10, tuned at each SNR": None,
                                              "ADMM-Net (y), 5 layers": 12.0}}]}
     rows = [line for line in _unseen_detection_markdown(det) if line.startswith("| 8 x 8") or line.startswith("| UMi")]
-    assert rows[0].endswith("| -0.40 |") and rows[1].endswith("| - |") and "| — |" in rows[0], rows
+    assert rows[0].endswith("| -0.40 |") and rows[1].endswith("| — |") and "| — |" in rows[0], rows
     assert _unseen_lasso_markdown({"depth": 4}) == [] and _unseen_detection_markdown({"depth": 5}) == []

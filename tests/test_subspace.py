@@ -201,6 +201,10 @@ def test_the_input_check_feeds_the_start_and_still_refuses_bad_channels():
             net(drawn.H, nv)
     huge = problem.instance(drawn.H * 1e18, drawn.noise_var)           # the energies' sum overflows
     assert torch.isinf(huge.row_energy.sum()) and bool(torch.isfinite(huge.row_energy).all())
+    weak = problem.instance(drawn.H * 1e-16, drawn.noise_var)          # |h|^2 near float32's smallest
+    assert torch.allclose(problem.init(weak).abs().square().sum((-2, -1)), torch.ones(64), rtol=1e-3)
+    with torch.no_grad():                                              # an empty batch passes through
+        assert net(drawn.H[:0], drawn.noise_var[:0]).shape == (0, 32, 1)
 
 
 @pytest.mark.parametrize("args, needle", [(["--streams", "0"], "stream counts must be >= 1"),

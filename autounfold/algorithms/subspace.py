@@ -169,10 +169,9 @@ class Subspace:
         # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
         # so that rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
         # a norm or a dot product is one pass, where square-then-sum writes a temporary)
-        B = W.shape[0]
         Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
         nw, nu, nv = frob2(W), frob2(U), frob2(V)
-        ng = torch.linalg.vecdot(Ur.reshape(B, -1), Vr.reshape(B, -1))
+        ng = torch.linalg.vecdot(Ur.flatten(1), Vr.flatten(1))
         a = batch_scalar(alpha, nu)
         big = a.abs() >= POWER_ITERATION
         c = torch.where(big, 0.0, a * nw / nu.clamp_min(1e-30))  # alpha / rho, rho = nu / nw

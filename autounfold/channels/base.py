@@ -83,7 +83,8 @@ class ChannelBatch:
         snr_db: (B,) float32 SNR each sample was drawn at.
         row_energy: (B, n_rx) float32 squared norms of the rows of H where the input check measured
             them (``check_channel`` returns them; the beamformer's matched-filter start reuses them
-            instead of reading H once more), else None.
+            instead of reading H once more), else None. They describe this H: code that builds a
+            batch with another H (a channel estimate, a perturbation) must not carry them over.
     """
 
     H: torch.Tensor
@@ -107,8 +108,8 @@ class ChannelBatch:
 def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = None) -> torch.Tensor:
     """Raise ``InputError`` unless H is (B, n_rx, n_tx) complex and finite and noise_var (B,) > 0.
 
-    Returns the squared row norms of H, (B, n_rx) float32 (the one pass over H that the finiteness
-    check needs; inf where a finite row's squared norm overflows float32)."""
+    Returns the squared row norms of H, (B, n_rx) in H's real dtype (the one pass over H that the
+    finiteness check needs; inf where a finite row's squared norm overflows)."""
     if not isinstance(H, torch.Tensor) or not H.is_complex():
         raise InputError(f"H must be a complex tensor of shape (B, n_rx, n_tx), got "
                          f"{getattr(H, 'dtype', type(H).__name__)}")

@@ -46,10 +46,11 @@ def scenario_config(cfg: ExperimentConfig, scenario: str) -> ExperimentConfig:
     return with_problem_change(cfg, scenarios[scenario][1], f"scenario {scenario}")
 
 
-def transfer(model, cfg: ExperimentConfig):
+def transfer(model, cfg: ExperimentConfig, problem=None):
     """The same learned parameters on the problem ``cfg`` describes (another channel model, antenna
-    count, SNR): the learned parameters must not depend on the changed sizes."""
-    moved = build_model(cfg)
+    count, SNR; ``problem``: that problem already built from ``cfg.problem``): the learned parameters
+    must not depend on the changed sizes."""
+    moved = build_model(cfg, problem)
     try:
         moved.load_state_dict(model.state_dict())
     except RuntimeError as err:

@@ -272,7 +272,7 @@ class BeamformingProblem(Problem):
                 if self.n_streams == 1:                  # the row's norm is known: scale, no second pass
                     top, strongest = energy.max(dim=-1)                                    # (B,)
                     rows = H[torch.arange(H.shape[0], device=H.device), strongest]         # (B, n_tx)
-                    W = scale_rows(rows.conj(), math.sqrt(self.power) * top.clamp_min(1e-30).rsqrt()).unsqueeze(-1)
+                    W = scale_rows(rows.conj(), math.sqrt(self.power) * top.clamp_min(torch.finfo(top.dtype).tiny).rsqrt()).unsqueeze(-1)
                     return W if self.constraint == "total" else self.prox(W, inst)
                 strongest = energy.topk(self.n_streams, dim=-1).indices                    # (B, S)
                 rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)
