@@ -125,11 +125,13 @@ def check_channel(H: torch.Tensor, noise_var: torch.Tensor, n_tx: int | None = N
     # taken for a bad entry
     re_im = torch.view_as_real(H.resolve_conj())
     energy = torch.linalg.vector_norm(re_im, dim=(-2, -1)).square()
-    if not torch.isfinite(energy.sum()) and not torch.isfinite(re_im).all():
+    if not math.isfinite(energy.sum()) and not bool(torch.isfinite(re_im).all()):
         raise InputError("H contains NaN or Inf")
-    # one test for both (NaN > 0 is False): finite and positive
-    if not bool(((noise_var > 0) & (noise_var < math.inf)).all()):
-        raise InputError("noise_var must be finite and > 0 (a negative SNR in dB is fine; a negative variance is not)")
+    # one reduction for both tests (a NaN anywhere makes both extremes NaN, and NaN > 0 is False)
+    if noise_var.numel():
+        low, high = torch.aminmax(noise_var)
+        if not (float(low) > 0 and float(high) < math.inf):
+            raise InputError("noise_var must be finite and > 0 (a negative SNR in dB is fine; a negative variance is not)")
     return energy
 
 

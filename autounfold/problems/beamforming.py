@@ -171,7 +171,7 @@ class BeamformingProblem(Problem):
         if min(H.shape[-2:]) < self.n_streams:
             raise InputError(f"H is {H.shape[-2]} x {H.shape[-1]} (n_rx x n_tx): {self.n_streams} streams need "
                              f"min(n_rx, n_tx) >= {self.n_streams}")
-        snr_db = 10.0 * torch.log10(self.power / noise_var)
+        snr_db = torch.add(10.0 * math.log10(self.power), torch.log10(noise_var), alpha=-10.0)
         return ChannelBatch(H.to(torch.complex64), noise_var.float(), snr_db.float(), energy.float())
 
     def accept(self, batch: ChannelBatch) -> ChannelBatch:
@@ -272,7 +272,10 @@ class BeamformingProblem(Problem):
                 if self.n_streams == 1:                  # the row's norm is known: scale, no second pass
                     top, strongest = energy.max(dim=-1)                                    # (B,)
                     rows = H[torch.arange(H.shape[0], device=H.device), strongest]         # (B, n_tx)
-                    W = scale_rows(rows.conj(), math.sqrt(self.power) * top.clamp_min(torch.finfo(top.dtype).tiny).rsqrt()).unsqueeze(-1)
+                    # conjugate and scale in one product of the real view: (re, im) * (s, -s)
+                    s = top.clamp_min(torch.finfo(top.dtype).tiny).rsqrt().mul_(math.sqrt(self.power))
+                    W = torch.view_as_complex(torch.view_as_real(rows) * torch.stack((s, -s), -1).unsqueeze(1))
+                    W = W.unsqueeze(-1)
                     return W if self.constraint == "total" else self.prox(W, inst)
                 strongest = energy.topk(self.n_streams, dim=-1).indices                    # (B, S)
                 rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)
