@@ -1,0 +1,96 @@
+"""Unfolded hybrid PGA-5: does another training recipe, or the best digital readout, close the gap to
+classical PGA-30?
+
+Each variant is ``preset:hybrid`` with the listed overrides; scored on the hybrid benchmark's test draw
+(1024 channels, seed 0) as % of the fully-digital bound. ``--readout`` also scores the preset model and
+classical PGA-5 / 10 / 30 (the benchmark's validation-tuned steps) with the best digital precoder for
+their final analog precoder. ``--umi`` instead scores on 3GPP UMi bands (Sionna; 512 test channels,
+steps of PGA-5 and PGA-30 swept on a UMi validation draw of 256): the preset model trained on the
+clustered channel, applied unchanged, against classical PGA tuned there.
+
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py [--readout] [variant ...]   (about 6 min, 2 cores)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 5 min)
+"""
+import sys
+
+import torch
+
+from autounfold.algorithms import reference
+from autounfold.algorithms.tuning import tune_hybrid_pga
+from autounfold.evaluation.evaluate import transfer
+from autounfold.build import build_model
+from autounfold.config import load_config
+from autounfold.evaluation import baselines
+from autounfold.seeding import generator
+from autounfold.training import train
+
+VARIANTS = {
+    "preset": [],
+    "momentum_multi_iteration_600": ["model.layer=hybrid_pga_momentum", "training.loss=multi_iteration",
+                                     "training.steps=600"],
+    "multi_iteration_600": ["training.loss=multi_iteration", "training.steps=600"],
+    "momentum_1000": ["model.layer=hybrid_pga_momentum", "training.steps=1000"],
+}
+# the hybrid benchmark's validation-tuned classical steps (benchmarks/hybrid_benchmark.json)
+PGA_STEPS = {5: (4.6415886878967285, 2.1544346809387207), 10: (4.6415886878967285, 2.1544346809387207),
+             30: (10.0, 2.1544346809387207)}
+
+
+def umi():
+    cfg = load_config("preset:hybrid", [])
+    model = build_model(cfg)
+    train(model, cfg.training, seed=cfg.seed, progress=False)
+    moved = transfer(model.eval(), load_config("preset:hybrid", ["problem.channel.model=umi"]))
+    p = moved.problem
+    val = p.sample(256, generator(0, "hybrid-recipes-umi", "validation"))
+    vref = reference(p, val)
+    test = p.sample(512, generator(0, "hybrid-recipes-umi", "test"))
+    ref = reference(p, test)
+    print("| on UMi bands | % of bound | p5 % | min % |\n|---|---|---|---|")
+    with torch.no_grad():
+        rows = {"unfolded PGA-5 (preset, trained on clustered)": moved.run(test)}
+        for T in (5, 30):
+            steps, _ = tune_hybrid_pga(p, val, vref, T)
+            rows[f"PGA-{T}, steps tuned on UMi {steps['step_analog']:.3g} / {steps['step_digital']:.3g}"] = \
+                baselines.hybrid_pga(p, test, T, steps)
+        rows["two-stage start"] = baselines.two_stage(p, test, 0)
+        for name, x in rows.items():
+            s = p.summarize(x, test, ref)
+            print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+
+
+def main(args):
+    if "--umi" in args:
+        return umi()
+    readout = "--readout" in args
+    names = [a for a in args if a != "--readout"] or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; allowed: {', '.join(VARIANTS)}")
+    test = ref = None
+    print("| variant | % of bound | p5 % | min % |\n|---|---|---|---|")
+    for name in names:
+        cfg = load_config("preset:hybrid", VARIANTS[name])
+        model = build_model(cfg)
+        train(model, cfg.training, seed=cfg.seed, progress=False)
+        p = model.problem
+        if test is None:
+            test = p.sample(1024, generator(0, "hybrid-benchmark", "test"))
+            ref = reference(p, test)
+        with torch.no_grad():
+            x = model.eval().run(test)
+            s = p.summarize(x, test, ref)
+            print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+            if readout and name == "preset":
+                def best_digital(x):
+                    W_a, _ = p.unpack_stacked(x, test)
+                    return p.pack_stacked(W_a, p.digital_given_analog_stacked(W_a, test))
+                pct = lambda x: p.summarize(x, test, ref)["pct_of_bound"]  # noqa: E731
+                print(f"| preset + best digital readout | {pct(best_digital(x)):.3f} | | |")
+                for T, (a, d) in PGA_STEPS.items():
+                    y = baselines.hybrid_pga(p, test, T, {"step_analog": a, "step_digital": d, "momentum": 0.0})
+                    print(f"| PGA-{T} | {pct(y):.3f} | | |\n| PGA-{T} + best digital readout | {pct(best_digital(y)):.3f} | | |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
