@@ -199,6 +199,21 @@ def test_the_input_check_feeds_the_start_and_still_refuses_bad_channels():
     for nv in (torch.zeros(64), torch.full((64,), float("nan")), torch.full((64,), float("inf"))):
         with pytest.raises(InputError, match="noise_var"):
             net(drawn.H, nv)
+    for value in (float("nan"), -0.1, float("inf")):                    # one bad entry among good ones
+        nv = drawn.noise_var.clone()
+        nv[40] = value
+        with pytest.raises(InputError, match="noise_var"):
+            net(drawn.H, nv)
+    # the start is the conjugate of the strongest row at full power, also for a conjugated view of H
+    k = drawn.H.abs().square().sum(-1).argmax(-1)
+    rows = drawn.H[torch.arange(64), k]
+    expect = (rows.conj() / rows.norm(dim=-1, keepdim=True)).unsqueeze(-1) * problem.power ** 0.5
+    assert torch.allclose(problem.init(inst), expect, atol=1e-6)
+    view = drawn.H.conj().resolve_conj().conj()                        # same values, conj bit set
+    assert view.is_conj()
+    assert torch.allclose(problem.init(problem.instance(view, drawn.noise_var)), expect, atol=1e-6)
+    with torch.no_grad():
+        assert torch.equal(net(view, drawn.noise_var), net(drawn.H, drawn.noise_var))
     huge = problem.instance(drawn.H * 1e18, drawn.noise_var)           # the energies' sum overflows
     assert torch.isinf(huge.row_energy.sum()) and bool(torch.isfinite(huge.row_energy).all())
     weak = problem.instance(drawn.H * 1e-16, drawn.noise_var)          # |h|^2 near float32's smallest
