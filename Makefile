@@ -46,7 +46,7 @@ benchmark: setup
 
 # Auto-PGD deployment: the preset unchanged on every condition, latency vs the closed form and PGD-200 on
 # the same code path, multi-stream, per-antenna reference, 3GPP UMi / UMa / CDL test users (pool_seed 1) for
-# the preset and the recipe trained on UMi (pool_seed 0) (about 2 min on 2 cores)
+# the preset and the recipe trained on UMi (pool_seed 0) (about 3 min on 2 cores)
 benchmark-auto-pgd: setup
 	$(PY) -m autounfold.cli benchmark-auto-pgd --out results/auto_pgd
 
