@@ -289,3 +289,21 @@ def test_benchmark_auto_pgd_3gpp_rows_test_users_of_another_pool_and_render():
     assert md.index("## Robustness") < md.index("## 3GPP channels") < md.index("## Latency")
     result.pop("3gpp")
     assert "## 3GPP channels" not in A.markdown(result)
+
+
+def test_gradients_reach_the_channel_through_the_check_and_the_start():
+    """A differentiable H (end-to-end training through a channel model or an estimator in front of
+    the precoder) stays differentiable: the input check reads detached values (no warning) and the
+    start builds no in-place op on a tensor autograd needs."""
+    import warnings
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=16, n_rx=4, snr_db=(0.0, 20.0)))
+    drawn = problem.sample(8, 3)
+    net = Unfolded(problem, Subspace(), 3, "subspace", step_init=-1.0)
+    H = drawn.H.clone().requires_grad_()
+    nv = drawn.noise_var.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        W = net(H, nv)
+        problem.objective(W, problem.instance(H, nv)).sum().backward()
+    assert H.grad is not None and bool(torch.isfinite(torch.view_as_real(H.grad)).all())
+    assert float(H.grad.abs().sum()) > 0

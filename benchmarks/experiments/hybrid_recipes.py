@@ -9,7 +9,7 @@ steps of PGA-5 and PGA-30 swept on a UMi validation draw of 256): the preset mod
 clustered channel, applied unchanged, against classical PGA tuned there.
 
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py [--readout] [variant ...]   (about 6 min, 2 cores)
-    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 5 min)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 3 min)
 """
 import sys
 
