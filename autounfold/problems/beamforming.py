@@ -271,11 +271,8 @@ class BeamformingProblem(Problem):
                     energy = torch.linalg.vector_norm(torch.view_as_real(H.resolve_conj()), dim=(-2, -1)).square()
                 if self.n_streams == 1:                  # the row's norm is known: scale, no second pass
                     top, strongest = energy.max(dim=-1)                                    # (B,)
-                    rows = H[torch.arange(H.shape[0], device=H.device), strongest].resolve_conj()   # (B, n_tx)
-                    # conjugate and scale in one product of the real view: (re, im) * (s, -s)
-                    s = math.sqrt(self.power) * top.clamp_min(torch.finfo(top.dtype).tiny).rsqrt()
-                    W = torch.view_as_complex(torch.view_as_real(rows) * torch.stack((s, -s), -1).unsqueeze(1))
-                    W = W.unsqueeze(-1)
+                    rows = H[torch.arange(H.shape[0], device=H.device), strongest]         # (B, n_tx)
+                    W = scale_rows(rows.conj(), math.sqrt(self.power) * top.clamp_min(torch.finfo(top.dtype).tiny).rsqrt()).unsqueeze(-1)
                     return W if self.constraint == "total" else self.prox(W, inst)
                 strongest = energy.topk(self.n_streams, dim=-1).indices                    # (B, S)
                 rows = H.gather(1, strongest.unsqueeze(-1).expand(-1, -1, n_tx))          # (B, S, n_tx)

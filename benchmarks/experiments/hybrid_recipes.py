@@ -11,16 +11,18 @@ clustered channel, applied unchanged, against classical PGA tuned there.
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py [--readout] [variant ...]   (about 6 min, 2 cores)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 3 min)
 """
+import json
 import sys
+from pathlib import Path
 
 import torch
 
 from autounfold.algorithms import reference
 from autounfold.algorithms.tuning import tune_hybrid_pga
-from autounfold.evaluation.evaluate import transfer
 from autounfold.build import build_model
 from autounfold.config import load_config
 from autounfold.evaluation import baselines
+from autounfold.evaluation.evaluate import transfer
 from autounfold.seeding import generator
 from autounfold.training import train
 
@@ -31,9 +33,13 @@ VARIANTS = {
     "multi_iteration_600": ["training.loss=multi_iteration", "training.steps=600"],
     "momentum_1000": ["model.layer=hybrid_pga_momentum", "training.steps=1000"],
 }
-# the hybrid benchmark's validation-tuned classical steps (benchmarks/hybrid_benchmark.json)
-PGA_STEPS = {5: (4.6415886878967285, 2.1544346809387207), 10: (4.6415886878967285, 2.1544346809387207),
-             30: (10.0, 2.1544346809387207)}
+BENCHMARK_JSON = Path(__file__).resolve().parents[1] / "hybrid_benchmark.json"
+
+
+def pga_steps(depths=(5, 10, 30)) -> dict:
+    """The hybrid benchmark's validation-tuned classical steps per depth, read from its committed JSON."""
+    rows = json.loads(BENCHMARK_JSON.read_text())["quality"]["rows"]
+    return {T: next(r["steps"] for r in rows if r["method"] == f"PGA-{T}, tuned steps") for T in depths}
 
 
 def umi():
@@ -87,8 +93,8 @@ def main(args):
                     return p.pack_stacked(W_a, p.digital_given_analog_stacked(W_a, test))
                 pct = lambda x: p.summarize(x, test, ref)["pct_of_bound"]  # noqa: E731
                 print(f"| preset + best digital readout | {pct(best_digital(x)):.3f} | | |")
-                for T, (a, d) in PGA_STEPS.items():
-                    y = baselines.hybrid_pga(p, test, T, {"step_analog": a, "step_digital": d, "momentum": 0.0})
+                for T, steps in pga_steps().items():
+                    y = baselines.hybrid_pga(p, test, T, steps)
                     print(f"| PGA-{T} | {pct(y):.3f} | | |\n| PGA-{T} + best digital readout | {pct(best_digital(y)):.3f} | | |")
 
 
