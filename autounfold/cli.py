@@ -267,12 +267,13 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
                         cases: str = typer.Option("4x4_qpsk,8x8_16qam,8x8_16qam_umi,4x4_qpsk_adc3",
                                                   help="comma-separated cases (8x8_16qam_umi also applies the "
                                                        "8x8_16qam networks when that case runs first)"),
-                        networks: str = typer.Option("deepsic,deepsic_e2e,detnet,sic_damped", help="comma-separated networks"),
+                        networks: str = typer.Option("deepsic,deepsic_e2e,deepsic_mix,detnet,sic_damped",
+                                                     help="comma-separated networks"),
                         steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
                         test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point"),
                         repeats: int = typer.Option(10, min=1, help="latency repetitions"),
                         seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
-    """SER-vs-SNR of DeepSIC, DetNet and the classical detectors (ZF, LMMSE, SIC, K-best, EP, ML) on
+    """SER-vs-SNR of DeepSIC, DetNet and the classical detectors (ZF, LMMSE, SIC, mixture SIC, K-best, EP, ML) on
     i.i.d. Rayleigh, 3GPP UMi and behind 3-bit ADCs; SNR at SER 1e-2, latency, the bars."""
     from .evaluation.detection_benchmark import CASES, NETWORKS, run_detection_benchmark
     names, nets = _choices(cases, CASES, "--cases"), _choices(networks, NETWORKS, "--networks")

@@ -17,6 +17,18 @@ probabilities P (mean m_u, variance v_u of each user's symbol):
 
 From the uniform start (m = 0, v = 1) the first iteration is the per-user LMMSE detector exactly.
 
+SIC treats the residual interference in s^_u as Gaussian. It is not: s^_u - s_u = sum_j L_uj (s_j - m_j)
++ filtered noise, with L_uj = g_u^H h_j / t_u and s_j discrete. The mixture variant (``sic_mix``,
+``sic(..., exact_interferers=1)``) keeps the strongest residual interferer j* (largest |L_uj|^2 v_j)
+exact and the rest Gaussian:
+
+    log P_u(c) = log sum_c' P_j*(c') exp(-|s^_u - c - L_uj* (c' - m_j*)|^2 / (nu_u - |L_uj*|^2 v_j*)) + const
+
+Its cost over SIC: C times the likelihood's work and one more U x N x U product (G^H H) per iteration.
+On the detection benchmark's 4 x 4 QPSK draws it moves SIC-5's SNR at SER 1e-2 from 7.32 to 6.64 dB (ML:
+5.73; benchmarks/DETECTION_RESULTS.md). Keeping two interferers exact did worse in a throwaway trial
+(6.97 dB: with priors fed back from the previous iteration, more exactness is more overconfidence).
+
 DeepSIC (Shlezinger, Fu and Eldar 2020; the survey's example of the fourth paradigm) replaces each
 user's update by a small network with a softmax output, one per user and iteration. Our channels
 change per sample, so the network does not see raw y (the paper's setting has a fixed channel):
@@ -76,6 +88,38 @@ def _per_user_mlp(net: dict, z: torch.Tensor) -> torch.Tensor:
     return torch.einsum("buh,uho->buo", h, net["w2"]) + net["b2"]
 
 
+def mixture_logits(est, nu, leak, mean, var, logp, points, scale=None, floor=None):
+    """SIC's likelihood with the strongest residual interferer kept exact (module docstring).
+
+    Args:
+        est, nu: the SIC step's estimates (B, U) complex64 and their variances (B, U).
+        leak: L (B, U, U) complex64 from ``sic_statistics(..., leakage=True)``.
+        mean, var: the users' soft symbols (B, U) under the current probabilities.
+        logp: the current log-probabilities (B, U, C); points: the constellation (C,).
+        scale, floor: DeepSIC's calibration of the remaining Gaussian part, a (nu - |L_uj*|^2 v_j*) + f.
+    Returns:
+        (log-probabilities (B, U, C), the (calibrated) variance of the Gaussian part (B, U)). With one
+        user there is no interferer: the Gaussian likelihood."""
+    B, U = est.shape
+    C = points.shape[0]
+    if U == 1:                                   # no interferer: the Gaussian likelihood
+        rest = nu if scale is None else scale * nu + floor
+        return torch.log_softmax(-(est.unsqueeze(-1) - points).abs().square() / rest.unsqueeze(-1), -1), rest
+    share = leak.abs().square() * var.unsqueeze(-2)                            # |L_uj|^2 v_j, (B, U, U)
+    # never the user itself, also where every other user is certain (all shares 0: any other j* then
+    # mixes over a point mass, which is the Gaussian likelihood)
+    own = torch.eye(U, dtype=torch.bool, device=est.device)
+    j = share.masked_fill(own, -1.0).argmax(-1, keepdim=True)                  # j*(u) != u, (B, U, 1)
+    L = leak.gather(-1, j).squeeze(-1)                                         # (B, U)
+    rest = (nu - share.gather(-1, j).squeeze(-1)).clamp_min(1e-6)
+    if scale is not None:
+        rest = scale * rest + floor
+    prior = logp.gather(1, j.expand(B, U, C))                                  # log P_j*(c'), (B, U, C')
+    shift = L.unsqueeze(-1) * (points - mean.gather(1, j.squeeze(-1)).unsqueeze(-1))   # (B, U, C')
+    d = (est.view(B, U, 1, 1) - points.view(1, 1, C, 1) - shift.unsqueeze(-2)).abs().square()   # (B, U, C, C')
+    return torch.log_softmax(torch.logsumexp(prior.unsqueeze(-2) - d / rest.view(B, U, 1, 1), -1), -1), rest
+
+
 def deepsic_features(est, nu, mf_snr, logp):
     """The network inputs of a DeepSIC block, (B, U, 4 + C): Re s^, Im s^, log nu, log of the
     matched-filter SNR, and the user's previous probabilities (all bounded or logarithmic, so no
@@ -95,6 +139,7 @@ class SoftIC:
     name = "sic"
     parameters = ("damping", "damping_logit", "noise_inflation", "noise_relative", "deepsic", "step")
     problems = ("detection",)
+    exact_interferers = 0          # 1: the strongest residual interferer kept exact (SoftICMixture)
 
     def __init__(self):
         self.normalize, self.extrapolation = None, "none"
@@ -123,14 +168,26 @@ class SoftIC:
             power = inst.y.abs().square().mean(-1)
             extra = batch_scalar(relative, power) * power
             inflation = extra if inflation is None else batch_scalar(inflation, power) + extra
-        est, nu, mf = sic_statistics(problem, inst, x, inflation)
-        if net is None:
-            new = gaussian_logits(est, nu, problem.points(x))
+        points = problem.points(x)
+        if self.exact_interferers:
+            est, nu, mf, leak = sic_statistics(problem, inst, x, inflation, leakage=True)
+            mean, var = problem.soft_symbols(x)
+            cal = (net["scale"], net["floor"]) if net is not None else (None, None)
+            base, _ = mixture_logits(est, nu, leak, mean, var, logp, points, *cal)
+            # the network sees the total variance, calibrated alike (a user whose error is mostly one
+            # uncertain interferer must not look reliable to it)
+            nu_cal = nu if net is None else net["scale"] * nu + net["floor"]
         else:
-            nu_cal = net["scale"] * nu + net["floor"]                 # (U,) calibration of the Gaussian variance
-            base = -(est.unsqueeze(-1) - problem.points(x)).abs().square() / nu_cal.unsqueeze(-1)
-            logits = base + _per_user_mlp(net, deepsic_features(est, nu_cal, mf, logp))
-            new = torch.log_softmax(logits, -1)
+            est, nu, mf = sic_statistics(problem, inst, x, inflation)
+            if net is None:
+                base, nu_cal = gaussian_logits(est, nu, points), nu
+            else:
+                nu_cal = net["scale"] * nu + net["floor"]             # (U,) calibration of the Gaussian variance
+                base = -(est.unsqueeze(-1) - points).abs().square() / nu_cal.unsqueeze(-1)
+        if net is None:
+            new = base
+        else:
+            new = torch.log_softmax(base + _per_user_mlp(net, deepsic_features(est, nu_cal, mf, logp)), -1)
         beta = params.get("damping")
         if params.get("damping_logit") is not None:
             beta = torch.sigmoid(params["damping_logit"])
@@ -138,6 +195,15 @@ class SoftIC:
             b = batch_scalar(beta, new).clamp(0.0, 0.999)
             new = torch.logaddexp(torch.log1p(-b) + new, b.log() + logp)
         return State(new, x)
+
+
+@ALGORITHMS.register
+class SoftICMixture(SoftIC):
+    """SIC with each user's strongest residual interferer kept exact (``mixture_logits``, module
+    docstring); the same parameters and DeepSIC hook as ``SoftIC``."""
+
+    name = "sic_mix"
+    exact_interferers = 1
 
 
 @ALGORITHMS.register
@@ -231,11 +297,15 @@ def lmmse_gradient_step(inst, m: torch.Tensor, v: torch.Tensor, step) -> Tuple[t
 
 
 # ---- classical detectors (ZF and LMMSE live with the problem: they are its closed forms) ------
-def sic(problem, inst, iterations: int, damping: float = 0.0, inflation: float = 0.0) -> torch.Tensor:
+def sic(problem, inst, iterations: int, damping: float = 0.0, inflation: float = 0.0,
+        exact_interferers: int = 0) -> torch.Tensor:
     """``iterations`` of classical soft interference cancellation from the uniform start, with a
-    fixed damping and noise inflation (both 0: the textbook detector)."""
+    fixed damping and noise inflation (both 0: the textbook detector); ``exact_interferers`` 1 keeps
+    each user's strongest residual interferer exact (``SoftICMixture``), 0 treats all as Gaussian."""
+    if exact_interferers not in (0, 1):
+        raise ConfigError(f"sic: exact_interferers must be 0 or 1 (got {exact_interferers!r})")
     p = {"damping": damping if damping > 0 else None, "noise_inflation": inflation if inflation > 0 else None}
-    return solve(problem, inst, SoftIC(), p, iterations).x
+    return solve(problem, inst, SoftICMixture() if exact_interferers else SoftIC(), p, iterations).x
 
 
 def detnet_classical(problem, inst, iterations: int) -> torch.Tensor:
@@ -321,5 +391,5 @@ def ep(problem, inst, iterations: int = 10) -> torch.Tensor:
     return torch.log_softmax(det(y, H, s).float(), -1)
 
 
-__all__ = ["SoftIC", "DetNetStep", "lmmse_gradient_step", "detnet_classical", "gaussian_logits", "sic_statistics", "zf", "lmmse", "sic", "ml",
+__all__ = ["SoftIC", "SoftICMixture", "mixture_logits", "DetNetStep", "lmmse_gradient_step", "detnet_classical", "gaussian_logits", "sic_statistics", "zf", "lmmse", "sic", "ml",
            "ml_vector", "kbest", "ep", "ML_MAX_CANDIDATES"]

@@ -273,6 +273,11 @@ def _sic(problem, inst, iterations: int):
     return sic(problem, inst, iterations)
 
 
+def _sic_mix(problem, inst, iterations: int):
+    from ..algorithms.detection import sic
+    return sic(problem, inst, iterations, exact_interferers=1)
+
+
 # The classical solvers a problem can name in its ``classical`` declaration: name -> (label,
 # solver(problem, inst, K) -> x), each run at the depth K of the model it is compared with.
 CLASSICAL = {
@@ -294,6 +299,7 @@ CLASSICAL = {
     "lmmse": ("LMMSE (closed form)", lambda problem, inst, K: problem.init(inst, "lmmse")),
     "sic": ("soft interference cancellation", _sic),
     "sic_tuned": ("soft interference cancellation, tuned damping and noise inflation", sic_tuned),
+    "sic_mix": ("soft interference cancellation, strongest interferer exact", _sic_mix),
     "detnet_classical": ("LMMSE-preconditioned projected gradient (DetNet's layer, classical parameters)",
                          _detnet_classical),
     "kbest": ("K-best, K = 16, Sionna (closed form)", _kbest),

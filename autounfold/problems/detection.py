@@ -132,12 +132,14 @@ def gaussian_logits(est: torch.Tensor, nu: torch.Tensor, points: torch.Tensor) -
     return torch.log_softmax(-d / nu.unsqueeze(-1), dim=-1)
 
 
-def sic_statistics(problem, inst, x, inflation=None):
+def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False):
     """The SIC step's per-user estimate s^ (B, U) complex64, its effective noise variance nu (B, U)
     and the matched-filter SNR ||h_u||^2 / s2 (B, U), at the iterate x (module docstring).
     ``inflation`` (a scalar or (B,), >= 0) is added to the noise variance the step assumes: the
     model-based way to account for what the linear Gaussian model leaves out (quantisation, CSI
-    error); 0 or None is the classical step."""
+    error); 0 or None is the classical step. ``leakage``: also return L (B, U, U) complex64,
+    L[u, j] = g_u^H h_j / t_u, so that s^_u - s_u = sum_{j != u} L[u, j] (s_j - m_j) + filtered noise
+    (L[u, u] = 1); nu_u = sum_{j != u} |L[u, j]|^2 v_j + the filtered noise's variance."""
     H, y, s2 = inst.H, inst.y, inst.noise_var
     if inflation is not None:
         s2 = s2 + batch_scalar(inflation, s2)
@@ -153,6 +155,8 @@ def sic_statistics(problem, inst, x, inflation=None):
     est = m + (G.conj() * r.unsqueeze(-1)).sum(-2) / t
     nu = (1.0 / t - v).clamp_min(1e-6)
     mf_snr = H.abs().square().sum(-2) / s2.unsqueeze(-1)
+    if leakage:
+        return est, nu, mf_snr, (G.mH @ H) / t.unsqueeze(-1).to(H.dtype)
     return est, nu, mf_snr
 
 
@@ -239,7 +243,7 @@ class DetectionProblem(Problem):
                "ber": "bit error rate of the hard decisions",
                "ce": "mean cross-entropy of the true symbols under P, nats per symbol",
                "feasible": "probabilities finite, non-negative and summing to 1"}
-    classical = ("zf", "lmmse", "sic", "sic_tuned", "detnet_classical", "admm_tuned", "ep", "ep_tuned", "kbest", "ml")
+    classical = ("zf", "lmmse", "sic", "sic_tuned", "sic_mix", "detnet_classical", "admm_tuned", "ep", "ep_tuned", "kbest", "ml")
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),

@@ -396,6 +396,11 @@ LAYERS.register(LayerType(
     "SIC step's statistics, softmax over the constellation (fixes n_users)",
     _deepsic_params, problems=("detection",), algorithm="sic", fixes=("n_users",)))
 LAYERS.register(LayerType(
+    "deepsic_mix", "DNN inductive bias",
+    "DeepSIC on the mixture SIC (sic_mix: each user's strongest residual interferer j exact, the rest Gaussian with "
+    "the calibrated variance a (nu - |L_uj|^2 v_j) + f) + the same MLP (fixes n_users)",
+    _deepsic_params, problems=("detection",), algorithm="sic_mix", fixes=("n_users",)))
+LAYERS.register(LayerType(
     "detnet", "DNN inductive bias",
     "DetNet: LMMSE-preconditioned gradient step delta_k, soft projection with calibration tau_k and an MLP "
     "(3 + C + 8 -> 32 -> C + 8) shared by the users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet"))
