@@ -146,13 +146,14 @@ SIC_INFLATIONS = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
 
 @torch.no_grad()
 def tune_sic(problem, inst, iterations: int, dampings: Iterable[float] = SIC_DAMPINGS,
-             inflations: Iterable[float] = SIC_INFLATIONS) -> Tuple[float, float]:
+             inflations: Iterable[float] = SIC_INFLATIONS, exact_interferers: int = 0) -> Tuple[float, float]:
     """The (damping, noise inflation) of ``iterations`` SIC iterations with the lowest SER on ``inst``
-    (instances with the transmitted symbols), ties broken by the cross-entropy (exhaustive sweep)."""
+    (instances with the transmitted symbols), ties broken by the cross-entropy (exhaustive sweep);
+    ``exact_interferers`` 1 tunes the mixture SIC (``algorithms.detection.sic``)."""
     from .detection import sic
     scores = {}
     for b in dampings:
         for d in inflations:
-            x = sic(problem, inst, iterations, b, d)
+            x = sic(problem, inst, iterations, b, d, exact_interferers)
             scores[(b, d)] = (problem.summarize(x, inst, inst.s)["ser"], problem.supervised_loss(x, inst, inst.s).mean().item())
     return min(scores, key=scores.get)
