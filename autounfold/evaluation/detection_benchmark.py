@@ -302,15 +302,20 @@ def run_detection_benchmark(out_dir, cases: Sequence[str] = tuple(CASES), networ
 
 def _ser_plot(e: dict, path: Path) -> str:
     from .plots import _save, plt
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for k, v in e["curves"].items():
-        ax.semilogy(e["snrs"], [max(x, 1e-6) for x in v], marker="o", markersize=3, label=k,
-                    linestyle="--" if "trained on Rayleigh" in k else "-")
+    # up to 20 distinct colours; classical detectors solid, networks dashed, networks applied to a
+    # channel they were not trained on dotted; the legend beside the axes, not over the curves
+    fig, ax = plt.subplots(figsize=(10, 5))
+    colours = plt.get_cmap("tab20").colors
+    networks = set(LABELS.values())
+    for i, (k, v) in enumerate(e["curves"].items()):
+        style = ":" if "trained on Rayleigh" in k else "--" if k in networks else "-"
+        ax.semilogy(e["snrs"], [max(x, 1e-6) for x in v], marker="o", markersize=3, label=k, linestyle=style,
+                    color=colours[i % len(colours)])
     ax.axhline(TARGET_SER, color="grey", linewidth=0.8)
     ax.set_xlabel("SNR (dB)")
     ax.set_ylabel("SER")
     ax.set_title(e["title"], fontsize=9)
-    return _save(fig, ax, path)
+    return _save(fig, ax, path, loc="center left", bbox_to_anchor=(1.01, 0.5))
 
 
 __all__ = ["run_detection_benchmark", "markdown", "snr_at", "CASES", "NETWORKS"]

@@ -9,10 +9,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig, ax, path: Path) -> str:
-    """Grid, legend, tight layout, write the PNG, free the figure; returns the file name."""
+def _save(fig, ax, path: Path, **legend) -> str:
+    """Grid, legend (``legend``: extra ``ax.legend`` arguments, e.g. its placement), tight layout, write
+    the PNG, free the figure; returns the file name."""
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(**{"fontsize": 7, **legend})
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
