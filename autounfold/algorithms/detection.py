@@ -25,9 +25,10 @@ exact and the rest Gaussian:
     log P_u(c) = log sum_c' P_j*(c') exp(-|s^_u - c - L_uj* (c' - m_j*)|^2 / (nu_u - |L_uj*|^2 v_j*)) + const
 
 Its cost over SIC: C times the likelihood's work and one more U x N x U product (G^H H) per iteration.
-On the detection benchmark's 4 x 4 QPSK draws it moves SIC-5's SNR at SER 1e-2 from 7.32 to 6.64 dB (ML:
+On the detection benchmark's 4 x 4 QPSK draws it moves SIC-5's SNR at SER 1e-2 from 7.32 to 6.57 dB (ML:
 5.73; benchmarks/DETECTION_RESULTS.md). Keeping two interferers exact did worse in a throwaway trial
-(6.97 dB: with priors fed back from the previous iteration, more exactness is more overconfidence).
+(6.97 dB against 6.64 for one in the same trial, an earlier version of the interferer choice: with priors
+fed back from the previous iteration, more exactness is more overconfidence).
 
 DeepSIC (Shlezinger, Fu and Eldar 2020; the survey's example of the fourth paradigm) replaces each
 user's update by a small network with a softmax output, one per user and iteration. Our channels
