@@ -105,7 +105,7 @@ def mixture_logits(est, nu, leak, mean, var, logp, points, scale=None, floor=Non
     C = points.shape[0]
     if U == 1:                                   # no interferer: the Gaussian likelihood
         rest = nu if scale is None else scale * nu + floor
-        return torch.log_softmax(-(est.unsqueeze(-1) - points).abs().square() / rest.unsqueeze(-1), -1), rest
+        return gaussian_logits(est, rest, points), rest
     share = leak.abs().square() * var.unsqueeze(-2)                            # |L_uj|^2 v_j, (B, U, U)
     # never the user itself, also where every other user is certain (all shares 0: any other j* then
     # mixes over a point mass, which is the Gaussian likelihood)
@@ -171,8 +171,7 @@ class SoftIC:
             inflation = extra if inflation is None else batch_scalar(inflation, power) + extra
         points = problem.points(x)
         if self.exact_interferers:
-            est, nu, mf, leak = sic_statistics(problem, inst, x, inflation, leakage=True)
-            mean, var = problem.soft_symbols(x)
+            est, nu, mf, leak, mean, var = sic_statistics(problem, inst, x, inflation, leakage=True)
             cal = (net["scale"], net["floor"]) if net is not None else (None, None)
             base, _ = mixture_logits(est, nu, leak, mean, var, logp, points, *cal)
             # the network sees the total variance, calibrated alike (a user whose error is mostly one

@@ -224,8 +224,8 @@ def _bars(cases: List[dict]) -> List[dict]:
         e = by["4x4_qpsk_adc3"]
         K = e["depth"]
         for net in deepsic:
-            plain = "the SIC-{K} it unfolds" if net != deepsic[-1] else "plain SIC-{K}"
-            add(e, f"3-bit ADCs: {net} at least 2 dB better than {plain.format(K=K)} at SER 1e-2 (gain, dB)",
+            plain = f"the SIC-{K} it unfolds" if net != deepsic[-1] else f"plain SIC-{K}"
+            add(e, f"3-bit ADCs: {net} at least 2 dB better than {plain} at SER 1e-2 (gain, dB)",
                 f"SIC-{K}", net, 2.0, False)
             add(e, f"3-bit ADCs, stricter: {net} at least 2 dB better than SIC-{K} with damping and noise inflation "
                    "tuned at each SNR (gain, dB)", f"SIC-{K}, tuned damping + inflation", net, 2.0, False)
@@ -236,6 +236,11 @@ def _bars(cases: List[dict]) -> List[dict]:
                "inflation tuned at each SNR (gain, dB)", f"SIC-{K}, strongest interferer exact, tuned damping + inflation",
             net, 2.0, False)
     return out
+
+
+def _knobs(tuned: dict) -> str:
+    """"snr dB: damping, inflation" per SNR point of a tuned SIC."""
+    return ", ".join(f"{k} dB: {v['damping']:g}, {v['inflation']:g}" for k, v in tuned.items())
 
 
 def markdown(result: dict) -> str:
@@ -251,9 +256,8 @@ def markdown(result: dict) -> str:
     for e in result["cases"]:
         lines += [f"## {e['title']}", "",
                   f"SIC-{e['depth']} tuned at each SNR on a validation draw of {SIC_VALIDATION} vectors (damping, noise "
-                  "inflation): " + ", ".join(f"{k} dB: {v['damping']:g}, {v['inflation']:g}" for k, v in e["sic_tuned"].items())
-                  + (". The mixture SIC, tuned alike on the same draw: " + ", ".join(
-                      f"{k} dB: {v['damping']:g}, {v['inflation']:g}" for k, v in e["sic_mix_tuned"].items())
+                  "inflation): " + _knobs(e["sic_tuned"])
+                  + (". The mixture SIC, tuned alike on the same draw: " + _knobs(e["sic_mix_tuned"])
                      if e.get("sic_mix_tuned") else "")
                   + f". Latency: batch {e['latency_batch']}, median ms, same process.", "",
                   "| detector | SNR at SER 1e-2 (dB) | " + " | ".join(f"{v} dB" for v in e["snrs"]) + " | latency ms |",

@@ -139,7 +139,8 @@ def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False):
     model-based way to account for what the linear Gaussian model leaves out (quantisation, CSI
     error); 0 or None is the classical step. ``leakage``: also return L (B, U, U) complex64,
     L[u, j] = g_u^H h_j / t_u, so that s^_u - s_u = sum_{j != u} L[u, j] (s_j - m_j) + filtered noise
-    (L[u, u] = 1); nu_u = sum_{j != u} |L[u, j]|^2 v_j + the filtered noise's variance."""
+    (L[u, u] = 1; nu_u = sum_{j != u} |L[u, j]|^2 v_j + the filtered noise's variance), and the soft
+    symbols m (B, U) complex64, v (B, U) the step used."""
     H, y, s2 = inst.H, inst.y, inst.noise_var
     if inflation is not None:
         s2 = s2 + batch_scalar(inflation, s2)
@@ -156,7 +157,7 @@ def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False):
     nu = (1.0 / t - v).clamp_min(1e-6)
     mf_snr = H.abs().square().sum(-2) / s2.unsqueeze(-1)
     if leakage:
-        return est, nu, mf_snr, (G.mH @ H) / t.unsqueeze(-1).to(H.dtype)
+        return est, nu, mf_snr, (G.mH @ H) / t.unsqueeze(-1).to(H.dtype), m, v
     return est, nu, mf_snr
 
 
