@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import autounfold
-from autounfold.algorithms.bp import BeliefPropagation, bp_classical, check_update, minsum, sionna_bp
+from autounfold.algorithms.bp import ATANH_CLIP, TINY, BeliefPropagation, bp_classical, check_update, minsum, sionna_bp
 from autounfold.build import build_model, build_problem
 from autounfold.config import load_config, parse_config
 from autounfold.errors import ConfigError, InputError
@@ -32,9 +32,9 @@ def p512():
     return DecodingProblem(k=256, n=512, ebno_db=(1.0, 3.0))
 
 
-def _cfg(layer="neural_bp", layers=3, **training):
+def _cfg(layer="neural_bp", layers=3, algorithm="auto", **training):
     return parse_config({"problem": {"name": "decoding", "n": 128, "k": 64, "ebno_db": [1.0, 4.0]},
-                         "model": {"num_layers": layers, "layer": layer, "step_init": 1.0},
+                         "model": {"num_layers": layers, "layer": layer, "step_init": 1.0, "algorithm": algorithm},
                          "training": {"steps": 4, "batch_size": 32, "lr": 0.05, "loss": "multi_iteration",
                                       "target": "supervised", "validation_batch": 64, "validate_every": 2, **training}})
 
@@ -131,6 +131,101 @@ def test_check_update_is_the_leave_one_out_boxplus(p128):
         for e in edges:
             others = torch.stack([torch.tanh(v2c[:, f] / 2) for f in edges if f != e], -1).prod(-1)
             torch.testing.assert_close(out[:, e], 2 * torch.atanh(others))
+
+
+# ---- the layered schedule --------------------------------------------------------------------------
+def test_layers_partition_the_graph_by_base_graph_row(p128, p512):
+    for p in (p128, p512):
+        g = p.graph
+        seen = torch.cat([e.reshape(-1) for e, _ in g.layers])
+        assert torch.equal(seen.sort().values, torch.arange(g.num_edges))           # every edge once
+        for edges, nodes in g.layers:
+            assert torch.equal(g.vn_idx[edges], nodes)
+            assert nodes.reshape(-1).unique().numel() == nodes.numel()              # the checks share no node
+            assert g.cn_idx[edges].div(g.z, rounding_mode="floor").unique().numel() == 1   # one base-graph row
+        assert p.describe()["code"]["layers"] == len(g.layers)
+
+
+def _layered_by_hand(p, llr, iterations, order):
+    """Layered BP written check by check (float64): every check of a row in turn, the a-posteriori LLR of its
+    nodes updated before the next check."""
+    g = p.graph
+    T = p.internal_llr(llr).clone()
+    c2v = torch.zeros(llr.shape[0], g.num_edges, dtype=llr.dtype)
+    rows = sorted({int(c) // g.z for c in g.cn_idx})
+    for _ in range(iterations):
+        for r in (rows[::-1] if order == "reverse" else rows):
+            for c in range(r * g.z, min((r + 1) * g.z, g.num_cns)):
+                edges = [int(e) for e in g.cn_table[c] if e < g.num_edges]
+                v2c = {e: T[:, g.vn_idx[e]] - c2v[:, e] for e in edges}
+                for e in edges:
+                    prod = torch.stack([torch.tanh(v2c[f] / 2) for f in edges if f != e], -1).prod(-1)
+                    prod = torch.where(prod.abs() < TINY, torch.zeros_like(prod), prod).clamp(-ATANH_CLIP, ATANH_CLIP)
+                    c2v[:, e] = (2 * torch.atanh(prod)).clamp(-p.llr_max, p.llr_max)
+                    T[:, g.vn_idx[e]] = v2c[e] + c2v[:, e]
+    return p.span_of(T.clamp(-p.llr_max, p.llr_max))
+
+
+@pytest.mark.parametrize("order", ["reverse", "natural"])
+def test_layered_bp_equals_a_check_by_check_decoder(p128, order):
+    inst = _f64(p128.sample(3, generator(0, "layered", order)))
+    ours = bp_classical(p128, inst, 2, schedule="layered", order=order)
+    torch.testing.assert_close(ours, _layered_by_hand(p128, inst.llr, 2, order), atol=1e-9, rtol=1e-9)
+    assert not torch.allclose(ours, bp_classical(p128, inst, 2))                   # not flooding
+
+
+def test_layered_bp_converges_faster_and_holds_at_high_snr():
+    p = DecodingProblem(k=64, n=128, ebno_db=(3.0, 3.0))
+    inst = p.sample(2000, generator(0, "layered-speed"))
+    bler = lambda x: p.summarize(x, inst, inst.bits)["bler"]                      # noqa: E731
+    flood5, lay5 = bler(bp_classical(p, inst, 5)), bler(bp_classical(p, inst, 5, schedule="layered"))
+    assert lay5 < flood5 / 2
+    assert lay5 < bler(bp_classical(p, inst, 5, schedule="layered", order="natural"))
+    # the a-posteriori LLR is a running sum: clipping the extrinsic part made this decoder diverge at high Eb/N0
+    hi = DecodingProblem(k=64, n=128, ebno_db=(7.0, 7.0))
+    inst = hi.sample(300, generator(0, "layered-high"))
+    traj = bp_classical(hi, inst, 20, trajectory=True, schedule="layered")
+    assert [hi.errors(traj[k - 1], inst.bits)[1] for k in (3, 5, 10, 20)] == [0, 0, 0, 0]
+    assert all(torch.isfinite(x).all() and x.abs().max() <= hi.llr_max for x in traj)
+
+
+@pytest.mark.parametrize("layer", ["neural_bp", "bp_scalar"])
+def test_untrained_layered_network_is_classical_layered_bp(layer):
+    model = build_model(_cfg(layer, layers=4, algorithm="bp_layered"))
+    assert model.algorithm.name == "bp_layered" and model.algorithm.schedule == "layered"
+    inst = model.problem.sample(64, generator(0, "layered-net"))
+    with torch.no_grad():
+        xs = model.run(inst, return_all=True)
+    ref = bp_classical(model.problem, inst, 4, trajectory=True, schedule="layered")
+    for x, r in zip(xs, ref):
+        assert torch.equal(x, r)
+
+
+def test_layered_weights_are_differentiable_and_export(tmp_path):
+    from autounfold.deploy import export_torch_export, export_torchscript, load_torch_export, load_torchscript
+    cfg = _cfg("neural_bp", layers=2, algorithm="bp_layered")
+    model = build_model(cfg)
+    p = model.problem
+    inst = p.sample(32, generator(0, "layered-grad"))
+    loss = sum(p.supervised_loss(x, inst, inst.bits).mean() for x in model.run(inst, return_all=True))
+    loss.backward()
+    for name, w in model.params.items():
+        assert torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0, name
+    with torch.no_grad():
+        base = model.run(inst)
+        for w in model.params.values():
+            w.mul_(1 + 0.2 * torch.rand_like(w))
+        assert not torch.equal(model.run(inst), base)
+    loaded = autounfold.load(autounfold.save(model, tmp_path / "m", cfg))
+    assert loaded.algorithm.name == "bp_layered"
+    llr = p.sample(5, generator(1, "layered-export")).llr
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(llr), model(llr))
+    for exporter, loader, name in ((export_torchscript, load_torchscript, "m.pt"),
+                                   (export_torch_export, load_torch_export, "m.pt2")):
+        module = loader(exporter(loaded, tmp_path / name))
+        with torch.no_grad():
+            torch.testing.assert_close(module(llr), loaded(llr), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("layer", ["neural_bp", "neural_bp_tied", "bp_scalar"])
@@ -232,11 +327,13 @@ def test_layer_and_input_errors(p128):
 def test_preset_search_space_and_classical_table():
     cfg = load_config("preset:neural_bp")
     assert (cfg.problem.n, cfg.problem.k, cfg.model.num_layers, cfg.model.layer) == (128, 64, 5, "neural_bp")
+    assert cfg.model.algorithm == "bp_layered"
     assert (cfg.training.loss, cfg.training.target) == ("multi_iteration", "supervised")
     from autounfold.spaces.spec import load_spec
     spec = load_spec(ROOT / "search_spaces" / "decoding.yaml")
     assert spec.base["problem"]["name"] == "decoding"
     assert set(spec.space["model.layer"].values) == {"neural_bp", "neural_bp_tied", "bp_scalar"}
+    assert set(spec.space["model.algorithm"].values) == {"bp", "bp_layered"}
     assert all(name in CLASSICAL for name in DecodingProblem.classical)
     assert isinstance(build_problem(cfg.problem), DecodingProblem)
 
@@ -259,7 +356,7 @@ def test_train_save_load_evaluate_export(tmp_path):
     rows = evaluate_model(loaded, ["nominal", "ebno3"], batch=64)
     methods = {r["method"] for r in rows}
     assert "neural_bp-3 (this model)" in methods and "BP (boxplus, flooding)-3" in methods
-    assert "Sionna LDPC5GDecoder (boxplus)-3" in methods
+    assert "Sionna LDPC5GDecoder (boxplus)-3" in methods and "BP (boxplus, layered, last row first)-3" in methods
     sub = {r["method"]: r for r in rows if r["scenario"] == "nominal"}
     assert sub["BP (boxplus, flooding)-3"]["bler"] == sub["Sionna LDPC5GDecoder (boxplus)-3"]["bler"]
     for exporter, loader, name in ((export_torchscript, load_torchscript, "m.pt"),
@@ -302,3 +399,44 @@ def test_algorithm_declaration():
     assert algo.name == "bp" and algo.problems == ("decoding",) and algo.normalize is None
     with pytest.raises(ConfigError, match="cn_update"):
         BeliefPropagation("phi")
+    with pytest.raises(ConfigError, match="schedule"):
+        BeliefPropagation(schedule="serial")
+    with pytest.raises(ConfigError, match="order"):
+        BeliefPropagation(schedule="layered", order="random")
+    from autounfold.plugins import ALGORITHMS
+    layered = ALGORITHMS.get("bp_layered")
+    assert layered.variant_of == "bp" and layered().schedule == "layered" and layered.parameters == algo.parameters
+    for layer in ("neural_bp", "neural_bp_tied", "bp_scalar"):
+        assert _cfg(layer, algorithm="bp_layered").model.algorithm == "bp_layered"
+    with pytest.raises(ConfigError, match="'bp_layered' does not run layer 'deepsic'"):
+        parse_config({"problem": {"name": "detection"}, "model": {"layer": "deepsic", "algorithm": "bp_layered"}})
+    with pytest.raises(ConfigError, match="unrolls 'bp' or 'bp_layered'"):
+        _cfg("neural_bp", algorithm="sic")
+
+
+def test_benchmark_rows_gaps_and_bars_on_a_small_run(tmp_path):
+    from autounfold.evaluation.decoding_benchmark import NETWORKS, run_decoding_benchmark
+    with pytest.raises(ConfigError, match="networks must be among"):
+        run_decoding_benchmark(tmp_path / "bad", networks=["neural_bp_serial"])
+    assert not (tmp_path / "bad").exists()
+    r = run_decoding_benchmark(tmp_path, codes=["n128"], networks=["neural_bp_layered"], steps=2, test_blocks=100,
+                               quick=True, quiet=True, sionna_blocks=20, latency_batch=20, repeats=1)
+    e = r["codes"][0]
+    net = NETWORKS["neural_bp_layered"]
+    for row in ("BP-5", "BP-10", "layered BP-5", "layered BP-10", "layered BP-20", "layered BP-5, rows first to last", net):
+        assert len(e["curves"][row]["bler"]) == len(e["ebno"]), row
+    assert e["training"][net]["train_ebno"] == [3.0, 5.0] and e["training"][net]["config"]["model"]["algorithm"] == "bp_layered"
+    at, gaps = e["ebno_at"]["0.01"], e["gaps"]
+    for ref in ("BP-10", "layered BP-10"):
+        assert gaps[ref]["0.01"][ref] == 0.0
+        if at[net] is not None and at[ref] is not None:
+            assert gaps[ref]["0.01"][net] == pytest.approx(at[net] - at[ref])
+    labels = [b["bar"] for b in r["bars"]]
+    assert any("at least as good as flooding BP-10" in b for b in labels)
+    assert any("layered BP-10 (same schedule)" in b for b in labels)
+    assert not any(b["met"] for b in r["bars"])                     # 100 blocks cannot resolve BLER 1e-2
+    assert set(e["latency"]) >= {"BP-10", "layered BP-5", net}
+    md = (tmp_path / "DECODING_RESULTS.md").read_text()
+    assert "gap to layered BP-10" in md and net in md
+    for png in ("decoding_ber_bler_n128.png", "decoding_per_iteration_n128.png", "decoding_weights_n128.png"):
+        assert (tmp_path / png).stat().st_size > 1000

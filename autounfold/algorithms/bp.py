@@ -18,6 +18,28 @@ computed from prefix and suffix products over each check's padded edge list (no 
 gradient is exact and finite wherever a message is 0; min-sum (``cn_update="minsum"``) takes the
 leave-one-out minimum of |m| the same way.
 
+Layered schedule (``bp_layered``, Hocevar 2004; the row-layered decoding 5G hardware uses): the checks are
+processed one base-graph row (a layer of Z checks that share no variable node) at a time, and every
+variable node's a-posteriori LLR T_v is updated as soon as its check of the layer is, so the next layer
+already sees it. The rows go last to first (``order="reverse"``, the default): the extension rows, each
+joining information columns to one degree-1 parity bit the channel saw, before the core rows whose
+punctured columns start at LLR 0. Measured on 4000 / 2000 blocks (k = 64, n = 128 at 3.5 dB; k = 256,
+n = 512 at 2.5 dB), BLER after 5 iterations: 0.0105 / 0.0145 last to first, 0.018 / 0.058 first to last
+(``order="natural"``), 0.009-0.019 / 0.25-0.67 in six random orders; flooding BP-10 0.0146 / 0.030. Per layer, for its edges (c, v):
+
+    m_{v->c} = T_v - m_{c->v}                       (extrinsic: the old message of this edge taken out)
+    m_{c->v} <- w_{t(c,v)} s boxplus_{v' in N(c) \ v}(u_{t(c,v')} m_{v'->c})     (clipped as above)
+    T_v <- m_{v->c} + m_{c->v}
+
+One iteration visits every layer once: the same check and variable updates as a flooding iteration, in
+another order. At the start of iteration k, T_v = w^ch_k L_v + sum_c m_{c->v} (the channel weight of that
+iteration), and the output is T clipped to +-llr_max. Unlike flooding, m_{v->c} is not clipped: T_v is a
+running sum, and clipping the extrinsic part would drop the other checks' messages from it for good (a
+decoder that does so diverges at high Eb/N0: its decisions fall apart after 2-3 iterations); the tanh of
+the check update saturates anyway, and T_v stays bounded by llr_max (1 + degree). With the weights 1 it
+is classical layered BP. On the 5G graphs the layered schedule needs about half the iterations of
+flooding (benchmark-decoding: layered BP-5 against flooding BP-10).
+
 Per-iteration parameters (each optional; absent: 1): ``v2c_weight`` (num_edge_types,) u (the weights
 Nachmani et al. put on the messages entering a check node), ``c2v_weight`` (num_edge_types,) w, ``channel_weight``
 (num_vn_types,) w^ch, ``scale`` a scalar multiplying every check-to-variable message (one weight per
@@ -41,16 +63,20 @@ ATANH_CLIP = 1 - 1e-7
 TINY = 1e-7
 """Sionna zeroes extrinsic products below this magnitude."""
 CN_UPDATES = ("boxplus", "minsum")
+SCHEDULES = ("flooding", "layered")
+ORDERS = ("reverse", "natural")
 
 
 @dataclass
 class BPState:
-    """x: the iterate (B, 2Z + n) logits; v2c: (B, E) variable-to-check messages (internal
-    convention; None before the first iteration); llr: (B, N) the internal channel LLRs."""
+    """x: the iterate (B, 2Z + n) logits; v2c: (B, E) variable-to-check messages (flooding) or c2v: (B, E)
+    check-to-variable messages as last added to T (layered), internal convention, None before the first
+    iteration; llr: (B, N) the internal channel LLRs."""
 
     x: torch.Tensor
     v2c: Optional[torch.Tensor] = None
     llr: Optional[torch.Tensor] = None
+    c2v: Optional[torch.Tensor] = None
 
 
 def _exclusive(t: torch.Tensor, op, neutral: float) -> torch.Tensor:
@@ -82,22 +108,44 @@ def check_update(v2c: torch.Tensor, graph, llr_max: float, cn_update: str = "box
     return out.clamp(-llr_max, llr_max).reshape(B, -1)[:, slot]
 
 
+def layer_check_update(m: torch.Tensor, llr_max: float, cn_update: str = "boxplus") -> torch.Tensor:
+    """The outgoing messages (B, Z_l, d) of one layer's checks from their incoming messages m (B, Z_l, d)
+    (every check of a layer has degree d: no padding), the same rule and clipping as ``check_update``."""
+    if cn_update == "boxplus":
+        ext = _exclusive(torch.tanh(m / 2), torch.mul, 1.0)
+        ext = torch.where(ext.abs() < TINY, torch.zeros_like(ext), ext).clamp(-ATANH_CLIP, ATANH_CLIP)
+        out = 2 * torch.atanh(ext)
+    else:
+        sign = torch.where(m < 0, -torch.ones_like(m), torch.ones_like(m))
+        out = _exclusive(sign, torch.mul, 1.0) * _exclusive(m.abs(), torch.minimum, 1e6)
+    return out.clamp(-llr_max, llr_max)
+
+
 @ALGORITHMS.register
 class BeliefPropagation:
-    """Flooding belief propagation with optional message weights (module docstring).
+    """Belief propagation with optional message weights (module docstring), flooding schedule;
+    ``bp_layered`` (``LayeredBeliefPropagation``) is the same update in the layered schedule.
 
     Args:
         cn_update: "boxplus" (exact, Sionna's ``cn_update_tanh``) or "minsum".
+        schedule: "flooding" or "layered".
+        order: the layered schedule's row order, "reverse" (last base-graph row first) or "natural".
     """
 
     name = "bp"
     parameters = ("v2c_weight", "c2v_weight", "channel_weight", "scale")
     problems = ("decoding",)
+    default_schedule = "flooding"
 
-    def __init__(self, cn_update: str = "boxplus"):
+    def __init__(self, cn_update: str = "boxplus", schedule: Optional[str] = None, order: str = "reverse"):
         if cn_update not in CN_UPDATES:
             raise ConfigError(f"bp: cn_update must be one of {', '.join(CN_UPDATES)} (got {cn_update!r})")
-        self.cn_update = cn_update
+        schedule = schedule or self.default_schedule
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"bp: schedule must be one of {', '.join(SCHEDULES)} (got {schedule!r})")
+        if order not in ORDERS:
+            raise ConfigError(f"bp: order must be one of {', '.join(ORDERS)} (got {order!r})")
+        self.cn_update, self.schedule, self.order = cn_update, schedule, order
         self.normalize, self.extrapolation = None, "none"
 
     @classmethod
@@ -112,6 +160,8 @@ class BeliefPropagation:
         return BPState(x0)
 
     def step(self, problem: DecodingProblem, inst, state: BPState, params: dict) -> BPState:
+        if self.schedule == "layered":
+            return self._layered_step(problem, inst, state, params)
         g = problem.graph
         dev = inst.llr.device
         vn_idx = g.vn_idx.to(dev)
@@ -137,12 +187,56 @@ class BeliefPropagation:
         total = total.clamp(-problem.llr_max, problem.llr_max)
         return BPState(problem.span_of(total), v2c, llr)
 
+    def _layered_step(self, problem: DecodingProblem, inst, state: BPState, params: dict) -> BPState:
+        """One layered iteration (module docstring): every base-graph row in turn."""
+        g = problem.graph
+        dev = inst.llr.device
+        llr = state.llr if state.llr is not None else problem.internal_llr(inst.llr)
+        c2v = state.c2v if state.c2v is not None else llr.new_zeros(llr.shape[0], g.num_edges)
+        chan = llr
+        wc = params.get("channel_weight")
+        if wc is not None:
+            chan = llr * torch.cat([wc, wc.new_ones(1)])[g.vn_type.to(dev)]
+        total = torch.index_add(chan, 1, g.vn_idx.to(dev), c2v)
+        wv, w, s = params.get("v2c_weight"), params.get("c2v_weight"), params.get("scale")
+        types = g.edge_type.to(dev)
+        for edges, nodes in (g.layers[::-1] if self.order == "reverse" else g.layers):
+            edges, nodes = edges.to(dev), nodes.to(dev)
+            v2c = total[:, nodes] - c2v[:, edges]                          # (B, Z_l, d)
+            m = v2c if wv is None else v2c * wv[types[edges]]
+            new = layer_check_update(m, problem.llr_max, self.cn_update)
+            if w is not None:
+                new = new * w[types[edges]]
+            if s is not None:
+                new = new * s
+            total = total.index_copy(1, nodes.reshape(-1), (v2c + new).flatten(1))
+            c2v = c2v.index_copy(1, edges.reshape(-1), new.flatten(1))
+        out = total.clamp(-problem.llr_max, problem.llr_max)
+        return BPState(problem.span_of(out), None, llr, c2v)
 
-def bp_classical(problem, inst, iterations: int, trajectory: bool = False, cn_update: str = "boxplus"):
-    """Classical BP (all weights 1), ``iterations`` flooding iterations: the iterate (B, 2Z + n), or with
-    ``trajectory`` the list of iterates after each iteration."""
-    res = solve(problem, inst, BeliefPropagation(cn_update), {}, iterations, trajectory=trajectory)
+
+@ALGORITHMS.register
+class LayeredBeliefPropagation(BeliefPropagation):
+    """Belief propagation in the layered schedule (module docstring): one base-graph row of checks at a
+    time, the a-posteriori LLRs updated after each. The same parameters as ``bp``: a neural-BP layer type
+    runs layered with ``model.algorithm: bp_layered``."""
+
+    name = "bp_layered"
+    variant_of = "bp"                   # runs every layer type that unrolls ``bp`` (config validation)
+    default_schedule = "layered"
+
+
+def bp_classical(problem, inst, iterations: int, trajectory: bool = False, cn_update: str = "boxplus",
+                 schedule: str = "flooding", order: str = "reverse"):
+    """Classical BP (all weights 1), ``iterations`` iterations of the ``schedule`` ("flooding" or "layered", in
+    the row ``order``): the iterate (B, 2Z + n), or with ``trajectory`` the list of iterates after each iteration."""
+    res = solve(problem, inst, BeliefPropagation(cn_update, schedule, order), {}, iterations, trajectory=trajectory)
     return res.trajectory if trajectory else res.x
+
+
+def bp_layered(problem, inst, iterations: int):
+    """Classical layered BP (boxplus), ``iterations`` iterations: the iterate (B, 2Z + n)."""
+    return bp_classical(problem, inst, iterations, schedule="layered")
 
 
 def minsum(problem, inst, iterations: int):

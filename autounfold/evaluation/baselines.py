@@ -313,8 +313,9 @@ CLASSICAL = {
 
 # ---- channel decoding (problems.decoding): BP on the 5G LDPC graph, ours and Sionna's ----------------
 def _decoding_baselines():
-    from ..algorithms.bp import bp_classical, minsum, sionna_bp
+    from ..algorithms.bp import bp_classical, bp_layered, minsum, sionna_bp
     return {"bp": ("BP (boxplus, flooding)", bp_classical),
+            "bp_layered": ("BP (boxplus, layered, last row first)", bp_layered),
             "sionna_bp": ("Sionna LDPC5GDecoder (boxplus)", sionna_bp),
             "minsum": ("min-sum BP (flooding)", minsum)}
 

@@ -115,6 +115,10 @@ class LDPCGraph:
     ``num_vn_types`` for the filler nodes. cn_table (C, d_max): the edges of each check node,
     padded with E; cn_slot (E,): each edge's position in the flattened table.
     span_vns (2Z + n,): the internal node of each bit the iterate carries (module docstring).
+    layers: the row layers of the layered schedule, one per base-graph row, in base-graph order: a tuple of
+    (edges (Z_l, d_l), nodes (Z_l, d_l)) int64, the edges of the layer's Z_l checks (Z, fewer in a row
+    the rate matching pruned) and their variable nodes. A base-graph entry is a Z x Z circulant
+    permutation, so the checks of one layer share no variable node (checked when the graph is built).
     """
 
     k: int
@@ -134,6 +138,7 @@ class LDPCGraph:
     cn_table: torch.Tensor
     cn_slot: torch.Tensor
     span_vns: torch.Tensor
+    layers: tuple = ()
 
     @property
     def num_edges(self) -> int:
@@ -189,10 +194,24 @@ def ldpc_graph(k: int, n: int) -> LDPCGraph:
     if span_vns.max() >= N:
         raise ConfigError(f"problem.n: the transmitted bits of k={k}, n={n} are not all in the decoding graph")
     t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.int64)  # noqa: E731
+    layers = []
+    rows = np.arange(C) // z
+    for r in np.unique(rows):
+        edges = table[rows == r]
+        deg = (edges < E).sum(1)                           # the table holds each check's edges first, then pads
+        if (deg != deg[0]).any():
+            raise ConfigError(f"problem.k / problem.n: the checks of base-graph row {r} of k={k}, n={n} have "
+                              "unequal degrees; the layered schedule needs one degree per row")
+        edges = edges[:, :deg[0]]
+        nodes = vn[edges]
+        if np.unique(nodes).size != nodes.size:
+            raise ConfigError(f"problem.k / problem.n: the checks of base-graph row {r} of k={k}, n={n} share a "
+                              "variable node; the layered schedule needs them disjoint")
+        layers.append((t(edges), t(nodes)))
     return LDPCGraph(k=k, n=n, z=z, k_ldpc=k_ldpc, k_filler=kf, base_graph=str(getattr(enc, "_bg", "")),
                      num_vns=N, num_cns=C, cn_idx=t(cn), vn_idx=t(vn), edge_type=t(edge_type),
                      num_edge_types=int(edge_type.max()) + 1, vn_type=t(vn_type), num_vn_types=num_vn_types,
-                     cn_table=t(table), cn_slot=t(slot), span_vns=t(span_vns))
+                     cn_table=t(table), cn_slot=t(slot), span_vns=t(span_vns), layers=tuple(layers))
 
 
 @dataclass
@@ -243,7 +262,7 @@ class DecodingProblem(Problem):
                "ber": "bit error rate over the k information bits (hard decision: logit >= 0 is 1)",
                "ce": "binary cross-entropy of the 2Z + n information / transmitted bits, nats per bit",
                "feasible": "all output LLRs finite"}
-    classical = ("bp", "sionna_bp", "minsum")
+    classical = ("bp", "bp_layered", "sionna_bp", "minsum")
     scenarios = {
         "nominal": ("nominal (the trained Eb/N0 range)", {}),
         "ebno1": ("Eb/N0 1 dB", _ebno(1.0)),
@@ -303,7 +322,8 @@ class DecodingProblem(Problem):
         g = self.graph
         return {"problem": self.name, **self.settings(), "code": {"base_graph": g.base_graph, "z": g.z, "k_ldpc": g.k_ldpc,
                                                                  "filler": g.k_filler, "variable_nodes": g.num_vns,
-                                                                 "check_nodes": g.num_cns, "edges": g.num_edges}}
+                                                                 "check_nodes": g.num_cns, "edges": g.num_edges,
+                                                                 "layers": len(g.layers)}}
 
     def dims(self, inst) -> dict:
         return {"n": int(inst.llr.shape[-1]), "k": self.k}
