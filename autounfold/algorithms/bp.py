@@ -36,9 +36,11 @@ another order. At the start of iteration k, T_v = w^ch_k L_v + sum_c m_{c->v} (t
 iteration), and the output is T clipped to +-llr_max. Unlike flooding, m_{v->c} is not clipped: T_v is a
 running sum, and clipping the extrinsic part would drop the other checks' messages from it for good (a
 decoder that does so diverges at high Eb/N0: its decisions fall apart after 2-3 iterations); the tanh of
-the check update saturates anyway, and T_v stays bounded by llr_max (1 + degree). With the weights 1 it
-is classical layered BP. On the 5G graphs the layered schedule needs about half the iterations of
-flooding (benchmark-decoding: layered BP-5 against flooding BP-10).
+the check update saturates anyway, and |T_v| stays below llr_max (1 + degree) times the largest weight.
+With the weights 1 it is classical layered BP. The channel weight w^ch_k acts on the checks of iteration k
+itself, where flooding feeds them the messages of iteration k - 1: weights learned in one schedule do not
+carry over to the other. On the 5G graphs the layered schedule needs about half the iterations of flooding
+(benchmark-decoding: layered BP-5 against flooding BP-10).
 
 Per-iteration parameters (each optional; absent: 1): ``v2c_weight`` (num_edge_types,) u (the weights
 Nachmani et al. put on the messages entering a check node), ``c2v_weight`` (num_edge_types,) w, ``channel_weight``
@@ -190,6 +192,8 @@ class BeliefPropagation:
     def _layered_step(self, problem: DecodingProblem, inst, state: BPState, params: dict) -> BPState:
         """One layered iteration (module docstring): every base-graph row in turn."""
         g = problem.graph
+        if not g.layers:
+            raise ConfigError("bp_layered: the decoding graph has no row layers (build it with problems.decoding.ldpc_graph)")
         dev = inst.llr.device
         llr = state.llr if state.llr is not None else problem.internal_llr(inst.llr)
         c2v = state.c2v if state.c2v is not None else llr.new_zeros(llr.shape[0], g.num_edges)
