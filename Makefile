@@ -76,7 +76,7 @@ benchmark-detection: setup
 benchmark-rpca: setup
 	$(PY) -m autounfold.cli benchmark-rpca --out results/rpca
 
-# Channel decoding: neural BP-5 against BP-5/10/20 on the 5G LDPC (128, 64) and (512, 256) codes (about 12 min, 1 core)
+# Channel decoding: neural BP-5 (flooding and layered) against BP-5/10/20 of both schedules on the 5G LDPC (128, 64) and (512, 256) codes (about 19 min, 1 core)
 benchmark-decoding: setup
 	$(PY) -m autounfold.cli benchmark-decoding --out results/decoding
 
