@@ -222,7 +222,12 @@ def test_our_ep_equals_sionnas_on_shared_inputs(modulation, n):
     for K in (1, 4):
         theirs = torch.log_softmax(EPDetector("symbol", bits, hard_out=False, l=K)(inst.y, inst.H, _sionna_cov(inst)).float(), -1)
         ours = expectation_propagation(p, inst, K)
-        assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+        # the same decisions wherever Sionna's top two probabilities are apart: a near tie (0.5017 against 0.4973
+        # was seen) is decided by float32 rounding, which differs between machines and library builds
+        top2 = theirs.exp().topk(2, -1).values
+        clear = (top2[..., 0] - top2[..., 1]) > 0.02
+        assert clear.float().mean() > 0.9
+        assert torch.equal(ours.argmax(-1)[clear], theirs.argmax(-1)[clear])
         assert (ours.exp() - theirs.exp()).abs().max() < 0.05          # float32 rounding through K inversions
     # in float64 the two agree to rounding on nearly every sample (EP's cavity 1 / (1 / Sigma - lam) amplifies
     # the last bits on a few ill-conditioned ones)
