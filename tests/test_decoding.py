@@ -456,7 +456,7 @@ def test_benchmark_rows_gaps_and_bars_on_a_small_run(tmp_path):
     net = NETWORKS["neural_bp_layered"]
     for row in ("BP-5", "BP-10", "layered BP-5", "layered BP-10", "layered BP-20", "layered BP-5, rows first to last", net):
         assert len(e["curves"][row]["bler"]) == len(e["ebno"]), row
-    assert e["training"][net]["train_ebno"] == [3.0, 5.0] and e["training"][net]["config"]["model"]["algorithm"] == "bp_layered"
+    assert e["training"][net]["train_ebno"] == [2.0, 5.0] and e["training"][net]["config"]["model"]["algorithm"] == "bp_layered"
     at, gaps = e["ebno_at"]["0.01"], e["gaps"]
     for ref in ("BP-10", "layered BP-10"):
         assert gaps[ref]["0.01"][ref] == 0.0
