@@ -109,9 +109,8 @@ class ExperimentConfig(_Strict):
             fits = LAYERS.select(lambda d: d.applies_to(problem.name))
             raise ValueError(f"model.layer {m.layer!r} does not apply to {problem.name}; use one of {', '.join(fits)}")
         # a variant of the layer's update rule (the same parameters, e.g. bp_layered: BP in another schedule) runs it too
-        if m.algorithm not in ("auto", layer.algorithm) and \
-                getattr(ALGORITHMS.get(m.algorithm), "variant_of", None) != layer.algorithm:
-            variants = [n for n in ALGORITHMS.names() if getattr(ALGORITHMS.get(n), "variant_of", None) == layer.algorithm]
+        variants = [n for n in ALGORITHMS.names() if getattr(ALGORITHMS.get(n), "variant_of", None) == layer.algorithm]
+        if m.algorithm not in ("auto", layer.algorithm, *variants):
             raise ValueError(f"model.algorithm {m.algorithm!r} does not run layer {m.layer!r} (it unrolls "
                              f"{' or '.join([repr(layer.algorithm)] + [repr(v) for v in variants])}); leave "
                              "model.algorithm out (auto)")

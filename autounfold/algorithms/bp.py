@@ -93,34 +93,34 @@ def _exclusive(t: torch.Tensor, op, neutral: float) -> torch.Tensor:
     return op(torch.stack(pre, -1), torch.stack(suf[::-1], -1))
 
 
+def _check_messages(g: torch.Tensor, llr_max: float, cn_update: str) -> torch.Tensor:
+    """The outgoing messages (B, C, D) of checks from what their D edges bring, g (B, C, D): tanh(m / 2) for
+    "boxplus", the messages m for "minsum" (a padded slot brings 1, resp. 1e6: it changes nothing)."""
+    if cn_update == "boxplus":
+        ext = _exclusive(g, torch.mul, 1.0)
+        ext = torch.where(ext.abs() < TINY, torch.zeros_like(ext), ext).clamp(-ATANH_CLIP, ATANH_CLIP)
+        out = 2 * torch.atanh(ext)
+    else:
+        sign = torch.where(g < 0, -torch.ones_like(g), torch.ones_like(g))
+        out = _exclusive(sign, torch.mul, 1.0) * _exclusive(g.abs(), torch.minimum, 1e6)
+    return out.clamp(-llr_max, llr_max)
+
+
 def check_update(v2c: torch.Tensor, graph, llr_max: float, cn_update: str = "boxplus") -> torch.Tensor:
     """Check-to-variable messages (B, E) from variable-to-check messages (B, E), internal convention."""
     B = v2c.shape[0]
     table, slot = graph.cn_table.to(v2c.device), graph.cn_slot.to(v2c.device)
     if cn_update == "boxplus":
-        t = torch.cat([torch.tanh(v2c / 2), v2c.new_ones(B, 1)], dim=1)[:, table]          # (B, C, D), pads 1
-        ext = _exclusive(t, torch.mul, 1.0)
-        ext = torch.where(ext.abs() < TINY, torch.zeros_like(ext), ext).clamp(-ATANH_CLIP, ATANH_CLIP)
-        out = 2 * torch.atanh(ext)
+        g = torch.cat([torch.tanh(v2c / 2), v2c.new_ones(B, 1)], dim=1)                  # pads 1
     else:
-        m = torch.cat([v2c, v2c.new_full((B, 1), 1e6)], dim=1)[:, table]
-        sign = torch.where(m < 0, -torch.ones_like(m), torch.ones_like(m))
-        mag = _exclusive(m.abs(), torch.minimum, 1e6)
-        out = _exclusive(sign, torch.mul, 1.0) * mag
-    return out.clamp(-llr_max, llr_max).reshape(B, -1)[:, slot]
+        g = torch.cat([v2c, v2c.new_full((B, 1), 1e6)], dim=1)
+    return _check_messages(g[:, table], llr_max, cn_update).reshape(B, -1)[:, slot]
 
 
 def layer_check_update(m: torch.Tensor, llr_max: float, cn_update: str = "boxplus") -> torch.Tensor:
     """The outgoing messages (B, Z_l, d) of one layer's checks from their incoming messages m (B, Z_l, d)
     (every check of a layer has degree d: no padding), the same rule and clipping as ``check_update``."""
-    if cn_update == "boxplus":
-        ext = _exclusive(torch.tanh(m / 2), torch.mul, 1.0)
-        ext = torch.where(ext.abs() < TINY, torch.zeros_like(ext), ext).clamp(-ATANH_CLIP, ATANH_CLIP)
-        out = 2 * torch.atanh(ext)
-    else:
-        sign = torch.where(m < 0, -torch.ones_like(m), torch.ones_like(m))
-        out = _exclusive(sign, torch.mul, 1.0) * _exclusive(m.abs(), torch.minimum, 1e6)
-    return out.clamp(-llr_max, llr_max)
+    return _check_messages(torch.tanh(m / 2) if cn_update == "boxplus" else m, llr_max, cn_update)
 
 
 @ALGORITHMS.register
@@ -206,11 +206,12 @@ class BeliefPropagation:
         types = g.edge_type.to(dev)
         for edges, nodes in (g.layers[::-1] if self.order == "reverse" else g.layers):
             edges, nodes = edges.to(dev), nodes.to(dev)
+            kind = types[edges]
             v2c = total[:, nodes] - c2v[:, edges]                          # (B, Z_l, d)
-            m = v2c if wv is None else v2c * wv[types[edges]]
+            m = v2c if wv is None else v2c * wv[kind]
             new = layer_check_update(m, problem.llr_max, self.cn_update)
             if w is not None:
-                new = new * w[types[edges]]
+                new = new * w[kind]
             if s is not None:
                 new = new * s
             total = total.index_copy(1, nodes.reshape(-1), (v2c + new).flatten(1))

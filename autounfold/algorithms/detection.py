@@ -99,13 +99,12 @@ def mixture_logits(est, nu, leak, mean, var, logp, points, scale=None, floor=Non
         logp: the current log-probabilities (B, U, C); points: the constellation (C,).
         scale, floor: DeepSIC's calibration of the remaining Gaussian part, a (nu - |L_uj*|^2 v_j*) + f.
     Returns:
-        (log-probabilities (B, U, C), the (calibrated) variance of the Gaussian part (B, U)). With one
-        user there is no interferer: the Gaussian likelihood."""
+        log-probabilities (B, U, C). With one user there is no interferer: the Gaussian likelihood."""
     B, U = est.shape
     C = points.shape[0]
     if U == 1:                                   # no interferer: the Gaussian likelihood
         rest = nu if scale is None else scale * nu + floor
-        return gaussian_logits(est, rest, points), rest
+        return gaussian_logits(est, rest, points)
     share = leak.abs().square() * var.unsqueeze(-2)                            # |L_uj|^2 v_j, (B, U, U)
     # never the user itself, also where every other user is certain (all shares 0: any other j* then
     # mixes over a point mass, which is the Gaussian likelihood)
@@ -118,7 +117,7 @@ def mixture_logits(est, nu, leak, mean, var, logp, points, scale=None, floor=Non
     prior = logp.gather(1, j.expand(B, U, C))                                  # log P_j*(c'), (B, U, C')
     shift = L.unsqueeze(-1) * (points - mean.gather(1, j.squeeze(-1)).unsqueeze(-1))   # (B, U, C')
     d = (est.view(B, U, 1, 1) - points.view(1, 1, C, 1) - shift.unsqueeze(-2)).abs().square()   # (B, U, C, C')
-    return torch.log_softmax(torch.logsumexp(prior.unsqueeze(-2) - d / rest.view(B, U, 1, 1), -1), -1), rest
+    return torch.log_softmax(torch.logsumexp(prior.unsqueeze(-2) - d / rest.view(B, U, 1, 1), -1), -1)
 
 
 def deepsic_features(est, nu, mf_snr, logp):
@@ -173,7 +172,7 @@ class SoftIC:
         if self.exact_interferers:
             est, nu, mf, leak, mean, var = sic_statistics(problem, inst, x, inflation, leakage=True)
             cal = (net["scale"], net["floor"]) if net is not None else (None, None)
-            base, _ = mixture_logits(est, nu, leak, mean, var, logp, points, *cal)
+            base = mixture_logits(est, nu, leak, mean, var, logp, points, *cal)
             # the network sees the total variance, calibrated alike (a user whose error is mostly one
             # uncertain interferer must not look reliable to it)
             nu_cal = nu if net is None else net["scale"] * nu + net["floor"]

@@ -92,8 +92,8 @@ def evaluate_model(model, scenarios: Iterable[str] = ("nominal",), batch: int = 
         test = problem.sample(batch, generator(seed, "evaluate", sc))
         ref = evaluation_reference(problem, test)
         with torch.no_grad():
-            name = cfg.model.layer if cfg.model.algorithm == "auto" else f"{cfg.model.layer} on {cfg.model.algorithm}"
-            cands = {f"{name}-{K} (this model)": m.run(test)}
+            this = cfg.model.layer if cfg.model.algorithm == "auto" else f"{cfg.model.layer} on {cfg.model.algorithm}"
+            cands = {f"{this}-{K} (this model)": m.run(test)}
             for name in problem.classical:
                 label, solver = CLASSICAL[name]
                 x = solver(problem, test, K)
