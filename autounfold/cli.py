@@ -138,7 +138,7 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
                        steps: int = typer.Option(400, min=0, help="training steps per model (the preset's recipe)"),
                        test_batch: int = typer.Option(1024, min=16, help="test channels per condition"),
                        latency_batch: int = typer.Option(256, min=1, help="batch of the latency table"),
-                       repeats: int = typer.Option(30, min=1, help="latency repetitions"),
+                       repeats: int = typer.Option(100, min=1, help="latency repetitions"),
                        streams: str = typer.Option("2,4", help="comma-separated stream counts of the multi-stream table"),
                        device: str = typer.Option("cpu", help="where the latency table runs: cpu, cuda or cuda:N"),
                        seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):

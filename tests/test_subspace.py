@@ -307,3 +307,46 @@ def test_gradients_reach_the_channel_through_the_check_and_the_start():
         problem.objective(W, problem.instance(H, nv)).sum().backward()
     assert H.grad is not None and bool(torch.isfinite(torch.view_as_real(H.grad)).all())
     assert float(H.grad.abs().sum()) > 0
+
+
+def test_the_start_shortcut_is_the_generic_start_up_to_scale():
+    """``Subspace.start`` (the strongest row from the input check's energies, unscaled, its energy as
+    ||W||^2) gives what ``init_state(problem.init(inst))`` gives, layer by layer, to float32 rounding;
+    where it does not apply (random start, several streams, one receive antenna) it declines and the
+    network takes the generic path."""
+    H = _adversarial()
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8, snr_db=(0.0, 30.0)))
+    inst = problem.instance(H, torch.full((H.shape[0],), 0.1))
+    alg = Subspace()
+    state = alg.start(problem, inst)
+    generic = alg.init_state(problem.init(inst))
+    assert state is not None and state.norm2 is not None
+    assert torch.equal(state.norm2, inst.row_energy.amax(-1))
+    assert torch.allclose(state.norm2, state.W.abs().square().sum((-2, -1)), rtol=1e-5)
+    assert torch.allclose(state.W * (problem.power / state.norm2).sqrt().view(-1, 1, 1), generic.W, atol=1e-6)
+    drawn = problem.sample(256, 1)
+    for steps in ([-1.0, -1.9, -0.5, -50.0, 2.0], [-1.0] * 5):
+        fast = Unfolded(problem, Subspace(), 5, "subspace", step_init=steps).eval()
+        slow_alg = Subspace()
+        slow_alg.start = None                                   # the generic path, same steps
+        slow = Unfolded(problem, slow_alg, 5, "subspace", step_init=steps).eval()
+        with torch.no_grad():
+            # drawn channels: the same precoders; the adversarial spectra put the safeguard's test on
+            # a knife edge (equal top values, flat spectra), where rounding may pick the other of two
+            # candidates of equal quotient: the same rate then, not the same vector
+            for x, y in zip(fast(drawn.H, drawn.noise_var, return_all=True), slow(drawn.H, drawn.noise_var, return_all=True)):
+                assert torch.allclose(x, y, atol=1e-5)
+            for x, y in zip(fast.run(inst, return_all=True), slow.run(inst, return_all=True)):
+                assert torch.allclose(problem.objective(x, inst), problem.objective(y, inst), rtol=1e-4)
+                assert bool(problem.feasible(x, inst).all())
+    strided = torch.view_as_complex(torch.view_as_real(H).transpose(1, 2).contiguous().transpose(1, 2))
+    assert not strided.is_contiguous() and torch.equal(strided, H)
+    assert torch.equal(alg.start(problem, problem.instance(strided, inst.noise_var)).W, state.W)
+    rand = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8), init="random")
+    two = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8), n_streams=2)
+    one = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=1))
+    for p in (rand, two, one):
+        d = p.sample(4, 0)
+        assert alg.start(p, p.instance(d.H, d.noise_var)) is None
+    bare = type(inst)(inst.H, inst.noise_var, inst.snr_db)             # no energies measured
+    assert alg.start(problem, bare) is None

@@ -28,7 +28,7 @@ punctured columns start at LLR 0. BLER after 5 iterations (benchmark-decoding; k
 to last (``order="natural"``); flooding BP-10 0.0131 / 0.0324. Per layer, for its edges (c, v):
 
     m_{v->c} = T_v - m_{c->v}                       (extrinsic: the old message of this edge taken out)
-    m_{c->v} <- w_{t(c,v)} s boxplus_{v' in N(c) \ v}(u_{t(c,v')} m_{v'->c})     (clipped as above)
+    m_{c->v} <- w_{t(c,v)} s boxplus_{v' in N(c) \\ v}(u_{t(c,v')} m_{v'->c})     (clipped as above)
     T_v <- m_{v->c} + m_{c->v}
 
 One iteration visits every layer once: the same check and variable updates as a flooding iteration, in

@@ -60,13 +60,16 @@ POWER_ITERATION = 1e6
 class SubspaceState:
     """W: (B, n_tx, S) complex basis (S = 1: unit norm after a step, the start at its own norm;
     S > 1: orthonormal columns);
-    U: (B, n_rx, S) = H W (None before the first step); power: (B,) total power P (the power of the
-    start); noise_var: (B,) (None before the first step). ``x`` is the precoder read out of the state."""
+    U: (B, n_rx, S) = H W (None before the first step); power: total power P, (B,) (the power of the
+    start) or a float; noise_var: (B,) (None before the first step); norm2: (B,) ||W||^2 where it is
+    known without measuring (the start from the row energies), else None. ``x`` is the precoder read
+    out of the state."""
 
     W: torch.Tensor
     U: Optional[torch.Tensor]
     power: torch.Tensor
     noise_var: Optional[torch.Tensor] = None
+    norm2: Optional[torch.Tensor] = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -153,6 +156,25 @@ class Subspace:
         W = x0 if x0.shape[-1] == 1 else _orthonormal(x0)
         return SubspaceState(W, None, power)
 
+    def start(self, problem, inst) -> Optional[SubspaceState]:
+        """The matched-filter start straight from the input check's row energies, for one stream:
+        W = the conjugate of the strongest row of H, unscaled (a step measures ||W||^2 and returns a
+        unit vector, the readout scales to P), its squared norm that row's energy. The same state as
+        ``init_state(problem.init(inst))`` up to the start's scale, which no step depends on; it skips
+        the scaling to full power and measuring it again. None where it does not apply (another start,
+        several streams, one receive antenna, no energies measured): the caller then takes that path."""
+        energy, H = getattr(inst, "row_energy", None), inst.H
+        if (getattr(problem, "init_method", None) != "matched_filter" or problem.n_streams != 1 or energy is None
+                or H.shape[-2] == 1 or energy.shape != H.shape[:2]):
+            return None
+        B, R, N = H.shape
+        top, strongest = energy.max(dim=-1)                                                # (B,)
+        if H.is_contiguous():       # row i of sample b is row b R + i of the (B R, n_tx) view (index_select
+            rows = H.view(B * R, N).index_select(0, strongest + torch.arange(0, B * R, R, device=H.device))
+        else:                       # is faster than H[arange, i]); a strided H is not copied for it
+            rows = H[torch.arange(B, device=H.device), strongest]
+        return SubspaceState(rows.conj().resolve_conj().unsqueeze(-1), None, float(problem.power), norm2=top)
+
     def step(self, problem, inst, state: SubspaceState, params: dict) -> SubspaceState:
         H, W = inst.H, state.W
         U = h_times(H, W) if state.U is None else state.U
@@ -160,17 +182,18 @@ class Subspace:
         V = h_times(H, G)                                        # H A W
         alpha = params["step"]
         if W.shape[-1] == 1:
-            W, U = self._step_one(W, U, G, V, alpha)
+            W, U = self._step_one(W, U, G, V, alpha, state.norm2)
         else:
             W, U = self._step_block(H, W, U, G, V, alpha)
         return SubspaceState(W, U, state.power, inst.noise_var)
 
-    def _step_one(self, W, U, G, V, alpha):
+    def _step_one(self, W, U, G, V, alpha, nw=None):
         # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
         # so that rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
         # a norm or a dot product is one pass, where square-then-sum writes a temporary)
         Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
-        nw, nu, nv = frob2(W), frob2(U), frob2(V)
+        nw = frob2(W) if nw is None else nw
+        nu, nv = frob2(U), frob2(V)
         ng = torch.linalg.vecdot(Ur.flatten(1), Vr.flatten(1))
         a = batch_scalar(alpha, nu)
         big = a.abs() >= POWER_ITERATION

@@ -258,7 +258,7 @@ def per_antenna(steps: int, depth: int, batch: int, seed: int, quiet: bool) -> d
 
 
 def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, latency_batch: int = 256,
-                           repeats: int = 30, streams: Sequence[int] = (2, 4), seed: int = 0,
+                           repeats: int = 100, streams: Sequence[int] = (2, 4), seed: int = 0,
                            quiet: bool = False, device: str = "cpu") -> dict:
     """Everything above; writes auto_pgd_benchmark.json and auto_pgd_benchmark.md into ``out_dir``.
     ``device`` is where the latency table runs (training and the quality tables run on the CPU)."""

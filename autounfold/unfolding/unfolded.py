@@ -110,9 +110,14 @@ class Unfolded(nn.Module):
                 p.grad[layer] = keep
 
     def run(self, inst, return_all: bool = False, num_layers: Optional[int] = None):
-        """Apply the first ``num_layers`` layers (default all) to a validated problem instance."""
+        """Apply the first ``num_layers`` layers (default all) to a validated problem instance. The
+        state starts from ``algorithm.start(problem, inst)`` where the rule has that shortcut and it
+        applies (it returns None otherwise), else from ``algorithm.init_state(problem.init(inst))``."""
         K = self.num_layers if num_layers is None else num_layers
-        state = self.algorithm.init_state(self.problem.init(inst))
+        start = getattr(self.algorithm, "start", None)
+        state = start(self.problem, inst) if start is not None else None
+        if state is None:
+            state = self.algorithm.init_state(self.problem.init(inst))
         iterates: List[torch.Tensor] = []
         for k in range(K):
             state = self.algorithm.step(self.problem, inst, state, self.layer_values(k))
