@@ -18,6 +18,24 @@ def build_problem(cfg: ProblemConfig) -> Problem:
     return PROBLEMS.get(cfg.name).from_config(cfg)
 
 
+def build_training_problem(model, training) -> Problem:
+    """The problem ``model``'s training batches are drawn from under ``training`` (a TrainingConfig):
+    ``model.problem`` itself, or, where ``training.problem`` changes sampling keys, the problem of
+    ``model.config`` with those changes (``ExperimentConfig.training_problem``). ConfigError for
+    changes the problem does not allow, or a model that was not built from an experiment config."""
+    if not training.problem:
+        return model.problem
+    exp = getattr(model, "config", None)
+    if not isinstance(exp, ExperimentConfig):
+        raise ConfigError("training.problem: the model was not built from an experiment config (build_model), so "
+                          "there is no problem section to change; build it with build_model or leave training.problem out")
+    try:
+        cfg = exp.model_copy(update={"training": training}).training_problem()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return build_problem(cfg)
+
+
 def build_algorithm(cfg: ModelConfig, problem: Problem):
     """The update rule the layer type unrolls (``model.algorithm: auto``) built from ``model:``."""
     name = LAYERS.get(cfg.layer).algorithm if cfg.algorithm == "auto" else cfg.algorithm

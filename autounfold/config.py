@@ -8,7 +8,8 @@ layer-type table and ``gradient_scaling`` against what the problem declares (``a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional, Tuple, Union
+import copy
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
 from pydantic import Field, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -76,6 +77,33 @@ class TrainingConfig(_Strict):
     grad_clip: Optional[float] = Field(10.0, gt=0)
     validation_batch: int = Field(1024, ge=1)
     validate_every: int = Field(100, ge=1)
+    # changes to the problem section for the training batches only, e.g. {ebno_db: [2, 5]} or
+    # {channel: {snr_db: [-10, 40]}}: the validation draw, evaluation and the saved model keep
+    # ``problem``. Only the keys the problem declares as sampling keys (``Problem.sampling_keys``)
+    problem: Dict[str, Any] = Field(default_factory=dict)
+
+
+def _dotted(changes: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """``{"channel": {"snr_db": [0, 1]}}`` and ``{"channel.snr_db": [0, 1]}`` -> ``{"channel.snr_db": [0, 1]}``."""
+    out = {}
+    for key, value in changes.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_dotted(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in dotted.items():
+        node = out
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
 
 
 def _default_problem() -> ProblemConfig:
@@ -135,7 +163,30 @@ class ExperimentConfig(_Strict):
         if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
                              f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")
+        self.training_problem()
         return self
+
+    def training_problem(self) -> Optional[ProblemConfig]:
+        """The problem the training batches are drawn from: ``problem`` with ``training.problem``'s
+        changes, validated; None when there are none. ValueError names a key that is not one of the
+        problem's sampling keys, or a value its schema refuses."""
+        changes = _dotted(self.training.problem)
+        if not changes:
+            return None
+        cls = PROBLEMS.get(self.problem.name)
+        allowed = cls.sampling_keys
+        for key in changes:
+            if key not in allowed:
+                hint = f"allowed: {', '.join(allowed)}" if allowed else f"{self.problem.name} declares none"
+                raise ValueError(f"training.problem.{key}: not a sampling key of {self.problem.name}; the training "
+                                 f"batches may differ from problem only in how instances are drawn ({hint})")
+        data = _nested_merge(self.problem.model_dump(mode="json"), changes)
+        try:
+            return cls.Config.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"training.problem: {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
     def canonical_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)

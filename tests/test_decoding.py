@@ -364,7 +364,7 @@ def test_preset_search_space_and_classical_table():
     spec = load_spec(ROOT / "search_spaces" / "decoding.yaml")
     assert spec.base["problem"]["name"] == "decoding"
     assert set(spec.space["model.layer"].values) == {"neural_bp", "neural_bp_tied", "bp_scalar"}
-    assert set(spec.space["model.algorithm"].values) == {"bp", "bp_layered"}
+    assert set(spec.space["model.algorithm"].options) == {"bp", "bp_layered"}
     assert all(name in CLASSICAL for name in DecodingProblem.classical)
     assert isinstance(build_problem(cfg.problem), DecodingProblem)
 
@@ -492,3 +492,18 @@ def test_benchmark_bars_read_the_gaps_against_both_references():
     assert not any("same schedule" in k for k in bars if k.startswith(f"n128: {flood} "))
     e["test_blocks"] = 100                                             # half an error is 5e-3 > 1e-2 / 5
     assert not any(b["met"] for b in _bars([e]) if "BLER 0.01" in b["bar"])
+
+
+def test_search_space_trains_each_schedule_on_its_range_and_validates_on_one():
+    """search_spaces/decoding.yaml: the schedule is a conditional whose options set the training
+    Eb/N0 range (training.problem); the problem every trial validates on is the same."""
+    from pathlib import Path
+
+    from autounfold.spaces import dimensions as D
+    from autounfold.spaces.spec import load_spec
+    spec = load_spec(Path(__file__).parent.parent / "search_spaces" / "decoding.yaml")
+    exps = {name: spec.experiment(D.default_point(spec.space, {"model.algorithm": name})) for name in ("bp", "bp_layered")}
+    assert {n: e.model.algorithm for n, e in exps.items()} == {"bp": "bp", "bp_layered": "bp_layered"}
+    assert exps["bp"].problem == exps["bp_layered"].problem
+    assert exps["bp"].training_problem().ebno_db != exps["bp_layered"].training_problem().ebno_db
+    assert exps["bp_layered"].training_problem().ebno_db[0] < exps["bp"].training_problem().ebno_db[0]

@@ -82,3 +82,60 @@ def test_training_options_run(option):
     model = build_model(cfg)
     res = train(model, cfg.training, seed=0, progress=False)
     assert res.history and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_training_problem_changes_only_the_training_batches(monkeypatch):
+    """``training.problem`` draws the training batches from the problem with its changes (here every
+    batch at -10 dB) while the validation draw, the saved config's problem and the model's problem
+    stay nominal; the nested and the dotted spellings are the same change."""
+    import autounfold.training.trainer as T
+    over = SMALL + ["training.steps=6", "training.validate_every=3"]
+    cfg = load_config("preset:auto_pgd", over + ["training.problem.channel.snr_db=[-10.0, -10.0]"])
+    assert cfg.training_problem().channel.snr_db == (-10.0, -10.0)
+    assert cfg.problem.channel.snr_db == load_config("preset:auto_pgd", over).problem.channel.snr_db
+    dotted = load_config("preset:auto_pgd", over + ["training.problem={'channel.snr_db': [-10.0, -10.0]}"])
+    assert dotted.training_problem() == cfg.training_problem()
+    assert load_config("preset:auto_pgd", over).training_problem() is None
+    drawn = {"train": [], "validation": []}
+    real_build = T.build_training_problem
+
+    def spying_build(model, training):
+        sampler = real_build(model, training)
+        assert sampler is not model.problem
+        real_sample = sampler.sample
+        sampler.sample = lambda *a, **k: drawn["train"].append(real_sample(*a, **k)) or drawn["train"][-1]
+        return sampler
+
+    monkeypatch.setattr(T, "build_training_problem", spying_build)
+    model = build_model(cfg)
+    real_val = model.problem.sample
+    model.problem.sample = lambda *a, **k: drawn["validation"].append(real_val(*a, **k)) or drawn["validation"][-1]
+    res = train(model, cfg.training, seed=0, progress=False)
+    assert len(drawn["train"]) == 6 and len(drawn["validation"]) == 1
+    assert all(bool((b.snr_db == -10.0).all()) for b in drawn["train"])
+    lo, hi = cfg.problem.channel.snr_db
+    v = drawn["validation"][0].snr_db
+    assert float(v.min()) >= lo and float(v.max()) <= hi and float(v.std()) > 1.0
+    assert [h["step"] for h in res.history] == [0, 3, 6]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("training.problem.channel.n_tx=32", "training.problem.channel.n_tx: not a sampling key of beamforming"),
+    ("training.problem.channel.power=2.0", "allowed: channel.model, channel.snr_db"),
+    ("training.problem.channel.snr_db=[9, 3]", "training.problem: channel.snr_db"),
+    ("training.problem.channel.model=no_such_model", "training.problem: channel.model"),
+])
+def test_training_problem_refuses_what_is_not_a_sampling_change(override, needle):
+    from autounfold.errors import ConfigError
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("[", r"\[")):
+        load_config("preset:auto_pgd", [override])
+
+
+def test_training_problem_needs_an_experiment_config():
+    from autounfold.algorithms import Subspace
+    from autounfold.errors import ConfigError
+    from autounfold.unfolding.unfolded import Unfolded
+    cfg = load_config("preset:auto_pgd", SMALL + ["training.steps=2", "training.problem.channel.snr_db=[0, 1]"])
+    bare = Unfolded(build_model(cfg).problem, Subspace(), 2, "subspace", step_init=-1.0)
+    with pytest.raises(ConfigError, match="not built from an experiment config"):
+        train(bare, cfg.training, seed=0, progress=False)

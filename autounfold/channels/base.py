@@ -21,6 +21,13 @@ def ordered_range(v):
     return v
 
 
+# the ChannelConfig keys that change only the distribution of H (not its sizes, the power or which side
+# is the base station): what ``training.problem`` may change (``Problem.sampling_keys``)
+CHANNEL_SAMPLING_KEYS = tuple(f"channel.{k}" for k in (
+    "model", "snr_db", "angular_spread_deg", "antenna_spacing", "rx_rho", "carrier_frequency_ghz", "delay_spread_ns",
+    "cdl_model", "subcarrier_spacing_khz", "bandwidth_mhz", "pathloss", "pool", "pool_seed"))
+
+
 class ChannelConfig(Schema):
     """The ``problem.channel`` section of an experiment: which registered channel model, its sizes,
     SNR range and power, the settings of the correlated model and those of the 3GPP TR 38.901 models

@@ -41,6 +41,13 @@ def band_subcarriers(bandwidth_mhz: float, subcarrier_spacing_khz: float) -> int
     return int(math.floor(bandwidth_mhz * 1e3 / subcarrier_spacing_khz + 1e-9))
 
 
+# the WidebandConfig keys that change only the distribution of H (``Problem.sampling_keys``)
+WIDEBAND_SAMPLING_KEYS = tuple(f"channel.{k}" for k in (
+    "model", "snr_db", "n_clusters", "n_rays", "angular_spread_deg", "sector_deg", "max_delay", "antenna_spacing",
+    "carrier_frequency_ghz", "delay_spread_ns", "cdl_model", "subcarrier_spacing_khz", "bandwidth_mhz", "pool",
+    "pool_seed"))
+
+
 class WidebandConfig(Schema):
     """The ``problem.channel`` section of a multi-band problem. Sizes (antennas, users, bands) live
     in the problem section; this holds the model, the SNR range, the power, the clustered model's

@@ -60,6 +60,9 @@ class Problem:
         classical: names of ``autounfold.evaluation.baselines.CLASSICAL`` solvers that are the
             honest comparison at equal depth K.
         scenarios: ``evaluate --scenario`` names -> (label, changes to the problem config).
+        sampling_keys: dotted problem-config keys that change only how instances are drawn (an SNR
+            range, a channel model, an error knob), not the problem's math or sizes: what an
+            experiment's ``training.problem`` may change for its training batches.
         draws_channels: instances are ``ChannelBatch`` from a ``ChannelSource`` (``problem.source``),
             so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
         monitored: the drift monitor can watch it (instances carry H whose last axis is the transmit
@@ -114,6 +117,7 @@ class Problem:
     metrics: ClassVar[Dict[str, str]] = {}
     classical: ClassVar[Tuple[str, ...]] = ()
     scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
+    sampling_keys: ClassVar[Tuple[str, ...]] = ()
     draws_channels: ClassVar[bool] = False
     monitored: ClassVar[Optional[bool]] = None
     monitor_csi: ClassVar[Optional[bool]] = None

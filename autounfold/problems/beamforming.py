@@ -7,7 +7,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field
 
-from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
+from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
@@ -90,6 +90,7 @@ class BeamformingProblem(Problem):
     classical = ("power_iteration", "lanczos")
     # every axis a deployment varies: channel model, transmit angular spread, antenna counts on both
     # sides, receive correlation, SNR (the robustness table of the benchmark runs all of them)
+    sampling_keys = CHANNEL_SAMPLING_KEYS
     scenarios = {
         "nominal": ("nominal (the trained channel)", {}),
         "iid": ("i.i.d. Rayleigh", _channel(model="iid_rayleigh")),

@@ -263,6 +263,7 @@ class DecodingProblem(Problem):
                "ce": "binary cross-entropy of the 2Z + n information / transmitted bits, nats per bit",
                "feasible": "all output LLRs finite"}
     classical = ("bp", "bp_layered", "sionna_bp", "minsum")
+    sampling_keys = ("ebno_db", "all_zero")
     scenarios = {
         "nominal": ("nominal (the trained Eb/N0 range)", {}),
         "ebno1": ("Eb/N0 1 dB", _ebno(1.0)),

@@ -33,7 +33,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field, model_validator
 
-from ..channels.base import ChannelConfig, ChannelSource, build_channel, check_channel
+from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
@@ -245,6 +245,7 @@ class DetectionProblem(Problem):
                "ce": "mean cross-entropy of the true symbols under P, nats per symbol",
                "feasible": "probabilities finite, non-negative and summing to 1"}
     classical = ("zf", "lmmse", "sic", "sic_tuned", "sic_mix", "detnet_classical", "admm_tuned", "ep", "ep_tuned", "kbest", "ml")
+    sampling_keys = CHANNEL_SAMPLING_KEYS + ("csi_error", "noise_error_db")
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),

@@ -27,7 +27,7 @@ import torch
 from pydantic import Field, model_validator
 
 from ..channels.base import ChannelBatch
-from ..channels.wideband import TR38901_MODELS, WidebandConfig, WidebandSource, band_subcarriers, check_wideband
+from ..channels.wideband import WIDEBAND_SAMPLING_KEYS, TR38901_MODELS, WidebandConfig, WidebandSource, band_subcarriers, check_wideband
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
@@ -124,6 +124,7 @@ class HybridPrecodingProblem(Problem):
                "p5_pct": "5th percentile over channels of 100 x rate / bound", "min_pct": "worst channel, % of its bound",
                "rate_mean": "mean rate over bands, bit/s/Hz", "feasible": "unit-modulus analog and per-band power P"}
     classical = ("hybrid_pga_tuned", "altmin", "two_stage")
+    sampling_keys = WIDEBAND_SAMPLING_KEYS
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "iid": ("i.i.d. Rayleigh, independent bands", _sizes(model="iid")),

@@ -65,6 +65,7 @@ class LassoProblem(Problem):
                           "where x_true is unknown)", "objective_mean": "mean LASSO objective",
                "feasible": "all entries finite"}
     classical = ("ista", "fista", "admm_tuned")
+    sampling_keys = ("snr_db", "sparsity")
     scenarios = {"nominal": ("nominal (the trained setting)", {}),
                  "lowsnr": ("measurement SNR 10 dB", {"snr_db": 10.0}),
                  "highsnr": ("measurement SNR 40 dB", {"snr_db": 40.0})}

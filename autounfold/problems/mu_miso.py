@@ -8,7 +8,7 @@ from typing import List, Literal, Optional
 import torch
 from pydantic import Field, model_validator
 
-from ..channels.base import ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
+from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, norm_ratio
@@ -118,6 +118,7 @@ class MuMisoProblem(Problem):
                "min_pct": "worst channel, % of its reference", "rate_mean": "mean sum rate, bit/s/Hz",
                "feasible": "every precoder inside the power constraint"}
     classical = ("wmmse", "wmmse_tuned", "pga_tuned", "rzf", "zf", "mrt")
+    sampling_keys = CHANNEL_SAMPLING_KEYS
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "8x4": ("8 antennas, 4 users, i.i.d.", _change(8, 4, model="iid_rayleigh")),

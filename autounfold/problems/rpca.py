@@ -87,6 +87,7 @@ class RPCAProblem(Problem):
                "sparse_nmse_db": "the same for the sparse component Y", "objective_mean": "mean of eq. (24)",
                "feasible": "all entries finite"}
     classical = ("rpca_tuned",)
+    sampling_keys = ("sparsity", "outlier_scale")
     scenarios = {"nominal": ("nominal (the trained setting)", {}),
                  "mismatch": ("the solver's Psi with a relative error of 0.3", {"psi_mismatch": 0.3}),
                  "denser": ("20 % outliers", {"sparsity": 0.2})}

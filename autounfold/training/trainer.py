@@ -9,6 +9,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ..algorithms import evaluation_reference
+from ..build import build_training_problem
 from ..config import TrainingConfig
 from ..errors import TrainingError
 from ..seeding import generator
@@ -91,8 +92,10 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
           resume: Optional[dict] = None) -> TrainResult:
     """Train ``model`` in place and leave it holding the best validated weights.
 
-    Batch i of phase p is drawn from ``generator(seed, purpose, p, i)``; the validation set from
-    ``generator(seed, "validation")`` (shared by every trial of a search with the same seed).
+    Batch i of phase p is drawn from ``generator(seed, purpose, p, i)``, from the model's problem or,
+    where ``cfg.problem`` changes its sampling keys, from the problem so changed; the validation set
+    from ``generator(seed, "validation")`` and the model's problem (shared by every trial of a search
+    with the same seed).
     Raises TrainingError on a non-finite loss or gradient; the model then keeps its best weights.
 
     ``on_validation(entry, snapshot)`` is called after every validation; ``snapshot()`` returns the
@@ -100,6 +103,9 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     the run from that step with the same batches, so a resumed run ends where an uninterrupted one does.
     """
     problem = model.problem
+    # the training batches' source: the model's problem, or it with ``training.problem``'s changes
+    # (another SNR range, channel model...); validation and everything else use the model's problem
+    sampler = build_training_problem(model, cfg)
     torch.manual_seed(seed)
     model.to(device).train()
     val_inst = problem.sample(cfg.validation_batch, generator(seed, "validation"), device)
@@ -161,7 +167,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
                         sched.load_state_dict(resume["scheduler"])
                 start_i = first_i
             for i in range(start_i, n_steps):
-                inst = problem.sample(cfg.batch_size, generator(seed, purpose, p_idx, i), device)
+                inst = sampler.sample(cfg.batch_size, generator(seed, purpose, p_idx, i), device)
                 ref = training_reference(problem, inst, cfg.target)
                 iterates = model.run(inst, return_all=True, num_layers=K)
                 loss = sum(w * per_sample_loss(problem, x, inst, cfg.target, ref).mean()
