@@ -33,7 +33,10 @@ def build_training_problem(model, training) -> Problem:
         cfg = exp.model_copy(update={"training": training}).training_problem()
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    return build_problem(cfg)
+    try:
+        return build_problem(cfg)
+    except ConfigError as err:            # a value the schema lets through but the problem refuses
+        raise ConfigError(f"training.problem: {err}") from None
 
 
 def build_algorithm(cfg: ModelConfig, problem: Problem):

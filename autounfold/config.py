@@ -21,7 +21,7 @@ from .problems.base import ProblemConfig
 from .schema import Schema, load_yaml
 from .seeding import SEED_MAX, SEED_MIN
 
-__all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "load_config",
+__all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "dotted_keys", "load_config",
            "parse_config", "read_yaml_mapping", "set_override"]
 
 DEFAULT_PROBLEM = "beamforming"
@@ -83,16 +83,22 @@ class TrainingConfig(_Strict):
     problem: Dict[str, Any] = Field(default_factory=dict)
 
 
-def _dotted(changes: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def dotted_keys(changes: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     """``{"channel": {"snr_db": [0, 1]}}`` and ``{"channel.snr_db": [0, 1]}`` -> ``{"channel.snr_db": [0, 1]}``."""
     out = {}
     for key, value in changes.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and value:
-            out.update(_dotted(value, f"{name}."))
+            out.update(dotted_keys(value, f"{name}."))
         else:
             out[name] = value
     return out
+
+
+def _lookup(data: dict, dotted: str):
+    for part in dotted.split("."):
+        data = data[part]
+    return data
 
 
 def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
@@ -163,14 +169,19 @@ class ExperimentConfig(_Strict):
         if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
                              f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")
-        self.training_problem()
+        tp = self.training_problem()
+        if tp is not None:
+            # one canonical spelling (dotted keys, validated values), so that the nested and the dotted
+            # form of one change, or [-10, 40] and [-10.0, 40.0], save the same config
+            dumped = tp.model_dump(mode="json")
+            self.training.problem = {key: _lookup(dumped, key) for key in dotted_keys(self.training.problem)}
         return self
 
     def training_problem(self) -> Optional[ProblemConfig]:
         """The problem the training batches are drawn from: ``problem`` with ``training.problem``'s
         changes, validated; None when there are none. ValueError names a key that is not one of the
         problem's sampling keys, or a value its schema refuses."""
-        changes = _dotted(self.training.problem)
+        changes = dotted_keys(self.training.problem)
         if not changes:
             return None
         cls = PROBLEMS.get(self.problem.name)

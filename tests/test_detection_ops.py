@@ -235,3 +235,26 @@ def test_a_detection_re_search_runs_on_the_named_channel_model(tmp_path, monkeyp
     text = console.export_text()
     assert "re-searching with base.problem.channel.model=uma (3 trials, warm start w0)" in text
     assert "angular spread" not in text
+
+
+def test_a_re_search_moves_the_training_batches_with_the_channel(tmp_path):
+    """A space whose base trains on a changed problem (base.training.problem) with a key the trigger
+    moves: the training batches move too (else the re-search validates on the new channel and trains
+    on the old one); other training changes stay; a user's explicit training change wins."""
+    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "detection.yaml").read_text())
+    space["base"].setdefault("training", {})["problem"] = {"channel": {"model": "iid_rayleigh", "snr_db": [0.0, 20.0]}}
+    (tmp_path / SPACE_FILE).write_text(yaml.safe_dump(space))
+    changes = research_changes(tmp_path, DET_TRIGGER, 3, list(DET_TRIGGER["research_set"]), angular_spread=False)
+    assert changes[-1].startswith("base.training.problem=")
+    import json
+    assert json.loads(changes[-1].split("=", 1)[1]) == {"channel.model": "uma", "channel.snr_db": [0.0, 20.0]}
+    from autounfold.config import set_override
+    from autounfold.spaces.spec import parse_spec
+    data = yaml.safe_load((tmp_path / SPACE_FILE).read_text())
+    for c in changes:
+        set_override(data, c)
+    spec = parse_spec(data, "re-search", check_space=False)
+    assert spec.base_config().training_problem().channel.model == "uma"
+    explicit = research_changes(tmp_path, DET_TRIGGER, 3, [*DET_TRIGGER["research_set"],
+                                                            "base.training.problem.channel.model=cdl"], angular_spread=False)
+    assert not any(c.startswith("base.training.problem=") for c in explicit)

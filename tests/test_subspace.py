@@ -345,7 +345,8 @@ def test_the_start_shortcut_is_the_generic_start_up_to_scale():
     rand = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8), init="random")
     two = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8), n_streams=2)
     one = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=1))
-    for p in (rand, two, one):
+    per_antenna = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8), constraint="per_antenna")
+    for p in (rand, two, one, per_antenna):
         d = p.sample(4, 0)
         assert alg.start(p, p.instance(d.H, d.noise_var)) is None
     bare = type(inst)(inst.H, inst.noise_var, inst.snr_db)             # no energies measured

@@ -139,3 +139,22 @@ def test_training_problem_needs_an_experiment_config():
     bare = Unfolded(build_model(cfg).problem, Subspace(), 2, "subspace", step_init=-1.0)
     with pytest.raises(ConfigError, match="not built from an experiment config"):
         train(bare, cfg.training, seed=0, progress=False)
+
+
+def test_training_problem_has_one_spelling_and_stays_out_of_evaluation():
+    """Nested or dotted keys, ints or floats: one saved config. A changed problem for evaluation
+    (scenario, --set) drops the training-batch changes, which were relative to the original problem
+    and may not fit the new one (UMi with path loss kept, moved to CDL). A value the schema lets
+    through but the problem refuses names training.problem when training starts."""
+    from autounfold.errors import ConfigError
+    from autounfold.evaluation.evaluate import scenario_config, with_problem_overrides
+    a = load_config("preset:auto_pgd", ["training.problem.channel.snr_db=[-10, 40]"])
+    b = load_config("preset:auto_pgd", ["training.problem={'channel.snr_db': [-10.0, 40.0]}"])
+    assert a.canonical_yaml() == b.canonical_yaml()
+    assert a.training.problem == {"channel.snr_db": [-10.0, 40.0]}
+    umi = load_config("preset:auto_pgd", ["problem.channel.model=umi", "training.problem.channel.pathloss=true"])
+    for moved in (scenario_config(umi, "cdl"), with_problem_overrides(umi, ["problem.channel.model=cdl"])):
+        assert moved.problem.channel.model == "cdl" and moved.training.problem == {}
+    cfg = load_config("preset:lista", ["training.steps=1", "training.problem.sparsity=2.5"])
+    with pytest.raises(ConfigError, match="training.problem: .*sparsity"):
+        train(build_model(cfg), cfg.training, seed=0, progress=False)

@@ -162,10 +162,12 @@ class Subspace:
         unit vector, the readout scales to P), its squared norm that row's energy. The same state as
         ``init_state(problem.init(inst))`` up to the start's scale, which no step depends on; it skips
         the scaling to full power and measuring it again. None where it does not apply (another start,
-        several streams, one receive antenna, no energies measured): the caller then takes that path."""
+        several streams, per-antenna power, one receive antenna, no energies measured): the caller then
+        takes that path."""
         energy, H = getattr(inst, "row_energy", None), inst.H
-        if (getattr(problem, "init_method", None) != "matched_filter" or problem.n_streams != 1 or energy is None
-                or H.shape[-2] == 1 or energy.shape != H.shape[:2]):
+        if (getattr(problem, "init_method", None) != "matched_filter" or getattr(problem, "n_streams", None) != 1
+                or getattr(problem, "constraint", None) != "total" or energy is None or H.shape[-2] == 1
+                or energy.shape != H.shape[:2]):
             return None
         B, R, N = H.shape
         top, strongest = energy.max(dim=-1)                                                # (B,)

@@ -32,9 +32,12 @@ def _merge(base: dict, change: dict) -> dict:
 
 def with_problem_change(cfg: ExperimentConfig, change: dict, origin: str) -> ExperimentConfig:
     """``cfg`` with its problem section merged with ``change`` (nested keys, e.g.
-    ``{"channel": {"n_tx": 128}}``), validated as a whole experiment; errors name ``origin``."""
+    ``{"channel": {"n_tx": 128}}``), validated as a whole experiment; errors name ``origin``. The
+    changed problem is what is evaluated (or trained) on: ``training.problem``, changes relative to
+    the original problem for its training batches, is dropped (it may not even fit the new one)."""
     data = cfg.model_dump(mode="json")
     data["problem"] = _merge(data["problem"], change)
+    data["training"]["problem"] = {}
     return parse_config(data, origin)
 
 
@@ -72,6 +75,7 @@ def with_problem_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> E
             raise ConfigError(f"--set {assignment!r}: evaluate changes the problem only (problem.KEY=VALUE, e.g. "
                               "problem.channel.n_tx=128); the model's sections come from its weights")
         set_override(data, assignment)
+    data["training"]["problem"] = {}          # evaluation only: the training-batch changes do not apply
     return parse_config(data, "--set")
 
 

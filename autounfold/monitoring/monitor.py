@@ -70,7 +70,8 @@ class Baseline:
 
 
 def compute_baseline(model, channels: int = 4096, seed: int = 0) -> Baseline:
-    """The baseline of a model: statistics of the distribution it was trained on (its config's source)."""
+    """The baseline of a model: statistics of the distribution it serves, its config's problem (the one
+    it was validated on; ``training.problem`` may have drawn its training batches elsewhere)."""
     problem = model.problem
     inst = problem.sample(channels, generator(seed, "monitor-baseline"))
     spacing = getattr(problem.source, "antenna_spacing", 0.5)

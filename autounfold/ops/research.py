@@ -2,12 +2,14 @@
 best model is registered as the new ``challenger`` (``autounfold promote`` then canaries it)."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import List, Optional
 
 
-from ..config import read_yaml_mapping, set_override
+from ..config import dotted_keys, read_yaml_mapping, set_override
+from ..schema import load_yaml
 from ..errors import SearchError
 from ..search.searchers import DRIFT_TRANSFER
 from ..spaces.spec import SPACE_FILE, parse_spec
@@ -50,7 +52,28 @@ def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optio
     if budget.get("algorithm", "tpe") != "random" and budget.get("n_initial_points", 10) >= budget.get("num_samples", 40):
         # the warm-start history already covers TPE's random start-up
         changes.append(f"budget.n_initial_points={max(1, budget['num_samples'] - 1)}")
+    changes += _training_follows(data, changes)
     return changes
+
+
+def _training_follows(data: dict, changes: List[str]) -> List[str]:
+    """Where the space's base trains on a changed problem (``base.training.problem``) and a change
+    moves one of those same keys of ``base.problem``, the training batches must move too, or the
+    re-search would validate on the new channel and train on the old one: one more change that
+    rewrites ``base.training.problem`` with those keys set as the problem now has them."""
+    if any(c.strip().startswith("base.training.problem") for c in changes):
+        return []                                   # set explicitly: that wins
+    training = (data.get("base") or {}).get("training") or {}
+    current = dotted_keys(training.get("problem") or {}) if isinstance(training.get("problem"), dict) else {}
+    moved = {}
+    for c in changes:
+        key, _, raw = c.partition("=")
+        key = key.strip()
+        if key.startswith("base.problem.") and key[len("base.problem."):] in current:
+            moved[key[len("base.problem."):]] = load_yaml(raw, f"--set {key}", SearchError)
+    if not moved:
+        return []
+    return ["base.training.problem=" + json.dumps({**current, **moved})]
 
 
 def submit_research(model_ref: str, name: str, version: str, changes: List[str], search_run_id: Optional[str],

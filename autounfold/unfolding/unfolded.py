@@ -115,7 +115,7 @@ class Unfolded(nn.Module):
         applies (it returns None otherwise), else from ``algorithm.init_state(problem.init(inst))``."""
         K = self.num_layers if num_layers is None else num_layers
         start = getattr(self.algorithm, "start", None)
-        state = start(self.problem, inst) if start is not None else None
+        state = start(self.problem, inst) if callable(start) else None
         if state is None:
             state = self.algorithm.init_state(self.problem.init(inst))
         iterates: List[torch.Tensor] = []
