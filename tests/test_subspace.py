@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import autounfold
 from autounfold.algorithms import ProximalGradient, Subspace, solve
+from autounfold.algorithms.subspace import SubspaceState
 from autounfold.build import build_model
 from autounfold.channels.rayleigh import CorrelatedRayleigh
 from autounfold.cli import app
@@ -240,9 +241,13 @@ def test_benchmark_latency_table_runs_through_the_device_path_on_cpu():
     cfg = parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2}}, "model": {"num_layers": 2, "layer": "subspace"}})
     model = build_model(cfg)
     signed = build_model(parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2}}, "model": {"num_layers": 2}}))
-    out = latency(model, signed, model.problem, batch=4, repeats=1, seed=0, quiet=True, device="cpu")
+    momentum = build_model(parse_config({"problem": {"channel": {"n_tx": 8, "n_rx": 2}},
+                                         "model": {"num_layers": 2, "layer": "subspace_momentum"}}))
+    out = latency(model, signed, model.problem, batch=4, repeats=1, seed=0, quiet=True, device="cpu", momentum=momentum)
     assert out["device"] == "cpu" and out["speedup_vs_closed_form"] > 0 and out["model_gflops"] > 0
-    assert set(out["methods"]) >= {"PGD-200, same code path (200 layers at a fixed step)"}
+    assert set(out["methods"]) >= {"PGD-200, same code path (200 layers at a fixed step)",
+                                   "Auto-PGD-2 with momentum (autounfold.load, layer subspace_momentum)"}
+    assert out["momentum_speedup_vs_closed_form"] > 0
 
 
 def test_benchmark_auto_pgd_3gpp_rows_test_users_of_another_pool_and_render():
@@ -351,3 +356,52 @@ def test_the_start_shortcut_is_the_generic_start_up_to_scale():
         assert alg.start(p, p.instance(d.H, d.noise_var)) is None
     bare = type(inst)(inst.H, inst.noise_var, inst.snr_db)             # no energies measured
     assert alg.start(problem, bare) is None
+
+
+@pytest.mark.parametrize("steps, momenta", [([-2.2, -2.3, -1.9, -4.2, -42.5], [0.0, 0.2, 0.2, 1.0, 2.1]),
+                                            ([-1.0] * 5, [0.0, 0.9, -0.9, 3.0, 0.5]),
+                                            ([-3.0, 2.0, -0.2, -50.0, -1.0], [0.0, -2.0, 5.0, 0.3, 0.0])])
+def test_momentum_steps_keep_the_safeguard_and_their_bookkeeping(steps, momenta):
+    """With the heavy-ball term: every step is at least a power-iteration step from the same point and
+    never lowers the quotient, on the adversarial spectra; the carried image is U = H W and the
+    iterate has unit norm (the candidate's norms come from scalars, not measured); the momentum is
+    inert where beta = 0 (the subspace layer's iterates to rounding); the readout meets the power."""
+    H = _adversarial()
+    problem = BeamformingProblem(CorrelatedRayleigh(n_tx=32, n_rx=8))
+    inst = problem.instance(H, torch.full((H.shape[0],), 0.1))
+    rule = Subspace()
+    state = rule.start(problem, inst)
+    plain = rule.start(problem, inst)
+    for alpha, beta in zip(steps, momenta):
+        pi = rule.step(problem, inst, state, {"step": math.inf})
+        nxt = rule.step(problem, inst, state, {"step": alpha, "momentum": beta})
+        assert (_rq(nxt.W, H) >= _rq(pi.W, H) * (1 - 1e-5)).all()
+        assert (_rq(nxt.W, H) >= _rq(state.W, H) * (1 - 1e-5)).all()
+        assert torch.allclose(nxt.U, H @ nxt.W, atol=1e-4)
+        # unit norm up to the cancellation the safeguard admits (a candidate down to 1e-4 of its parts:
+        # ~1e-3 relative error in float32; the readout re-measures it)
+        assert torch.allclose(nxt.W.abs().square().sum((-2, -1)), torch.ones(H.shape[0]), atol=2e-3)
+        assert nxt.W_prev is not None and torch.allclose(nxt.W_prev.abs().square().sum((-2, -1)), torch.ones(H.shape[0]), atol=2e-3)
+        assert bool(problem.feasible(nxt.x, inst).all())
+        state = nxt
+        zero = rule.step(problem, inst, plain, {"step": alpha, "momentum": 0.0})
+        ref = rule.step(problem, inst, SubspaceState(plain.W, plain.U, plain.power, plain.noise_var, plain.norm2), {"step": alpha})
+        assert torch.allclose(zero.W, ref.W, atol=1e-6) and ref.W_prev is None
+        plain = zero
+    # the momentum moves the iterate somewhere: not the momentum-free sequence
+    free = solve(problem, inst, Subspace(), {"step": steps}, 5).x
+    assert not torch.allclose(state.x, free, atol=1e-3)
+
+
+def test_momentum_layer_trains_and_refuses_several_streams():
+    from autounfold.config import load_config
+    from autounfold.training import train
+    cfg = load_config("preset:auto_pgd", ["model.layer=subspace_momentum", "problem.channel.n_tx=16", "problem.channel.n_rx=4",
+                                          "training.steps=20", "training.batch_size=64", "training.validation_batch=128",
+                                          "training.validate_every=10"])
+    model = build_model(cfg)
+    assert model.scalar_parameters()["momentum"] == [0.0] * 5
+    train(model, cfg.training, seed=0, progress=False)
+    assert any(abs(v) > 1e-4 for v in model.scalar_parameters()["momentum"][1:])
+    with pytest.raises(ConfigError, match="one stream"):
+        build_model(load_config("preset:auto_pgd", ["model.layer=subspace_momentum", "problem.n_streams=2"]))

@@ -32,6 +32,15 @@ the learned steps through the basis.
 ``safeguard=False`` keeps the raw learned step (the ``signed`` layer's math, for ablations);
 ``step = +inf`` (or any step with |alpha| >= 1e6) is power iteration.
 
+With a ``momentum`` beta (layer ``subspace_momentum``, one stream) the learned candidate gains a
+heavy-ball term, W_L = W + (alpha / rho) G + beta (W - W_prev) and U_L = U + (alpha / rho) V +
+beta (U - U_prev), from the last step's unit iterate and its image (the start scaled to unit norm;
+none before the second step, so beta_1 has no effect).
+Its two quotients need five more scalars (Re W^H D, Re U^H E = Re G^H D, ||D||^2, Re V^H E, ||E||^2
+for D = W - W_prev, E = U - U_prev), no more products with H, and the safeguard compares it with the
+same power-iteration step. A per-layer step alone fixes a real polynomial of A; with the momentum
+the recurrence can also place complex roots (Chebyshev's three-term recurrence is this form).
+
 Cost: the products are ``U^H H`` (a row vector times H) and ``H G``, so H is read twice per step and
 never conjugated or copied (``H.mH @ U`` would materialise the conjugate of all of H on every call,
 which on CPU costs as much as the product); everything else is O(B) scalars (S = 1) or S x S
@@ -62,14 +71,17 @@ class SubspaceState:
     S > 1: orthonormal columns);
     U: (B, n_rx, S) = H W (None before the first step); power: total power P, (B,) (the power of the
     start) or a float; noise_var: (B,) (None before the first step); norm2: (B,) ||W||^2 where it is
-    known without measuring (the start from the row energies), else None. ``x`` is the precoder read
-    out of the state."""
+    known without measuring (the start from the row energies), else None; W_prev, U_prev: the iterate
+    and its image one step back, kept only by a rule with momentum (None otherwise and before the
+    first step). ``x`` is the precoder read out of the state."""
 
     W: torch.Tensor
     U: Optional[torch.Tensor]
     power: torch.Tensor
     noise_var: Optional[torch.Tensor] = None
     norm2: Optional[torch.Tensor] = None
+    W_prev: Optional[torch.Tensor] = None
+    U_prev: Optional[torch.Tensor] = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -118,11 +130,12 @@ class Subspace:
         safeguard: take the learned step only where its Rayleigh quotient (S = 1) or sum of Ritz
             values (S > 1) is at least power iteration's from the same point.
 
-    Per-iteration parameters: step (alpha, signed; |alpha| >= 1e6 is power iteration).
+    Per-iteration parameters: step (alpha, signed; |alpha| >= 1e6 is power iteration) and, one
+    stream only, momentum (beta, signed; absent: none).
     """
 
     name = "subspace"
-    parameters = ("step",)
+    parameters = ("step", "momentum")
     problems = ("beamforming",)
     normalize = "rayleigh"                     # the steps are relative to the Rayleigh quotient
 
@@ -142,6 +155,9 @@ class Subspace:
         if cfg.gradient_scaling not in ("auto", "rayleigh"):
             raise ConfigError(f"layer {cfg.layer!r}: steps are relative to the Rayleigh quotient; "
                               f"model.gradient_scaling must be auto or rayleigh (got {cfg.gradient_scaling!r})")
+        if cfg.layer == "subspace_momentum" and getattr(problem, "n_streams", 1) != 1:
+            raise ConfigError(f"layer 'subspace_momentum' runs one stream (got problem.n_streams={problem.n_streams}); "
+                              "use layer 'subspace' for several")
         return cls(safeguard=True)
 
     @classmethod
@@ -182,14 +198,23 @@ class Subspace:
         U = h_times(H, W) if state.U is None else state.U
         G = h_adjoint_times(U, H)                                # A W
         V = h_times(H, G)                                        # H A W
-        alpha = params["step"]
+        alpha, beta = params["step"], params.get("momentum")
         if W.shape[-1] == 1:
-            W, U = self._step_one(W, U, G, V, alpha, state.norm2)
+            prev = (state.W_prev, state.U_prev) if beta is not None and state.W_prev is not None else None
+            W_n, U_n = self._step_one(W, U, G, V, alpha, state.norm2, beta, prev)
         else:
-            W, U = self._step_block(H, W, U, G, V, alpha)
-        return SubspaceState(W, U, state.power, inst.noise_var)
+            if beta is not None:
+                raise ConfigError("the subspace rule's momentum runs one stream; this input has "
+                                  f"{W.shape[-1]} (use layer 'subspace')")
+            W_n, U_n = self._step_block(H, W, U, G, V, alpha)
+        if beta is None:
+            return SubspaceState(W_n, U_n, state.power, inst.noise_var)
+        if state.U is None:          # the start is at its own norm; the heavy ball needs it at unit norm
+            r = (frob2(W) if state.norm2 is None else state.norm2).clamp_min(1e-30).rsqrt()
+            W, U = scale_rows(W, r), scale_rows(U, r)
+        return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U)
 
-    def _step_one(self, W, U, G, V, alpha, nw=None):
+    def _step_one(self, W, U, G, V, alpha, nw=None, beta=None, prev=None):
         # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
         # so that rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
         # a norm or a dot product is one pass, where square-then-sum writes a temporary)
@@ -202,17 +227,34 @@ class Subspace:
         c = torch.where(big, 0.0, a * nw / nu.clamp_min(1e-30))  # alpha / rho, rho = nu / nw
         cc = c * c
         n_l = nw + 2.0 * c * nu + cc * ng                         # ||W_L||^2
+        parts = nw + cc * ng
+        if prev is not None:                                      # the heavy-ball term beta D, beta E
+            Dr = Wr - torch.view_as_real(prev[0])
+            Er = Ur - torch.view_as_real(prev[1])
+            m = torch.where(big, 0.0, batch_scalar(beta, nu))
+            wd = torch.linalg.vecdot(Wr.flatten(1), Dr.flatten(1))   # Re W^H D
+            ue = torch.linalg.vecdot(Ur.flatten(1), Er.flatten(1))   # Re U^H E = Re G^H D
+            dd = torch.linalg.vector_norm(Dr.flatten(1), dim=-1).square()
+            n_l = n_l + m * (2.0 * wd + 2.0 * c * ue + m * dd)
+            parts = parts + m * m * dd
         if self.safeguard:
             u_l = nu + 2.0 * c * ng + cc * nv                     # ||U_L||^2: W_L^H A W_L
-            take = (n_l > CANCELLATION * (nw + cc * ng)) & (u_l * ng >= nv * n_l) & ~big
+            if prev is not None:
+                ve = torch.linalg.vecdot(Vr.flatten(1), Er.flatten(1))   # Re V^H E
+                ee = torch.linalg.vector_norm(Er.flatten(1), dim=-1).square()
+                u_l = u_l + m * (2.0 * ue + 2.0 * c * ve + m * ee)
+            take = (n_l > CANCELLATION * parts) & (u_l * ng >= nv * n_l) & ~big
         else:
             take = ~big
         s = torch.where(take, n_l, ng).clamp_min(1e-30).rsqrt()
         ca = (take * s).view(-1, 1, 1, 1)
         cb = (torch.where(take, c, 1.0) * s).view(-1, 1, 1, 1)
         Gr = torch.view_as_real(G)
-        return (torch.view_as_complex(torch.addcmul(Wr * ca, Gr, cb)),
-                torch.view_as_complex(torch.addcmul(Ur * ca, Vr, cb)))
+        W_n, U_n = torch.addcmul(Wr * ca, Gr, cb), torch.addcmul(Ur * ca, Vr, cb)
+        if prev is not None:
+            cd = (take * m * s).view(-1, 1, 1, 1)
+            W_n, U_n = torch.addcmul(W_n, Dr, cd), torch.addcmul(U_n, Er, cd)
+        return torch.view_as_complex(W_n), torch.view_as_complex(U_n)
 
     def _step_block(self, H, W, U, G, V, alpha):
         Nu = U.mH @ U                                             # W^H A W   (W^H W = I)

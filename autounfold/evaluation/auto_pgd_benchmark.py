@@ -46,6 +46,7 @@ from .evaluate import scenario_config, transfer, with_problem_change
 from .latency import device_name, gflops, measure_latency, peak_report, resolve_device
 
 PRESET = "preset:auto_pgd"
+MOMENTUM_LAYER = "subspace_momentum"     # the preset recipe with the heavy-ball term (one stream)
 TIE_POINTS = 1e-6
 
 # conditions that no scenario list of the problem names (acceptance beyond the issue's axes)
@@ -176,7 +177,7 @@ def _layer_flops(n_rx: int, n_tx: int, batch: int, depth: int) -> float:
     return float(8 * n_rx * n_tx * batch * (2 * depth + 1))
 
 
-def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool, device="cpu") -> dict:
+def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool, device="cpu", momentum=None) -> dict:
     """Latency at ``batch`` of the loaded preset model against the closed form and PGD-200 through
     the same code path, interleaved in one process, on ``device`` (on CUDA ``measure_latency``
     synchronises around every call and warms the context up first)."""
@@ -186,12 +187,15 @@ def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: 
     H, nv = inst.H, inst.noise_var
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load(save(model, Path(tmp) / "m", model.config)).to(dev)
+        loaded_momentum = None if momentum is None else load(save(momentum, Path(tmp) / "mm", momentum.config)).to(dev)
     signed = signed.to(dev)
     K = model.num_layers
     fixed = -1.0                      # any fixed signed step: the work per layer does not depend on it
     same_path = {T: Unfolded(problem, Subspace(), T, "subspace", step_init=fixed).eval().to(dev) for T in (K, 200)}
     fns = {"closed form (eigenvector of the n_rx x n_rx dual)": lambda: problem.optimum_total_power(inst, torch.complex64),
            f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))": lambda: loaded(H, nv),
+           **({} if loaded_momentum is None else
+              {f"Auto-PGD-{K} with momentum (autounfold.load, layer subspace_momentum)": lambda: loaded_momentum(H, nv)}),
            f"same code path, {K} layers at a fixed step": lambda: same_path[K](H, nv),
            "PGD-200, same code path (200 layers at a fixed step)": lambda: same_path[200](H, nv),
            f"power iteration-{K}": lambda: baselines.power_iteration(problem, inst, K),
@@ -207,7 +211,10 @@ def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: 
     achieved = gflops(_layer_flops(problem.n_rx, problem.n_tx, batch, K), ms)
     closed = lat["closed form (eigenvector of the n_rx x n_rx dual)"]["median_ms"]
     pgd200 = lat["PGD-200, same code path (200 layers at a fixed step)"]["median_ms"]
-    return {"batch": batch, "threads": torch.get_num_threads(), "repeats": repeats, "device": str(dev),
+    mkey = f"Auto-PGD-{K} with momentum (autounfold.load, layer subspace_momentum)"
+    extra = {} if mkey not in lat else {"momentum_speedup_vs_closed_form": closed / lat[mkey]["median_ms"],
+                                        "momentum_speedup_vs_pgd200_same_path": pgd200 / lat[mkey]["median_ms"]}
+    return {**extra, "batch": batch, "threads": torch.get_num_threads(), "repeats": repeats, "device": str(dev),
             "device_name": device_name(dev), "methods": lat,
             "speedup_vs_closed_form": closed / ms, "speedup_vs_pgd200_same_path": pgd200 / ms,
             "model_gflops": achieved, "peak": peak,
@@ -274,17 +281,21 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
     K = cfg.model.num_layers
     preset = _train(cfg, seed, quiet)
     signed = _train(_preset(steps, ["model.layer=signed"]), seed, quiet)
+    momentum = _train(_preset(steps, [f"model.layer={MOMENTUM_LAYER}"]), seed, quiet)
     problem = preset.problem
     val = problem.sample(cfg.training.validation_batch, generator(seed, "validation"))
     tuned, _ = baselines.tune_fixed_step(problem, val, reference(problem, val), K,
                                          momentum_grid=baselines.PGD_MOMENTA)
-    models = {f"Auto-PGD-{K} signed (unsafeguarded)": signed, f"Auto-PGD-{K} subspace (preset)": preset}
+    # the preset last: the summary lines read it from the last column
+    models = {f"Auto-PGD-{K} signed (unsafeguarded)": signed, f"Auto-PGD-{K} subspace + momentum": momentum,
+              f"Auto-PGD-{K} subspace (preset)": preset}
     result = {"setup": {"preset": PRESET, "steps": steps, "depth": K, "seed": seed, "test_batch": test_batch,
                         "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "learned_steps": preset.scalar_parameters()["step"], "tuned_pgd": tuned}}
+                        "learned_steps": preset.scalar_parameters()["step"], "tuned_pgd": tuned,
+                        "momentum_model": momentum.scalar_parameters()}}
     result["robustness"] = robustness(models, tuned, K, test_batch, seed, quiet)
     result["3gpp"] = three_gpp(preset, tuned, test_batch, seed, quiet)
-    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device)
+    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device, momentum)
     result["multi_stream"] = multi_stream(streams, steps, test_batch, seed, quiet)
     result["per_antenna"] = per_antenna(steps, K, 2048, seed, quiet)
     result["setup"]["seconds"] = time.perf_counter() - t0
@@ -330,6 +341,21 @@ def gpp_markdown(g: dict, test_batch: int, depth: int) -> List[str]:
     return lines
 
 
+def _against_tuned(rob: List[dict], name: str) -> str:
+    """One line: where the model ``name`` stands against PGD tuned on the nominal draw (the strongest
+    classical solver of its cost) and power iteration, over the robustness rows."""
+    tuned = "PGD tuned (nominal)"
+    gaps = [r["cells"][name]["pct_of_optimum"] - r["cells"][tuned]["pct_of_optimum"] for r in rob]
+    below = sum(g < -0.01 for g in gaps)
+    under_pi = sum(r["cells"][name]["pct_of_optimum"] < r["cells"]["power iteration"]["pct_of_optimum"] - TIE_POINTS
+                   for r in rob)
+    worst = min(rob, key=lambda r: r["cells"][name]["pct_of_optimum"])
+    return (f"- {name}: worst mean {worst['cells'][name]['pct_of_optimum']:.3f}% ({worst['condition']}); against tuned "
+            f"PGD-5: above in {sum(g > 0.01 for g in gaps)}, within 0.01 points in {len(gaps) - below - sum(g > 0.01 for g in gaps)}, "
+            f"below by more than 0.01 in {below} of {len(rob)} conditions (largest shortfall {-min(gaps):.3f} points); "
+            f"below power iteration in {under_pi}.")
+
+
 def markdown(result: dict) -> str:
     s = result["setup"]
     rob = result["robustness"]
@@ -338,7 +364,11 @@ def markdown(result: dict) -> str:
     lines = ["# Auto-PGD deployment benchmark", "",
              f"`autounfold benchmark-auto-pgd` (`make benchmark-auto-pgd`): {s['preset']} ({s['depth']} layers, "
              f"{s['steps']} training steps, seed {s['seed']}), torch {s['torch']}, {s['threads']} threads, CPU, "
-             f"{s['seconds'] / 60:.1f} min. Learned steps: {', '.join(f'{v:.3g}' for v in s['learned_steps'])}.", "",
+             f"{s['seconds'] / 60:.1f} min. Learned steps: {', '.join(f'{v:.3g}' for v in s['learned_steps'])}."
+             + ("" if "momentum_model" not in s else
+                f" With momentum (layer {MOMENTUM_LAYER}, the same recipe): steps "
+                f"{', '.join(f'{v:.3g}' for v in s['momentum_model']['step'])}, momenta "
+                f"{', '.join(f'{v:.3g}' for v in s['momentum_model']['momentum'])} (the first has no previous iterate)."), "",
              "## Robustness: the nominal model applied unchanged (% of the optimum, mean / p5)", "",
              f"Test sets of {s['test_batch']} channels per condition; every solver at depth {s['depth']} "
              "(2K + 1 products with H or H^H). Rows marked * were not in any list the model was built against.", "",
@@ -355,6 +385,7 @@ def markdown(result: dict) -> str:
               f"mean below power iteration (by more than {TIE_POINTS:g} points) in {len(below)} of {len(rob)} conditions"
               f"{': ' + ', '.join(below) if below else ''}; "
               f"at or above Lanczos in {wins} of {len(rob)}."]
+    lines += [""] + [_against_tuned(rob, m) for m in methods if m.startswith("Auto-PGD") and "subspace" in m]
     if result.get("3gpp"):
         lines += gpp_markdown(result["3gpp"], s["test_batch"], s["depth"])
     lat = result["latency"]
@@ -373,6 +404,10 @@ def markdown(result: dict) -> str:
               f"({100 * lat['model_fraction_of_batched_peak']:.0f}%) and {p['square_complex64_gflops']:.1f} GFLOP/s "
               f"for a {p['square_n']}^2 complex64 matmul ({100 * lat['model_fraction_of_square_peak']:.1f}%), "
               "measured in the same process."]
+    if "momentum_speedup_vs_closed_form" in lat:
+        lines[-1] += (f" With momentum (five more reductions a layer, no more products): "
+                      f"{lat['momentum_speedup_vs_closed_form']:.2f}x the closed form, "
+                      f"{lat['momentum_speedup_vs_pgd200_same_path']:.1f}x PGD-200.")
     ms = result["multi_stream"]
     if ms:
         mnames = list(ms[0]["cells"])
