@@ -37,8 +37,9 @@ heavy-ball term, W_L = W + (alpha / rho) G + beta (W - W_prev) and U_L = U + (al
 beta (U - U_prev), from the last step's unit iterate and its image (the start scaled to unit norm;
 none before the second step, so beta_1 has no effect).
 Its two quotients need five more scalars (Re W^H D, Re U^H E = Re G^H D, ||D||^2, Re V^H E, ||E||^2
-for D = W - W_prev, E = U - U_prev), no more products with H, and the safeguard compares it with the
-same power-iteration step. A per-layer step alone fixes a real polynomial of A; with the momentum
+for D = W - W_prev, E = U - U_prev), which three dot products with the previous iterate and image and
+their carried norms give, no more products with H; the safeguard compares it with the same
+power-iteration step. A per-layer step alone fixes a real polynomial of A; with the momentum
 the recurrence can also place complex roots (Chebyshev's three-term recurrence is this form).
 
 Cost: the products are ``U^H H`` (a row vector times H) and ``H G``, so H is read twice per step and
@@ -72,8 +73,8 @@ class SubspaceState:
     U: (B, n_rx, S) = H W (None before the first step); power: total power P, (B,) (the power of the
     start) or a float; noise_var: (B,) (None before the first step); norm2: (B,) ||W||^2 where it is
     known without measuring (the start from the row energies), else None; W_prev, U_prev: the iterate
-    and its image one step back, kept only by a rule with momentum (None otherwise and before the
-    first step). ``x`` is the precoder read out of the state."""
+    and its image one step back, and prev_norms their squared norms ((B,), (B,)), kept only by a rule
+    with momentum (None otherwise and before the first step). ``x`` is the precoder read out of the state."""
 
     W: torch.Tensor
     U: Optional[torch.Tensor]
@@ -82,6 +83,7 @@ class SubspaceState:
     norm2: Optional[torch.Tensor] = None
     W_prev: Optional[torch.Tensor] = None
     U_prev: Optional[torch.Tensor] = None
+    prev_norms: Optional[tuple] = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -199,20 +201,19 @@ class Subspace:
         G = h_adjoint_times(U, H)                                # A W
         V = h_times(H, G)                                        # H A W
         alpha, beta = params["step"], params.get("momentum")
-        if W.shape[-1] == 1:
-            prev = (state.W_prev, state.U_prev) if beta is not None and state.W_prev is not None else None
-            W_n, U_n = self._step_one(W, U, G, V, alpha, state.norm2, beta, prev)
-        else:
+        if W.shape[-1] != 1:
             if beta is not None:
                 raise ConfigError("the subspace rule's momentum runs one stream; this input has "
                                   f"{W.shape[-1]} (use layer 'subspace')")
-            W_n, U_n = self._step_block(H, W, U, G, V, alpha)
+            return SubspaceState(*self._step_block(H, W, U, G, V, alpha), state.power, inst.noise_var)
+        prev = None if beta is None or state.W_prev is None else (state.W_prev, state.U_prev, *state.prev_norms)
+        W_n, U_n, nw, nu = self._step_one(W, U, G, V, alpha, state.norm2, beta, prev)
         if beta is None:
             return SubspaceState(W_n, U_n, state.power, inst.noise_var)
         if state.U is None:          # the start is at its own norm; the heavy ball needs it at unit norm
-            r = (frob2(W) if state.norm2 is None else state.norm2).clamp_min(1e-30).rsqrt()
-            W, U = scale_rows(W, r), scale_rows(U, r)
-        return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U)
+            r2 = 1.0 / nw.clamp_min(1e-30)
+            W, U, nw, nu = scale_rows(W, r2.sqrt()), scale_rows(U, r2.sqrt()), nw * r2, nu * r2
+        return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U, prev_norms=(nw, nu))
 
     def _step_one(self, W, U, G, V, alpha, nw=None, beta=None, prev=None):
         # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
@@ -228,20 +229,23 @@ class Subspace:
         cc = c * c
         n_l = nw + 2.0 * c * nu + cc * ng                         # ||W_L||^2
         parts = nw + cc * ng
-        if prev is not None:                                      # the heavy-ball term beta D, beta E
-            Dr = Wr - torch.view_as_real(prev[0])
-            Er = Ur - torch.view_as_real(prev[1])
+        if prev is not None:
+            # the heavy-ball term beta D, beta E (D = W - W_prev, E = U - U_prev) from three dot products
+            # and the carried norms, without forming D and E: Re W^H D = nw - Re W^H W_prev, ||D||^2 =
+            # nw + ||W_prev||^2 - 2 Re W^H W_prev, Re U^H E (= Re G^H D), ||E||^2 and Re V^H E alike
+            Wpr, Upr = torch.view_as_real(prev[0]).flatten(1), torch.view_as_real(prev[1]).flatten(1)
+            xw = torch.linalg.vecdot(Wr.flatten(1), Wpr)
+            xu = torch.linalg.vecdot(Ur.flatten(1), Upr)
             m = torch.where(big, 0.0, batch_scalar(beta, nu))
-            wd = torch.linalg.vecdot(Wr.flatten(1), Dr.flatten(1))   # Re W^H D
-            ue = torch.linalg.vecdot(Ur.flatten(1), Er.flatten(1))   # Re U^H E = Re G^H D
-            dd = torch.linalg.vector_norm(Dr.flatten(1), dim=-1).square()
+            wd, ue = nw - xw, nu - xu
+            dd = (nw + prev[2] - 2.0 * xw).clamp_min(0.0)
             n_l = n_l + m * (2.0 * wd + 2.0 * c * ue + m * dd)
             parts = parts + m * m * dd
         if self.safeguard:
             u_l = nu + 2.0 * c * ng + cc * nv                     # ||U_L||^2: W_L^H A W_L
             if prev is not None:
-                ve = torch.linalg.vecdot(Vr.flatten(1), Er.flatten(1))   # Re V^H E
-                ee = torch.linalg.vector_norm(Er.flatten(1), dim=-1).square()
+                ve = ng - torch.linalg.vecdot(Vr.flatten(1), Upr)       # Re V^H E (V^H U = ng, real)
+                ee = (nu + prev[3] - 2.0 * xu).clamp_min(0.0)
                 u_l = u_l + m * (2.0 * ue + 2.0 * c * ve + m * ee)
             take = (n_l > CANCELLATION * parts) & (u_l * ng >= nv * n_l) & ~big
         else:
@@ -250,11 +254,13 @@ class Subspace:
         ca = (take * s).view(-1, 1, 1, 1)
         cb = (torch.where(take, c, 1.0) * s).view(-1, 1, 1, 1)
         Gr = torch.view_as_real(G)
-        W_n, U_n = torch.addcmul(Wr * ca, Gr, cb), torch.addcmul(Ur * ca, Vr, cb)
-        if prev is not None:
+        if prev is None:
+            W_n, U_n = torch.addcmul(Wr * ca, Gr, cb), torch.addcmul(Ur * ca, Vr, cb)
+        else:                        # ca W + cb G + cd (W - W_prev) = (ca + cd) W + cb G - cd W_prev
             cd = (take * m * s).view(-1, 1, 1, 1)
-            W_n, U_n = torch.addcmul(W_n, Dr, cd), torch.addcmul(U_n, Er, cd)
-        return torch.view_as_complex(W_n), torch.view_as_complex(U_n)
+            W_n = torch.addcmul(torch.addcmul(Wr * (ca + cd), Gr, cb), Wpr.view_as(Wr), cd, value=-1.0)
+            U_n = torch.addcmul(torch.addcmul(Ur * (ca + cd), Vr, cb), Upr.view_as(Ur), cd, value=-1.0)
+        return torch.view_as_complex(W_n), torch.view_as_complex(U_n), nw, nu
 
     def _step_block(self, H, W, U, G, V, alpha):
         Nu = U.mH @ U                                             # W^H A W   (W^H W = I)
