@@ -405,3 +405,8 @@ def test_momentum_layer_trains_and_refuses_several_streams():
     assert any(abs(v) > 1e-4 for v in model.scalar_parameters()["momentum"][1:])
     with pytest.raises(ConfigError, match="one stream"):
         build_model(load_config("preset:auto_pgd", ["model.layer=subspace_momentum", "problem.n_streams=2"]))
+    two = BeamformingProblem(CorrelatedRayleigh(n_tx=16, n_rx=4), n_streams=2)       # and at run time
+    d = two.sample(4, 0)
+    inst = two.instance(d.H, d.noise_var)
+    with pytest.raises(ConfigError, match="one stream"):
+        Subspace().step(two, inst, Subspace().init_state(two.init(inst)), {"step": -1.0, "momentum": 0.3})

@@ -352,7 +352,8 @@ def _against_tuned(rob: List[dict], name: str) -> str:
     worst = min(rob, key=lambda r: r["cells"][name]["pct_of_optimum"])
     return (f"- {name}: worst mean {worst['cells'][name]['pct_of_optimum']:.3f}% ({worst['condition']}); against tuned "
             f"PGD-5: above in {sum(g > 0.01 for g in gaps)}, within 0.01 points in {len(gaps) - below - sum(g > 0.01 for g in gaps)}, "
-            f"below by more than 0.01 in {below} of {len(rob)} conditions (largest shortfall {-min(gaps):.3f} points); "
+            f"below by more than 0.01 in {below} of {len(rob)} conditions"
+            f"{f' (largest shortfall {-min(gaps):.3f} points)' if below else ''}; "
             f"below power iteration in {under_pi}.")
 
 
@@ -405,7 +406,7 @@ def markdown(result: dict) -> str:
               f"for a {p['square_n']}^2 complex64 matmul ({100 * lat['model_fraction_of_square_peak']:.1f}%), "
               "measured in the same process."]
     if "momentum_speedup_vs_closed_form" in lat:
-        lines[-1] += (f" With momentum (five more reductions a layer, no more products): "
+        lines[-1] += (f" With momentum (three more dot products a layer, no more products with H): "
                       f"{lat['momentum_speedup_vs_closed_form']:.2f}x the closed form, "
                       f"{lat['momentum_speedup_vs_pgd200_same_path']:.1f}x PGD-200.")
     ms = result["multi_stream"]
