@@ -143,6 +143,17 @@ def wmmse_tuned(problem, inst, iterations: int):
     return wmmse(problem, inst, iterations, _tuned(problem, ("wmmse_relaxation", iterations, size), tune))
 
 
+def pgd_tuned(problem, inst, iterations: int):
+    """Normalised PGD with the validation-best fixed signed step and heavy-ball momentum for this depth
+    (beamforming: the classical solver a learned beamformer has to beat at equal cost)."""
+    size = _size(inst)
+
+    def tune():
+        val, ref = validation_set(problem, size)
+        return tune_fixed_step(problem, val, ref, iterations, momentum_grid=PGD_MOMENTA)[0]
+    return run_tuned(problem, inst, _tuned(problem, ("pgd", iterations, size), tune), iterations)
+
+
 def pga_tuned(problem, inst, iterations: int):
     """Projected gradient ascent (scaled gradient, heavy-ball momentum) with the validation-best fixed
     step and momentum for this depth."""
@@ -283,6 +294,7 @@ def _sic_mix(problem, inst, iterations: int):
 CLASSICAL = {
     "power_iteration": ("power iteration", power_iteration),
     "lanczos": ("Lanczos (Rayleigh-Ritz, same mat-vecs)", lanczos),
+    "pgd_tuned": ("PGD, tuned signed step and momentum", pgd_tuned),
     "ista": ("ISTA", lambda problem, inst, K: ista(problem, inst, K).x),
     "fista": ("FISTA", lambda problem, inst, K: fista(problem, inst, K).x),
     "wmmse": ("WMMSE", wmmse),

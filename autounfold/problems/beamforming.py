@@ -87,7 +87,7 @@ class BeamformingProblem(Problem):
                "p5_pct": "5th percentile over channels of 100 x SE / SE of the optimum",
                "min_pct": "worst channel, % of its optimum", "se_mean": "mean SE, bit/s/Hz",
                "feasible": "every precoder inside the power constraint"}
-    classical = ("power_iteration", "lanczos")
+    classical = ("power_iteration", "pgd_tuned", "lanczos")
     # every axis a deployment varies: channel model, transmit angular spread, antenna counts on both
     # sides, receive correlation, SNR (the robustness table of the benchmark runs all of them)
     sampling_keys = CHANNEL_SAMPLING_KEYS
