@@ -7,8 +7,8 @@ layer-type table and ``gradient_scaling`` against what the problem declares (``a
 """
 from __future__ import annotations
 
-from pathlib import Path
 import copy
+from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml

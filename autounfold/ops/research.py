@@ -9,8 +9,8 @@ from typing import List, Optional
 
 
 from ..config import dotted_keys, read_yaml_mapping, set_override
-from ..schema import load_yaml
 from ..errors import SearchError
+from ..schema import load_yaml
 from ..search.searchers import DRIFT_TRANSFER
 from ..spaces.spec import SPACE_FILE, parse_spec
 from .search import search
