@@ -21,7 +21,7 @@ from .problems.base import ProblemConfig
 from .schema import Schema, load_yaml
 from .seeding import SEED_MAX, SEED_MIN
 
-__all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "dotted_keys", "load_config",
+__all__ = ["ChannelConfig", "ExperimentConfig", "ModelConfig", "ProblemConfig", "TrainingConfig", "assign_dotted", "dotted_keys", "load_config",
            "parse_config", "read_yaml_mapping", "set_override"]
 
 DEFAULT_PROBLEM = "beamforming"
@@ -101,14 +101,19 @@ def _lookup(data: dict, dotted: str):
     return data
 
 
+def assign_dotted(data: dict, dotted: str, value) -> None:
+    """``data["a"]["b"] = value`` for ``dotted`` "a.b", creating the mappings on the way (in place)."""
+    node = data
+    *path, last = dotted.split(".")
+    for p in path:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
 def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
     out = copy.deepcopy(base)
     for key, value in dotted.items():
-        node = out
-        *path, last = key.split(".")
-        for p in path:
-            node = node.setdefault(p, {})
-        node[last] = value
+        assign_dotted(out, key, value)
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Literal, Optional
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..config import ExperimentConfig, parse_config, read_yaml_mapping, set_override
+from ..config import ExperimentConfig, assign_dotted, parse_config, read_yaml_mapping, set_override
 from ..schema import Schema, load_yaml
 from ..seeding import SEED_MAX, SEED_MIN
 from ..errors import ConfigError, SpaceError, format_validation_error
@@ -181,7 +181,7 @@ class SearchSpec(_Strict):
         Raises ConfigError when the combination is invalid (the trial then fails with that reason)."""
         data = copy.deepcopy(self.base)
         for key, value in D.assignments(self.space, params).items():
-            _assign(data, key, value)
+            assign_dotted(data, key, value)
         data["seed"] = self.seed
         return parse_config(data, f"{self.origin}: trial")
 
@@ -196,14 +196,6 @@ class SearchSpec(_Strict):
 
     def labels(self) -> List[str]:
         return D.labels(self.space)
-
-
-def _assign(data: dict, dotted: str, value) -> None:
-    node = data
-    parts = dotted.split(".")
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = value
 
 
 _UNION_TAGS = ("int", "float", "categorical", "conditional")
