@@ -32,15 +32,17 @@ the learned steps through the basis.
 ``safeguard=False`` keeps the raw learned step (the ``signed`` layer's math, for ablations);
 ``step = +inf`` (or any step with |alpha| >= 1e6) is power iteration.
 
-With a ``momentum`` beta (layer ``subspace_momentum``, one stream) the learned candidate gains a
-heavy-ball term, W_L = W + (alpha / rho) G + beta (W - W_prev) and U_L = U + (alpha / rho) V +
-beta (U - U_prev), from the last step's unit iterate and its image (the start scaled to unit norm;
-none before the second step, so beta_1 has no effect).
-Its two quotients need five more scalars (Re W^H D, Re U^H E = Re G^H D, ||D||^2, Re V^H E, ||E||^2
-for D = W - W_prev, E = U - U_prev), which three dot products with the previous iterate and image and
-their carried norms give, no more products with H; the safeguard compares it with the same
-power-iteration step. A per-layer step alone fixes a real polynomial of A; with the momentum
-the recurrence can also place complex roots (Chebyshev's three-term recurrence is this form).
+With a ``momentum`` beta (layer ``subspace_momentum``) the learned candidate gains a heavy-ball
+term, W_L = W + (alpha / rho) G + beta (W - W_prev) and U_L = U + (alpha / rho) V + beta (U - U_prev),
+from the last step's unit iterate and its image (the start scaled to unit norm; none before the
+second step, so beta_1 has no effect). For one stream its two quotients need five more scalars
+(Re W^H D, Re U^H E = Re G^H D, ||D||^2, Re V^H E, ||E||^2 for D = W - W_prev, E = U - U_prev): one
+dot product (V with U_prev) and four carried from the last step's coefficients, no more products
+with H; the safeguard compares it with the same power-iteration step. For S > 1 the term is added
+to the basis (orthonormalised with a positive R diagonal, so that consecutive bases keep their
+columns' order and phase) and the S x S Gram matrices of the candidate are measured. A per-layer
+step alone fixes a real polynomial of A; with the momentum the recurrence can also place complex
+roots (Chebyshev's three-term recurrence is this form).
 
 Cost: the products are ``U^H H`` (a row vector times H) and ``H G``, so H is read twice per step and
 never conjugated or copied (``H.mH @ U`` would materialise the conjugate of all of H on every call,
@@ -72,9 +74,12 @@ class SubspaceState:
     S > 1: orthonormal columns);
     U: (B, n_rx, S) = H W (None before the first step); power: total power P, (B,) (the power of the
     start) or a float; noise_var: (B,) (None before the first step); norm2: (B,) ||W||^2 where it is
-    known without measuring (the start from the row energies), else None; W_prev, U_prev: the iterate
-    and its image one step back, and prev_norms their squared norms ((B,), (B,)), kept only by a rule
-    with momentum (None otherwise and before the first step). ``x`` is the precoder read out of the state."""
+    known without measuring (the start from the row energies), else None. Kept only by a rule with
+    momentum (None otherwise and before the first step): W_prev, U_prev, the iterate and its image
+    one step back as they were (the start unscaled), prev_scale (B,) the factor that brings them to
+    unit norm (None: they have it), and, for the scaled previous iterate, prev_norms (||W_prev||^2,
+    ||U_prev||^2) and prev_cross (Re W^H W_prev, Re U^H U_prev), each (B,), carried as scalars from
+    the step's coefficients rather than measured. ``x`` is the precoder read out of the state."""
 
     W: torch.Tensor
     U: Optional[torch.Tensor]
@@ -84,6 +89,8 @@ class SubspaceState:
     W_prev: Optional[torch.Tensor] = None
     U_prev: Optional[torch.Tensor] = None
     prev_norms: Optional[tuple] = None
+    prev_cross: Optional[tuple] = None
+    prev_scale: Optional[torch.Tensor] = None
 
     @property
     def x(self) -> torch.Tensor:
@@ -107,10 +114,18 @@ class SubspaceState:
         return self.W
 
 
-def _orthonormal(W: torch.Tensor) -> torch.Tensor:
+def _orthonormal(W: torch.Tensor, positive: bool = False) -> torch.Tensor:
     """An orthonormal basis (B, n, S) of the columns of W (Householder QR: orthonormal columns even
-    where W is rank-deficient; the extra columns then carry Ritz value 0 and get no power)."""
-    return torch.linalg.qr(W.resolve_conj())[0]
+    where W is rank-deficient; the extra columns then carry Ritz value 0 and get no power).
+    ``positive``: each column's phase chosen so that R has a real positive diagonal (Q then is what
+    Gram-Schmidt gives: column j close to W's column j where W is near orthonormal)."""
+    Q, R = torch.linalg.qr(W.resolve_conj())
+    if not positive:
+        return Q
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
+    mag = d.abs()
+    phase = torch.where(mag > 0, d / mag.clamp_min(1e-30), torch.ones_like(d))
+    return Q * phase.unsqueeze(-2)
 
 
 def h_adjoint_times(U: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
@@ -132,8 +147,8 @@ class Subspace:
         safeguard: take the learned step only where its Rayleigh quotient (S = 1) or sum of Ritz
             values (S > 1) is at least power iteration's from the same point.
 
-    Per-iteration parameters: step (alpha, signed; |alpha| >= 1e6 is power iteration) and, one
-    stream only, momentum (beta, signed; absent: none).
+    Per-iteration parameters: step (alpha, signed; |alpha| >= 1e6 is power iteration) and
+    momentum (beta, signed; absent: none).
     """
 
     name = "subspace"
@@ -157,9 +172,6 @@ class Subspace:
         if cfg.gradient_scaling not in ("auto", "rayleigh"):
             raise ConfigError(f"layer {cfg.layer!r}: steps are relative to the Rayleigh quotient; "
                               f"model.gradient_scaling must be auto or rayleigh (got {cfg.gradient_scaling!r})")
-        if cfg.layer == "subspace_momentum" and getattr(problem, "n_streams", 1) != 1:
-            raise ConfigError(f"layer 'subspace_momentum' runs one stream (got problem.n_streams={problem.n_streams}); "
-                              "use layer 'subspace' for several")
         return cls(safeguard=True)
 
     @classmethod
@@ -202,67 +214,97 @@ class Subspace:
         V = h_times(H, G)                                        # H A W
         alpha, beta = params["step"], params.get("momentum")
         if W.shape[-1] != 1:
-            if beta is not None:
-                raise ConfigError("the subspace rule's momentum runs one stream; this input has "
-                                  f"{W.shape[-1]} (use layer 'subspace')")
-            return SubspaceState(*self._step_block(H, W, U, G, V, alpha), state.power, inst.noise_var)
-        prev = None if beta is None or state.W_prev is None else (state.W_prev, state.U_prev, *state.prev_norms)
-        W_n, U_n, nw, nu = self._step_one(W, U, G, V, alpha, state.norm2, beta, prev)
+            prev = None if beta is None or state.W_prev is None else (state.W_prev, state.U_prev)
+            W_n, U_n = self._step_block(H, W, U, G, V, alpha, beta, prev)
+            if beta is None:
+                return SubspaceState(W_n, U_n, state.power, inst.noise_var)
+            return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U)
+        prev = None if beta is None or state.W_prev is None else \
+            (state.W_prev, state.U_prev, *state.prev_norms, *state.prev_cross, state.prev_scale)
+        W_n, U_n, carry = self._step_one(W, U, G, V, alpha, state.norm2, beta, prev, unit=state.U is not None)
         if beta is None:
             return SubspaceState(W_n, U_n, state.power, inst.noise_var)
-        if state.U is None:          # the start is at its own norm; the heavy ball needs it at unit norm
-            r2 = 1.0 / nw.clamp_min(1e-30)
-            W, U, nw, nu = scale_rows(W, r2.sqrt()), scale_rows(U, r2.sqrt()), nw * r2, nu * r2
-        return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U, prev_norms=(nw, nu))
+        pw, pu, xw, xu, r = carry
+        return SubspaceState(W_n, U_n, state.power, inst.noise_var, W_prev=W, U_prev=U, prev_norms=(pw, pu),
+                             prev_cross=(xw, xu), prev_scale=r)
 
-    def _step_one(self, W, U, G, V, alpha, nw=None, beta=None, prev=None):
-        # the inner products: nw = ||W||^2 (1 up to rounding after a step, P at the start; measured,
-        # so that rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused reductions of real views:
-        # a norm or a dot product is one pass, where square-then-sum writes a temporary)
-        Wr, Ur, Vr = torch.view_as_real(W), torch.view_as_real(U), torch.view_as_real(V)
+    def _step_one(self, W, U, G, V, alpha, nw=None, beta=None, prev=None, unit=True):
+        """One stream: the candidate W_L = W + (alpha / rho) G (+ beta (W - W_prev)), taken where the
+        safeguard admits it, else the power-iteration step G; returns the unit-norm iterate, its image
+        and, with momentum, what the next step needs of this one (``SubspaceState``'s prev_* fields).
+        Every scalar of the test comes from the norms and dot products measured here (nw, nu, nv, ng
+        and, with momentum, Re V^H U_prev) and the carried ones, in fused ops: on CPU each op on a (B,)
+        vector costs about as much as a reduction over H W, so the op count is the layer's cost."""
+        # nw = ||W||^2 (1 up to rounding after a step, the row energy at the start; measured, so that
+        # rounding cannot build up over layers), nu = W^H A W, ng = ||A W||^2, nv = W^H A^3 W (fused
+        # reductions of real views: a norm or a dot product is one pass, where square-then-sum writes
+        # a temporary)
+        Wr, Ur, Vr, Gr = (torch.view_as_real(t) for t in (W, U, V, G))
         nw = frob2(W) if nw is None else nw
         nu, nv = frob2(U), frob2(V)
-        ng = torch.linalg.vecdot(Ur.flatten(1), Vr.flatten(1))
+        Vf = Vr.flatten(1)
+        ng = torch.linalg.vecdot(Ur.flatten(1), Vf)
         a = batch_scalar(alpha, nu)
         big = a.abs() >= POWER_ITERATION
         c = torch.where(big, 0.0, a * nw / nu.clamp_min(1e-30))  # alpha / rho, rho = nu / nw
         cc = c * c
-        n_l = nw + 2.0 * c * nu + cc * ng                         # ||W_L||^2
-        parts = nw + cc * ng
+        n_l = torch.addcmul(torch.addcmul(nw, c, nu, value=2.0), cc, ng)      # ||W_L||^2
+        parts = torch.addcmul(nw, cc, ng)
+        u_l = torch.addcmul(torch.addcmul(nu, c, ng, value=2.0), cc, nv)      # ||U_L||^2 = W_L^H A W_L
         if prev is not None:
-            # the heavy-ball term beta D, beta E (D = W - W_prev, E = U - U_prev) from three dot products
-            # and the carried norms, without forming D and E: Re W^H D = nw - Re W^H W_prev, ||D||^2 =
-            # nw + ||W_prev||^2 - 2 Re W^H W_prev, Re U^H E (= Re G^H D), ||E||^2 and Re V^H E alike
-            Wpr, Upr = torch.view_as_real(prev[0]).flatten(1), torch.view_as_real(prev[1]).flatten(1)
-            xw = torch.linalg.vecdot(Wr.flatten(1), Wpr)
-            xu = torch.linalg.vecdot(Ur.flatten(1), Upr)
+            # the heavy-ball term beta D, beta E (D = W - W_prev, E = U - U_prev at unit scale) from the
+            # carried norms and cross products and one dot product, without forming D and E: Re W^H D =
+            # nw - xw, ||D||^2 = nw + pw - 2 xw, Re U^H E = nu - xu, ||E||^2 alike, Re V^H E = ng - Re V^H U_prev
+            Wp, Up, pw, pu, xw, xu, r = prev
             m = torch.where(big, 0.0, batch_scalar(beta, nu))
             wd, ue = nw - xw, nu - xu
-            dd = (nw + prev[2] - 2.0 * xw).clamp_min(0.0)
-            n_l = n_l + m * (2.0 * wd + 2.0 * c * ue + m * dd)
-            parts = parts + m * m * dd
+            dd = (wd + pw - xw).clamp_min(0.0)
+            n_l = torch.addcmul(n_l, m, torch.add(m * dd, torch.addcmul(wd, c, ue), alpha=2.0))
+            parts = torch.addcmul(parts, m * m, dd)
+            xv = torch.linalg.vecdot(Vf, torch.view_as_real(Up).flatten(1))
+            ve = ng - (xv if r is None else xv * r)
+            ee = (ue + pu - xu).clamp_min(0.0)
+            u_l = torch.addcmul(u_l, m, torch.add(m * ee, torch.addcmul(ue, c, ve), alpha=2.0))
         if self.safeguard:
-            u_l = nu + 2.0 * c * ng + cc * nv                     # ||U_L||^2: W_L^H A W_L
-            if prev is not None:
-                ve = ng - torch.linalg.vecdot(Vr.flatten(1), Upr)       # Re V^H E (V^H U = ng, real)
-                ee = (nu + prev[3] - 2.0 * xu).clamp_min(0.0)
-                u_l = u_l + m * (2.0 * ue + 2.0 * c * ve + m * ee)
             take = (n_l > CANCELLATION * parts) & (u_l * ng >= nv * n_l) & ~big
         else:
             take = ~big
         s = torch.where(take, n_l, ng).clamp_min(1e-30).rsqrt()
-        ca = (take * s).view(-1, 1, 1, 1)
-        cb = (torch.where(take, c, 1.0) * s).view(-1, 1, 1, 1)
-        Gr = torch.view_as_real(G)
+        ca = take * s
+        cb = torch.where(take, c, 1.0) * s
         if prev is None:
-            W_n, U_n = torch.addcmul(Wr * ca, Gr, cb), torch.addcmul(Ur * ca, Vr, cb)
+            k = ca
+            W_n = torch.addcmul(Wr * k.view(-1, 1, 1, 1), Gr, cb.view(-1, 1, 1, 1))
+            U_n = torch.addcmul(Ur * k.view(-1, 1, 1, 1), Vr, cb.view(-1, 1, 1, 1))
         else:                        # ca W + cb G + cd (W - W_prev) = (ca + cd) W + cb G - cd W_prev
-            cd = (take * m * s).view(-1, 1, 1, 1)
-            W_n = torch.addcmul(torch.addcmul(Wr * (ca + cd), Gr, cb), Wpr.view_as(Wr), cd, value=-1.0)
-            U_n = torch.addcmul(torch.addcmul(Ur * (ca + cd), Vr, cb), Upr.view_as(Ur), cd, value=-1.0)
-        return torch.view_as_complex(W_n), torch.view_as_complex(U_n), nw, nu
+            cd = ca * m
+            k = ca + cd
+            cp = (cd if r is None else cd * r).view(-1, 1, 1, 1)
+            k4, cb4 = k.view(-1, 1, 1, 1), cb.view(-1, 1, 1, 1)
+            W_n = torch.addcmul(torch.addcmul(Wr * k4, Gr, cb4), torch.view_as_real(Wp), cp, value=-1.0)
+            U_n = torch.addcmul(torch.addcmul(Ur * k4, Vr, cb4), torch.view_as_real(Up), cp, value=-1.0)
+        W_n, U_n = torch.view_as_complex(W_n), torch.view_as_complex(U_n)
+        if beta is None:
+            return W_n, U_n, None
+        # what the next step needs of this one: W (at unit scale: the start is not) as its previous
+        # iterate, Re W_n^H W = k nw + cb nu - cd xw and Re U_n^H U = k nu + cb ng - cd xu from the
+        # coefficients (G^H W = U^H U, V^H U = G^H G)
+        xw_n = torch.addcmul(k * nw, cb, nu)
+        xu_n = torch.addcmul(k * nu, cb, ng)
+        if prev is not None:
+            xw_n, xu_n = torch.addcmul(xw_n, cd, xw, value=-1.0), torch.addcmul(xu_n, cd, xu, value=-1.0)
+        if unit:
+            return W_n, U_n, (nw, nu, xw_n, xu_n, None)
+        r_n = nw.clamp_min(1e-30).rsqrt()
+        return W_n, U_n, (nw * r_n * r_n, nu * r_n * r_n, xw_n * r_n, xu_n * r_n, r_n)
 
-    def _step_block(self, H, W, U, G, V, alpha):
+    def _step_block(self, H, W, U, G, V, alpha, beta=None, prev=None):
+        """S > 1 streams on an orthonormal basis W: the candidate W_L = W + (alpha / nu_min) G
+        (+ beta (W - W_prev), with momentum and a previous basis), taken where its sum of Ritz values
+        is at least power iteration's (G), then re-orthonormalised; returns the basis and H times it.
+        With momentum the basis is orthonormalised with a positive R diagonal (Gram-Schmidt's), so
+        that consecutive bases keep their columns' order and phase and W - W_prev is a small step,
+        not the difference of two bases of one subspace."""
         Nu = U.mH @ U                                             # W^H A W   (W^H W = I)
         Ng = U.mH @ V                                             # G^H G
         Nv = V.mH @ V
@@ -272,20 +314,30 @@ class Subspace:
         c = torch.where(big, torch.zeros_like(a), a / nu_min)
         cm = c.view(-1, 1, 1).to(Nu.dtype)
         W_l = W + cm * G
+        if prev is not None:
+            m = torch.where(big, 0.0, batch_scalar(beta, nu_min))
+            mm = m.view(-1, 1, 1).to(Nu.dtype)
+            D, E = W - prev[0], U - prev[1]
+            W_l = W_l + mm * D
         if self.safeguard:
-            eye = torch.eye(W.shape[-1], dtype=Nu.dtype, device=Nu.device)
-            N_l = eye + 2.0 * cm * Nu + cm * cm * Ng              # W_L^H W_L
-            M_l = Nu + 2.0 * cm * Ng + cm * cm * Nv               # U_L^H U_L
+            if prev is None:
+                eye = torch.eye(W.shape[-1], dtype=Nu.dtype, device=Nu.device)
+                N_l = eye + 2.0 * cm * Nu + cm * cm * Ng          # W_L^H W_L
+                M_l = Nu + 2.0 * cm * Ng + cm * cm * Nv           # U_L^H U_L
+                scale = 1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
+            else:                                                 # measured: the cross terms with D, E
+                U_l = U + cm * V + mm * E
+                N_l, M_l = W_l.mH @ W_l, U_l.mH @ U_l
+                scale = (1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
+                         + (m * m) * frob2(D))
             ritz_l = _ritz_sum(N_l, M_l)
             ritz_p = _ritz_sum(Ng, Nv)
-            scale = 1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
             well = torch.linalg.eigvalsh(N_l)[..., 0] > CANCELLATION * scale
             take = well & torch.isfinite(ritz_l) & (ritz_l >= ritz_p) & ~big
         else:
             take = ~big
-        W_n = _orthonormal(torch.where(take.view(-1, 1, 1), W_l, G))
+        W_n = _orthonormal(torch.where(take.view(-1, 1, 1), W_l, G), positive=beta is not None)
         return W_n, h_times(H, W_n)
-
 
 def _ritz_sum(N: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """tr(N^{-1} M) for Hermitian positive definite N and Hermitian M, (B,) real; -inf where N is

@@ -6,13 +6,15 @@ safe to deploy? JSON + Markdown, every number of the README's Auto-PGD deploymen
    angular spread 0-60 deg, n_tx 16-256, n_rx 1-32, receive correlation, SNR -10..40 dB) and to
    conditions no list named while it was built (``UNLISTED``). Beside it, at the same depth: power
    iteration, Lanczos (Rayleigh-Ritz over the same mat-vecs), projected gradient with the step and
-   momentum tuned on the nominal validation draw, and the unsafeguarded ``signed`` layer trained
-   the same way (what the safeguard buys). Mean and p5 of % of the optimum per cell.
+   momentum tuned on the nominal validation draw, the preset recipe without momentum (layer
+   ``subspace``, the preset before 2026-12-05) and the unsafeguarded ``signed`` layer trained the
+   same way (what the safeguard buys). Mean and p5 of % of the optimum per cell.
 2. **Latency.** Batch 256, interleaved, medians with IQR/p10/p90: the closed form, the model as
    ``autounfold.load`` returns it (saved and loaded, called as ``model(H, noise_var)``), the same
-   module class with 200 layers at a fixed step (PGD-200 through the same code path), power
-   iteration, Lanczos, the previous signed layer and the article's PGD-200. Achieved GFLOP/s of
-   the model against a matmul peak measured in the same process.
+   module class with 200 layers at a fixed step and momentum (PGD-200 through the same code path),
+   the model without momentum and PGD-200 through its cheaper layer, power iteration, Lanczos, the
+   signed layer and the article's PGD-200. Achieved GFLOP/s of the model against a matmul peak
+   measured in the same process.
 3. **Multi-stream.** The preset recipe with n_streams 2 and 4, % of the water-filling optimum.
 4. **Per-antenna power.** The batched reference solve on 2048 channels: seconds, iterations,
    convergence; power iteration, tuned PGD and a trained signed model against it.
@@ -46,7 +48,7 @@ from .evaluate import scenario_config, transfer, with_problem_change
 from .latency import device_name, gflops, measure_latency, peak_report, resolve_device
 
 PRESET = "preset:auto_pgd"
-MOMENTUM_LAYER = "subspace_momentum"     # the preset recipe with the heavy-ball term (one stream)
+PLAIN_LAYER = "subspace"     # the preset recipe without the heavy-ball term (the preset before 2026-12-05)
 TIE_POINTS = 1e-6
 
 # conditions that no scenario list of the problem names (acceptance beyond the issue's axes)
@@ -177,45 +179,55 @@ def _layer_flops(n_rx: int, n_tx: int, batch: int, depth: int) -> float:
     return float(8 * n_rx * n_tx * batch * (2 * depth + 1))
 
 
-def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool, device="cpu", momentum=None) -> dict:
+def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: bool, device="cpu", plain=None) -> dict:
     """Latency at ``batch`` of the loaded preset model against the closed form and PGD-200 through
-    the same code path, interleaved in one process, on ``device`` (on CUDA ``measure_latency``
-    synchronises around every call and warms the context up first)."""
+    the same code path (the preset's layer at a fixed step and momentum), interleaved in one process,
+    on ``device`` (on CUDA ``measure_latency`` synchronises around every call and warms the context
+    up first). ``plain``: the same recipe without momentum, timed beside it with its own PGD-200
+    (the cheaper layer's code path)."""
     from ..artifacts import load, save          # what autounfold.load / autounfold.save call
     dev = resolve_device(device)
     inst = problem.sample(batch, generator(seed, "auto-pgd-latency"), dev)
     H, nv = inst.H, inst.noise_var
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load(save(model, Path(tmp) / "m", model.config)).to(dev)
-        loaded_momentum = None if momentum is None else load(save(momentum, Path(tmp) / "mm", momentum.config)).to(dev)
+        loaded_plain = None if plain is None else load(save(plain, Path(tmp) / "mp", plain.config)).to(dev)
     signed = signed.to(dev)
     K = model.num_layers
-    fixed = -1.0                      # any fixed signed step: the work per layer does not depend on it
-    same_path = {T: Unfolded(problem, Subspace(), T, "subspace", step_init=fixed).eval().to(dev) for T in (K, 200)}
+    fixed = -1.0                      # any fixed signed step (and momentum): the work per layer does not depend on it
+    same_path = {T: Unfolded(problem, Subspace(), T, model.layer, step_init=fixed, momentum_init=0.5).eval().to(dev)
+                 for T in (K, 200)}
+    model_key = f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))"
+    plain_key = f"Auto-PGD-{K} without momentum (autounfold.load, layer {PLAIN_LAYER})"
+    pgd_key = f"PGD-200, same code path (200 layers of {model.layer} at a fixed step)"
+    plain_pgd_key = f"PGD-200 through layer {PLAIN_LAYER} (cheaper per layer)"
     fns = {"closed form (eigenvector of the n_rx x n_rx dual)": lambda: problem.optimum_total_power(inst, torch.complex64),
-           f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))": lambda: loaded(H, nv),
-           **({} if loaded_momentum is None else
-              {f"Auto-PGD-{K} with momentum (autounfold.load, layer subspace_momentum)": lambda: loaded_momentum(H, nv)}),
+           model_key: lambda: loaded(H, nv),
            f"same code path, {K} layers at a fixed step": lambda: same_path[K](H, nv),
-           "PGD-200, same code path (200 layers at a fixed step)": lambda: same_path[200](H, nv),
-           f"power iteration-{K}": lambda: baselines.power_iteration(problem, inst, K),
-           f"Lanczos-{K}": lambda: baselines.lanczos(problem, inst, K),
-           f"signed-{K} (previous preset layer)": lambda: signed(H, nv),
-           f"PGD-200, article step {baselines.ARTICLE_STEP:g} (previous code path)":
-               lambda: baselines.article_pgd(problem, inst, 200)}
+           pgd_key: lambda: same_path[200](H, nv)}
+    if plain is not None and plain.layer != model.layer:
+        plain_200 = Unfolded(problem, Subspace(), 200, plain.layer, step_init=fixed).eval().to(dev)
+        fns[plain_key] = lambda: loaded_plain(H, nv)
+        fns[plain_pgd_key] = lambda: plain_200(H, nv)
+    fns.update({f"power iteration-{K}": lambda: baselines.power_iteration(problem, inst, K),
+                f"Lanczos-{K}": lambda: baselines.lanczos(problem, inst, K),
+                f"signed-{K} (unsafeguarded layer)": lambda: signed(H, nv),
+                f"PGD-200, article step {baselines.ARTICLE_STEP:g} (previous code path)":
+                    lambda: baselines.article_pgd(problem, inst, 200)})
     _log(f"latency: {len(fns)} methods x {repeats} interleaved repeats, batch {batch}", quiet)
     lat = measure_latency(fns, repeats=repeats, warmup=5, device=dev)
     peak = peak_report(dev, batched_shape=(batch, problem.n_rx, problem.n_tx, 1))
-    model_key = f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))"
     ms = lat[model_key]["median_ms"]
     achieved = gflops(_layer_flops(problem.n_rx, problem.n_tx, batch, K), ms)
     closed = lat["closed form (eigenvector of the n_rx x n_rx dual)"]["median_ms"]
-    pgd200 = lat["PGD-200, same code path (200 layers at a fixed step)"]["median_ms"]
-    mkey = f"Auto-PGD-{K} with momentum (autounfold.load, layer subspace_momentum)"
-    extra = {} if mkey not in lat else {"momentum_speedup_vs_closed_form": closed / lat[mkey]["median_ms"],
-                                        "momentum_speedup_vs_pgd200_same_path": pgd200 / lat[mkey]["median_ms"]}
+    pgd200 = lat[pgd_key]["median_ms"]
+    extra = {}
+    if plain_key in lat:
+        plain_ms, plain_pgd = lat[plain_key]["median_ms"], lat[plain_pgd_key]["median_ms"]
+        extra = {"plain_layer": plain.layer, "speedup_vs_pgd200_plain_path": plain_pgd / ms,
+                 "plain_speedup_vs_closed_form": closed / plain_ms, "plain_speedup_vs_pgd200_plain_path": plain_pgd / plain_ms}
     return {**extra, "batch": batch, "threads": torch.get_num_threads(), "repeats": repeats, "device": str(dev),
-            "device_name": device_name(dev), "methods": lat,
+            "device_name": device_name(dev), "layer": model.layer, "methods": lat,
             "speedup_vs_closed_form": closed / ms, "speedup_vs_pgd200_same_path": pgd200 / ms,
             "model_gflops": achieved, "peak": peak,
             "model_fraction_of_batched_peak": achieved / peak["batched_complex64_gflops"],
@@ -281,21 +293,21 @@ def run_auto_pgd_benchmark(out_dir, steps: int = 400, test_batch: int = 1024, la
     K = cfg.model.num_layers
     preset = _train(cfg, seed, quiet)
     signed = _train(_preset(steps, ["model.layer=signed"]), seed, quiet)
-    momentum = _train(_preset(steps, [f"model.layer={MOMENTUM_LAYER}"]), seed, quiet)
+    plain = _train(_preset(steps, [f"model.layer={PLAIN_LAYER}"]), seed, quiet)
     problem = preset.problem
     val = problem.sample(cfg.training.validation_batch, generator(seed, "validation"))
     tuned, _ = baselines.tune_fixed_step(problem, val, reference(problem, val), K,
                                          momentum_grid=baselines.PGD_MOMENTA)
     # the preset last: the summary lines read it from the last column
-    models = {f"Auto-PGD-{K} signed (unsafeguarded)": signed, f"Auto-PGD-{K} subspace + momentum": momentum,
-              f"Auto-PGD-{K} subspace (preset)": preset}
+    models = {f"Auto-PGD-{K} signed (unsafeguarded)": signed, f"Auto-PGD-{K} {PLAIN_LAYER} (no momentum)": plain,
+              f"Auto-PGD-{K} {preset.layer} (preset)": preset}
     result = {"setup": {"preset": PRESET, "steps": steps, "depth": K, "seed": seed, "test_batch": test_batch,
-                        "torch": torch.__version__, "threads": torch.get_num_threads(),
-                        "learned_steps": preset.scalar_parameters()["step"], "tuned_pgd": tuned,
-                        "momentum_model": momentum.scalar_parameters()}}
+                        "torch": torch.__version__, "threads": torch.get_num_threads(), "layer": preset.layer,
+                        "learned": preset.scalar_parameters(), "learned_steps": preset.scalar_parameters()["step"],
+                        "tuned_pgd": tuned, "plain_model": plain.scalar_parameters()}}
     result["robustness"] = robustness(models, tuned, K, test_batch, seed, quiet)
     result["3gpp"] = three_gpp(preset, tuned, test_batch, seed, quiet)
-    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device, momentum)
+    result["latency"] = latency(preset, signed, problem, latency_batch, repeats, seed, quiet, device, plain)
     result["multi_stream"] = multi_stream(streams, steps, test_batch, seed, quiet)
     result["per_antenna"] = per_antenna(steps, K, 2048, seed, quiet)
     result["setup"]["seconds"] = time.perf_counter() - t0
@@ -365,11 +377,13 @@ def markdown(result: dict) -> str:
     lines = ["# Auto-PGD deployment benchmark", "",
              f"`autounfold benchmark-auto-pgd` (`make benchmark-auto-pgd`): {s['preset']} ({s['depth']} layers, "
              f"{s['steps']} training steps, seed {s['seed']}), torch {s['torch']}, {s['threads']} threads, CPU, "
-             f"{s['seconds'] / 60:.1f} min. Learned steps: {', '.join(f'{v:.3g}' for v in s['learned_steps'])}."
-             + ("" if "momentum_model" not in s else
-                f" With momentum (layer {MOMENTUM_LAYER}, the same recipe): steps "
-                f"{', '.join(f'{v:.3g}' for v in s['momentum_model']['step'])}, momenta "
-                f"{', '.join(f'{v:.3g}' for v in s['momentum_model']['momentum'])} (the first has no previous iterate)."), "",
+             f"{s['seconds'] / 60:.1f} min. Preset layer {s.get('layer', '?')}, learned steps "
+             f"{', '.join(f'{v:.3g}' for v in s['learned_steps'])}"
+             + ("" if "momentum" not in s.get("learned", {}) else
+                f", momenta {', '.join(f'{v:.3g}' for v in s['learned']['momentum'])} (the first has no previous iterate)")
+             + "." + ("" if "plain_model" not in s else
+                      f" Without momentum (layer {PLAIN_LAYER}, the same recipe; the preset before 2026-12-05): steps "
+                      f"{', '.join(f'{v:.3g}' for v in s['plain_model']['step'])}."), "",
              "## Robustness: the nominal model applied unchanged (% of the optimum, mean / p5)", "",
              f"Test sets of {s['test_batch']} channels per condition; every solver at depth {s['depth']} "
              "(2K + 1 products with H or H^H). Rows marked * were not in any list the model was built against.", "",
@@ -405,10 +419,11 @@ def markdown(result: dict) -> str:
               f"({100 * lat['model_fraction_of_batched_peak']:.0f}%) and {p['square_complex64_gflops']:.1f} GFLOP/s "
               f"for a {p['square_n']}^2 complex64 matmul ({100 * lat['model_fraction_of_square_peak']:.1f}%), "
               "measured in the same process."]
-    if "momentum_speedup_vs_closed_form" in lat:
-        lines[-1] += (f" With momentum (three more dot products a layer, no more products with H): "
-                      f"{lat['momentum_speedup_vs_closed_form']:.2f}x the closed form, "
-                      f"{lat['momentum_speedup_vs_pgd200_same_path']:.1f}x PGD-200.")
+    if "plain_speedup_vs_closed_form" in lat:
+        lines[-1] += (f" Against PGD-200 through the cheaper layer without momentum ({lat['plain_layer']}): "
+                      f"{lat['speedup_vs_pgd200_plain_path']:.1f}x. The model without momentum: "
+                      f"{lat['plain_speedup_vs_closed_form']:.2f}x the closed form, "
+                      f"{lat['plain_speedup_vs_pgd200_plain_path']:.1f}x PGD-200 through its own layer.")
     ms = result["multi_stream"]
     if ms:
         mnames = list(ms[0]["cells"])

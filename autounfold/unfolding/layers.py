@@ -11,7 +11,7 @@ parameter (or (1, *shape) when tied across layers).
 | step       | learned hyperparameters        | step alpha_k = exp(a_k) > 0                          |
 | signed     | learned hyperparameters        | step alpha_k of either sign                          |
 | subspace   | learned hyperparameters        | signed step alpha_k, safeguarded by power iteration (``algorithms.subspace``) |
-| subspace_momentum | learned hyperparameters | the same plus a heavy-ball momentum beta_k (one stream)                |
+| subspace_momentum | learned hyperparameters | the same plus a heavy-ball momentum beta_k                             |
 | momentum   | learned hyperparameters        | step alpha_k > 0 and momentum beta_k                 |
 | hybrid     | learned objective parameters   | step alpha_k > 0 and a matrix T_k applied to the gradient (init identity) |
 | ista       | learned hyperparameters        | step alpha_k > 0 and threshold theta_k > 0 (ALISTA-style, analytic W = A^T) |
@@ -194,7 +194,7 @@ LAYERS.register(LayerType(
     problems=("beamforming",), chebyshev=True, algorithm="subspace"))
 LAYERS.register(LayerType(
     "subspace_momentum", "learned hyperparameters",
-    "the subspace layer's safeguarded signed step alpha_k plus a heavy-ball momentum beta_k (one stream, any n_tx, n_rx)",
+    "the subspace layer's safeguarded signed step alpha_k plus a heavy-ball momentum beta_k (any n_tx, n_rx, n_streams)",
     lambda problem, K, steps, momentum: {"step": LearnedParam("signed", steps),
                                          "momentum": LearnedParam("signed", _per_layer(momentum, K, "momentum_init"))},
     problems=("beamforming",), chebyshev=True, algorithm="subspace"))
