@@ -42,7 +42,7 @@ def test_shipped_spaces_are_valid_and_cover_the_issue():
                 "training.scheduler", "training.loss"):
         assert key in labels
     layer = auto.space["model.layer"]
-    assert set(layer.options) == {"step", "signed", "momentum", "hybrid"}
+    assert set(layer.options) == {"step", "signed", "subspace", "subspace_momentum", "momentum", "hybrid"}
     assert auto.space["model.num_layers"].low == 2 and auto.space["model.num_layers"].high == 12
     family = load_spec(ROOT / "search_spaces/algorithm_family.yaml")
     assert isinstance(family.space["family"], D.ConditionalDim) and not family.space["family"].assign
@@ -109,7 +109,7 @@ def test_conditional_space_views_agree():
         assert active == set(params)                       # inactive branches carry []
         if params["model.layer"] == "signed" and params["model.layer/signed/step_init"] == "chebyshev":
             assert cfg.model.step_init == "chebyshev"
-    assert seen_layers == {"step", "signed", "momentum", "hybrid"}
+    assert seen_layers == {"step", "signed", "subspace", "subspace_momentum", "momentum", "hybrid"}
 
 
 def test_points_outside_a_space_have_no_vals():
