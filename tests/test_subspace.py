@@ -387,14 +387,15 @@ def test_momentum_steps_keep_the_safeguard_and_their_bookkeeping(steps, momenta)
         # ~1e-3 relative error in float32; the readout re-measures it)
         assert torch.allclose(nxt.W.abs().square().sum((-2, -1)), torch.ones(H.shape[0]), atol=2e-3)
         # the previous iterate at unit scale (the start is kept unscaled, with its factor), and the
-        # norms and cross products carried as scalars equal the measured ones
+        # norms and cross products carried as scalars equal the measured ones (to the cancellation the
+        # safeguard admits: they are exact for the exact iterate, the stored one carries its rounding)
         Wp = nxt.W_prev if nxt.prev_scale is None else nxt.W_prev * nxt.prev_scale.view(-1, 1, 1)
         Up = nxt.U_prev if nxt.prev_scale is None else nxt.U_prev * nxt.prev_scale.view(-1, 1, 1)
         assert torch.allclose(Wp.abs().square().sum((-2, -1)), torch.ones(H.shape[0]), atol=2e-3)
         measured = ((Wp.abs().square().sum((-2, -1)), Up.abs().square().sum((-2, -1))),
                     ((nxt.W.conj() * Wp).sum((-2, -1)).real, (nxt.U.conj() * Up).sum((-2, -1)).real))
         for got, want in zip((*nxt.prev_norms, *nxt.prev_cross), (*measured[0], *measured[1])):
-            assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+            assert torch.allclose(got, want, rtol=2e-3, atol=2e-3 * float(want.abs().max()))
         assert bool(problem.feasible(nxt.x, inst).all())
         state = nxt
         zero = rule.step(problem, inst, plain, {"step": alpha, "momentum": 0.0})

@@ -169,7 +169,8 @@ def three_gpp(preset, tuned: dict, test_batch: int, seed: int, quiet: bool,
     return {"train_channel": GPP_TRAIN, "train_pool_seed": p_train.source.pool_seed, "test_pool_seed": TEST_POOL,
             "steps": cfg.training.steps, "train_seconds": train_seconds,
             "train_pool_terminals": getattr(p_train.source, "pool", None),
-            "learned_steps": trained.scalar_parameters()["step"], "tuned_pgd": tuned_gpp,
+            "learned_steps": trained.scalar_parameters()["step"],
+            "learned_momenta": trained.scalar_parameters().get("momentum"), "tuned_pgd": tuned_gpp,
             "models": labels, "rows": rows}
 
 
@@ -198,9 +199,9 @@ def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: 
     same_path = {T: Unfolded(problem, Subspace(), T, model.layer, step_init=fixed, momentum_init=0.5).eval().to(dev)
                  for T in (K, 200)}
     model_key = f"Auto-PGD-{K} (autounfold.load, model(H, noise_var))"
-    plain_key = f"Auto-PGD-{K} without momentum (autounfold.load, layer {PLAIN_LAYER})"
+    plain_key = f"Auto-PGD-{K} without momentum (autounfold.load, layer {getattr(plain, 'layer', PLAIN_LAYER)})"
     pgd_key = f"PGD-200, same code path (200 layers of {model.layer} at a fixed step)"
-    plain_pgd_key = f"PGD-200 through layer {PLAIN_LAYER} (cheaper per layer)"
+    plain_pgd_key = f"PGD-200 through layer {getattr(plain, 'layer', PLAIN_LAYER)} (cheaper per layer)"
     fns = {"closed form (eigenvector of the n_rx x n_rx dual)": lambda: problem.optimum_total_power(inst, torch.complex64),
            model_key: lambda: loaded(H, nv),
            f"same code path, {K} layers at a fixed step": lambda: same_path[K](H, nv),
@@ -335,7 +336,9 @@ def gpp_markdown(g: dict, test_batch: int, depth: int) -> List[str]:
              f"The preset model trained above, applied unchanged, and the same recipe ({g['steps']} steps, "
              f"{g['train_seconds']:.0f} s) trained on {name} users of pool_seed {g['train_pool_seed']} "
              f"({g['train_pool_terminals']} pooled terminals); learned steps "
-             f"{', '.join(f'{v:.3g}' for v in g['learned_steps'])}. Test draws of {test_batch} channels per row; "
+             f"{', '.join(f'{v:.3g}' for v in g['learned_steps'])}"
+             + (f", momenta {', '.join(f'{v:.3g}' for v in g['learned_momenta'])}" if g.get("learned_momenta") else "")
+             + f". Test draws of {test_batch} channels per row; "
              f"the 3GPP rows draw their users from pool_seed {g['test_pool_seed']}, terminals no model saw in training "
              f"(each channel is one pooled terminal times a random phase, so a draw holds at most "
              f"{'/'.join(str(p) for p in pools) or '—'} distinct channels). Every solver at depth {depth}; "
@@ -411,7 +414,10 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {m['median_ms']:.3f} | {m['iqr_ms']:.3f} | {m['p10_ms']:.3f} | {m['p90_ms']:.3f} |")
     p = lat["peak"]
     lines += ["", f"Auto-PGD-{s['depth']} is {lat['speedup_vs_closed_form']:.2f}x faster than the closed form and "
-              f"{lat['speedup_vs_pgd200_same_path']:.1f}x faster than PGD-200 through the same code path (ceiling "
+              f"{lat['speedup_vs_pgd200_same_path']:.1f}x faster than PGD-200 through the same code path"
+              + (f" ({lat.get('layer', 'its layer')}; {lat['speedup_vs_pgd200_plain_path']:.1f}x against PGD-200 through "
+                 f"the cheaper layer {lat['plain_layer']})" if "speedup_vs_pgd200_plain_path" in lat else "")
+              + " (ceiling "
               f"{200 / s['depth']:.0f}x counted in layers, {(2 * 200 + 2) / (2 * s['depth'] + 2):.1f}x in passes over H: "
               "the input check and the first product read H once each, every layer twice). "
               f"Achieved {lat['model_gflops']:.2f} GFLOP/s (products only) against "
@@ -420,8 +426,7 @@ def markdown(result: dict) -> str:
               f"for a {p['square_n']}^2 complex64 matmul ({100 * lat['model_fraction_of_square_peak']:.1f}%), "
               "measured in the same process."]
     if "plain_speedup_vs_closed_form" in lat:
-        lines[-1] += (f" Against PGD-200 through the cheaper layer without momentum ({lat['plain_layer']}): "
-                      f"{lat['speedup_vs_pgd200_plain_path']:.1f}x. The model without momentum: "
+        lines[-1] += (f" The model without momentum ({lat['plain_layer']}): "
                       f"{lat['plain_speedup_vs_closed_form']:.2f}x the closed form, "
                       f"{lat['plain_speedup_vs_pgd200_plain_path']:.1f}x PGD-200 through its own layer.")
     ms = result["multi_stream"]
