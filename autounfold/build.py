@@ -23,20 +23,29 @@ def build_training_problem(model, training) -> Problem:
     ``model.problem`` itself, or, where ``training.problem`` changes sampling keys, the problem of
     ``model.config`` with those changes (``ExperimentConfig.training_problem``). ConfigError for
     changes the problem does not allow, or a model that was not built from an experiment config."""
-    if not training.problem:
+    return _changed_problem(model, training, training.problem, "training.problem", "training_problem")
+
+
+def build_refine_problem(model, training) -> Problem:
+    """The problem ``training.refine`` draws its scoring set from (as ``build_training_problem``)."""
+    return _changed_problem(model, training, training.refine.problem, "training.refine.problem", "refine_problem")
+
+
+def _changed_problem(model, training, changes, label: str, method: str) -> Problem:
+    if not changes:
         return model.problem
     exp = getattr(model, "config", None)
     if not isinstance(exp, ExperimentConfig):
-        raise ConfigError("training.problem: the model was not built from an experiment config (build_model), so "
-                          "there is no problem section to change; build it with build_model or leave training.problem out")
+        raise ConfigError(f"{label}: the model was not built from an experiment config (build_model), so "
+                          f"there is no problem section to change; build it with build_model or leave {label} out")
     try:
-        cfg = exp.model_copy(update={"training": training}).training_problem()
+        cfg = getattr(exp.model_copy(update={"training": training}), method)()
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:
         return build_problem(cfg)
     except ConfigError as err:            # a value the schema lets through but the problem refuses
-        raise ConfigError(f"training.problem: {err}") from None
+        raise ConfigError(f"{label}: {err}") from None
 
 
 def build_algorithm(cfg: ModelConfig, problem: Problem):

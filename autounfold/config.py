@@ -59,6 +59,30 @@ class ModelConfig(_Strict):
     _algorithm = field_validator("algorithm")(lambda v: v if v == "auto" else ALGORITHMS.validate(v))
 
 
+class RefineConfig(_Strict):
+    """After the gradient steps: a coordinate search over the model's per-layer scalars (their
+    learned values: logits, logarithms of positive ones, signed values), scored by the problem's
+    validation metric (SER, % of the optimum, ...) on a draw of its own. For a loss that disagrees
+    with the metric it is scored by (learned EP: the cross-entropy it descends and the SER did not
+    improve together). Each sweep tries, for every parameter and layer in turn, each offset added to
+    the learned value and keeps the best if it beats the current score."""
+    sweeps: int = Field(3, ge=1)
+    offsets: List[float] = Field(default_factory=lambda: [-1.0, -0.5, -0.25, -0.1, 0.1, 0.25, 0.5, 1.0])
+    # the per-layer scalars searched (names as ``Unfolded.kinds``); empty: every trainable one
+    params: List[str] = Field(default_factory=list)
+    batch: int = Field(8192, ge=1)
+    # changes to the problem's sampling keys for the refine draw, e.g. {channel: {snr_db: [11, 13]}}: the
+    # conditions where the metric matters (the validation draw and the saved problem are unchanged)
+    problem: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("offsets")
+    @classmethod
+    def _offsets(cls, v):
+        if not v or any(o == 0 or o != o or abs(o) == float("inf") for o in v):
+            raise ValueError("needs at least one offset, each finite and nonzero")
+        return v
+
+
 class TrainingConfig(_Strict):
     steps: int = Field(600, ge=0)
     batch_size: int = Field(256, ge=1)
@@ -81,6 +105,7 @@ class TrainingConfig(_Strict):
     # {channel: {snr_db: [-10, 40]}}: the validation draw, evaluation and the saved model keep
     # ``problem``. Only the keys the problem declares as sampling keys (``Problem.sampling_keys``)
     problem: Dict[str, Any] = Field(default_factory=dict)
+    refine: Optional[RefineConfig] = None
 
 
 def dotted_keys(changes: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
@@ -180,13 +205,27 @@ class ExperimentConfig(_Strict):
             # form of one change, or [-10, 40] and [-10.0, 40.0], save the same config
             dumped = tp.model_dump(mode="json")
             self.training.problem = {key: _lookup(dumped, key) for key in dotted_keys(self.training.problem)}
+        rp = self.refine_problem()
+        if rp is not None:
+            dumped = rp.model_dump(mode="json")
+            self.training.refine.problem = {key: _lookup(dumped, key) for key in dotted_keys(self.training.refine.problem)}
         return self
 
     def training_problem(self) -> Optional[ProblemConfig]:
         """The problem the training batches are drawn from: ``problem`` with ``training.problem``'s
         changes, validated; None when there are none. ValueError names a key that is not one of the
         problem's sampling keys, or a value its schema refuses."""
-        changes = dotted_keys(self.training.problem)
+        return self.changed_problem(self.training.problem, "training.problem", "the training batches")
+
+    def refine_problem(self) -> Optional[ProblemConfig]:
+        """The problem ``training.refine`` draws from (as ``training_problem``, for its changes)."""
+        refine = self.training.refine
+        return None if refine is None else self.changed_problem(refine.problem, "training.refine.problem", "the refine draw")
+
+    def changed_problem(self, changes: Dict[str, Any], label: str, what: str) -> Optional[ProblemConfig]:
+        """``problem`` with ``changes`` (sampling keys only, nested or dotted), validated; None for none.
+        ValueError names ``label`` and the key or value refused."""
+        changes = dotted_keys(changes)
         if not changes:
             return None
         cls = PROBLEMS.get(self.problem.name)
@@ -194,15 +233,15 @@ class ExperimentConfig(_Strict):
         for key in changes:
             if key not in allowed:
                 hint = f"allowed: {', '.join(allowed)}" if allowed else f"{self.problem.name} declares none"
-                raise ValueError(f"training.problem.{key}: not a sampling key of {self.problem.name}; the training "
-                                 f"batches may differ from problem only in how instances are drawn ({hint})")
+                raise ValueError(f"{label}.{key}: not a sampling key of {self.problem.name}; {what} "
+                                 f"may differ from problem only in how instances are drawn ({hint})")
         data = _nested_merge(self.problem.model_dump(mode="json"), changes)
         try:
             return cls.Config.model_validate(data)
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"training.problem: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+            raise ValueError(f"{label}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
 
     def canonical_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=True)

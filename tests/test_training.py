@@ -158,3 +158,60 @@ def test_training_problem_has_one_spelling_and_stays_out_of_evaluation():
     cfg = load_config("preset:lista", ["training.steps=1", "training.problem.sparsity=2.5"])
     with pytest.raises(ConfigError, match="training.problem: .*sparsity"):
         train(build_model(cfg), cfg.training, seed=0, progress=False)
+
+
+def test_refine_searches_the_listed_scalars_on_its_own_draw_and_never_lowers_its_score(monkeypatch):
+    """training.refine after the gradient steps: a coordinate search over the listed per-layer
+    scalars, scored by the validation metric on a draw from the changed problem (its SNR range); a
+    badly started step is moved and the score rises, the score never falls, unlisted scalars stay."""
+    import autounfold.training.trainer as T
+    cfg = load_config("preset:auto_pgd", SMALL + ["model.layer=subspace_momentum", "model.step_init=-0.05",
+                                                  "training.steps=0",
+                                                  "training.refine={params: [step], sweeps: 2, batch: 256, "
+                                                  "problem: {channel: {snr_db: [20, 30]}}}"])
+    model = build_model(cfg)
+    before = {k: v.detach().clone() for k, v in model.params.items()}
+    drawn = []
+    real = T.refine
+
+    def spy(model, rcfg, names, problem, seed, device="cpu", progress=False):
+        orig = problem.sample
+        problem.sample = lambda *a, **k: drawn.append(orig(*a, **k)) or drawn[-1]
+        try:
+            return real(model, rcfg, names, problem, seed, device, progress)
+        finally:
+            problem.sample = orig
+    monkeypatch.setattr(T, "refine", spy)
+    res = train(model, cfg.training, seed=0, progress=False)
+    r = res.refine
+    assert r["params"] == ["step"] and r["end"] > r["start"] and r["evaluations"] == 1 + 2 * 5 * 8
+    assert not torch.equal(model.params["step"], before["step"])
+    assert torch.equal(model.params["momentum"], before["momentum"])
+    assert len(drawn) == 1 and drawn[0].H.shape[0] == 256
+    assert float(drawn[0].snr_db.min()) >= 20.0 and float(drawn[0].snr_db.max()) <= 30.0
+    # every parameter by default; the score never falls even where nothing improves
+    cfg2 = load_config("preset:auto_pgd", SMALL + ["training.steps=0", "training.refine={sweeps: 1, batch: 128, offsets: [1e-6]}"])
+    m2 = build_model(cfg2)
+    r2 = train(m2, cfg2.training, seed=0, progress=False).refine
+    assert r2["params"] == ["step", "momentum"] and r2["end"] >= r2["start"]
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("training.refine={params: [no_such]}", "training.refine.params: 'no_such' not among"),
+    ("training.refine={problem: {channel: {n_tx: 32}}}", "training.refine.problem.channel.n_tx: not a sampling key"),
+    ("training.refine={offsets: [0.0]}", "training.refine.offsets"),
+    ("training.refine={sweeps: 0}", "training.refine.sweeps"),
+])
+def test_refine_refuses_bad_settings_naming_the_field(override, needle):
+    from autounfold.errors import ConfigError
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.").replace("[", r"\[")):
+        cfg = load_config("preset:auto_pgd", SMALL + ["training.steps=0", override])
+        train(build_model(cfg), cfg.training, seed=0, progress=False)
+
+
+def test_refine_problem_stays_out_of_evaluation():
+    from autounfold.evaluation.evaluate import scenario_config, with_problem_overrides
+    cfg = load_config("preset:auto_pgd", ["training.refine={problem: {channel: {snr_db: [10, 20]}}}"])
+    assert cfg.training.refine.problem == {"channel.snr_db": [10.0, 20.0]}
+    for moved in (scenario_config(cfg, "iid"), with_problem_overrides(cfg, ["problem.channel.n_tx=32"])):
+        assert moved.training.refine is not None and moved.training.refine.problem == {}

@@ -38,6 +38,8 @@ def with_problem_change(cfg: ExperimentConfig, change: dict, origin: str) -> Exp
     data = cfg.model_dump(mode="json")
     data["problem"] = _merge(data["problem"], change)
     data["training"]["problem"] = {}
+    if data["training"].get("refine"):
+        data["training"]["refine"]["problem"] = {}
     return parse_config(data, origin)
 
 
@@ -76,6 +78,8 @@ def with_problem_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> E
                               "problem.channel.n_tx=128); the model's sections come from its weights")
         set_override(data, assignment)
     data["training"]["problem"] = {}          # evaluation only: the training-batch changes do not apply
+    if data["training"].get("refine"):
+        data["training"]["refine"]["problem"] = {}
     return parse_config(data, "--set")
 
 

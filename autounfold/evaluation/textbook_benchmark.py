@@ -266,7 +266,8 @@ def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet
 
 def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
     name = "8x8_16qam"
-    nets = {"learned EP": ["model.layer=learned_ep"], "learned EP with cavity scale": ["model.layer=learned_ep_scaled"]}
+    nets = {"learned EP": ["model.layer=learned_ep", "training.refine.params=[damping_logit]"],
+            "learned EP with cavity scale": ["model.layer=learned_ep_scaled"]}
     models, training, K = _train_all("preset:learned_ep", nets, "{label}-{K}", steps, seed, quiet)
 
     def classical(q, val):

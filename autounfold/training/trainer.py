@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional
@@ -9,9 +10,9 @@ from typing import Callable, List, Optional
 import torch
 
 from ..algorithms import evaluation_reference
-from ..build import build_training_problem
+from ..build import build_refine_problem, build_training_problem
 from ..config import TrainingConfig
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from ..seeding import generator
 from .losses import layer_weights, per_sample_loss, training_reference
 
@@ -25,6 +26,8 @@ class TrainResult:
     best_score: float = float("-inf")
     best_step: int = -1
     seconds: float = 0.0
+    # training.refine: {"params", "start", "end" (scores on its draw), "evaluations", "seconds"}; None without
+    refine: Optional[dict] = None
 
 
 def _optimizer(cfg: TrainingConfig, model, scale: float = 1.0):
@@ -106,6 +109,8 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     # the training batches' source: the model's problem, or it with ``training.problem``'s changes
     # (another SNR range, channel model...); validation and everything else use the model's problem
     sampler = build_training_problem(model, cfg)
+    refine_names = refine_parameters(model, cfg.refine.params) if cfg.refine is not None else None
+    refine_problem = build_refine_problem(model, cfg) if cfg.refine is not None else None
     torch.manual_seed(seed)
     model.to(device).train()
     val_inst = problem.sample(cfg.validation_batch, generator(seed, "validation"), device)
@@ -196,7 +201,66 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
         model.load_state_dict(best_state)
         model.eval()
         result.seconds = time.perf_counter() - start
+    if cfg.refine is not None:
+        result.refine = refine(model, cfg.refine, refine_names, refine_problem, seed, device, progress)
     return result
+
+
+def refine_parameters(model, names) -> List[str]:
+    """The per-layer scalars ``training.refine`` searches: ``names``, or every trainable per-layer
+    scalar (a learned value per layer, or one shared); ConfigError names an unknown or non-scalar one."""
+    if not hasattr(model, "kinds") or not hasattr(model, "params"):
+        raise ConfigError(f"training.refine: searches the per-layer scalars of an unfolded network; "
+                          f"{type(model).__name__} has none")
+    scalars = [n for n, kind in model.kinds.items()
+               if kind != "fixed" and model.params[n.replace(".", "__")].dim() == 1]
+    if not names:
+        return scalars
+    bad = [n for n in names if n not in scalars]
+    if bad:
+        raise ConfigError(f"training.refine.params: {', '.join(map(repr, bad))} not among this model's per-layer "
+                          f"scalars ({', '.join(scalars) or 'none'})")
+    return list(names)
+
+
+def refine(model, cfg, names: List[str], problem, seed: int, device="cpu", progress: bool = False) -> dict:
+    """Coordinate search over the per-layer scalars ``names`` (``RefineConfig``): on a draw of
+    ``cfg.batch`` instances of ``problem`` (``generator(seed, "refine")``), scored by the model's
+    problem's validation metric; for each parameter and layer in turn every offset of the learned
+    value is tried and the best kept if it beats the current score (ties keep the value). In place."""
+    start = time.perf_counter()
+    inst = problem.sample(cfg.batch, generator(seed, "refine"), device)
+    ref = evaluation_reference(problem, inst)
+    model.eval()
+
+    def score() -> float:
+        with torch.no_grad():
+            return model.problem.score(problem.summarize(model.run(inst), inst, ref))
+
+    first = best = score()
+    evaluations = 1
+    for sweep in range(cfg.sweeps):
+        for name in names:
+            raw = model.params[name.replace(".", "__")]
+            for k in range(raw.shape[0]):
+                with torch.no_grad():
+                    kept = raw[k].clone()
+                    trials = []
+                    for off in cfg.offsets:
+                        raw[k] = kept + off
+                        trials.append((score(), off))
+                        evaluations += 1
+                    trials = [t for t in trials if math.isfinite(t[0])]
+                    s, off = max(trials) if trials else (best, 0.0)
+                    if s > best:
+                        best = s
+                        raw[k] = kept + off
+                    else:
+                        raw[k] = kept
+        if progress:
+            print(f"refine sweep {sweep + 1}/{cfg.sweeps}: score {best:.6g} (start {first:.6g})", flush=True)
+    return {"params": list(names), "start": first, "end": best, "evaluations": evaluations,
+            "seconds": time.perf_counter() - start}
 
 
 class _Progress:

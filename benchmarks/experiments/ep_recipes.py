@@ -22,6 +22,12 @@ VARIANTS = {
     "snr10_14": ["problem.channel.snr_db=[10.0,14.0]"],
     "snr10_14_steps1500": ["problem.channel.snr_db=[10.0,14.0]", "training.steps=1500"],
     "snr11_13_steps1500": ["problem.channel.snr_db=[11.0,13.0]", "training.steps=1500"],
+    # training.refine (the preset's coordinate search on the SER at 11-13 dB) with more sweeps, and
+    # alone from classical EP's parameters (no gradient steps)
+    "refine_sweeps6": ["training.refine.sweeps=6"],
+    "refine_only_from_classical": ["training.steps=0", "model.step_init=0.9", "training.refine.sweeps=6"],
+    # the preset before training.refine
+    "no_refine": ["training.refine=null"],
 }
 
 
