@@ -73,7 +73,8 @@ def check_memory(cfg: ExperimentConfig, available: int = None) -> None:
     """ConfigError before anything is allocated when training this experiment cannot fit in memory:
     names the setting that drives the size and how much it would need. Called before training
     (``train``, search trials), not when a trained model is loaded."""
-    batch = max(cfg.training.batch_size, cfg.training.validation_batch)
+    refine = cfg.training.refine.batch if cfg.training.refine is not None else 0
+    batch = max(cfg.training.batch_size, cfg.training.validation_batch, refine)
     need = PROBLEMS.get(cfg.problem.name).memory_estimate(cfg.problem, batch)
     total = sum(need.values())
     have = available_memory() if available is None else available
@@ -81,7 +82,7 @@ def check_memory(cfg: ExperimentConfig, available: int = None) -> None:
         worst = max(need, key=need.get)
         raise ConfigError(f"the experiment needs about {total / 2**30:.1f} GiB of memory, mostly for {worst} "
                           f"(batch {batch}); {have / 2**30:.1f} GiB are available. Lower {worst.split(' x ')[0]} "
-                          "or training.batch_size / validation_batch")
+                          "or training.batch_size / validation_batch / refine.batch")
 
 
 TUNE_BATCH = 512

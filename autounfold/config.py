@@ -131,7 +131,9 @@ def assign_dotted(data: dict, dotted: str, value) -> None:
     node = data
     *path, last = dotted.split(".")
     for p in path:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:               # an optional section left out or saved as null
+            node[p] = {}
+        node = node[p]
     node[last] = value
 
 
@@ -266,7 +268,9 @@ def set_override(data: dict, assignment: str, origin: str = "--set") -> None:
         raise ConfigError(f"{origin}: empty key in {assignment!r}")
     node = data
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:               # an optional section left out or saved as null
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
             raise ConfigError(f"{origin}: {key} goes through a value that is not a mapping")
     node[parts[-1]] = load_yaml(raw, f"{origin} {key}", ConfigError)

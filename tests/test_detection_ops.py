@@ -258,3 +258,15 @@ def test_a_re_search_moves_the_training_batches_with_the_channel(tmp_path):
     explicit = research_changes(tmp_path, DET_TRIGGER, 3, [*DET_TRIGGER["research_set"],
                                                             "base.training.problem.channel.model=cdl"], angular_spread=False)
     assert not any(c.startswith("base.training.problem=") for c in explicit)
+
+
+def test_a_re_search_moves_the_refine_draw_with_the_channel(tmp_path):
+    """The refine draw (base.training.refine.problem) moves with the channel like the training batches."""
+    import json
+    space = yaml.safe_load((Path(__file__).parents[1] / "search_spaces" / "detection.yaml").read_text())
+    space["base"].setdefault("training", {})["refine"] = {"problem": {"channel": {"model": "iid_rayleigh"}}, "batch": 64}
+    (tmp_path / SPACE_FILE).write_text(yaml.safe_dump(space))
+    changes = research_changes(tmp_path, DET_TRIGGER, 3, list(DET_TRIGGER["research_set"]), angular_spread=False)
+    moved = [c for c in changes if c.startswith("base.training.refine.problem=")]
+    assert len(moved) == 1 and json.loads(moved[0].split("=", 1)[1]) == {"channel.model": "uma"}
+    assert not any(c.startswith("base.training.problem=") for c in changes)

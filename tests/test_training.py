@@ -215,3 +215,25 @@ def test_refine_problem_stays_out_of_evaluation():
     assert cfg.training.refine.problem == {"channel.snr_db": [10.0, 20.0]}
     for moved in (scenario_config(cfg, "iid"), with_problem_overrides(cfg, ["problem.channel.n_tx=32"])):
         assert moved.training.refine is not None and moved.training.refine.problem == {}
+
+
+def test_refine_reports_the_returned_weights_and_sets_through_a_saved_null():
+    """After refine the reported validation score is that of the weights returned (re-scored on the
+    validation draw), the metrics carry the refine's scores; a saved config holds refine: null and
+    --set training.refine.KEY still works on it."""
+    from autounfold.algorithms import evaluation_reference
+    from autounfold.config import parse_config, set_override
+    cfg = load_config("preset:auto_pgd", SMALL + ["model.step_init=-0.05", "training.steps=0",
+                                                  "training.refine={sweeps: 1, batch: 256}"])
+    model = build_model(cfg)
+    res = train(model, cfg.training, seed=0, progress=False)
+    p = model.problem
+    val = p.sample(cfg.training.validation_batch, generator(0, "validation"))
+    with torch.no_grad():
+        again = p.score(p.summarize(model.run(val), val, evaluation_reference(p, val)))
+    assert res.best_score == pytest.approx(again, abs=1e-9)
+    assert res.refine["validation_after"] == res.best_score and res.history[-1]["refined"]
+    data = load_config("preset:auto_pgd").model_dump(mode="json")
+    assert data["training"]["refine"] is None
+    set_override(data, "training.refine.sweeps=2")
+    assert parse_config(data).training.refine.sweeps == 2

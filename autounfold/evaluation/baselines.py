@@ -74,6 +74,7 @@ def lanczos(problem, inst, iterations: int):
     return (Qa @ Y) * p.sqrt().to(Y.real.dtype).unsqueeze(-2)
 
 
+@torch.no_grad()
 def lanczos_one(problem, inst, iterations: int, x0: Optional[torch.Tensor] = None):
     """Single-stream Lanczos written for speed, the same solution as the block form: the three-term
     recurrence q_{k+1} beta_k = A q_k - alpha_k q_k - beta_{k-1} q_{k-1} (alpha_k = ||H q_k||^2: 2K + 1
@@ -94,6 +95,8 @@ def lanczos_one(problem, inst, iterations: int, x0: Optional[torch.Tensor] = Non
     if K < 1:
         raise ValueError(f"lanczos needs iterations >= 1 (got {iterations})")
     w = problem.init(inst) if x0 is None else x0
+    if w.shape[-1] != 1:
+        raise ValueError(f"lanczos_one runs one stream (the start has {w.shape[-1]}); use lanczos")
     q = w.resolve_conj().mT * frob2(w).clamp_min(1e-30).rsqrt().view(-1, 1, 1)      # (B, 1, n_tx) row
     tol = 1e-5 * frob2(H)                                                 # ||A|| <= ||H||_F^2
     Q = H.new_zeros(B, K + 1, N)                                          # rows q_k^T

@@ -57,23 +57,28 @@ def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optio
 
 
 def _training_follows(data: dict, changes: List[str]) -> List[str]:
-    """Where the space's base trains on a changed problem (``base.training.problem``) and a change
-    moves one of those same keys of ``base.problem``, the training batches must move too, or the
-    re-search would validate on the new channel and train on the old one: one more change that
-    rewrites ``base.training.problem`` with those keys set as the problem now has them."""
-    if any(c.strip().startswith("base.training.problem") for c in changes):
-        return []                                   # set explicitly: that wins
+    """Where the space's base trains on a changed problem (``base.training.problem``, and likewise
+    the refine draw's ``base.training.refine.problem``) and a change moves one of those same keys of
+    ``base.problem``, that draw must move too, or the re-search would validate on the new channel and
+    train (or refine) on the old one: one more change per section that rewrites it with those keys
+    set as the problem now has them."""
     training = (data.get("base") or {}).get("training") or {}
-    current = dotted_keys(training.get("problem") or {}) if isinstance(training.get("problem"), dict) else {}
-    moved = {}
-    for c in changes:
-        key, _, raw = c.partition("=")
-        key = key.strip()
-        if key.startswith("base.problem.") and key[len("base.problem."):] in current:
-            moved[key[len("base.problem."):]] = load_yaml(raw, f"--set {key}", SearchError)
-    if not moved:
-        return []
-    return ["base.training.problem=" + json.dumps({**current, **moved})]
+    sections = {"base.training.problem": training.get("problem"),
+                "base.training.refine.problem": (training.get("refine") or {}).get("problem")}
+    out = []
+    for label, section in sections.items():
+        if any(c.strip().startswith(label) for c in changes):
+            continue                                # set explicitly: that wins
+        current = dotted_keys(section) if isinstance(section, dict) else {}
+        moved = {}
+        for c in changes:
+            key, _, raw = c.partition("=")
+            key = key.strip()
+            if key.startswith("base.problem.") and key[len("base.problem."):] in current:
+                moved[key[len("base.problem."):]] = load_yaml(raw, f"--set {key}", SearchError)
+        if moved:
+            out.append(f"{label}=" + json.dumps({**current, **moved}))
+    return out
 
 
 def submit_research(model_ref: str, name: str, version: str, changes: List[str], search_run_id: Optional[str],

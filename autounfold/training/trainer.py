@@ -203,6 +203,15 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
         result.seconds = time.perf_counter() - start
     if cfg.refine is not None:
         result.refine = refine(model, cfg.refine, refine_names, refine_problem, seed, device, progress)
+        # what is reported describes the weights returned: the refined ones, scored on the validation draw
+        with torch.no_grad():
+            score = problem.score(problem.summarize(model.run(val_inst), val_inst, val_ref))
+        result.refine["validation_before"], result.refine["validation_after"] = result.best_score, score
+        result.best_score = score
+        result.seconds += result.refine["seconds"]
+        result.history.append({"step": result.history[-1]["step"] if result.history else 0, "loss": float("nan"),
+                               "val_score": score, "refined": True,
+                               **{f"{n}_{k}": v for n, vals in model.scalar_parameters().items() for k, v in enumerate(vals)}})
     return result
 
 
