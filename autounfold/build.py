@@ -23,15 +23,15 @@ def build_training_problem(model, training) -> Problem:
     ``model.problem`` itself, or, where ``training.problem`` changes sampling keys, the problem of
     ``model.config`` with those changes (``ExperimentConfig.training_problem``). ConfigError for
     changes the problem does not allow, or a model that was not built from an experiment config."""
-    return _changed_problem(model, training, training.problem, "training.problem", "training_problem")
+    return _changed_problem(model, training.problem, "training.problem", "the training batches")
 
 
 def build_refine_problem(model, training) -> Problem:
     """The problem ``training.refine`` draws its scoring set from (as ``build_training_problem``)."""
-    return _changed_problem(model, training, training.refine.problem, "training.refine.problem", "refine_problem")
+    return _changed_problem(model, training.refine.problem, "training.refine.problem", "the refine draw")
 
 
-def _changed_problem(model, training, changes, label: str, method: str) -> Problem:
+def _changed_problem(model, changes, label: str, what: str) -> Problem:
     if not changes:
         return model.problem
     exp = getattr(model, "config", None)
@@ -39,7 +39,7 @@ def _changed_problem(model, training, changes, label: str, method: str) -> Probl
         raise ConfigError(f"{label}: the model was not built from an experiment config (build_model), so "
                           f"there is no problem section to change; build it with build_model or leave {label} out")
     try:
-        cfg = getattr(exp.model_copy(update={"training": training}), method)()
+        cfg = exp.changed_problem(changes, label, what)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:

@@ -128,13 +128,22 @@ def _lookup(data: dict, dotted: str):
 
 def assign_dotted(data: dict, dotted: str, value) -> None:
     """``data["a"]["b"] = value`` for ``dotted`` "a.b", creating the mappings on the way (in place)."""
-    node = data
     *path, last = dotted.split(".")
+    _section(data, path)[last] = value
+
+
+def _section(data: dict, path, on_value=None):
+    """``data[path[0]][path[1]]...``, creating each mapping that is missing or None on the way (an
+    optional section left out or saved as null); ``on_value()`` is raised where the way goes through
+    a value that is not a mapping (without it such a value is returned as it is)."""
+    node = data
     for p in path:
-        if node.get(p) is None:               # an optional section left out or saved as null
+        if node.get(p) is None:
             node[p] = {}
         node = node[p]
-    node[last] = value
+        if on_value is not None and not isinstance(node, dict):
+            raise on_value()
+    return node
 
 
 def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
@@ -266,13 +275,7 @@ def set_override(data: dict, assignment: str, origin: str = "--set") -> None:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"{origin}: empty key in {assignment!r}")
-    node = data
-    for p in parts[:-1]:
-        if node.get(p) is None:               # an optional section left out or saved as null
-            node[p] = {}
-        node = node[p]
-        if not isinstance(node, dict):
-            raise ConfigError(f"{origin}: {key} goes through a value that is not a mapping")
+    node = _section(data, parts[:-1], lambda: ConfigError(f"{origin}: {key} goes through a value that is not a mapping"))
     node[parts[-1]] = load_yaml(raw, f"{origin} {key}", ConfigError)
 
 

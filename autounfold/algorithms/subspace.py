@@ -323,16 +323,15 @@ class Subspace:
             D, E = W - prev[0], U - prev[1]
             W_l = W_l + mm * D
         if self.safeguard:
+            scale = 1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
             if prev is None:
                 eye = torch.eye(W.shape[-1], dtype=Nu.dtype, device=Nu.device)
                 N_l = eye + 2.0 * cm * Nu + cm * cm * Ng          # W_L^H W_L
                 M_l = Nu + 2.0 * cm * Ng + cm * cm * Nv           # U_L^H U_L
-                scale = 1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
             else:                                                 # measured: the cross terms with D, E
                 U_l = U + cm * V + mm * E
                 N_l, M_l = W_l.mH @ W_l, U_l.mH @ U_l
-                scale = (1.0 + (c * c) * torch.diagonal(Ng, dim1=-2, dim2=-1).real.sum(-1)
-                         + (m * m) * frob2(D))
+                scale = scale + (m * m) * frob2(D)
             ritz_l = _ritz_sum(N_l, M_l)
             ritz_p = _ritz_sum(Ng, Nv)
             well = torch.linalg.eigvalsh(N_l)[..., 0] > CANCELLATION * scale
@@ -341,6 +340,7 @@ class Subspace:
             take = ~big
         W_n = _orthonormal(torch.where(take.view(-1, 1, 1), W_l, G), positive=beta is not None)
         return W_n, h_times(H, W_n)
+
 
 def _ritz_sum(N: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     """tr(N^{-1} M) for Hermitian positive definite N and Hermitian M, (B,) real; -inf where N is

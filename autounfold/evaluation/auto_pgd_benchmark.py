@@ -52,7 +52,7 @@ PLAIN_LAYER = "subspace"     # the preset recipe without the heavy-ball term (th
 TIE_POINTS = 1e-6
 
 
-def LANCZOS_SHALLOW(depth: int) -> List[int]:
+def lanczos_shallow(depth: int) -> List[int]:
     """The Lanczos depths below the model's that the equal-latency comparison times and scores."""
     return [k for k in (depth - 2, depth - 1) if k >= 1]
 
@@ -119,7 +119,7 @@ def robustness(models: dict, tuned: dict, depth: int, test_batch: int, seed: int
                 cands[label] = transfer(model, moved(model)).run(test)
             # Lanczos at fewer iterations: the strongest classical solver at the model's latency (the
             # equal-latency line of the Markdown; not columns of the table)
-            shallow = {f"Lanczos-{k}": baselines.lanczos(problem, test, k) for k in LANCZOS_SHALLOW(depth)}
+            shallow = {f"Lanczos-{k}": baselines.lanczos(problem, test, k) for k in lanczos_shallow(depth)}
         rows.append({"key": key, "condition": name, "listed": listed, "cells": _cells(problem, test, ref, cands),
                      "lanczos_shallow": _cells(problem, test, ref, shallow)})
         _log(f"robustness {key}: " + ", ".join(f"{m} {c['pct_of_optimum']:.3f}" for m, c in rows[-1]["cells"].items()), quiet)
@@ -221,7 +221,7 @@ def latency(model, signed, problem, batch: int, repeats: int, seed: int, quiet: 
         fns[plain_pgd_key] = lambda: plain_200(H, nv)
     fns.update({f"power iteration-{K}": lambda: baselines.power_iteration(problem, inst, K),
                 f"Lanczos-{K}": lambda: baselines.lanczos(problem, inst, K),
-                **{f"Lanczos-{k}": (lambda k: lambda: baselines.lanczos(problem, inst, k))(k) for k in LANCZOS_SHALLOW(K)},
+                **{f"Lanczos-{k}": (lambda k: lambda: baselines.lanczos(problem, inst, k))(k) for k in lanczos_shallow(K)},
                 f"signed-{K} (unsafeguarded layer)": lambda: signed(H, nv),
                 f"PGD-200, article step {baselines.ARTICLE_STEP:g} (previous code path)":
                     lambda: baselines.article_pgd(problem, inst, 200)})

@@ -37,10 +37,16 @@ def with_problem_change(cfg: ExperimentConfig, change: dict, origin: str) -> Exp
     the original problem for its training batches, is dropped (it may not even fit the new one)."""
     data = cfg.model_dump(mode="json")
     data["problem"] = _merge(data["problem"], change)
+    _drop_draw_changes(data)
+    return parse_config(data, origin)
+
+
+def _drop_draw_changes(data: dict) -> None:
+    """Clear ``training.problem`` and ``training.refine.problem`` in a dumped config: changes relative
+    to the problem the model was trained for, which do not apply to (and may not fit) a changed one."""
     data["training"]["problem"] = {}
     if data["training"].get("refine"):
         data["training"]["refine"]["problem"] = {}
-    return parse_config(data, origin)
 
 
 def scenario_config(cfg: ExperimentConfig, scenario: str) -> ExperimentConfig:
@@ -77,9 +83,7 @@ def with_problem_overrides(cfg: ExperimentConfig, overrides: Sequence[str]) -> E
             raise ConfigError(f"--set {assignment!r}: evaluate changes the problem only (problem.KEY=VALUE, e.g. "
                               "problem.channel.n_tx=128); the model's sections come from its weights")
         set_override(data, assignment)
-    data["training"]["problem"] = {}          # evaluation only: the training-batch changes do not apply
-    if data["training"].get("refine"):
-        data["training"]["refine"]["problem"] = {}
+    _drop_draw_changes(data)                  # evaluation only: the training-draw changes do not apply
     return parse_config(data, "--set")
 
 
