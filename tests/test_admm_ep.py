@@ -124,7 +124,8 @@ def test_detection_admm_with_relaxation_and_soft_projection_is_the_hand_written_
 @pytest.mark.parametrize("preset,layer,dead", [
     ("admm_detection", "admm_net", {"relaxation", "projection_mix", "projection_temperature"}),
     ("admm_net", "admm_net", set()),
-    ("learned_ep", "learned_ep_scaled", {"damping_logit"})])
+    ("learned_ep", "learned_ep_scaled", {"damping_logit"}),
+    ("learned_ep", "learned_ep_prior", {"damping_logit"})])
 def test_every_learned_parameter_reaches_the_loss_but_the_documented_last_layer_ones(preset, layer, dead):
     """The multi-iteration loss reaches every layer's parameters; the last layer's z-update (ADMM on detection)
     and damping (EP) act after the output is read, so exactly those get no gradient there."""
@@ -141,8 +142,11 @@ def test_every_learned_parameter_reaches_the_loss_but_the_documented_last_layer_
     for key, param in model.params.items():
         if param.grad is None or not param.requires_grad:
             continue
-        per_layer = param.grad.reshape(3, -1).abs().sum(-1)
         name = key.replace("__", ".")
+        if name in model.shared:                # one value for every layer (EP's start variance): it must act
+            assert param.grad.abs().sum() > 0, name
+            continue
+        per_layer = param.grad.reshape(3, -1).abs().sum(-1)
         assert (per_layer[:2] > 0).all(), (name, per_layer)
         if name == "variance_floor":          # the last floor reaches the output only where it clamps the cavity
             continue
@@ -263,6 +267,44 @@ def test_learned_ep_with_the_classical_parameters_is_classical_ep_and_runs_at_ot
     other = _det(3, 5, "16qam").sample(4, generator(9))
     P = model(other.y, other.H, other.noise_var)
     assert P.shape == (4, 3, 16) and torch.allclose(P.sum(-1), torch.ones(4, 3), atol=1e-5)
+
+
+def test_ep_prior_scale_is_the_start_variance_and_learned_ep_prior_starts_classical():
+    """prior_scale c scales the variance EP starts from (lam = 1 / (c Es)), read on the first iteration only:
+    one EP iteration from it equals the Gaussian posterior under the prior N(0, c Es) written out by hand;
+    the learned_ep_prior layer at its start (c = 1) is classical EP."""
+    from autounfold.algorithms.ep import ExpectationPropagation, pam_alphabet, real_model
+    p = _det(4, 4, "16qam", (10.0, 10.0))
+    inst = p.sample(64, generator(31))
+    c = 1.7
+    out = solve(p, inst, ExpectationPropagation(), {"damping": 0.5, "prior_scale": c}, 1).x
+    gram, hty = real_model(inst)
+    pam = pam_alphabet(p)[0].to(gram.dtype)
+    lam = 1.0 / (c * pam.var())
+    A = gram + 0.5 * lam * torch.eye(gram.shape[-1])
+    mu = torch.linalg.solve(A, hty.unsqueeze(-1)).squeeze(-1)
+    sigma = 0.5 * torch.linalg.inv(A).diagonal(dim1=-2, dim2=-1)
+    v_obs = 1.0 / (1.0 / sigma - lam)
+    x_obs = v_obs * mu / sigma
+    U = 4
+    logits = -(x_obs.unsqueeze(-1) - pam).square() / (2.0 * v_obs.unsqueeze(-1))
+    _, re, im = pam_alphabet(p)
+    want = torch.log_softmax(logits[:, :U][..., re] + logits[:, U:][..., im], -1)
+    assert torch.allclose(out, want, atol=1e-4)
+    assert not torch.allclose(out, solve(p, inst, ExpectationPropagation(), {"damping": 0.5}, 1).x, atol=1e-3)
+    # a per-sample value acts as the scalar does
+    per_sample = solve(p, inst, ExpectationPropagation(), {"damping": 0.5, "prior_scale": torch.full((64,), c)}, 3).x
+    assert torch.allclose(per_sample, solve(p, inst, ExpectationPropagation(), {"damping": 0.5, "prior_scale": c}, 3).x, atol=1e-6)
+    model = build_model(load_config("preset:learned_ep", ["model.layer=learned_ep_prior", "model.num_layers=3",
+                                                          "model.step_init=0.9"])).eval()
+    assert model.shared == {"prior_scale"} and model.params["prior_scale"].shape == (1,)
+    with torch.no_grad():
+        got = model.run(inst)
+    assert torch.equal(got.argmax(-1), expectation_propagation(p, inst, 3, 0.9).argmax(-1))
+    with torch.no_grad():
+        _set(model, prior_scale=c)
+        moved = model.run(inst)
+    assert not torch.allclose(moved, got, atol=1e-3)
 
 
 def test_ep_converges_to_near_ml_and_tuning_picks_the_best_damping():

@@ -24,9 +24,13 @@ its logit), a scale s_k of the cavity variance v_obs (1 classical: EP's cavity i
 finite, correlated channels), the variance floor f_k (1e-6 classical) and a temperature tau_k of the
 symbol log-probabilities it outputs (1 classical; it calibrates the output the cross-entropy is
 measured on without changing the iteration, so the training loss need not bend s_k to calibrate).
+``learned_ep_prior`` also learns one scale c of the start's prior variance, lam = 1 / (c Es) (1
+classical): the initial variance that Chen, Yao and Hu's modified EP ("MEPNet", 2020) learn beside the
+damping. It changes the first iteration's LMMSE-like estimate and so every later one.
 
 Per-iteration parameters (each a scalar or (B,); absent: Sionna's value): ``damping`` beta or
-``damping_logit``, ``obs_scale`` s, ``variance_floor`` f, ``temperature`` tau. The output of an
+``damping_logit``, ``obs_scale`` s, ``variance_floor`` f, ``temperature`` tau, ``prior_scale`` c (read
+on the first iteration only). The output of an
 iteration is read from its cavity, before the damped update of lam and gam (as Sionna's): the last
 iteration's beta reaches nothing, and an unfolded network's last-layer damping stays at its start.
 """
@@ -105,7 +109,7 @@ class ExpectationPropagation:
     """EP detection (module docstring); the iterate is the symbol log-probabilities (B, U, C)."""
 
     name = "ep"
-    parameters = ("damping", "damping_logit", "obs_scale", "variance_floor", "temperature")
+    parameters = ("damping", "damping_logit", "obs_scale", "variance_floor", "temperature", "prior_scale")
     problems = ("detection",)
     no = 0.5
 
@@ -125,10 +129,12 @@ class ExpectationPropagation:
 
     def step(self, problem, inst, state: EPState, params: dict) -> EPState:
         pam, re, im = _alphabet(problem, inst.noise_var)
-        if state.lam is None:                                       # the first step: gam = 0, lam = 1 / Es
+        if state.lam is None:                                       # the first step: gam = 0, lam = 1 / (c Es)
             gram, hty = real_model(inst)
             es = pam.var()                                          # unbiased, as Sionna
             lam = torch.full_like(hty, 1.0) / es
+            if params.get("prior_scale") is not None:
+                lam = lam / batch_scalar(params["prior_scale"], lam)
             state = EPState(state.x, state.x_prev, lam, torch.zeros_like(hty), gram, hty)
         lam, gam, no = state.lam, state.gam, self.no
         floor = params.get("variance_floor")

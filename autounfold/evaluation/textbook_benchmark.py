@@ -17,7 +17,9 @@ Sections (``SECTIONS``):
   ADMM-2K (penalty and relaxation tuned at each SNR on a validation draw), ADMM and ADMM-Net with K layers.
 - ``ep``: 8 x 8 16-QAM, i.i.d. Rayleigh (``preset:learned_ep``), the detection benchmark's 8x8_16qam test
   draws up to 20 dB: EP with K, 2K and 4K iterations at Sionna's damping 0.9 and with the damping tuned
-  at each SNR, learned EP with K iterations (and its variant with a cavity-variance scale); then the
+  at each SNR, learned EP with K iterations (the preset's layer, which adds a cavity-variance scale
+  and the start's prior variance, and the two layers with less: without the start variance, and
+  damping only); then the
   same under a mismatched SNR (the receiver's noise variance off by up to 3 dB, ``noise_error_db: 3``;
   the classical damping tuned on mismatched validation draws, the network trained without mismatch).
 
@@ -267,7 +269,8 @@ def admm_detection_section(steps, test_size, latency_batch, repeats, seed, quiet
 def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
     name = "8x8_16qam"
     nets = {"learned EP": ["model.layer=learned_ep", "training.refine.params=[damping_logit]"],
-            "learned EP with cavity scale": ["model.layer=learned_ep_scaled"]}
+            "learned EP with cavity scale": ["model.layer=learned_ep_scaled", "training.refine.params=[damping_logit,obs_scale]"],
+            "learned EP with cavity scale and start variance": ["model.layer=learned_ep_prior"]}
     models, training, K = _train_all("preset:learned_ep", nets, "{label}-{K}", steps, seed, quiet)
 
     def classical(q, val):

@@ -37,7 +37,7 @@ parameter (or (1, *shape) when tied across layers).
 | detnet     | DNN inductive bias             | LMMSE-preconditioned step delta_k, projection calibration tau_k, an MLP per layer shared by the users |
 | admm       | learned hyperparameters        | ADMM penalty rho_k and over-relaxation alpha_k (detection: readout calibration tau_k) |
 | admm_net   | learned hyperparameters        | + the z-update's parameters: LASSO threshold theta_k; detection's soft projection (gamma_k, t_k) |
-| learned_ep | learned hyperparameters        | EP damping beta_k, variance floor f_k, output temperature tau_k (``learned_ep_scaled``: + cavity-variance scale s_k) |
+| learned_ep | learned hyperparameters        | EP damping beta_k, variance floor f_k, output temperature tau_k (``learned_ep_scaled``: + cavity-variance scale s_k; ``learned_ep_prior``: + one scale of the start's prior variance) |
 
 The WMMSE layers run the ``wmmse`` update rule (``algorithms.wmmse``), ``subspace`` the safeguarded
 subspace iteration (``algorithms.subspace``), the hybrid layers ``hybrid_pga`` (``algorithms.hybrid_pga``);
@@ -441,11 +441,12 @@ LAYERS.register(LayerType(
     "admm_net", "learned hyperparameters", "ADMM-Net: rho_k, alpha_k and the z-update's parameters per layer: the "
     "LASSO's threshold theta_k; detection's soft projection towards the constellation (weight gamma_k, temperature t_k)",
     _admm_params(True), problems=("lasso", "detection"), positive_step=True, algorithm="admm"))
-def _ep_params(name: str, scaled: bool):
+def _ep_params(name: str, scaled: bool, prior: bool = False):
     """Learned EP (``algorithms.ep``): per iteration the damping beta_k (its logit; start ``step_init``,
     which must be in (0, 1): Sionna's is 0.9), the variance floor f_k (1e-6) and the output temperature
-    tau_k (1); ``scaled`` adds the cavity-variance scale s_k (1). The last layer's damping acts after the
-    output is read (``algorithms.ep``) and stays at its start."""
+    tau_k (1); ``scaled`` adds the cavity-variance scale s_k (1); ``prior`` one scale c of the start's
+    prior variance (1, shared: only the first iteration reads it). The last layer's damping acts after
+    the output is read (``algorithms.ep``) and stays at its start."""
     def params(problem, K, steps, momentum):
         if not all(0.0 < b < 1.0 for b in steps):
             raise ConfigError(f"layer {name!r}: step_init is EP's damping and must be in (0, 1) (got {steps})")
@@ -454,6 +455,8 @@ def _ep_params(name: str, scaled: bool):
                "temperature": LearnedParam("positive", [1.0] * K)}
         if scaled:
             out["obs_scale"] = LearnedParam("positive", [1.0] * K)
+        if prior:
+            out["prior_scale"] = LearnedParam("positive", [1.0], shared=True)
         return out
     return params
 
@@ -465,6 +468,10 @@ LAYERS.register(LayerType(
 LAYERS.register(LayerType(
     "learned_ep_scaled", "learned hyperparameters", "learned_ep and a scale s_k of EP's cavity variance per iteration",
     _ep_params("learned_ep_scaled", True), problems=("detection",), positive_step=True, algorithm="ep"))
+LAYERS.register(LayerType(
+    "learned_ep_prior", "learned hyperparameters", "learned_ep_scaled and one learned scale of the prior variance "
+    "EP starts from (the initial variance of Chen et al.'s MEPNet)",
+    _ep_params("learned_ep_prior", True, prior=True), problems=("detection",), positive_step=True, algorithm="ep"))
 
 
 def layer_params(layer: str, problem, num_layers: int, step_init, momentum_init=0.0,
