@@ -140,11 +140,11 @@ def test_every_learned_parameter_reaches_the_loss_but_the_documented_last_layer_
     loss = sum(w * p.supervised_loss(x, inst, target).mean() for w, x in zip(layer_weights("multi_iteration", 3), xs))
     loss.backward()
     for key, param in model.params.items():
-        if param.grad is None or not param.requires_grad:
-            continue
         name = key.replace("__", ".")
         if name in model.shared:                # one value for every layer (EP's start variance): it must act
-            assert param.grad.abs().sum() > 0, name
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+            continue
+        if param.grad is None or not param.requires_grad:
             continue
         per_layer = param.grad.reshape(3, -1).abs().sum(-1)
         assert (per_layer[:2] > 0).all(), (name, per_layer)
@@ -295,16 +295,42 @@ def test_ep_prior_scale_is_the_start_variance_and_learned_ep_prior_starts_classi
     # a per-sample value acts as the scalar does
     per_sample = solve(p, inst, ExpectationPropagation(), {"damping": 0.5, "prior_scale": torch.full((64,), c)}, 3).x
     assert torch.allclose(per_sample, solve(p, inst, ExpectationPropagation(), {"damping": 0.5, "prior_scale": c}, 3).x, atol=1e-6)
+    # only the first iteration reads it: from a started state, a step with it is the step without it
+    ep = ExpectationPropagation()
+    st = ep.step(p, inst, ep.init_state(p.init(inst)), {"damping": 0.5, "prior_scale": c})
+    with_c, without = ep.step(p, inst, st, {"damping": 0.5, "prior_scale": c}), ep.step(p, inst, st, {"damping": 0.5})
+    assert torch.equal(with_c.x, without.x) and torch.equal(with_c.lam, without.lam)
     model = build_model(load_config("preset:learned_ep", ["model.layer=learned_ep_prior", "model.num_layers=3",
                                                           "model.step_init=0.9"])).eval()
     assert model.shared == {"prior_scale"} and model.params["prior_scale"].shape == (1,)
     with torch.no_grad():
         got = model.run(inst)
-    assert torch.equal(got.argmax(-1), expectation_propagation(p, inst, 3, 0.9).argmax(-1))
+        v = model.layer_values(0)               # the stored values (0.9 and 1e-6 to float32 rounding)
+        knobs = {"damping": torch.sigmoid(v["damping_logit"]), "variance_floor": v["variance_floor"]}
+    assert float(v["prior_scale"]) == 1.0
+    assert torch.allclose(got, solve(p, inst, ExpectationPropagation(), knobs, 3).x, atol=1e-5)
     with torch.no_grad():
         _set(model, prior_scale=c)
         moved = model.run(inst)
-    assert not torch.allclose(moved, got, atol=1e-3)
+        want = solve(p, inst, ExpectationPropagation(), {**knobs, "prior_scale": model.layer_values(0)["prior_scale"]}, 3).x
+    assert not torch.allclose(moved, got, atol=1e-3) and torch.allclose(moved, want, atol=1e-5)
+
+
+def test_refine_searches_the_shared_start_variance_and_a_layer_without_it_is_refused():
+    """training.refine over learned_ep_prior's one shared value (a (1,) parameter: one coordinate), and the
+    preset's refine list on a layer that lacks it is refused naming the field and the way out."""
+    from autounfold.training.trainer import refine, refine_parameters
+    from autounfold.config import RefineConfig
+    model = build_model(load_config("preset:learned_ep", ["model.num_layers=2", "model.step_init=0.9"]))
+    assert refine_parameters(model, ["prior_scale"]) == ["prior_scale"]
+    _set(model, prior_scale=8.0)                 # a start variance far off: the search moves it and the SER falls
+    cfg = RefineConfig(params=["prior_scale"], sweeps=1, batch=512, offsets=[-2.0, -1.0, 1.0])
+    res = refine(model, cfg, ["prior_scale"], model.problem, seed=3)
+    assert res["evaluations"] == 1 + 3 and res["end"] >= res["start"]
+    assert res["end"] > res["start"] and float(model.params["prior_scale"].exp()) < 8.0 / 2.0
+    scaled = build_model(load_config("preset:learned_ep", ["model.layer=learned_ep_scaled", "model.num_layers=2"]))
+    with pytest.raises(ConfigError, match=r"training.refine.params: 'prior_scale' not among .*set training.refine.params"):
+        refine_parameters(scaled, load_config("preset:learned_ep").training.refine.params)
 
 
 def test_ep_converges_to_near_ml_and_tuning_picks_the_best_damping():
@@ -355,6 +381,8 @@ def test_evaluate_lists_tuned_admm_and_ep_beside_the_model(tmp_path):
 def test_export_matches_the_eager_model(tmp_path, preset):
     from autounfold.deploy.export import EXPORTERS, load_torchscript
     model = build_model(load_config(f"preset:{preset}", ["model.num_layers=2"])).eval()
+    if "prior_scale" in model.kinds:            # off its start value of 1, so the exported model must carry it
+        _set(model, prior_scale=2.5)
     path = EXPORTERS["torchscript"](model, tmp_path / "m.pt")
     module = load_torchscript(path)
     inst = model.problem.sample(6, generator(12))

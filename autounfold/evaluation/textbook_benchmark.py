@@ -19,7 +19,7 @@ Sections (``SECTIONS``):
   draws up to 20 dB: EP with K, 2K and 4K iterations at Sionna's damping 0.9 and with the damping tuned
   at each SNR, learned EP with K iterations (the preset's layer, which adds a cavity-variance scale
   and the start's prior variance, and the two layers with less: without the start variance, and
-  damping only); then the
+  without the cavity scale either); then the
   same under a mismatched SNR (the receiver's noise variance off by up to 3 dB, ``noise_error_db: 3``;
   the classical damping tuned on mismatched validation draws, the network trained without mismatch).
 

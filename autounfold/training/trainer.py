@@ -228,7 +228,8 @@ def refine_parameters(model, names) -> List[str]:
     bad = [n for n in names if n not in scalars]
     if bad:
         raise ConfigError(f"training.refine.params: {', '.join(map(repr, bad))} not among this model's per-layer "
-                          f"scalars ({', '.join(scalars) or 'none'})")
+                          f"scalars ({', '.join(scalars) or 'none'}); set training.refine.params to some of those "
+                          f"(a preset's list names its own layer's parameters)")
     return list(names)
 
 

@@ -61,7 +61,8 @@ from ..plugins import LAYERS
 class LearnedParam:
     """kind: "positive" (stored as log), "signed", "matrix" (learned), or "fixed" (stored with the
     model but never trained: a support-selection schedule, ALISTA's analytic matrix); init: per-layer
-    values or a tensor. shared: one value for all layers (a matrix tied across layers, TiLISTA)."""
+    values or a tensor. shared: one value for all layers (a matrix tied across layers, TiLISTA; EP's start
+    variance, which only the first layer reads); logged per layer like a tied model's values."""
 
     kind: str
     init: object
