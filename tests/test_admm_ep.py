@@ -444,3 +444,13 @@ def test_textbook_unseen_tables_compare_with_the_strongest_classical_baseline():
     rows = [line for line in _unseen_detection_markdown(det) if line.startswith("| 8 x 8") or line.startswith("| UMi")]
     assert rows[0].endswith("| -0.40 |") and rows[1].endswith("| — |") and "| — |" in rows[0], rows
     assert _unseen_lasso_markdown({"depth": 4}) == [] and _unseen_detection_markdown({"depth": 5}) == []
+
+
+def test_textbook_training_table_says_when_refine_moved_a_network_the_steps_left_at_its_start():
+    from autounfold.evaluation.textbook_benchmark import _validation_best
+    assert _validation_best({"best_step": 0, "validation_best": -0.0307}) == "kept the start"
+    assert _validation_best({"best_step": 500, "validation_best": -0.0289}) == "-0.0289 (500)"
+    assert _validation_best({"best_step": 0, "validation_best": -0.0289, "refined": True}) == \
+        "-0.0289 (refined; the steps kept the start)"
+    assert _validation_best({"best_step": 500, "validation_best": -0.0247, "refined": True}) == \
+        "-0.0247 (refined; the steps kept step 500)"

@@ -89,7 +89,7 @@ def _train(preset: str, overrides: List[str], steps: Optional[int], seed: int, l
     start = next((h["val_score"] for h in res.history if h.get("step") == 0), None)
     info = {"seconds": secs, "steps": cfg.training.steps, "layers": model.num_layers, "params": model.num_parameters(),
             "learned": model.scalar_parameters(), "validation_start": start, "validation_best": res.best_score,
-            "best_step": res.best_step}
+            "best_step": res.best_step, "refined": res.refine is not None}
     return model.eval(), info
 
 
@@ -376,6 +376,15 @@ def _unseen_detection_markdown(e: dict) -> List[str]:
     return lines + [""]
 
 
+def _validation_best(t: dict) -> str:
+    """The training table's "best (step)" cell of one network's training info (``_train``): the score of
+    the weights returned, the step the trainer kept, and whether ``training.refine`` followed."""
+    step, best = t.get("best_step"), _fmt(t.get("validation_best"), 4)
+    if t.get("refined"):
+        return f"{best} (refined; the steps " + ("kept the start)" if step == 0 else f"kept step {step})")
+    return "kept the start" if step == 0 else f"{best} ({step})"
+
+
 def markdown(result: dict) -> str:
     s = result["setup"]
     lines = ["# ADMM-Net and learned EP against classical ADMM and EP", "",
@@ -416,14 +425,15 @@ def markdown(result: dict) -> str:
             lines += _unseen_detection_markdown(e)
         if e.get("training"):
             lines += ["Validation score: -NMSE (dB) or -SER on the trainer's validation draw; the trainer keeps the best "
-                      "validated weights, so \"kept the start\" means no training step beat the untrained network.", "",
+                      "validated weights, so \"kept the start\" means no training step beat the untrained network; "
+                      "\"refined\": the score after `training.refine`, the coordinate search that follows the steps "
+                      "(the weights and learned values reported).", "",
                       "| network | layers | parameters | training | validation: start, best (step) | learned (per layer) |",
                       "|---|---|---|---|---|---|"]
             for k, t in e["training"].items():
                 learned = "; ".join(f"{n}: " + ", ".join(f"{x:.3g}" for x in v) for n, v in t["learned"].items())
-                best = ("kept the start" if t.get("best_step") == 0 else f"{_fmt(t.get('validation_best'), 4)} ({t.get('best_step')})")
                 lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | "
-                             f"{_fmt(t.get('validation_start'), 4)}, {best} | {learned} |")
+                             f"{_fmt(t.get('validation_start'), 4)}, {_validation_best(t)} | {learned} |")
             lines.append("")
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
