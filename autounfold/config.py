@@ -146,6 +146,12 @@ def _section(data: dict, path, on_value=None):
     return node
 
 
+def _as_validated(changes: Dict[str, Any], changed) -> Dict[str, Any]:
+    """``changes`` (nested or dotted) as dotted keys with the values the validated problem ``changed`` holds."""
+    dumped = changed.model_dump(mode="json")
+    return {key: _lookup(dumped, key) for key in dotted_keys(changes)}
+
+
 def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
     out = copy.deepcopy(base)
     for key, value in dotted.items():
@@ -210,16 +216,14 @@ class ExperimentConfig(_Strict):
         if m.step_init == "chebyshev" and m.gradient_scaling == "none":
             raise ValueError("model.step_init 'chebyshev' needs a scaled gradient (model.gradient_scaling auto, "
                              f"or one of {', '.join(problem.scalings)}); give a number with gradient_scaling 'none'")
+        # the draw changes in one canonical spelling (dotted keys, validated values), so that the nested and
+        # the dotted form of one change, or [-10, 40] and [-10.0, 40.0], save the same config
         tp = self.training_problem()
         if tp is not None:
-            # one canonical spelling (dotted keys, validated values), so that the nested and the dotted
-            # form of one change, or [-10, 40] and [-10.0, 40.0], save the same config
-            dumped = tp.model_dump(mode="json")
-            self.training.problem = {key: _lookup(dumped, key) for key in dotted_keys(self.training.problem)}
+            self.training.problem = _as_validated(self.training.problem, tp)
         rp = self.refine_problem()
         if rp is not None:
-            dumped = rp.model_dump(mode="json")
-            self.training.refine.problem = {key: _lookup(dumped, key) for key in dotted_keys(self.training.refine.problem)}
+            self.training.refine.problem = _as_validated(self.training.refine.problem, rp)
         return self
 
     def training_problem(self) -> Optional[ProblemConfig]:
