@@ -44,6 +44,26 @@ def test_transmit_covariance_matches_exponential_model():
     assert cov.imag.abs().max() < 0.03
 
 
+def test_tx_rho_sets_the_transmit_correlation_and_zero_spread_is_rank_one():
+    # zero angular spread: every column of H is the same up to a scale (rank one) ...
+    H = CorrelatedRayleigh(n_tx=4, n_rx=6, angular_spread_deg=0.0).sample(64, seed=3).H
+    assert (torch.linalg.svdvals(H)[:, 1] / torch.linalg.svdvals(H)[:, 0]).max() < 1e-3
+    # ... tx_rho overrides the spread: 0 gives independent columns, with the receive correlation kept
+    src = CorrelatedRayleigh(n_tx=4, n_rx=6, angular_spread_deg=0.0, tx_rho=0.0, rx_rho=0.5)
+    assert src.rho == 0.0 and src.describe()["tx_rho"] == 0.0
+    H = src.sample(20000, seed=4).H
+    cols = H.transpose(-1, -2).reshape(-1, 6)
+    rows = H.reshape(-1, 4)
+    tx_cov = (rows.T @ rows.conj()) / rows.shape[0]
+    rx_cov = (cols.T @ cols.conj()) / cols.shape[0]
+    idx = torch.arange(4)
+    torch.testing.assert_close(tx_cov.real.double(), torch.eye(4, dtype=torch.float64), atol=0.03, rtol=0)
+    torch.testing.assert_close(rx_cov.real[0, 1].double(), torch.tensor(0.5, dtype=torch.float64), atol=0.03, rtol=0)
+    R = 0.3 ** (idx[:, None] - idx[None, :]).abs().double()
+    rows = CorrelatedRayleigh(n_tx=4, n_rx=6, tx_rho=0.3).sample(20000, seed=5).H.reshape(-1, 4)
+    torch.testing.assert_close(((rows.T @ rows.conj()) / rows.shape[0]).real.double(), R, atol=0.03, rtol=0)
+
+
 def test_iid_entries_have_unit_variance():
     H = IIDRayleigh(n_tx=16, n_rx=8).sample(2000, seed=2).H
     assert abs(H.abs().square().mean().item() - 1.0) < 0.02
@@ -53,6 +73,7 @@ def test_iid_entries_have_unit_variance():
     ({"snr_db": (10.0, 0.0)}, "snr_db"),
     ({"angular_spread_deg": 120.0}, "angular_spread_deg"),
     ({"rx_rho": 1.0}, "rx_rho"),
+    ({"tx_rho": -0.1}, "tx_rho"),
     ({"n_tx": 0}, "n_tx"),
 ])
 def test_bad_source_settings_are_named(kwargs, needle):

@@ -232,6 +232,25 @@ def test_ser_falls_with_snr_and_detectors_rank_as_expected():
     assert all(sers[12.0][k] < sers[4.0][k] for k in sers[4.0])
 
 
+def test_correlated_scenario_correlates_the_receive_antennas_not_the_users():
+    # the scenario once set zero transmit spread: every user the same channel up to a scale, SER ~0.9 for
+    # every detector. Users are independent terminals; only the receive array is correlated.
+    from autounfold.evaluation.evaluate import scenario_config
+    cfg = load_config("preset:deepsic", ["problem.channel.snr_db=[12.0,12.0]"])
+    corr = build_problem(scenario_config(cfg, "correlated").problem)
+    H = corr.sample(4000, generator(14)).H                                   # (B, n_rx, U)
+    users = H.reshape(-1, H.shape[-1])
+    tx_cov = (users.T @ users.conj()) / users.shape[0]
+    torch.testing.assert_close(tx_cov.abs(), torch.eye(H.shape[-1]), atol=0.05, rtol=0)
+    antennas = H.transpose(-1, -2).reshape(-1, H.shape[-2])
+    assert abs((antennas[:, 0] * antennas[:, 1].conj()).mean().real.item() - 0.5) < 0.05
+    ser = {}
+    for name, p in (("iid", build_problem(cfg.problem)), ("correlated", corr)):
+        inst = p.sample(3000, generator(15, name))
+        ser[name] = p.summarize(D.lmmse(p, inst), inst, inst.s)["ser"]
+    assert ser["iid"] < ser["correlated"] < 0.3, ser                        # harder than i.i.d., far from guessing
+
+
 def test_evaluate_declares_the_classical_detectors():
     from autounfold.evaluation.evaluate import evaluate_model
     model = build_model(load_config("preset:deepsic", ["model.num_layers=2"])).eval()

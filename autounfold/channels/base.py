@@ -24,7 +24,7 @@ def ordered_range(v):
 # the ChannelConfig keys that change only the distribution of H (not its sizes, the power or which side
 # is the base station): what ``training.problem`` may change (``Problem.sampling_keys``)
 CHANNEL_SAMPLING_KEYS = tuple(f"channel.{k}" for k in (
-    "model", "snr_db", "angular_spread_deg", "antenna_spacing", "rx_rho", "carrier_frequency_ghz", "delay_spread_ns",
+    "model", "snr_db", "angular_spread_deg", "antenna_spacing", "tx_rho", "rx_rho", "carrier_frequency_ghz", "delay_spread_ns",
     "cdl_model", "subcarrier_spacing_khz", "bandwidth_mhz", "pathloss", "pool", "pool_seed"))
 
 
@@ -40,6 +40,9 @@ class ChannelConfig(Schema):
     power: float = Field(1.0, gt=0)
     angular_spread_deg: float = Field(15.0, ge=0, le=90)
     antenna_spacing: float = Field(0.5, gt=0)
+    tx_rho: Optional[float] = Field(None, ge=0, lt=1)
+    """correlated_rayleigh: the transmit correlation coefficient itself (None: from the angular spread and
+    spacing). 0 makes the transmit side uncorrelated, e.g. an uplink's independent single-antenna users."""
     rx_rho: Optional[float] = Field(None, ge=0, lt=1)
     # the 3GPP TR 38.901 sources (umi, uma, cdl, tdl; see channels/tr38901.py); ignored by the others
     bs_side: Literal["tx", "rx"] = "tx"
