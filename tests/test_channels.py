@@ -64,6 +64,24 @@ def test_tx_rho_sets_the_transmit_correlation_and_zero_spread_is_rank_one():
     torch.testing.assert_close(((rows.T @ rows.conj()) / rows.shape[0]).real.double(), R, atol=0.03, rtol=0)
 
 
+def test_spread_scenarios_and_drift_windows_are_not_overridden_by_a_direct_tx_rho():
+    from autounfold.build import build_problem
+    from autounfold.config import load_config
+    from autounfold.evaluation.evaluate import scenario_config
+    cfg = load_config("preset:auto_pgd", ["problem.channel.tx_rho=0.3"])
+    assert build_problem(cfg.problem).source.rho == 0.3
+    moved = build_problem(scenario_config(cfg, "as40").problem).source
+    assert moved.rho == correlation_coefficient(40.0, 0.5) and moved.tx_rho is None
+    mu = load_config("preset:mu_miso", ["problem.channel.model=correlated_rayleigh", "problem.channel.tx_rho=0.3"])
+    assert build_problem(scenario_config(mu, "correlated").problem).source.rho == correlation_coefficient(15.0, 0.5)
+    # the monitor's angular-spread drift: window 0 at zero spread is rank one whatever tx_rho the model had
+    from autounfold.build import build_model
+    from autounfold.monitoring.monitor import drifting_windows
+    windows = list(drifting_windows(build_model(cfg), {"kind": "angular_spread", "from": 0.0, "to": 40.0, "windows": 2}, 16))
+    sv = torch.linalg.svdvals(windows[0].H)
+    assert (sv[:, 1] / sv[:, 0]).max() < 1e-3
+
+
 def test_iid_entries_have_unit_variance():
     H = IIDRayleigh(n_tx=16, n_rx=8).sample(2000, seed=2).H
     assert abs(H.abs().square().mean().item() - 1.0) < 0.02

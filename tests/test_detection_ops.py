@@ -205,6 +205,11 @@ def test_the_detection_research_changes_set_the_channel_model_not_the_spread(tmp
                    "budget.n_initial_points=2"]
     bf = research_changes(tmp_path, {**DET_TRIGGER, "research_set": []}, 3, [])
     assert bf[0] == "base.problem.channel.angular_spread_deg=15.0" and bf[1] == "budget.num_samples=3"
+    # a base that sets the transmit coefficient directly would ignore the spread: the re-search clears it
+    space["base"]["problem"]["channel"]["tx_rho"] = 0.3
+    (tmp_path / SPACE_FILE).write_text(yaml.safe_dump(space))
+    bf = research_changes(tmp_path, {**DET_TRIGGER, "research_set": []}, 3, [])
+    assert bf[:3] == ["base.problem.channel.angular_spread_deg=15.0", "base.problem.channel.tx_rho=null", "budget.num_samples=3"]
 
 
 def test_a_detection_re_search_runs_on_the_named_channel_model(tmp_path, monkeypatch):

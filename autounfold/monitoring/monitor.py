@@ -285,7 +285,8 @@ def drifting_windows(model, spec: dict, window: int, seed: int = 0) -> Iterator[
         else:
             a = spec["from"] + (spec["to"] - spec["from"]) * (w / max(n - 1, 1))
         src = model.problem.drift_source(pcfg, a) or \
-            build_channel(pcfg.channel.model_copy(update={"model": "correlated_rayleigh", "angular_spread_deg": a}))
+            build_channel(pcfg.channel.model_copy(update={"model": "correlated_rayleigh", "angular_spread_deg": a,
+                                                          "tx_rho": None}))      # the spread sets rho_tx
         yield src.sample(window, generator(seed, "drift", w))
 
 

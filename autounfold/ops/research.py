@@ -44,7 +44,10 @@ def research_changes(model_dir: Path, event: dict, trials: int, overrides: Optio
     the warm-start transfer the search benchmark favours (``searchers.DRIFT_TRANSFER``), then ``overrides`` (the trigger's ``research_set`` and the user's ``--research-set``)."""
     data = _space_data(model_dir)
     spread = _spread(event, angular_spread)
+    # a transmit coefficient set directly (tx_rho) would override the spread: cleared where the base sets one
+    direct = (((data.get("base") or {}).get("problem") or {}).get("channel") or {}).get("tx_rho") is not None
     changes = [*([f"base.problem.channel.angular_spread_deg={spread}"] if spread is not None else []),
+               *(["base.problem.channel.tx_rho=null"] if spread is not None and direct else []),
                f"budget.num_samples={trials}", f"budget.transfer={DRIFT_TRANSFER}", *(overrides or [])]
     for c in changes:
         set_override(data, c)

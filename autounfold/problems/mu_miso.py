@@ -128,7 +128,7 @@ class MuMisoProblem(Problem):
         "snr10": ("SNR 10 dB", _change(snr_db=[10.0, 10.0])),
         "snr20": ("SNR 20 dB", _change(snr_db=[20.0, 20.0])),
         "snr30": ("SNR 30 dB", _change(snr_db=[30.0, 30.0])),
-        "correlated": ("correlated Rayleigh, 15 deg", _change(model="correlated_rayleigh", angular_spread_deg=15.0)),
+        "correlated": ("correlated Rayleigh, 15 deg", _change(model="correlated_rayleigh", angular_spread_deg=15.0, tx_rho=None)),
         "umi": ("3GPP UMi (Sionna, 3.5 GHz), users at their own positions", _change(model="umi")),
         "uma": ("3GPP UMa (Sionna, 3.5 GHz), users at their own positions", _change(model="uma")),
     }
