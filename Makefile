@@ -80,8 +80,8 @@ benchmark-rpca: setup
 benchmark-decoding: setup
 	$(PY) -m autounfold.cli benchmark-decoding --out results/decoding
 
-# ADMM-Net (LASSO, 4x4 QPSK) and learned EP (8x8 16-QAM, nominal and mismatched SNR) against classical ADMM / EP;
-# ADMM-Net applied unchanged off its training conditions beside ADMM re-tuned there (about 22 min on 2 cores)
+# ADMM-Net (LASSO, 4x4 QPSK) and learned EP (8x8 16-QAM, nominal and mismatched SNR, and against depth) against
+# classical ADMM / EP; ADMM-Net applied unchanged off its training conditions beside ADMM re-tuned there (about 48 min on 2 cores)
 benchmark-textbook: setup
 	$(PY) -m autounfold.cli benchmark-textbook --out results/textbook
 

@@ -424,6 +424,28 @@ def test_textbook_benchmark_rejects_bad_options_and_reads_its_bars(tmp_path):
     assert "ADMM-8 " in bars[0]["bar"] and "ADMM-10" in bars[1]["bar"] and "EP-10" in bars[2]["bar"]
 
 
+def test_textbook_ep_depth_bars_compare_each_depth_with_twice_its_iterations():
+    """The depth section: each learned EP-k below the preset's depth K against EP-2k (tuned and Sionna's 0.9),
+    read with its own k (not the section's K); the preset's own depth is left to the ep section's bars; the
+    summary row's gain is over the better EP-2k."""
+    from autounfold.evaluation.textbook_benchmark import _bars, _ep_depth_markdown
+    at = {"learned EP-4": 12.33, "learned EP-6": 11.81,
+          "EP-4, damping tuned at each SNR": 12.60, "EP-4, damping 0.9 (Sionna's)": 12.70,
+          "EP-8, damping tuned at each SNR": 12.05, "EP-8, damping 0.9 (Sionna's)": 12.01,
+          "EP-6, damping tuned at each SNR": 12.10, "EP-6, damping 0.9 (Sionna's)": 12.19,
+          "EP-12, damping tuned at each SNR": 11.90, "EP-12, damping 0.9 (Sionna's)": 11.87}
+    e = {"section": "ep_depth", "depth": 6, "snrs": [8, 20], "depths": {"learned EP-4": 4, "learned EP-6": 6},
+         "snr_at_1e-2": at}
+    bars = _bars([e])
+    assert [(b["bar"].split(":")[0], round(b["measured"], 6), b["met"]) for b in bars] == [
+        ("8x8 16-QAM at depth 4", -0.28, False), ("8x8 16-QAM at depth 4", -0.32, False)], bars
+    assert "EP-8, damping tuned" in bars[0]["bar"] and "EP-8, damping 0.9" in bars[1]["bar"]
+    rows = [line for line in _ep_depth_markdown(e) if line.startswith("| 4 ") or line.startswith("| 6 ")]
+    assert rows == ["| 4 | 12.33 | 12.60 | 12.70 | 12.05 | 12.01 | -0.32 |",
+                    "| 6 | 11.81 | 12.10 | 12.19 | 11.90 | 11.87 | +0.06 |"], rows
+    assert _ep_depth_markdown({"section": "ep"}) == []
+
+
 def test_textbook_unseen_tables_compare_with_the_strongest_classical_baseline():
     """The 'not trained on' tables: the LASSO column is the network minus the better of ADMM-K and
     ADMM-2K tuned there; the detection column the network's SNR at 1e-2 minus tuned ADMM-2K's, a dash

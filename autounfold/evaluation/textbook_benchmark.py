@@ -22,6 +22,9 @@ Sections (``SECTIONS``):
   without the cavity scale either); then the
   same under a mismatched SNR (the receiver's noise variance off by up to 3 dB, ``noise_error_db: 3``;
   the classical damping tuned on mismatched validation draws, the network trained without mismatch).
+  Then ``ep_depth``: the preset's recipe trained at the depths ``EP_DEPTHS`` below the preset's too, each
+  against EP with the same and with twice its iterations (from which depth do K learned iterations
+  match 2K classical ones?).
 
 "SNR at SER 1e-2": log-linear interpolation on the curve (``detection_benchmark.snr_at``).
 """
@@ -52,6 +55,7 @@ from .report import bars_markdown, fmt as _fmt
 SECTIONS = ("lasso", "admm_detection", "ep")
 VALIDATION = 2000                    # symbol vectors (detection) or signals (LASSO) the classical knobs are tuned on
 EP_SNRS = [8, 10, 12, 14, 16, 18, 20]
+EP_DEPTHS = (4, 5)                   # learned EP at these depths too (the preset's recipe), each against EP-K and EP-2K
 MISMATCH_DB = 3.0
 DETECTION_JSON = Path(__file__).resolve().parents[2] / "benchmarks" / "detection_benchmark.json"
 FROM_DETECTION = {"4x4_qpsk": ("ML (exhaustive)", "EP-10 (Sionna)", "K-best (K=16, Sionna)", "DeepSIC (sequential)", "DetNet"),
@@ -296,7 +300,35 @@ def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
                                            "(networks trained without the mismatch)", "snrs": EP_SNRS}
     mis.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet, extra=[f"problem.noise_error_db={MISMATCH_DB}"],
                        tune_label="validation-mismatch"))
-    return [_finish(e, test_size), _finish(mis, test_size)]
+    preset = models[f"learned EP with cavity scale and start variance-{K}"]
+    return [_finish(e, test_size), _finish(mis, test_size), _ep_depth(name, preset, steps, test_size, seed, quiet)]
+
+
+def _ep_depth(name: str, preset, steps, test_size: int, seed: int, quiet: bool) -> dict:
+    """The preset's recipe at the depths ``EP_DEPTHS`` below its own (``preset``: the trained preset network,
+    reused), each against classical EP with the same and with twice its iterations (damping 0.9 and tuned
+    at each SNR): from which depth do K learned iterations match 2K classical ones?"""
+    K = preset.num_layers
+    depths = sorted({k for k in EP_DEPTHS if k < K} | {K})
+    nets = {f"learned EP-{k}": [f"model.num_layers={k}"] for k in depths if k != K}
+    models, training = {}, {}
+    for label, over in nets.items():
+        models[label], training[label] = _train("preset:learned_ep", over, steps, seed, label, quiet)
+    models[f"learned EP-{K}"] = preset
+
+    def classical(q, val):
+        iters = sorted({i for k in depths for i in (k, 2 * k)})
+        tuned = {i: tune_ep(q, val, i)[0] for i in iters}
+        fns = {}
+        for i in iters:
+            fns[f"EP-{i}, damping 0.9 (Sionna's)"] = (lambda ii: (lambda inst: expectation_propagation(q, inst, ii)))(i)
+            fns[f"EP-{i}, damping tuned at each SNR"] = (lambda ii, bb: (lambda inst: expectation_propagation(q, inst, ii, bb)))(i, tuned[i])
+        return fns, {str(i): b for i, b in tuned.items()}
+    e = {"section": "ep_depth", "case": name, "depth": K, "depths": {f"learned EP-{k}": k for k in depths},
+         "title": CASES[name]["title"] + ": learned EP (the preset's recipe) against depth", "snrs": EP_SNRS,
+         "test_size": test_size, "training": training}
+    e.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet))
+    return _finish(e, test_size)
 
 
 # ---- bars, report ----------------------------------------------------------------------------------
@@ -325,6 +357,12 @@ def _bars(sections: List[dict]) -> List[dict]:
             net = next(k for k in at if k.startswith("ADMM-Net"))
             gain(f"ADMM-{2 * K}, tuned at each SNR", net, f"4x4 QPSK: {net} better than ADMM-{2 * K} tuned at each SNR "
                  "(SNR gain at SER 1e-2, dB)")
+        elif e["section"] == "ep_depth":
+            for net, k in e["depths"].items():
+                if k != K:                                  # the preset's own depth: the ep section's bars
+                    for ref in (f"EP-{2 * k}, damping tuned at each SNR", f"EP-{2 * k}, damping 0.9 (Sionna's)"):
+                        gain(ref, net, f"8x8 16-QAM at depth {k}: {net} reaches the SER of {ref} (SNR gain at SER 1e-2, dB; >= 0)",
+                             0.0, strict=False)
         elif e["section"] in ("ep", "ep_mismatch"):
             tag = "mismatched SNR" if e["section"] == "ep_mismatch" else "8x8 16-QAM"
             for net in [k for k in at if k.startswith("learned EP")]:
@@ -376,6 +414,25 @@ def _unseen_detection_markdown(e: dict) -> List[str]:
     return lines + [""]
 
 
+def _ep_depth_markdown(e: dict) -> List[str]:
+    """The depth section's summary: per depth K, SNR at SER 1e-2 of learned EP-K, EP-K and EP-2K, and the
+    network's gain over the better EP-2K (positive: the network needs less SNR)."""
+    if e["section"] != "ep_depth":
+        return []
+    at = e["snr_at_1e-2"]
+    lines = ["### SNR at SER 1e-2 against depth (dB)", "",
+             "| K | learned EP-K | EP-K, tuned | EP-K, 0.9 | EP-2K, tuned | EP-2K, 0.9 | gain over the better EP-2K (dB) |",
+             "|---|---|---|---|---|---|---|"]
+    kinds = ("tuned at each SNR", "0.9 (Sionna's)")
+    for net, k in sorted(e["depths"].items(), key=lambda kv: kv[1]):
+        same, twice = ([at.get(f"EP-{i}, damping {d}") for d in kinds] for i in (k, 2 * k))
+        best = min((r for r in twice if r is not None), default=None)
+        g = None if best is None or at.get(net) is None else best - at[net]
+        lines.append(f"| {k} | {_fmt(at.get(net))} | " + " | ".join(_fmt(v) for v in same + twice)
+                     + f" | {'—' if g is None else f'{g:+.2f}'} |")
+    return lines + [""]
+
+
 def _validation_best(t: dict) -> str:
     """The training table's "best (step)" cell of one network's training info (``_train``): the score of
     the weights returned, the step the trainer kept, and whether ``training.refine`` followed."""
@@ -422,6 +479,7 @@ def markdown(result: dict) -> str:
                           + ", ".join(f"{k} {v:.2f}" for k, v in e["latency_ms"].items()) + "."
                           + (" (Rows without a curve here: timing only.)" if extra else "")]
             lines += ["", f"![SER vs SNR]({e['plot']})", ""]
+            lines += _ep_depth_markdown(e)
             lines += _unseen_detection_markdown(e)
         if e.get("training"):
             lines += ["Validation score: -NMSE (dB) or -SER on the trainer's validation draw; the trainer keeps the best "

@@ -1,10 +1,10 @@
-"""Learned EP (8 x 8 16-QAM): does another training recipe close the gap to EP-10?
+"""Learned EP (8 x 8 16-QAM): which recipe and depth let K learned iterations reach EP with 2K?
 
 Each variant is ``preset:learned_ep`` with the listed overrides, trained as the textbook benchmark
 trains it, then scored on the benchmark's own test draws (20000 symbol vectors per SNR point, seed 0):
 SNR at SER 1e-2 by the benchmark's interpolation, and the SER curve over 8..20 dB.
 
-    .venv/bin/python benchmarks/experiments/ep_recipes.py [variant ...]     (2-9 min per variant, 2 cores)
+    .venv/bin/python benchmarks/experiments/ep_recipes.py [variant ...]     (2-11 min per variant, 2 cores)
 """
 import sys
 
@@ -12,14 +12,17 @@ from autounfold.algorithms.ep import expectation_propagation
 from autounfold.evaluation import textbook_benchmark as tb
 from autounfold.evaluation.detection_benchmark import snr_at
 
-# The preset is learned_ep_prior with training.refine over [prior_scale, damping_logit, obs_scale]. Rows
-# run before it name the layer they ran with: BEFORE_REFINE the preset of the first table in
-# benchmarks/experiments/README.md, SCALED the preset of the second (refine without the start variance).
-BEFORE_REFINE = ["model.layer=learned_ep_scaled", "training.refine=null"]
-SCALED = ["model.layer=learned_ep_scaled", "training.refine.params=[damping_logit,obs_scale]"]
+# The preset is learned_ep_prior with 6 layers and training.refine over [prior_scale, damping_logit,
+# obs_scale]. Rows run before it name what they ran with: FIVE the 5 layers of the earlier presets,
+# BEFORE_REFINE the preset of the first table in benchmarks/experiments/README.md, SCALED the preset of
+# the second (refine without the start variance).
+FIVE = ["model.num_layers=5"]
+BEFORE_REFINE = FIVE + ["model.layer=learned_ep_scaled", "training.refine=null"]
+SCALED = FIVE + ["model.layer=learned_ep_scaled", "training.refine.params=[damping_logit,obs_scale]"]
 
 VARIANTS = {
     "preset": [],
+    "depth5": FIVE,
     # gradient-step recipes, before training.refine
     "before_refine": BEFORE_REFINE,
     "steps3000": BEFORE_REFINE + ["training.steps=3000"],
@@ -36,13 +39,16 @@ VARIANTS = {
     "scaled_refine_sweeps6": SCALED + ["training.refine.sweeps=6"],
     "scaled_refine_only_from_classical": SCALED + ["training.steps=0", "model.step_init=0.9", "training.refine.sweeps=6"],
     "scaled_refine_snr10_12": SCALED + ["training.refine.problem.channel.snr_db=[10.0,12.0]"],
-    # the preset (with the start variance) with a refine draw twice as large (less room to fit its noise;
+    # the 5-layer preset (with the start variance) with a refine draw twice as large (less room to fit its noise;
     # training 521 s against 243), or with finer offsets too
-    "refine_batch49152": ["training.refine.batch=49152"],
-    "fine_offsets": ["training.refine.offsets=[-1.0,-0.5,-0.25,-0.1,-0.05,0.05,0.1,0.25,0.5,1.0]"],
+    "refine_batch49152": FIVE + ["training.refine.batch=49152"],
+    "fine_offsets": FIVE + ["training.refine.offsets=[-1.0,-0.5,-0.25,-0.1,-0.05,0.05,0.1,0.25,0.5,1.0]"],
     # fewer layers, each against EP with twice its iterations (the bar's 2K at K = 3 and 4)
     "scaled_depth3": SCALED + ["model.num_layers=3"],
     "scaled_depth4": SCALED + ["model.num_layers=4"],
+    # the preset's recipe at more layers: from which depth do K learned iterations match 2K classical ones?
+    # (6 is the preset's own depth: "preset")
+    "depth8": ["model.num_layers=8"],
 }
 
 
