@@ -157,7 +157,7 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
 
 @command(app, "benchmark-mu-miso")
 def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="directory for mu_miso_benchmark.json / .md / PNGs"),
-                      steps: int = typer.Option(300, min=0, help="training steps per model (the preset's recipe)"),
+                      steps: int = typer.Option(1500, min=0, help="training steps per model (the preset's recipe)"),
                       depth: int = typer.Option(5, min=1, help="depth of the models and of the equal-depth baselines"),
                       layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum", help="comma-separated layer types"),
                       sizes: str = typer.Option("8x4,16x8,64x16", help="comma-separated n_tx x users"),

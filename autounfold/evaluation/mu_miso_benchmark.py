@@ -3,7 +3,7 @@ linear precoders, at equal depth and against latency; JSON + Markdown + PNG
 (``autounfold benchmark-mu-miso``, ``make benchmark-mu-miso``).
 
 Every model is trained with the preset recipe (``preset:mu_miso``: SNR uniform in [0, 30] dB,
-i.i.d. Rayleigh, ``step_init: tuned``, 300 steps) on its antenna / user count and is then tested, unchanged, at fixed SNRs and on
+i.i.d. Rayleigh, ``step_init: tuned``, 1500 steps) on its antenna / user count and is then tested, unchanged, at fixed SNRs and on
 correlated channels it never saw. The reference is the problem's declared one: WMMSE from RZF and
 from MRT, per channel until the relative sum-rate change per iteration is below 1e-6 (at most 2000
 iterations), the better of the two.
@@ -164,7 +164,7 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
             "cells": cells}
 
 
-def run_mu_miso_benchmark(out: Path, steps: int = 300, depth: int = 5, layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum"),
+def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum"),
                           test_batch: int = 1024, latency_batch: int = 256, repeats: int = 20, seed: int = 0,
                           sizes: Sequence[Tuple[int, int]] = SIZES, depths: Sequence[int] = DEPTHS,
                           quiet: bool = False, sections: Sequence[str] = SECTIONS,
