@@ -39,7 +39,7 @@ import torch
 
 from ..algorithms import detection as D
 from ..algorithms.admm import admm, tune_admm
-from ..algorithms.ep import expectation_propagation, tune_ep
+from ..algorithms.ep import DAMPING, expectation_propagation, tune_ep
 from ..algorithms.reference import reference
 from ..build import build_model, build_problem
 from ..config import load_config, parse_config
@@ -278,13 +278,8 @@ def ep_section(steps, test_size, latency_batch, repeats, seed, quiet) -> dict:
     models, training, K = _train_all("preset:learned_ep", nets, "{label}-{K}", steps, seed, quiet)
 
     def classical(q, val):
-        tuned = {k: tune_ep(q, val, k)[0] for k in (K, 2 * K)}
-        fns = {"LMMSE": lambda inst: D.lmmse(q, inst)}
-        for k in (K, 2 * K, 4 * K):
-            fns[f"EP-{k}, damping 0.9 (Sionna's)"] = (lambda kk: (lambda inst: expectation_propagation(q, inst, kk)))(k)
-        for k, b in tuned.items():
-            fns[f"EP-{k}, damping tuned at each SNR"] = (lambda kk, bb: (lambda inst: expectation_propagation(q, inst, kk, bb)))(k, b)
-        return fns, {str(k): v for k, v in tuned.items()}
+        fns, tuned = _ep_classical(q, val, (K, 2 * K, 4 * K), (K, 2 * K))
+        return {"LMMSE": lambda inst: D.lmmse(q, inst), **fns}, tuned
     e = {"section": "ep", "case": name, "title": CASES[name]["title"] + ": expectation propagation", "snrs": EP_SNRS,
          "depth": K, "test_size": test_size, "training": training}
     e.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet))
@@ -316,19 +311,25 @@ def _ep_depth(name: str, preset, steps, test_size: int, seed: int, quiet: bool) 
         models[label], training[label] = _train("preset:learned_ep", over, steps, seed, label, quiet)
     models[f"learned EP-{K}"] = preset
 
-    def classical(q, val):
-        iters = sorted({i for k in depths for i in (k, 2 * k)})
-        tuned = {i: tune_ep(q, val, i)[0] for i in iters}
-        fns = {}
-        for i in iters:
-            fns[f"EP-{i}, damping 0.9 (Sionna's)"] = (lambda ii: (lambda inst: expectation_propagation(q, inst, ii)))(i)
-            fns[f"EP-{i}, damping tuned at each SNR"] = (lambda ii, bb: (lambda inst: expectation_propagation(q, inst, ii, bb)))(i, tuned[i])
-        return fns, {str(i): b for i, b in tuned.items()}
+    iters = sorted({i for k in depths for i in (k, 2 * k)})
     e = {"section": "ep_depth", "case": name, "depth": K, "depths": {f"learned EP-{k}": k for k in depths},
          "title": CASES[name]["title"] + ": learned EP (the preset's recipe) against depth", "snrs": EP_SNRS,
          "test_size": test_size, "training": training}
-    e.update(_curves(name, EP_SNRS, classical, models, test_size, seed, quiet))
+    e.update(_curves(name, EP_SNRS, lambda q, val: _ep_classical(q, val, iters, iters), models, test_size, seed, quiet))
     return _finish(e, test_size)
+
+
+def _ep_classical(q, val, sionna: Sequence[int], tuned: Sequence[int]):
+    """Classical EP on problem ``q``: with Sionna's damping 0.9 at each iteration count of ``sionna``, and
+    with the damping tuned on ``val`` (``tune_ep``) at each of ``tuned``. ({label: detector}, {iterations:
+    tuned damping}), the labels the sections, bars and tables read."""
+    betas = {k: tune_ep(q, val, k)[0] for k in tuned}
+
+    def ep(k, b=DAMPING):
+        return lambda inst: expectation_propagation(q, inst, k, b)
+    fns = {f"EP-{k}, damping 0.9 (Sionna's)": ep(k) for k in sionna}
+    fns.update({f"EP-{k}, damping tuned at each SNR": ep(k, b) for k, b in betas.items()})
+    return fns, {str(k): b for k, b in betas.items()}
 
 
 # ---- bars, report ----------------------------------------------------------------------------------
