@@ -129,14 +129,39 @@ def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     return cfg.model_copy(update={"model": m.model_copy(update=update)})
 
 
+def resolve_snr_knots(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with an integer ``model.snr_knots`` n >= 2 replaced by n SNRs (dB) spread evenly over the
+    SNR range the training batches are drawn from (``problem.channel.snr_db``, as ``training.problem``
+    changes it), so a saved or moved model keeps the knots it was trained with. ConfigError where the
+    problem has no SNR range or the range is a single SNR."""
+    n = cfg.model.snr_knots
+    if not isinstance(n, int) or n == 0:
+        return cfg
+    try:
+        pc = cfg.changed_problem(cfg.training.problem, "training.problem", "the training batches") or cfg.problem
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    rng = getattr(getattr(pc, "channel", None), "snr_db", None)
+    if rng is None:
+        raise ConfigError(f"model.snr_knots: {cfg.problem.name} has no channel SNR range to spread {n} knots over; "
+                          "give the knots as a list of SNRs in dB, or set model.snr_knots to 0")
+    lo, hi = float(rng[0]), float(rng[1])
+    if hi <= lo:
+        raise ConfigError(f"model.snr_knots: the training SNR range is the single SNR {lo:g} dB; knots need a range "
+                          "(problem.channel.snr_db: [low, high]) or an explicit list")
+    knots = [round(lo + (hi - lo) * i / (n - 1), 6) for i in range(n)]
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"snr_knots": knots})})
+
+
 def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
-    """The unfolded network of ``cfg`` (``model.config`` is ``cfg`` with a tuned start resolved)."""
+    """The unfolded network of ``cfg`` (``model.config`` is ``cfg`` with a tuned start and the SNR
+    knots resolved)."""
     if problem is None:
         problem = build_problem(cfg.problem)
-    cfg = resolve_tuned_init(cfg, problem)
+    cfg = resolve_snr_knots(resolve_tuned_init(cfg, problem))
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
                      step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init,
-                     support=m.support)
+                     support=m.support, snr_knots=m.snr_knots or None)
     model.config = cfg
     return model

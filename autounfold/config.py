@@ -47,6 +47,22 @@ class ModelConfig(_Strict):
     # layers with support selection (lista_cpss, alista, tilista): [step, max], the share of entries
     # that bypass the threshold at layer k is min(k * step, max); default [0.012, 0.13] (Chen et al. 2018)
     support: Optional[Tuple[float, float]] = None
+    # per-layer scalars as functions of each sample's SNR (dB): piecewise linear between knots, constant
+    # beyond the first and the last. An integer n >= 2 spreads n knots evenly over the channel's snr_db
+    # range (the built model's config lists them); a list gives them in dB; 0: one value per layer.
+    # Problems whose instances carry their SNR (mu_miso, beamforming) and the pgd / wmmse update rules.
+    snr_knots: Union[int, List[float]] = 0
+
+    @field_validator("snr_knots")
+    @classmethod
+    def _snr_knots(cls, v):
+        if isinstance(v, int):
+            if v == 1 or v < 0:
+                raise ValueError(f"must be 0 (off), an integer >= 2 or a list of >= 2 SNRs in dB (got {v})")
+            return v
+        if len(v) < 2 or any(x != x or abs(x) == float("inf") for x in v) or any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError(f"a list needs >= 2 finite SNRs in dB, strictly increasing (got {list(v)})")
+        return [float(x) for x in v]
 
     @field_validator("support")
     @classmethod

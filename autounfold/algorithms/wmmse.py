@@ -165,6 +165,7 @@ class WMMSE:
 
     name = "wmmse"
     parameters = ("relaxation", "weight_scale", "weight_shift", "correction")
+    per_sample = True                               # relaxation, weight_scale, weight_shift may be (B,)
     problems = ("mu_miso",)
     normalize: Optional[str] = None                 # no gradient scaling: the update is not a gradient step
 

@@ -65,6 +65,8 @@ class Problem:
             experiment's ``training.problem`` may change for its training batches.
         draws_channels: instances are ``ChannelBatch`` from a ``ChannelSource`` (``problem.source``),
             so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
+        instance_snr: its instances carry each sample's SNR in dB (``inst.snr_db``, (B,)), which
+            SNR-conditioned models (``model.snr_knots``) read; None: as ``draws_channels``.
         monitored: the drift monitor can watch it (instances carry H whose last axis is the transmit
             antennas, and ``drift_source`` gives the synthetic drift); None: as ``draws_channels``.
         monitor_csi: the monitor takes windows of recorded CSI (Parquet H (n_rx, n_tx)) for it (through
@@ -119,6 +121,7 @@ class Problem:
     scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
     sampling_keys: ClassVar[Tuple[str, ...]] = ()
     draws_channels: ClassVar[bool] = False
+    instance_snr: ClassVar[Optional[bool]] = None
     monitored: ClassVar[Optional[bool]] = None
     monitor_csi: ClassVar[Optional[bool]] = None
     shadow_fraction: ClassVar[float] = 0.01

@@ -31,6 +31,12 @@ class Unfolded(nn.Module):
         tied: share one set of parameters across all layers.
         step_init: scalar, one value per layer, or "chebyshev" (signed layers).
         momentum_init: initial beta (momentum layers).
+        snr_knots: None, or >= 2 increasing SNRs in dB: every per-layer scalar (a value per layer, or
+            one tied value) becomes a function of the sample's SNR, piecewise linear between its
+            values at the knots and constant beyond the end knots (positive ones are interpolated in
+            log space); each knot starts at the layer's initial value, so the network starts as
+            without knots. Needs a problem whose instances carry ``snr_db`` (``Problem.instance_snr``)
+            and an update rule that takes per-sample parameters (``per_sample``).
 
     Call:
         ``model(*inputs)`` validates raw inputs through ``problem.instance`` (beamforming:
@@ -40,7 +46,8 @@ class Unfolded(nn.Module):
     """
 
     def __init__(self, problem, algorithm, num_layers: int, layer: str = "step",
-                 tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None, support=None):
+                 tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None, support=None,
+                 snr_knots=None):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
@@ -49,27 +56,63 @@ class Unfolded(nn.Module):
                              digital_step_init, support)
         self.kinds = {name: spec.kind for name, spec in specs.items()}
         self.shared = {name for name, spec in specs.items() if spec.shared or (tied and spec.kind != "fixed")}
+        self.knotted = set()
+        if snr_knots is not None:
+            self._check_knots(snr_knots)
+            self.knotted = {name for name, spec in specs.items()
+                            if spec.kind in ("positive", "signed") and not isinstance(spec.init, torch.Tensor)
+                            and all(isinstance(v, (int, float)) for v in spec.init)}
+            if not self.knotted:
+                raise ConfigError(f"model.snr_knots: layer {layer!r} has no per-layer scalar to condition on the SNR")
+            self.register_buffer("snr_knots", torch.tensor([float(v) for v in snr_knots]))
+        else:
+            self.snr_knots = None
         self.params = nn.ParameterDict()
         for name, spec in specs.items():
-            self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec, name in self.shared),
+            self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec, name in self.shared, name in self.knotted),
                                                                 requires_grad=spec.kind != "fixed")
         self.fixed = {} if "step" in specs else {"step": 1.0}
 
-    def _initial(self, spec: LearnedParam, shared: bool) -> torch.Tensor:
+    def _check_knots(self, knots) -> None:
+        if len(knots) < 2 or any(b <= a for a, b in zip(knots, knots[1:])):
+            raise ConfigError(f"model.snr_knots: needs >= 2 strictly increasing SNRs in dB (got {list(knots)})")
+        snr = self.problem.instance_snr
+        if not (self.problem.draws_channels if snr is None else snr):
+            raise ConfigError(f"model.snr_knots: {self.problem.name} instances carry no SNR to condition on; "
+                              "set model.snr_knots to 0")
+        if not getattr(self.algorithm, "per_sample", False):
+            raise ConfigError(f"model.snr_knots: the update rule {self.algorithm.name!r} takes one value per layer, "
+                              "not one per sample; set model.snr_knots to 0")
+
+    def _initial(self, spec: LearnedParam, shared: bool, knotted: bool = False) -> torch.Tensor:
         if isinstance(spec.init, torch.Tensor):
             init = spec.init.unsqueeze(0)
             return init.clone() if shared else init.repeat(self.num_layers, *([1] * spec.init.dim()))
         values = torch.tensor(spec.init, dtype=torch.float32)
         if spec.kind == "positive":
             values = values.log()
-        return values[:1].clone() if shared else values
+        values = values[:1].clone() if shared else values
+        return values.unsqueeze(-1).repeat(1, len(self.snr_knots)) if knotted else values
 
-    def layer_values(self, k: int) -> dict:
-        """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated)."""
+    def snr_weights(self, snr_db: torch.Tensor) -> torch.Tensor:
+        """The knots' interpolation weights at each sample's SNR, (B, n) float32 (rows sum to 1): hat
+        functions on the knots, the SNR clamped to [first, last] knot."""
+        k = self.snr_knots
+        s = snr_db.to(k.dtype).clamp(float(k[0]), float(k[-1])).unsqueeze(-1)
+        left = torch.cat([k[:1] - 1.0, k[:-1]])
+        right = torch.cat([k[1:], k[-1:] + 1.0])
+        return torch.minimum((s - left) / (k - left), (right - s) / (right - k)).clamp(0.0, 1.0)
+
+    def layer_values(self, k: int, weights: Optional[torch.Tensor] = None) -> dict:
+        """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated).
+        An SNR-conditioned scalar is (B,) at the knot weights ``weights`` (``snr_weights``), or its (n,)
+        values at the knots without them."""
         out = dict(self.fixed)
         for key, raw in self.params.items():
             name = key.replace("__", ".")
             v = raw[0 if name in self.shared else k]
+            if weights is not None and name in self.knotted:
+                v = weights @ v
             if self.kinds[name] == "positive":
                 v = v.exp()
             if "." in name:                       # grouped: operator.gram -> out["operator"]["gram"]
@@ -88,7 +131,10 @@ class Unfolded(nn.Module):
                 if kind == "matrix" or self.params[name.replace(".", "__")].dim() > 2:
                     continue
                 values = [_lookup(self.layer_values(k), name).reshape(-1) for k in range(self.num_layers)]
-                if values[0].numel() == 1:
+                if name in self.knotted:
+                    for j, knot in enumerate(self.snr_knots.tolist()):
+                        out[f"{name}.snr{knot:g}dB"] = [float(v[j]) for v in values]
+                elif values[0].numel() == 1:
                     out[name] = [float(v) for v in values]
                 else:
                     for j in range(values[0].numel()):
@@ -118,9 +164,10 @@ class Unfolded(nn.Module):
         state = start(self.problem, inst) if callable(start) else None
         if state is None:
             state = self.algorithm.init_state(self.problem.init(inst))
+        weights = None if self.snr_knots is None else self.snr_weights(inst.snr_db)
         iterates: List[torch.Tensor] = []
         for k in range(K):
-            state = self.algorithm.step(self.problem, inst, state, self.layer_values(k))
+            state = self.algorithm.step(self.problem, inst, state, self.layer_values(k, weights))
             if return_all:
                 iterates.append(state.x)
         return iterates if return_all else state.x

@@ -1,0 +1,138 @@
+"""SNR-conditioned unfolded networks (``model.snr_knots``): per-layer scalars that are piecewise-linear
+functions of each sample's SNR. Without training they equal the network without knots; at a knot they
+are that knot's value, between knots the linear blend, beyond the ends the end value; the knots travel
+with the saved model; bad configs are refused with the field named."""
+import pytest
+import torch
+
+import autounfold
+from autounfold.build import build_model
+from autounfold.config import load_config
+from autounfold.errors import ConfigError
+from autounfold.evaluation.evaluate import transfer
+from autounfold.config import parse_config
+from autounfold.training.trainer import train
+
+SMALL = ["problem.n_users=4", "problem.channel.n_tx=8", "model.num_layers=3", "model.step_init=0.05",
+         "model.momentum_init=0.3", "training.steps=0"]
+
+
+def _cfg(*extra, layer="momentum"):
+    return load_config("preset:mu_miso", SMALL + [f"model.layer={layer}"] + list(extra))
+
+
+def _set_knot_values(model, name, values_per_knot):
+    """Give every layer of ``name`` the raw values ``values_per_knot`` (one per knot)."""
+    raw = model.params[name]
+    with torch.no_grad():
+        raw.copy_(torch.tensor(values_per_knot, dtype=raw.dtype).expand_as(raw))
+
+
+def test_an_integer_spreads_the_knots_over_the_training_range_and_the_config_keeps_them():
+    model = build_model(_cfg("model.snr_knots=4"))
+    assert model.config.model.snr_knots == [0.0, 10.0, 20.0, 30.0]
+    assert model.snr_knots.tolist() == [0.0, 10.0, 20.0, 30.0]
+    # the training batches' range (training.problem) is the one spread over, not the problem's
+    moved = build_model(_cfg("model.snr_knots=3", "training.problem={channel: {snr_db: [5.0, 15.0]}}"))
+    assert moved.config.model.snr_knots == [5.0, 10.0, 15.0]
+    # every per-layer scalar is conditioned: (layers, knots)
+    assert {k: tuple(v.shape) for k, v in model.params.items()} == {"step": (3, 4), "momentum": (3, 4)}
+
+
+@pytest.mark.parametrize("layer", ["momentum", "uwmmse"])
+def test_untrained_knots_reproduce_the_network_without_them(layer):
+    plain = build_model(_cfg(layer=layer))
+    knotted = build_model(_cfg("model.snr_knots=[0, 7.5, 30]", layer=layer))
+    inst = plain.problem.sample(16, 3)
+    with torch.no_grad():
+        a, b = plain.run(inst), knotted.run(inst)
+    assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_weights_are_the_knot_value_at_a_knot_linear_between_and_constant_beyond():
+    model = build_model(_cfg("model.snr_knots=[0, 10, 30]"))
+    w = model.snr_weights(torch.tensor([-20.0, 0.0, 5.0, 10.0, 25.0, 30.0, 45.0]))
+    expect = torch.tensor([[1, 0, 0], [1, 0, 0], [0.5, 0.5, 0], [0, 1, 0], [0, 0.25, 0.75], [0, 0, 1], [0, 0, 1.0]])
+    assert torch.allclose(w, expect)
+    # positive scalars blend in log space: halfway between steps 0.01 and 0.04 is 0.02
+    _set_knot_values(model, "step", [torch.log(torch.tensor(0.01)), torch.log(torch.tensor(0.04)), 0.0])
+    _set_knot_values(model, "momentum", [0.1, 0.5, 0.9])
+    values = model.layer_values(1, model.snr_weights(torch.tensor([5.0, 20.0])))
+    assert torch.allclose(values["step"], torch.tensor([0.02, 0.04 ** 0.5]), rtol=1e-5)
+    assert torch.allclose(values["momentum"], torch.tensor([0.3, 0.7]))
+
+
+def test_each_sample_runs_with_the_parameters_of_its_own_snr():
+    """A batch mixing SNRs gives, sample by sample, what a plain network with that SNR's interpolated
+    constants gives: the conditioning is per sample, not per batch."""
+    knotted = build_model(_cfg("model.snr_knots=[0, 30]"))
+    _set_knot_values(knotted, "step", [torch.log(torch.tensor(0.2)), torch.log(torch.tensor(0.002))])
+    _set_knot_values(knotted, "momentum", [0.0, 0.6])
+    inst = knotted.problem.sample(8, 5)
+    with torch.no_grad():
+        out = knotted.run(inst)
+    for i in (0, 3, 7):
+        t = float(inst.snr_db[i]) / 30.0
+        step = float(torch.exp((1 - t) * torch.log(torch.tensor(0.2)) + t * torch.log(torch.tensor(0.002))))
+        plain = build_model(_cfg(f"model.step_init={step}", f"model.momentum_init={0.6 * t}"))
+        with torch.no_grad():
+            alone = plain.run(inst[i:i + 1])
+        assert torch.allclose(out[i:i + 1], alone, atol=1e-5, rtol=1e-4), i
+
+
+def test_training_moves_the_knots_apart():
+    cfg = load_config("preset:mu_miso", SMALL[:-1] + ["model.layer=momentum", "model.snr_knots=3", "training.steps=20",
+                                                       "training.batch_size=64", "training.validation_batch=64",
+                                                       "training.validate_every=10"])
+    model = build_model(cfg)
+    train(model, cfg.training, seed=0, progress=False)
+    step = model.params["step"].detach()
+    assert (step[:, 0] - step[:, 2]).abs().max() > 1e-3          # the 0 dB and 30 dB steps differ now
+    names = set(model.scalar_parameters())
+    assert {"step.snr0dB", "step.snr15dB", "momentum.snr30dB"} <= names
+
+
+def test_saved_and_moved_models_keep_their_knots(tmp_path):
+    model = build_model(_cfg("model.snr_knots=3"))
+    _set_knot_values(model, "momentum", [0.0, 0.4, 0.8])
+    autounfold.save(model, tmp_path / "m", model.config)
+    loaded = autounfold.load(tmp_path / "m")
+    inst = model.problem.sample(8, 1)
+    with torch.no_grad():
+        assert torch.allclose(loaded(inst.H, inst.noise_var), model(inst.H, inst.noise_var), atol=1e-6)
+    # moved to one SNR (what the benchmark and evaluate do): the knots stay those of training
+    data = model.config.model_dump(mode="json")
+    data["problem"]["channel"]["snr_db"] = [10.0, 10.0]
+    moved = transfer(model, parse_config(data, "test"))
+    assert moved.snr_knots.tolist() == [0.0, 15.0, 30.0]
+    inst10 = moved.problem.sample(8, 2)
+    with torch.no_grad():
+        assert torch.allclose(moved.run(inst10), model.run(inst10), atol=1e-6)
+
+
+def test_export_traces_a_knotted_model(tmp_path):
+    from autounfold.deploy.export import export_torchscript, load_torchscript
+    model = build_model(_cfg("model.snr_knots=3")).eval()
+    _set_knot_values(model, "momentum", [0.0, 0.4, 0.8])
+    path = export_torchscript(model, tmp_path / "m.pt")
+    inst = model.problem.sample(11, 4)                 # SNRs spread over the range: different blends
+    got = torch.view_as_complex(load_torchscript(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var))
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(inst.H, inst.noise_var), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("value, words", [(1, "integer >= 2"), (-2, "integer >= 2"), ([10.0], ">= 2 finite"),
+                                          ([10.0, 5.0], "strictly increasing"), ([0.0, float("nan")], "finite")])
+def test_bad_knots_are_refused_naming_the_field(value, words):
+    with pytest.raises(ConfigError, match="snr_knots") as err:
+        _cfg(f"model.snr_knots={value}")
+    assert words in str(err.value)
+
+
+def test_knots_need_an_snr_range_a_problem_with_snr_and_an_update_rule_taking_per_sample_values():
+    with pytest.raises(ConfigError, match="single SNR 10 dB"):
+        build_model(_cfg("model.snr_knots=3", "problem.channel.snr_db=[10, 10]"))
+    with pytest.raises(ConfigError, match="lasso instances carry no SNR"):
+        build_model(load_config("preset:lista", ["model.snr_knots=[0, 10]", "training.steps=0"]))
+    with pytest.raises(ConfigError, match="update rule 'subspace' takes one value per layer"):
+        build_model(load_config("preset:auto_pgd", ["model.snr_knots=[0, 10]", "training.steps=0"]))
