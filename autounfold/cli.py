@@ -159,7 +159,8 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
 def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="directory for mu_miso_benchmark.json / .md / PNGs"),
                       steps: int = typer.Option(1500, min=0, help="training steps per model (the preset's recipe)"),
                       depth: int = typer.Option(5, min=1, help="depth of the models and of the equal-depth baselines"),
-                      layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum", help="comma-separated layer types"),
+                      layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum,momentum+snr4", help="comma-separated layer types, each "
+                                                 "optionally +snrN: its per-layer scalars conditioned on the SNR, N knots"),
                       sizes: str = typer.Option("8x4,16x8,64x16", help="comma-separated n_tx x users"),
                       depths: str = typer.Option("1,2,3,5,8", help="depths of the depth curve (middle size)"),
                       test_batch: int = typer.Option(1024, min=16, help="test channels per cell"),
@@ -171,14 +172,14 @@ def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="di
     """MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA and RZF/ZF/MRT at
     equal depth, over SNR, on unseen correlated channels, against latency, and on 3GPP UMi / UMa
     channels (trained on Rayleigh and on UMi); JSON + Markdown + plots."""
-    from .evaluation.mu_miso_benchmark import SECTIONS, run_mu_miso_benchmark
-    from .plugins import LAYERS
+    from .evaluation.mu_miso_benchmark import SECTIONS, run_mu_miso_benchmark, variant
     section_list = _choices(sections, SECTIONS, "--sections")
     ls = [v.strip() for v in layers.split(",") if v.strip()]
     for name in ls:
-        if not LAYERS.get(name).applies_to("mu_miso"):
-            raise ConfigError(f"--layers: {name!r} does not apply to mu_miso; use "
-                              f"{', '.join(LAYERS.select(lambda d: d.applies_to('mu_miso')))}")
+        try:
+            variant(name)
+        except ConfigError as err:
+            raise ConfigError(f"--layers: {err}") from None
     try:
         size_list = [tuple(int(x) for x in v.strip().lower().split("x")) for v in sizes.split(",") if v.strip()]
         if not size_list or any(len(t) != 2 or min(t) < 1 for t in size_list):

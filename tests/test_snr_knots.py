@@ -136,3 +136,14 @@ def test_knots_need_an_snr_range_a_problem_with_snr_and_an_update_rule_taking_pe
         build_model(load_config("preset:lista", ["model.snr_knots=[0, 10]", "training.steps=0"]))
     with pytest.raises(ConfigError, match="update rule 'subspace' takes one value per layer"):
         build_model(load_config("preset:auto_pgd", ["model.snr_knots=[0, 10]", "training.steps=0"]))
+
+
+def test_the_mu_miso_benchmark_names_snr_conditioned_variants():
+    from autounfold.evaluation.mu_miso_benchmark import _overrides, variant, variant_label
+    assert variant("momentum+snr3") == ("momentum", ["model.snr_knots=3"]) and variant("uwmmse") == ("uwmmse", [])
+    assert variant_label("momentum+snr4") == "unfolded PGA, 4 SNR knots"
+    cfg = load_config("preset:mu_miso", _overrides(8, 4, "momentum+snr3", 2, 0))
+    assert (cfg.model.layer, cfg.model.snr_knots, cfg.model.num_layers) == ("momentum", 3, 2)
+    for bad in ("momentum+snr", "momentum+knots4", "signed+snr4"):
+        with pytest.raises(ConfigError):
+            variant(bad)

@@ -50,6 +50,30 @@ _TITLES = {**GPP_NAMES, "iid_rayleigh": "i.i.d. Rayleigh"}
 TRAIN_POOL, TEST_POOL = 0, 1
 
 
+def variant(name: str) -> Tuple[str, List[str]]:
+    """A benchmark variant: a mu_miso layer type, optionally with its per-layer scalars conditioned on
+    the SNR (``momentum+snr4``: unfolded PGA, ``model.snr_knots=4``). Returns (layer, overrides);
+    ConfigError names a bad one."""
+    layer, plus, cond = name.partition("+")
+    from ..plugins import LAYERS
+    if layer not in LAYERS.names() or not LAYERS.get(layer).applies_to("mu_miso"):
+        raise ConfigError(f"{layer!r} does not apply to mu_miso; use "
+                          f"{', '.join(LAYERS.select(lambda d: d.applies_to('mu_miso')))}, each optionally +snrN")
+    if not plus:
+        return layer, []
+    n = cond[3:]
+    if not (cond.startswith("snr") and n.isdigit() and int(n) >= 2):
+        raise ConfigError(f"{name!r}: after '+' expected snrN, N >= 2 SNR knots (e.g. {layer}+snr4)")
+    return layer, [f"model.snr_knots={int(n)}"]
+
+
+def variant_label(name: str) -> str:
+    """The tables' name of a variant: its layer's label, plus the SNR knots if any."""
+    layer, extra = variant(name)
+    base = LABELS.get(layer, layer)
+    return f"{base}, {extra[0].split('=')[1]} SNR knots" if extra else base
+
+
 def _log(msg: str, quiet: bool):
     if not quiet:
         print(f"[mu-miso benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -58,8 +82,9 @@ def _log(msg: str, quiet: bool):
 def _overrides(n_tx: int, K: int, layer: str, depth: int, steps: int, extra: Sequence[str] = ()) -> List[str]:
     # the preset's recipe: step_init tuned (the network starts as the classical solver it unrolls,
     # tuned at its depth on a validation draw)
+    layer, conditioned = variant(layer)
     return [f"problem.n_users={K}", f"problem.channel.n_tx={n_tx}", f"model.layer={layer}",
-            f"model.num_layers={depth}", f"training.steps={steps}"] + list(extra)
+            f"model.num_layers={depth}", f"training.steps={steps}"] + conditioned + list(extra)
 
 
 def _train(n_tx, K, layer, depth, steps, seed, quiet):
@@ -136,7 +161,7 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
                 for key, trained in (("rayleigh", rayleigh), ("gpp", gpp)):
                     m = trained[layer][0]
                     m = _at(m, channel_model=ch, pool_seed=pool)
-                    rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded",
+                    rows.append({"method": f"{variant_label(layer)}-{depth}", "kind": "unfolded",
                                  "trained_on": where[key], **q.summarize(m.run(t), t, r)})
             label, solver = baselines.CLASSICAL["wmmse"]
             rows.append({"method": f"{label}-{depth}", "kind": "classical", "trained_on": "-",
@@ -160,11 +185,12 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
     return {"n_tx": n_tx, "n_users": K, "depth": depth, "steps": steps, "test_batch": test_batch,
             "train_channel": GPP_TRAIN, "train_pool_seed": train_problem.source.pool_seed,
             "train_pool_terminals": getattr(train_problem.source, "pool", None), "test_pool_seed": TEST_POOL,
-            "training_seconds": {f"{LABELS.get(layer, layer)}-{depth}": gpp[layer][2] for layer in layers},
+            "training_seconds": {f"{variant_label(layer)}-{depth}": gpp[layer][2] for layer in layers},
             "cells": cells}
 
 
-def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum"),
+def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5,
+                          layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum", "momentum+snr4"),
                           test_batch: int = 1024, latency_batch: int = 256, repeats: int = 20, seed: int = 0,
                           sizes: Sequence[Tuple[int, int]] = SIZES, depths: Sequence[int] = DEPTHS,
                           quiet: bool = False, sections: Sequence[str] = SECTIONS,
@@ -174,6 +200,11 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: 
     mu_miso_benchmark.json / .md and the PNGs."""
     if not sections or any(x not in SECTIONS for x in sections):
         raise ConfigError(f"benchmark-mu-miso: sections must be among {', '.join(SECTIONS)} (got {list(sections)})")
+    for name in layers:
+        try:
+            variant(name)
+        except ConfigError as err:
+            raise ConfigError(f"benchmark-mu-miso: layers: {err}") from None
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -205,7 +236,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: 
             with torch.no_grad():
                 for layer in layers:
                     m = _at(models[(n_tx, K, layer, depth)][0], snr=snr)
-                    rows.append({"method": f"{LABELS.get(layer, layer)}-{depth}", "kind": "unfolded", **p.summarize(m.run(test), test, ref)})
+                    rows.append({"method": f"{variant_label(layer)}-{depth}", "kind": "unfolded", **p.summarize(m.run(test), test, ref)})
                 for name in ("wmmse", "wmmse_tuned", "pga_tuned"):
                     label, solver = baselines.CLASSICAL[name]
                     rows.append({"method": f"{label}-{depth}", "kind": "classical", **p.summarize(solver(p, test, depth), test, ref)})
@@ -237,7 +268,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: 
                 models[key] = _train(n_tx, K, layer, d, steps, seed, quiet)
             with torch.no_grad():
                 vals.append(p.summarize(models[key][0].run(test), test, ref)["pct_of_reference"])
-        curve[LABELS.get(layer, layer)] = vals
+        curve[variant_label(layer)] = vals
     result["depth_curve"] = {"n_tx": n_tx, "n_users": K, "snr_db": [0.0, 30.0], **curve}
 
     sweep = {"snr_db": list(SWEEP_SNRS)}
@@ -250,8 +281,8 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: 
             for layer in layers:
                 m = _at(models[(n_tx, K, layer, depth)][0], snr=snr)
                 summary = q.summarize(m.run(t), t, r)
-                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth}", []).append(summary["pct_of_reference"])
-                sweep.setdefault(f"{LABELS.get(layer, layer)}-{depth} p5", []).append(summary["p5_pct"])
+                sweep.setdefault(f"{variant_label(layer)}-{depth}", []).append(summary["pct_of_reference"])
+                sweep.setdefault(f"{variant_label(layer)}-{depth} p5", []).append(summary["p5_pct"])
             sweep.setdefault(f"WMMSE-{depth}", []).append(q.summarize(baselines.wmmse(q, t, depth), t, r)["pct_of_reference"])
     result["snr_sweep"] = {"n_tx": n_tx, "n_users": K, **sweep}
 
@@ -263,13 +294,13 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5, layers: 
     with torch.no_grad():
         for layer in layers:
             m = _at(models[(n_tx, K, layer, depth)][0], channel_model="correlated_rayleigh")
-            robust.append({"method": f"{LABELS.get(layer, layer)}-{depth}", **q.summarize(m.run(t), t, r)})
+            robust.append({"method": f"{variant_label(layer)}-{depth}", **q.summarize(m.run(t), t, r)})
         robust.append({"method": f"WMMSE-{depth}", **q.summarize(baselines.wmmse(q, t, depth), t, r)})
         robust.append({"method": f"WMMSE, tuned relaxation-{depth}", **q.summarize(baselines.wmmse_tuned(q, t, depth), t, r)})
     result["correlated"] = {"n_tx": n_tx, "n_users": K, "angular_spread_deg": 15.0, "rows": robust}
 
     lat_inst = test[:latency_batch]
-    fns = {f"{LABELS.get(layer, layer)}-{depth}": (lambda m=models[(n_tx, K, layer, depth)][0]: m.run(lat_inst)) for layer in layers}
+    fns = {f"{variant_label(layer)}-{depth}": (lambda m=models[(n_tx, K, layer, depth)][0]: m.run(lat_inst)) for layer in layers}
     fns.update({f"WMMSE-{depth}": lambda: baselines.wmmse(p, lat_inst, depth),
                 "WMMSE-100": lambda: baselines.wmmse(p, lat_inst, 100),
                 "RZF": lambda: p.init(lat_inst, "rzf")})
@@ -299,7 +330,7 @@ def _with_3gpp(result: dict, models: dict, out: Path, steps, depth, layers, test
             models[(n_tx, K, layer, depth)] = _train(n_tx, K, layer, depth, steps, seed, quiet)
     rayleigh = {layer: models[(n_tx, K, layer, depth)] for layer in layers}
     result["3gpp"] = three_gpp(rayleigh, layers, test_batch, seed, quiet)
-    result["3gpp"]["rayleigh_training_seconds"] = {f"{LABELS.get(layer, layer)}-{depth}": rayleigh[layer][2]
+    result["3gpp"]["rayleigh_training_seconds"] = {f"{variant_label(layer)}-{depth}": rayleigh[layer][2]
                                                    for layer in layers}
     result["3gpp"]["rayleigh_models_from_main"] = reused
     result["3gpp"]["seconds"] = time.perf_counter() - t0
