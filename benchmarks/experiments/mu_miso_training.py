@@ -33,6 +33,23 @@ for _size in ("8x4", "64x16"):
     for _layer, _lname in (("uwmmse", "UWMMSE"), ("momentum", "unfolded PGA")):
         VARIANTS[f"{_size}: {_lname}, 300 steps"] = [f"model.layer={_layer}", "training.steps=300"]
         VARIANTS[f"{_size}: {_lname}, 1500 steps"] = [f"model.layer={_layer}", "training.steps=1500"]
+# per-layer scalars conditioned on the SNR (model.snr_knots): knots every 10 dB (4) or 5 dB (7) over 0-30 dB
+for _size in ("8x4", "64x16"):
+    VARIANTS[f"{_size}: unfolded PGA, 4 SNR knots, 1500 steps"] = ["model.layer=momentum", "model.snr_knots=4",
+                                                                   "training.steps=1500"]
+VARIANTS["8x4: unfolded PGA, 7 SNR knots, 1500 steps"] = ["model.layer=momentum", "model.snr_knots=7", "training.steps=1500"]
+VARIANTS["8x4: unfolded PGA, 4 SNR knots, 3000 steps"] = ["model.layer=momentum", "model.snr_knots=4", "training.steps=3000"]
+VARIANTS["8x4: unfolded PGA, 4 SNR knots, 1500 steps, lr 0.03"] = ["model.layer=momentum", "model.snr_knots=4",
+                                                                    "training.steps=1500", "training.lr=0.03"]
+VARIANTS["8x4: unfolded PGA, 4 SNR knots, 1500 steps, batch 1024"] = ["model.layer=momentum", "model.snr_knots=4",
+                                                                      "training.steps=1500", "training.batch_size=1024"]
+VARIANTS["8x4: UWMMSE, 4 SNR knots, 1500 steps"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500"]
+VARIANTS["8x4: UWMMSE, 4 SNR knots, 1500 steps, lr 0.002"] = ["model.layer=uwmmse", "model.snr_knots=4",
+                                                               "training.steps=1500", "training.lr=0.002"]
+VARIANTS["unfolded PGA, 4 SNR knots, 1500 steps"] = ["model.layer=momentum", "model.snr_knots=4", "training.steps=1500"]
+VARIANTS["UWMMSE, 4 SNR knots, 1500 steps"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500"]
+VARIANTS["UWMMSE, 4 SNR knots, 1500 steps, lr 0.002"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500",
+                                                          "training.lr=0.002"]
 N_TX, K, SNRS, TEST = 16, 8, (10.0, 20.0), 1024
 
 
