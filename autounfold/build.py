@@ -11,6 +11,7 @@ from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
 from .unfolding import Unfolded
+from .unfolding.unfolded import check_snr_conditioning
 
 
 def build_problem(cfg: ProblemConfig) -> Problem:
@@ -129,12 +130,14 @@ def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     return cfg.model_copy(update={"model": m.model_copy(update=update)})
 
 
-def resolve_snr_knots(cfg: ExperimentConfig) -> ExperimentConfig:
+def resolve_snr_knots(cfg: ExperimentConfig, problem: Problem = None) -> ExperimentConfig:
     """``cfg`` with an integer ``model.snr_knots`` n >= 2 replaced by n SNRs (dB) spread evenly over the
     SNR range the training batches are drawn from (``problem.channel.snr_db``, as ``training.problem``
     changes it), so a saved or moved model keeps the knots it was trained with. ConfigError where the
     problem has no SNR range or the range is a single SNR."""
     n = cfg.model.snr_knots
+    if n and problem is not None:                   # a problem that cannot take knots says so first
+        check_snr_conditioning(problem, build_algorithm(cfg.model, problem))
     if not isinstance(n, int) or n == 0:
         return cfg
     try:
@@ -158,7 +161,7 @@ def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
     knots resolved)."""
     if problem is None:
         problem = build_problem(cfg.problem)
-    cfg = resolve_snr_knots(resolve_tuned_init(cfg, problem))
+    cfg = resolve_snr_knots(resolve_tuned_init(cfg, problem), problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
                      step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init,

@@ -8,6 +8,7 @@ layer-type table and ``gradient_scaling`` against what the problem declares (``a
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
@@ -53,16 +54,19 @@ class ModelConfig(_Strict):
     # Problems whose instances carry their SNR (mu_miso, beamforming) and the pgd / wmmse update rules.
     snr_knots: Union[int, List[float]] = 0
 
-    @field_validator("snr_knots")
+    @field_validator("snr_knots", mode="before")
     @classmethod
     def _snr_knots(cls, v):
-        if isinstance(v, int):
-            if v == 1 or v < 0:
-                raise ValueError(f"must be 0 (off), an integer >= 2 or a list of >= 2 SNRs in dB (got {v})")
-            return v
-        if len(v) < 2 or any(x != x or abs(x) == float("inf") for x in v) or any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError(f"a list needs >= 2 finite SNRs in dB, strictly increasing (got {list(v)})")
-        return [float(x) for x in v]
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v == 0 or v >= 2:
+                return v
+        elif isinstance(v, (list, tuple)):
+            if len(v) >= 2 and all(number(x) for x in v) and all(b > a for a, b in zip(v, v[1:])):
+                return [float(x) for x in v]
+        raise ValueError("must be 0 (off), an integer number of knots >= 2, or a list of >= 2 finite SNRs in dB, "
+                         "strictly increasing")
 
     @field_validator("support")
     @classmethod

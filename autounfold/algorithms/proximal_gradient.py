@@ -48,7 +48,7 @@ class ProximalGradient:
 
     name = "pgd"
     parameters = ("step", "momentum", "threshold", "transform", "operator", "support", "correction", "proxnet")
-    per_sample = True                               # every parameter may be a (B,) tensor
+    per_sample = True                               # step, momentum (and threshold) may be (B,) tensors
     problems = None                                 # every problem (it needs a gradient and a prox)
 
     def __init__(self, extrapolation: str = "heavy_ball", normalize: Optional[str] = None):

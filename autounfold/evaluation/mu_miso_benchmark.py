@@ -62,7 +62,7 @@ def variant(name: str) -> Tuple[str, List[str]]:
     if not plus:
         return layer, []
     n = cond[3:]
-    if not (cond.startswith("snr") and n.isdigit() and int(n) >= 2):
+    if not (cond.startswith("snr") and n.isascii() and n.isdigit() and int(n) >= 2):
         raise ConfigError(f"{name!r}: after '+' expected snrN, N >= 2 SNR knots (e.g. {layer}+snr4)")
     return layer, [f"model.snr_knots={int(n)}"]
 

@@ -221,8 +221,9 @@ def refine_parameters(model, names) -> List[str]:
     if not hasattr(model, "kinds") or not hasattr(model, "params"):
         raise ConfigError(f"training.refine: searches the per-layer scalars of an unfolded network; "
                           f"{type(model).__name__} has none")
+    knotted = getattr(model, "knotted", set())      # (K, knots): an offset moves all knots of a layer together
     scalars = [n for n, kind in model.kinds.items()
-               if kind != "fixed" and model.params[n.replace(".", "__")].dim() == 1]
+               if kind != "fixed" and (model.params[n.replace(".", "__")].dim() == 1 or n in knotted)]
     if not names:
         return scalars
     bad = [n for n in names if n not in scalars]

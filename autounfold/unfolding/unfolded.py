@@ -19,6 +19,26 @@ def _lookup(values: dict, name: str):
     return values[group][key]
 
 
+def check_snr_conditioning(problem, algorithm) -> None:
+    """ConfigError unless per-layer scalars may be conditioned on the SNR (``model.snr_knots``): the
+    problem's instances carry their SNR (``Problem.instance_snr``) and the update rule takes one value
+    per sample (``per_sample``)."""
+    snr = problem.instance_snr
+    if not (problem.draws_channels if snr is None else snr):
+        raise ConfigError(f"model.snr_knots: {problem.name} instances carry no SNR to condition on; "
+                          "set model.snr_knots to 0")
+    if not getattr(algorithm, "per_sample", False):
+        raise ConfigError(f"model.snr_knots: the update rule {algorithm.name!r} takes one value per layer, "
+                          "not one per sample; set model.snr_knots to 0")
+
+
+def knot_names(knots) -> List[str]:
+    """How the knots are named in logged parameters (``step.snr10dB``): %g of the SNR, or its repr
+    where two knots would print alike."""
+    names = [f"{float(k):g}" for k in knots]
+    return names if len(set(names)) == len(names) else [repr(float(k)) for k in knots]
+
+
 class Unfolded(nn.Module):
     """K unrolled iterations of ``algorithm.step`` with per-layer learned parameters.
 
@@ -76,13 +96,7 @@ class Unfolded(nn.Module):
     def _check_knots(self, knots) -> None:
         if len(knots) < 2 or any(b <= a for a, b in zip(knots, knots[1:])):
             raise ConfigError(f"model.snr_knots: needs >= 2 strictly increasing SNRs in dB (got {list(knots)})")
-        snr = self.problem.instance_snr
-        if not (self.problem.draws_channels if snr is None else snr):
-            raise ConfigError(f"model.snr_knots: {self.problem.name} instances carry no SNR to condition on; "
-                              "set model.snr_knots to 0")
-        if not getattr(self.algorithm, "per_sample", False):
-            raise ConfigError(f"model.snr_knots: the update rule {self.algorithm.name!r} takes one value per layer, "
-                              "not one per sample; set model.snr_knots to 0")
+        check_snr_conditioning(self.problem, self.algorithm)
 
     def _initial(self, spec: LearnedParam, shared: bool, knotted: bool = False) -> torch.Tensor:
         if isinstance(spec.init, torch.Tensor):
@@ -98,7 +112,8 @@ class Unfolded(nn.Module):
         """The knots' interpolation weights at each sample's SNR, (B, n) float32 (rows sum to 1): hat
         functions on the knots, the SNR clamped to [first, last] knot."""
         k = self.snr_knots
-        s = snr_db.to(k.dtype).clamp(float(k[0]), float(k[-1])).unsqueeze(-1)
+        # tensor bounds: no value read out of the buffer, so torch.export traces it and CUDA does not sync
+        s = torch.minimum(torch.maximum(snr_db.to(k.dtype), k[0]), k[-1]).unsqueeze(-1)
         left = torch.cat([k[:1] - 1.0, k[:-1]])
         right = torch.cat([k[1:], k[-1:] + 1.0])
         return torch.minimum((s - left) / (k - left), (right - s) / (right - k)).clamp(0.0, 1.0)
@@ -132,8 +147,8 @@ class Unfolded(nn.Module):
                     continue
                 values = [_lookup(self.layer_values(k), name).reshape(-1) for k in range(self.num_layers)]
                 if name in self.knotted:
-                    for j, knot in enumerate(self.snr_knots.tolist()):
-                        out[f"{name}.snr{knot:g}dB"] = [float(v[j]) for v in values]
+                    for j, knot in enumerate(knot_names(self.snr_knots.tolist())):
+                        out[f"{name}.snr{knot}dB"] = [float(v[j]) for v in values]
                 elif values[0].numel() == 1:
                     out[name] = [float(v) for v in values]
                 else:
