@@ -249,8 +249,10 @@ def batch_scalar(value, like: torch.Tensor) -> torch.Tensor:
 
 
 def abs2(z: torch.Tensor) -> torch.Tensor:
-    """|z|^2 elementwise, from the real view (complex ``abs()`` is several times slower on CPU)."""
-    return torch.view_as_real(z.resolve_conj()).square().sum(-1)
+    """|z|^2 elementwise as re^2 + im^2 (complex ``abs()`` is several times slower on CPU, and so is
+    summing the last axis of the real view: about 3x at (256, 8, 8) complex64, where the unfolded
+    MU-MISO layers spend their time)."""
+    return z.real.square() + z.imag.square()
 
 
 def frob2(V: torch.Tensor) -> torch.Tensor:
@@ -267,8 +269,16 @@ def scale_rows(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(zr * s.view(-1, *([1] * (zr.dim() - 1))))
 
 
+def _norm(z: torch.Tensor, dims, keepdim: bool) -> torch.Tensor:
+    """||z|| over the complex axes ``dims``: one fused reduction of the real view (about 10x faster on
+    CPU than summing ``abs2`` at (256, 16, 8))."""
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    real = tuple(d if d >= 0 else d - 1 for d in dims) + (-1,)
+    n = torch.linalg.vector_norm(torch.view_as_real(z.resolve_conj()), dim=real, keepdim=keepdim)
+    return n.squeeze(-1) if keepdim else n
+
+
 def norm_ratio(g: torch.Tensor, x: torch.Tensor, dims=(-2, -1), keepdim: bool = False) -> torch.Tensor:
     """||g|| / ||x|| over ``dims`` (the ``norm`` gradient scaling: a step alpha then moves x by
-    alpha ||x||), both squared norms kept >= 1e-60."""
-    return (abs2(g).sum(dims, keepdim=keepdim).clamp_min(1e-60)
-            / abs2(x).sum(dims, keepdim=keepdim).clamp_min(1e-60)).sqrt()
+    alpha ||x||), both norms kept >= 1e-30."""
+    return _norm(g, dims, keepdim).clamp_min(1e-30) / _norm(x, dims, keepdim).clamp_min(1e-30)
