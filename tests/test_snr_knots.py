@@ -171,3 +171,17 @@ def test_the_mu_miso_benchmark_names_snr_conditioned_variants():
     for bad in ("momentum+snr", "momentum+knots4", "signed+snr4"):
         with pytest.raises(ConfigError):
             variant(bad)
+
+
+def test_beamforming_gradient_layers_take_knots_too():
+    """The other problem whose instances carry their SNR: a projected-gradient layer with knots starts as
+    the same layer without them."""
+    base = ["model.layer=momentum", "model.step_init=0.3", "model.momentum_init=0.2", "model.num_layers=3",
+            "training.steps=0"]
+    plain = build_model(load_config("preset:auto_pgd", base))
+    knotted = build_model(load_config("preset:auto_pgd", base + ["model.snr_knots=3"]))
+    lo, hi = plain.config.problem.channel.snr_db
+    assert knotted.snr_knots.tolist() == [lo, (lo + hi) / 2, hi]
+    inst = plain.problem.sample(8, 2)
+    with torch.no_grad():
+        assert torch.allclose(plain.run(inst), knotted.run(inst), atol=1e-6)
