@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from .config import ExperimentConfig, ModelConfig
 from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
@@ -156,15 +158,44 @@ def resolve_snr_knots(cfg: ExperimentConfig, problem: Problem = None) -> Experim
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"snr_knots": knots})})
 
 
+COND_DRAW = 512
+COND_QUANTILES = (0.01, 0.99)
+
+
+def resolve_cond_knots(cfg: ExperimentConfig, problem: Problem) -> ExperimentConfig:
+    """``cfg`` with an integer ``model.cond_knots`` n >= 2 replaced by n values of log10 of the channel
+    condition number, spread evenly between its 1st and 99th percentiles on a draw of 512 training
+    channels (``generator(seed, "cond_knots")``, the training batches' problem), so that a saved or moved
+    model keeps them. ConfigError where the problem has no ``log_condition``."""
+    n = cfg.model.cond_knots
+    if n:
+        check_snr_conditioning(problem, build_algorithm(cfg.model, problem), "cond_knots")
+    if not isinstance(n, int) or n == 0:
+        return cfg
+    from .seeding import generator
+    try:
+        pc = cfg.changed_problem(cfg.training.problem, "training.problem", "the training batches")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    train_problem = problem if pc is None else build_problem(pc)
+    c = train_problem.log_condition(train_problem.sample(COND_DRAW, generator(cfg.seed, "cond_knots")))
+    lo, hi = (float(torch.quantile(c.double(), q)) for q in COND_QUANTILES)
+    if not hi > lo:
+        raise ConfigError(f"model.cond_knots: the training channels' condition numbers do not vary (log10 {lo:.3g}); "
+                          "give the knots as a list, or set model.cond_knots to 0")
+    knots = [round(lo + (hi - lo) * i / (n - 1), 4) for i in range(n)]
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"cond_knots": knots})})
+
+
 def build_model(cfg: ExperimentConfig, problem: Problem = None) -> Unfolded:
-    """The unfolded network of ``cfg`` (``model.config`` is ``cfg`` with a tuned start and the SNR
-    knots resolved)."""
+    """The unfolded network of ``cfg`` (``model.config`` is ``cfg`` with a tuned start and the SNR and
+    condition-number knots resolved)."""
     if problem is None:
         problem = build_problem(cfg.problem)
-    cfg = resolve_snr_knots(resolve_tuned_init(cfg, problem), problem)
+    cfg = resolve_cond_knots(resolve_snr_knots(resolve_tuned_init(cfg, problem), problem), problem)
     m = cfg.model
     model = Unfolded(problem, build_algorithm(m, problem), m.num_layers, m.layer, tied=m.tied,
                      step_init=m.step_init, momentum_init=m.momentum_init, digital_step_init=m.digital_step_init,
-                     support=m.support, snr_knots=m.snr_knots or None)
+                     support=m.support, snr_knots=m.snr_knots or None, cond_knots=m.cond_knots or None)
     model.config = cfg
     return model

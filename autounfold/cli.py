@@ -159,8 +159,10 @@ def benchmark_auto_pgd(out: Path = typer.Option(Path("results/auto_pgd"), help="
 def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="directory for mu_miso_benchmark.json / .md / PNGs"),
                       steps: int = typer.Option(1500, min=0, help="training steps per model (the preset's recipe)"),
                       depth: int = typer.Option(5, min=1, help="depth of the models and of the equal-depth baselines"),
-                      layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum,momentum+snr4", help="comma-separated layer types, each "
-                                                 "optionally +snrN: its per-layer scalars conditioned on the SNR, N knots"),
+                      layers: str = typer.Option("uwmmse,uwmmse_gnn,momentum,momentum+snr4,momentum+snr4+cond5",
+                                                 help="comma-separated layer types, each optionally +snrN and / or +condN: "
+                                                 "its per-layer scalars conditioned on the SNR / the channel's condition "
+                                                 "number, N knots"),
                       sizes: str = typer.Option("8x4,16x8,64x16", help="comma-separated n_tx x users"),
                       depths: str = typer.Option("1,2,3,5,8", help="depths of the depth curve (middle size)"),
                       test_batch: int = typer.Option(1024, min=16, help="test channels per cell"),

@@ -53,10 +53,15 @@ class ModelConfig(_Strict):
     # range (the built model's config lists them); a list gives them in dB; 0: one value per layer.
     # Problems whose instances carry their SNR (mu_miso, beamforming) and the pgd / wmmse update rules.
     snr_knots: Union[int, List[float]] = 0
+    # the same over log10 of the condition number of the channel's Gram matrix H H^H (how far the users /
+    # antennas are from orthogonal): an integer n >= 2 spreads n knots evenly between the 1st and 99th
+    # percentiles of a draw of the training channels; with snr_knots too, each scalar is bilinear on the
+    # grid of both (the problem supplies ``log_condition``: mu_miso, beamforming)
+    cond_knots: Union[int, List[float]] = 0
 
-    @field_validator("snr_knots", mode="before")
+    @field_validator("snr_knots", "cond_knots", mode="before")
     @classmethod
-    def _snr_knots(cls, v):
+    def _knots(cls, v):
         def number(x):
             return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
         if isinstance(v, int) and not isinstance(v, bool):
@@ -65,7 +70,7 @@ class ModelConfig(_Strict):
         elif isinstance(v, (list, tuple)):
             if len(v) >= 2 and all(number(x) for x in v) and all(b > a for a, b in zip(v, v[1:])):
                 return [float(x) for x in v]
-        raise ValueError("must be 0 (off), an integer number of knots >= 2, or a list of >= 2 finite SNRs in dB, "
+        raise ValueError("must be 0 (off), an integer number of knots >= 2, or a list of >= 2 finite values, "
                          "strictly increasing")
 
     @field_validator("support")

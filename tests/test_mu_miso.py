@@ -279,7 +279,7 @@ def test_monitor_sees_a_covariance_shift_of_the_users_channels(tmp_path):
     (["--sizes", "8by4"], "--sizes '8by4': expected comma-separated NTXxUSERS"),
     (["--sizes", "8x0"], "--sizes '8x0'"),
     (["--layers", "uwmmse,signed"], "--layers: 'signed' does not apply to mu_miso"),
-    (["--layers", "momentum+snr1"], "--layers: 'momentum+snr1': after '+' expected snrN, N >= 2 SNR knots"),
+    (["--layers", "momentum+snr1"], "--layers: 'momentum+snr1': after '+' expected snrN or condN, each once, N >= 2"),
     (["--layers", "signed+snr4"], "--layers: 'signed' does not apply to mu_miso"),
     (["--depths", "2,x"], "--depths: comma-separated integers expected"),
     (["--sections", "main,5g"], "--sections: choose among main, 3gpp (got 'main,5g')"),

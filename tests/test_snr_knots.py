@@ -168,7 +168,9 @@ def test_the_mu_miso_benchmark_names_snr_conditioned_variants():
     assert variant_label("momentum+snr4") == "unfolded PGA, 4 SNR knots"
     cfg = load_config("preset:mu_miso", _overrides(8, 4, "momentum+snr3", 2, 0))
     assert (cfg.model.layer, cfg.model.snr_knots, cfg.model.num_layers) == ("momentum", 3, 2)
-    for bad in ("momentum+snr", "momentum+knots4", "signed+snr4"):
+    assert variant("momentum+snr4+cond5") == ("momentum", ["model.snr_knots=4", "model.cond_knots=5"])
+    assert variant_label("momentum+snr4+cond5") == "unfolded PGA, 4 SNR x 5 condition knots"
+    for bad in ("momentum+snr", "momentum+knots4", "signed+snr4", "momentum+snr4+snr3", "momentum+cond1"):
         with pytest.raises(ConfigError):
             variant(bad)
 
@@ -185,3 +187,53 @@ def test_beamforming_gradient_layers_take_knots_too():
     inst = plain.problem.sample(8, 2)
     with torch.no_grad():
         assert torch.allclose(plain.run(inst), knotted.run(inst), atol=1e-6)
+
+
+
+# ---- the second feature: the channel's condition number (model.cond_knots) -------------------------------
+
+def test_condition_knots_spread_over_the_training_channels_and_start_as_the_plain_network():
+    from autounfold.problems.base import log_condition
+    plain = build_model(_cfg())
+    both = build_model(_cfg("model.snr_knots=3", "model.cond_knots=4"))
+    knots = both.config.model.cond_knots
+    assert len(knots) == 4 and all(b > a for a, b in zip(knots, knots[1:]))
+    c = log_condition(plain.problem.sample(512, 9).H)
+    assert float(c.min()) - 0.05 <= knots[0] and knots[-1] <= float(c.max()) + 0.05   # within the channels' range
+    assert {k: tuple(v.shape) for k, v in both.params.items()} == {"step": (3, 12), "momentum": (3, 12)}
+    assert "step.snr15dB.cond" + f"{knots[1]:g}" in both.scalar_parameters()
+    inst = plain.problem.sample(16, 3)
+    with torch.no_grad():
+        assert torch.allclose(plain.run(inst), both.run(inst), atol=1e-6, rtol=1e-5)
+
+
+def test_snr_and_condition_weights_are_bilinear():
+    from autounfold.unfolding.unfolded import hat_weights
+    model = build_model(_cfg("model.snr_knots=[0, 30]", "model.cond_knots=[0.5, 1.0, 1.5]"))
+    inst = model.problem.sample(6, 4)
+    w = model.knot_weights(inst)
+    ws = hat_weights(inst.snr_db, torch.tensor([0.0, 30.0]))
+    wc = hat_weights(model.problem.log_condition(inst), torch.tensor([0.5, 1.0, 1.5]))
+    assert torch.allclose(w, (ws[:, :, None] * wc[:, None, :]).reshape(6, 6)) and torch.allclose(w.sum(-1), torch.ones(6))
+    # a momentum of 0.1 * (SNR index) + 0.2 * (condition index) at the grid is, between grid points, the blend
+    grid = torch.tensor([[0.1 * i + 0.2 * j for j in range(3)] for i in range(2)]).reshape(-1)
+    _set_knot_values(model, "momentum", grid.tolist())
+    got = model.layer_values(1, w)["momentum"]
+    t = inst.snr_db.clamp(0, 30) / 30
+    u = (model.problem.log_condition(inst).clamp(0.5, 1.5) - 0.5) / 0.5
+    assert torch.allclose(got, 0.1 * t + 0.2 * u, atol=1e-5)
+
+
+def test_condition_knots_export_and_need_a_problem_with_a_condition_number(tmp_path):
+    from autounfold.deploy.export import export_torch_export, load_torch_export
+    model = build_model(_cfg("model.snr_knots=2", "model.cond_knots=[0.5, 1.5]")).eval()
+    _set_knot_values(model, "momentum", [0.0, 0.3, 0.5, 0.8])
+    path = export_torch_export(model, tmp_path / "m.pt2")
+    inst = model.problem.sample(9, 6)
+    got = torch.view_as_complex(load_torch_export(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var))
+    with torch.no_grad():
+        torch.testing.assert_close(got, model(inst.H, inst.noise_var), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="lasso has no channel condition number"):
+        build_model(load_config("preset:lista", ["model.cond_knots=3", "training.steps=0"]))
+    with pytest.raises(ConfigError, match="model.cond_knots: must be 0"):
+        _cfg("model.cond_knots=1")

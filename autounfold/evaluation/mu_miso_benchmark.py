@@ -52,26 +52,31 @@ TRAIN_POOL, TEST_POOL = 0, 1
 
 def variant(name: str) -> Tuple[str, List[str]]:
     """A benchmark variant: a mu_miso layer type, optionally with its per-layer scalars conditioned on
-    the SNR (``momentum+snr4``: unfolded PGA, ``model.snr_knots=4``). Returns (layer, overrides);
-    ConfigError names a bad one."""
-    layer, plus, cond = name.partition("+")
+    the SNR and / or the channel's condition number (``momentum+snr4``: unfolded PGA with
+    ``model.snr_knots=4``; ``momentum+snr4+cond5`` adds ``model.cond_knots=5``). Returns (layer,
+    overrides); ConfigError names a bad one."""
+    layer, *conds = name.split("+")
     from ..plugins import LAYERS
     if layer not in LAYERS.names() or not LAYERS.get(layer).applies_to("mu_miso"):
         raise ConfigError(f"{layer!r} does not apply to mu_miso; use "
-                          f"{', '.join(LAYERS.select(lambda d: d.applies_to('mu_miso')))}, each optionally +snrN")
-    if not plus:
-        return layer, []
-    n = cond[3:]
-    if not (cond.startswith("snr") and n.isascii() and n.isdigit() and int(n) >= 2):
-        raise ConfigError(f"{name!r}: after '+' expected snrN, N >= 2 SNR knots (e.g. {layer}+snr4)")
-    return layer, [f"model.snr_knots={int(n)}"]
+                          f"{', '.join(LAYERS.select(lambda d: d.applies_to('mu_miso')))}, each optionally +snrN / +condN")
+    out = {}
+    for cond in conds:
+        key = next((k for k in ("snr", "cond") if cond.startswith(k)), None)
+        n = cond[len(key):] if key else ""
+        if not (key and n.isascii() and n.isdigit() and int(n) >= 2) or key in out:
+            raise ConfigError(f"{name!r}: after '+' expected snrN or condN, each once, N >= 2 knots "
+                              f"(e.g. {layer}+snr4+cond5)")
+        out[key] = int(n)
+    return layer, [f"model.{k}_knots={v}" for k, v in out.items()]
 
 
 def variant_label(name: str) -> str:
-    """The tables' name of a variant: its layer's label, plus the SNR knots if any."""
+    """The tables' name of a variant: its layer's label, plus its knots if any."""
     layer, extra = variant(name)
-    base = LABELS.get(layer, layer)
-    return f"{base}, {extra[0].split('=')[1]} SNR knots" if extra else base
+    words = {"snr_knots": "SNR", "cond_knots": "condition"}
+    knots = [f"{e.split('=')[1]} {words[e.split('=')[0].removeprefix('model.')]}" for e in extra]
+    return f"{LABELS.get(layer, layer)}, {' x '.join(knots)} knots" if knots else LABELS.get(layer, layer)
 
 
 def _log(msg: str, quiet: bool):
@@ -190,7 +195,7 @@ def three_gpp(rayleigh: dict, layers: Sequence[str], test_batch: int, seed: int,
 
 
 def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5,
-                          layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum", "momentum+snr4"),
+                          layers: Sequence[str] = ("uwmmse", "uwmmse_gnn", "momentum", "momentum+snr4", "momentum+snr4+cond5"),
                           test_batch: int = 1024, latency_batch: int = 256, repeats: int = 20, seed: int = 0,
                           sizes: Sequence[Tuple[int, int]] = SIZES, depths: Sequence[int] = DEPTHS,
                           quiet: bool = False, sections: Sequence[str] = SECTIONS,

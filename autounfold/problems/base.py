@@ -269,6 +269,16 @@ def scale_rows(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.view_as_complex(zr * s.view(-1, *([1] * (zr.dim() - 1))))
 
 
+def log_condition(H: torch.Tensor) -> torch.Tensor:
+    """log10 of the condition number of H's smaller Gram matrix (H H^H for m <= n, else H^H H), (B,)
+    float32 (0: orthogonal rows of equal norm). H (B, m, n) complex (rows: users or receive antennas);
+    the smallest eigenvalue is kept >= 1e-12 of the largest. Without gradient: a feature of the input."""
+    with torch.no_grad():
+        lam = torch.linalg.eigvalsh(H @ H.mH if H.shape[-2] <= H.shape[-1] else H.mH @ H)
+        top = lam[..., -1].clamp_min(1e-30)
+        return torch.log10(top / torch.maximum(lam[..., 0], 1e-12 * top)).float()
+
+
 def _norm(z: torch.Tensor, dims, keepdim: bool) -> torch.Tensor:
     """||z|| over the complex axes ``dims``: one fused reduction of the real view (about 10x faster on
     CPU than summing ``abs2`` at (256, 16, 8))."""

@@ -11,7 +11,7 @@ from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, 
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
 from ..seeding import as_generator
-from .base import Problem, ProblemConfig, ReferenceSolver, frob2, scale_rows
+from .base import Problem, ProblemConfig, ReferenceSolver, frob2, log_condition, scale_rows
 
 LN2 = math.log(2.0)
 
@@ -184,6 +184,11 @@ class BeamformingProblem(Problem):
         s2 = inst.noise_var.view(-1, 1, 1)
         G, M = logdet_system(inst.H, W, s2)                              # (B, n_rx, S), (B, S, S)
         return G, M, s2
+
+    def log_condition(self, inst) -> torch.Tensor:
+        """log10 of the condition number of the channel's Gram matrix, (B,) float32: the second feature
+        ``model.cond_knots`` conditions the per-layer scalars on."""
+        return log_condition(inst.H)
 
     def objective(self, W, inst) -> torch.Tensor:
         """SE in bit/s/Hz, (B,) float32. Uses the S x S determinant (Sylvester), not n_rx x n_rx."""

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, norm_ratio
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, log_condition, norm_ratio
 
 LN2 = math.log(2.0)
 
@@ -184,6 +184,11 @@ class MuMisoProblem(Problem):
 
     def accept(self, batch: ChannelBatch) -> ChannelBatch:
         return self.instance(batch.H, batch.noise_var)
+
+    def log_condition(self, inst) -> torch.Tensor:
+        """log10 of the condition number of the channel's Gram matrix, (B,) float32: the second feature
+        ``model.cond_knots`` conditions the per-layer scalars on."""
+        return log_condition(inst.H)
 
     def user_weights(self, inst) -> torch.Tensor:
         """(1, K) float32 user weights a_k."""

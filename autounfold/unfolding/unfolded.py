@@ -19,17 +19,34 @@ def _lookup(values: dict, name: str):
     return values[group][key]
 
 
-def check_snr_conditioning(problem, algorithm) -> None:
-    """ConfigError unless per-layer scalars may be conditioned on the SNR (``model.snr_knots``): the
-    problem's instances carry their SNR (``Problem.instance_snr``) and the update rule takes one value
-    per sample (``per_sample``)."""
-    snr = problem.instance_snr
-    if not (problem.draws_channels if snr is None else snr):
-        raise ConfigError(f"model.snr_knots: {problem.name} instances carry no SNR to condition on; "
-                          "set model.snr_knots to 0")
+def check_snr_conditioning(problem, algorithm, field: str = "snr_knots") -> None:
+    """ConfigError unless per-layer scalars may be conditioned on the instance (``model.snr_knots``,
+    ``model.cond_knots``): the problem's instances carry their SNR (``Problem.instance_snr``), or for
+    ``cond_knots`` the problem has ``log_condition``, and the update rule takes one value per sample
+    (``per_sample``)."""
+    if field == "cond_knots":
+        if not callable(getattr(problem, "log_condition", None)):
+            raise ConfigError(f"model.cond_knots: {problem.name} has no channel condition number to condition on "
+                              "(no log_condition); set model.cond_knots to 0")
+    else:
+        snr = problem.instance_snr
+        if not (problem.draws_channels if snr is None else snr):
+            raise ConfigError(f"model.snr_knots: {problem.name} instances carry no SNR to condition on; "
+                              "set model.snr_knots to 0")
     if not getattr(algorithm, "per_sample", False):
-        raise ConfigError(f"model.snr_knots: the update rule {algorithm.name!r} takes one value per layer, "
-                          "not one per sample; set model.snr_knots to 0")
+        raise ConfigError(f"model.{field}: the update rule {algorithm.name!r} takes one value per layer, "
+                          f"not one per sample; set model.{field} to 0")
+
+
+def hat_weights(x: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation weights of x (B,) on ``knots`` (n,) increasing, (B, n), rows summing
+    to 1: hat functions, x clamped to [first, last] knot (tensor bounds: no value is read out of the
+    knots, so torch.export traces it and CUDA does not synchronise)."""
+    k = knots
+    s = torch.minimum(torch.maximum(x.to(k.dtype), k[0]), k[-1]).unsqueeze(-1)
+    left = torch.cat([k[:1] - 1.0, k[:-1]])
+    right = torch.cat([k[1:], k[-1:] + 1.0])
+    return torch.minimum((s - left) / (k - left), (right - s) / (right - k)).clamp(0.0, 1.0)
 
 
 def knot_names(knots) -> List[str]:
@@ -57,6 +74,9 @@ class Unfolded(nn.Module):
             log space); each knot starts at the layer's initial value, so the network starts as
             without knots. Needs a problem whose instances carry ``snr_db`` (``Problem.instance_snr``)
             and an update rule that takes per-sample parameters (``per_sample``).
+        cond_knots: None, or >= 2 increasing values of log10 of the channel Gram matrix's condition
+            number (``problem.log_condition``): the same on that feature; with both, each scalar has a
+            value per (SNR knot, condition knot) pair, interpolated bilinearly.
 
     Call:
         ``model(*inputs)`` validates raw inputs through ``problem.instance`` (beamforming:
@@ -67,7 +87,7 @@ class Unfolded(nn.Module):
 
     def __init__(self, problem, algorithm, num_layers: int, layer: str = "step",
                  tied: bool = False, step_init=1.0, momentum_init=0.0, digital_step_init=None, support=None,
-                 snr_knots=None):
+                 snr_knots=None, cond_knots=None):
         super().__init__()
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ConfigError(f"num_layers must be an integer >= 1 (got {num_layers!r})")
@@ -77,26 +97,25 @@ class Unfolded(nn.Module):
         self.kinds = {name: spec.kind for name, spec in specs.items()}
         self.shared = {name for name, spec in specs.items() if spec.shared or (tied and spec.kind != "fixed")}
         self.knotted = set()
-        if snr_knots is not None:
-            self._check_knots(snr_knots)
+        for field, knots in (("snr_knots", snr_knots), ("cond_knots", cond_knots)):
+            if knots is None:
+                setattr(self, field, None)
+                continue
+            if len(knots) < 2 or any(b <= a for a, b in zip(knots, knots[1:])):
+                raise ConfigError(f"model.{field}: needs >= 2 strictly increasing values (got {list(knots)})")
+            check_snr_conditioning(problem, algorithm, field)
+            self.register_buffer(field, torch.tensor([float(v) for v in knots]))
+        if snr_knots is not None or cond_knots is not None:
             self.knotted = {name for name, spec in specs.items()
                             if spec.kind in ("positive", "signed") and not isinstance(spec.init, torch.Tensor)
                             and all(isinstance(v, (int, float)) for v in spec.init)}
             if not self.knotted:
-                raise ConfigError(f"model.snr_knots: layer {layer!r} has no per-layer scalar to condition on the SNR")
-            self.register_buffer("snr_knots", torch.tensor([float(v) for v in snr_knots]))
-        else:
-            self.snr_knots = None
+                raise ConfigError(f"model.snr_knots / cond_knots: layer {layer!r} has no per-layer scalar to condition")
         self.params = nn.ParameterDict()
         for name, spec in specs.items():
             self.params[name.replace(".", "__")] = nn.Parameter(self._initial(spec, name in self.shared, name in self.knotted),
                                                                 requires_grad=spec.kind != "fixed")
         self.fixed = {} if "step" in specs else {"step": 1.0}
-
-    def _check_knots(self, knots) -> None:
-        if len(knots) < 2 or any(b <= a for a, b in zip(knots, knots[1:])):
-            raise ConfigError(f"model.snr_knots: needs >= 2 strictly increasing SNRs in dB (got {list(knots)})")
-        check_snr_conditioning(self.problem, self.algorithm)
 
     def _initial(self, spec: LearnedParam, shared: bool, knotted: bool = False) -> torch.Tensor:
         if isinstance(spec.init, torch.Tensor):
@@ -106,22 +125,40 @@ class Unfolded(nn.Module):
         if spec.kind == "positive":
             values = values.log()
         values = values[:1].clone() if shared else values
-        return values.unsqueeze(-1).repeat(1, len(self.snr_knots)) if knotted else values
+        return values.unsqueeze(-1).repeat(1, self.num_knots) if knotted else values
+
+    @property
+    def num_knots(self) -> int:
+        """Values per conditioned scalar: (SNR knots or 1) x (condition knots or 1)."""
+        return ((1 if self.snr_knots is None else len(self.snr_knots))
+                * (1 if self.cond_knots is None else len(self.cond_knots)))
+
+    def knot_labels(self) -> List[str]:
+        """The name suffix of each value of a conditioned scalar (``snr10dB``, ``cond1.2``, both joined by '.'),
+        in storage order (SNR major)."""
+        snr = [] if self.snr_knots is None else [f"snr{n}dB" for n in knot_names(self.snr_knots.tolist())]
+        cond = [] if self.cond_knots is None else [f"cond{n}" for n in knot_names(self.cond_knots.tolist())]
+        if snr and cond:
+            return [f"{a}.{b}" for a in snr for b in cond]
+        return snr or cond
 
     def snr_weights(self, snr_db: torch.Tensor) -> torch.Tensor:
-        """The knots' interpolation weights at each sample's SNR, (B, n) float32 (rows sum to 1): hat
-        functions on the knots, the SNR clamped to [first, last] knot."""
-        k = self.snr_knots
-        # tensor bounds: no value read out of the buffer, so torch.export traces it and CUDA does not sync
-        s = torch.minimum(torch.maximum(snr_db.to(k.dtype), k[0]), k[-1]).unsqueeze(-1)
-        left = torch.cat([k[:1] - 1.0, k[:-1]])
-        right = torch.cat([k[1:], k[-1:] + 1.0])
-        return torch.minimum((s - left) / (k - left), (right - s) / (right - k)).clamp(0.0, 1.0)
+        """The SNR knots' interpolation weights at each sample's SNR, (B, n) float32 (``hat_weights``)."""
+        return hat_weights(snr_db, self.snr_knots)
+
+    def knot_weights(self, inst) -> Optional[torch.Tensor]:
+        """Each sample's weights over a conditioned scalar's values, (B, num_knots) (rows sum to 1): the SNR
+        hat weights, the condition-number hat weights, or their outer product; None without knots."""
+        w = None if self.snr_knots is None else self.snr_weights(inst.snr_db)
+        if self.cond_knots is not None:
+            c = hat_weights(self.problem.log_condition(inst), self.cond_knots)
+            w = c if w is None else (w.unsqueeze(-1) * c.unsqueeze(-2)).flatten(-2)
+        return w
 
     def layer_values(self, k: int, weights: Optional[torch.Tensor] = None) -> dict:
         """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated).
-        An SNR-conditioned scalar is (B,) at the knot weights ``weights`` (``snr_weights``), or its (n,)
-        values at the knots without them."""
+        A conditioned scalar is (B,) at the knot weights ``weights`` (``knot_weights``), or its
+        (num_knots,) values at the knots without them."""
         out = dict(self.fixed)
         for key, raw in self.params.items():
             name = key.replace("__", ".")
@@ -147,8 +184,8 @@ class Unfolded(nn.Module):
                     continue
                 values = [_lookup(self.layer_values(k), name).reshape(-1) for k in range(self.num_layers)]
                 if name in self.knotted:
-                    for j, knot in enumerate(knot_names(self.snr_knots.tolist())):
-                        out[f"{name}.snr{knot}dB"] = [float(v[j]) for v in values]
+                    for j, label in enumerate(self.knot_labels()):
+                        out[f"{name}.{label}"] = [float(v[j]) for v in values]
                 elif values[0].numel() == 1:
                     out[name] = [float(v) for v in values]
                 else:
@@ -179,7 +216,7 @@ class Unfolded(nn.Module):
         state = start(self.problem, inst) if callable(start) else None
         if state is None:
             state = self.algorithm.init_state(self.problem.init(inst))
-        weights = None if self.snr_knots is None else self.snr_weights(inst.snr_db)
+        weights = self.knot_weights(inst)
         iterates: List[torch.Tensor] = []
         for k in range(K):
             state = self.algorithm.step(self.problem, inst, state, self.layer_values(k, weights))
