@@ -4,7 +4,7 @@ The benchmark (``benchmark-mu-miso``) times each 5-layer network against WMMSE-1
 repetitions, median). This script repeats that measurement ``ROUNDS`` times in one process, at the
 benchmark's setting (16 x 8, batch 256), and prints each round's medians and speed-ups over WMMSE-100, then
 the lowest, median and highest speed-up. Latency does not depend on the learned values, so the networks
-are built untrained (unfolded PGA with and without SNR knots, UWMMSE).
+are built untrained (unfolded PGA without knots, with SNR knots and with SNR x condition knots; UWMMSE).
 
     .venv/bin/python benchmarks/experiments/mu_miso_latency.py      (about 2 min, 2 cores; run nothing beside it)
 """
@@ -23,6 +23,8 @@ def main():
     start = ["model.step_init=0.05", "model.momentum_init=0.3", "training.steps=0"]
     nets = {"unfolded PGA-5": ["model.layer=momentum"] + start,
             "unfolded PGA, 4 SNR knots-5": ["model.layer=momentum", "model.snr_knots=4"] + start,
+            "unfolded PGA, 4 SNR x 5 condition knots-5": ["model.layer=momentum", "model.snr_knots=4",
+                                                          "model.cond_knots=5"] + start,
             "UWMMSE (affine)-5": ["model.layer=uwmmse", "model.step_init=1.0", "training.steps=0"]}
     models = {k: build_model(load_config("preset:mu_miso", v)).eval() for k, v in nets.items()}
     p = next(iter(models.values())).problem
