@@ -120,6 +120,18 @@ def _recover(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def _with_model_knots(config: ExperimentConfig, model) -> ExperimentConfig:
+    """``config`` with an integer ``model.snr_knots`` / ``cond_knots`` replaced by the knots ``model`` was
+    built with: a count would be spread again on whatever problem the model is later loaded or moved to,
+    under weights learned at the old knots."""
+    update = {}
+    for field in ("snr_knots", "cond_knots"):
+        knots = getattr(model, field, None)
+        if isinstance(knots, torch.Tensor) and isinstance(getattr(config.model, field, None), int):
+            update[field] = [float(v) for v in knots.tolist()]
+    return config.model_copy(update={"model": config.model.model_copy(update=update)}) if update else config
+
+
 def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, overwrite: bool = False,
          extra_files: Optional[dict] = None) -> Path:
     """Write the model directory ``path`` (see the module docstring for what may be replaced and
@@ -127,6 +139,7 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
     output that is not the program's to replace."""
     path = Path(path)
     check_output_dir(path, overwrite)
+    config = _with_model_knots(config, model)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.new.", dir=path.parent))

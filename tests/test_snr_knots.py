@@ -237,3 +237,14 @@ def test_condition_knots_export_and_need_a_problem_with_a_condition_number(tmp_p
         build_model(load_config("preset:lista", ["model.cond_knots=3", "training.steps=0"]))
     with pytest.raises(ConfigError, match="model.cond_knots: must be 0"):
         _cfg("model.cond_knots=1")
+
+
+
+def test_a_model_saved_with_its_unresolved_config_keeps_the_knots_it_was_built_with(tmp_path):
+    cfg = _cfg("model.snr_knots=3", "model.cond_knots=3")
+    model = build_model(cfg)
+    autounfold.save(model, tmp_path / "m", cfg)              # the config as loaded: counts, not knots
+    loaded = autounfold.load(tmp_path / "m")
+    assert loaded.snr_knots.tolist() == model.snr_knots.tolist()
+    assert torch.allclose(loaded.cond_knots, model.cond_knots)
+    assert isinstance(loaded.config.model.cond_knots, list)
