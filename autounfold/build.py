@@ -13,7 +13,7 @@ from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
 from .unfolding import Unfolded
-from .unfolding.unfolded import check_snr_conditioning
+from .unfolding.unfolded import check_conditioning
 
 
 def build_problem(cfg: ProblemConfig) -> Problem:
@@ -132,21 +132,26 @@ def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     return cfg.model_copy(update={"model": m.model_copy(update=update)})
 
 
-def resolve_snr_knots(cfg: ExperimentConfig, problem: Problem = None) -> ExperimentConfig:
+def _training_problem_config(cfg: ExperimentConfig) -> ProblemConfig:
+    """``cfg.training_problem()``, or ``cfg.problem`` where training.problem changes nothing (ConfigError
+    for a change it does not allow)."""
+    try:
+        return cfg.training_problem() or cfg.problem
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def resolve_snr_knots(cfg: ExperimentConfig, problem: Problem) -> ExperimentConfig:
     """``cfg`` with an integer ``model.snr_knots`` n >= 2 replaced by n SNRs (dB) spread evenly over the
     SNR range the training batches are drawn from (``problem.channel.snr_db``, as ``training.problem``
     changes it), so a saved or moved model keeps the knots it was trained with. ConfigError where the
     problem has no SNR range or the range is a single SNR."""
     n = cfg.model.snr_knots
-    if n and problem is not None:                   # a problem that cannot take knots says so first
-        check_snr_conditioning(problem, build_algorithm(cfg.model, problem))
+    if n:                                           # a problem that cannot take knots says so first
+        check_conditioning(problem, build_algorithm(cfg.model, problem))
     if not isinstance(n, int) or n == 0:
         return cfg
-    try:
-        pc = cfg.changed_problem(cfg.training.problem, "training.problem", "the training batches") or cfg.problem
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    rng = getattr(getattr(pc, "channel", None), "snr_db", None)
+    rng = getattr(getattr(_training_problem_config(cfg), "channel", None), "snr_db", None)
     if rng is None:
         raise ConfigError(f"model.snr_knots: {cfg.problem.name} has no channel SNR range to spread {n} knots over; "
                           "give the knots as a list of SNRs in dB, or set model.snr_knots to 0")
@@ -169,15 +174,12 @@ def resolve_cond_knots(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     model keeps them. ConfigError where the problem has no ``log_condition``."""
     n = cfg.model.cond_knots
     if n:
-        check_snr_conditioning(problem, build_algorithm(cfg.model, problem), "cond_knots")
+        check_conditioning(problem, build_algorithm(cfg.model, problem), "cond_knots")
     if not isinstance(n, int) or n == 0:
         return cfg
     from .seeding import generator
-    try:
-        pc = cfg.changed_problem(cfg.training.problem, "training.problem", "the training batches")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    train_problem = problem if pc is None else build_problem(pc)
+    pc = _training_problem_config(cfg)
+    train_problem = problem if pc is cfg.problem else build_problem(pc)
     c = train_problem.log_condition(train_problem.sample(COND_DRAW, generator(cfg.seed, "cond_knots")))
     lo, hi = (float(torch.quantile(c.double(), q)) for q in COND_QUANTILES)
     if not hi > lo:

@@ -174,14 +174,10 @@ def benchmark_mu_miso(out: Path = typer.Option(Path("results/mu_miso"), help="di
     """MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA and RZF/ZF/MRT at
     equal depth, over SNR, on unseen correlated channels, against latency, and on 3GPP UMi / UMa
     channels (trained on Rayleigh and on UMi); JSON + Markdown + plots."""
-    from .evaluation.mu_miso_benchmark import SECTIONS, run_mu_miso_benchmark, variant
+    from .evaluation.mu_miso_benchmark import SECTIONS, check_variants, run_mu_miso_benchmark
     section_list = _choices(sections, SECTIONS, "--sections")
     ls = [v.strip() for v in layers.split(",") if v.strip()]
-    for name in ls:
-        try:
-            variant(name)
-        except ConfigError as err:
-            raise ConfigError(f"--layers: {err}") from None
+    check_variants(ls, "--layers")
     try:
         size_list = [tuple(int(x) for x in v.strip().lower().split("x")) for v in sizes.split(",") if v.strip()]
         if not size_list or any(len(t) != 2 or min(t) < 1 for t in size_list):

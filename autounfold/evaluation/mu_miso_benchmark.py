@@ -71,6 +71,15 @@ def variant(name: str) -> Tuple[str, List[str]]:
     return layer, [f"model.{k}_knots={v}" for k, v in out.items()]
 
 
+def check_variants(names: Sequence[str], label: str) -> None:
+    """ConfigError, prefixed with ``label``, for the first name that is not a benchmark variant."""
+    for name in names:
+        try:
+            variant(name)
+        except ConfigError as err:
+            raise ConfigError(f"{label}: {err}") from None
+
+
 def variant_label(name: str) -> str:
     """The tables' name of a variant: its layer's label, plus its knots if any."""
     layer, extra = variant(name)
@@ -205,11 +214,7 @@ def run_mu_miso_benchmark(out: Path, steps: int = 1500, depth: int = 5,
     mu_miso_benchmark.json / .md and the PNGs."""
     if not sections or any(x not in SECTIONS for x in sections):
         raise ConfigError(f"benchmark-mu-miso: sections must be among {', '.join(SECTIONS)} (got {list(sections)})")
-    for name in layers:
-        try:
-            variant(name)
-        except ConfigError as err:
-            raise ConfigError(f"benchmark-mu-miso: layers: {err}") from None
+    check_variants(layers, "benchmark-mu-miso: layers")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()

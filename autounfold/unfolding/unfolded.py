@@ -19,7 +19,7 @@ def _lookup(values: dict, name: str):
     return values[group][key]
 
 
-def check_snr_conditioning(problem, algorithm, field: str = "snr_knots") -> None:
+def check_conditioning(problem, algorithm, field: str = "snr_knots") -> None:
     """ConfigError unless per-layer scalars may be conditioned on the instance (``model.snr_knots``,
     ``model.cond_knots``): the problem's instances carry their SNR (``Problem.instance_snr``), or for
     ``cond_knots`` the problem has ``log_condition``, and the update rule takes one value per sample
@@ -103,7 +103,7 @@ class Unfolded(nn.Module):
                 continue
             if len(knots) < 2 or any(b <= a for a, b in zip(knots, knots[1:])):
                 raise ConfigError(f"model.{field}: needs >= 2 strictly increasing values (got {list(knots)})")
-            check_snr_conditioning(problem, algorithm, field)
+            check_conditioning(problem, algorithm, field)
             self.register_buffer(field, torch.tensor([float(v) for v in knots]))
         if snr_knots is not None or cond_knots is not None:
             self.knotted = {name for name, spec in specs.items()
