@@ -336,3 +336,65 @@ def test_benchmark_3gpp_section_alone_tests_users_of_another_pool(tmp_path, monk
     full["3gpp"] = g
     md = M.markdown(full)
     assert md.index("## Latency") < md.index("## 3GPP channels") < md.index("### Tested on UMa") < md.index("Total time")
+
+
+def _rzf_on(p, inst, keep):
+    """RZF (regularisation K s2 / P of all K users) on the users in ``keep`` (K,) bool, by direct inversion
+    of their own Gram matrix, at full power; the others' columns zero."""
+    H = inst.H[:, keep]
+    K = inst.H.shape[1]
+    A = H @ H.mH + (K * inst.noise_var / p.power).view(-1, 1, 1) * torch.eye(H.shape[1], dtype=H.dtype)
+    V = torch.zeros(inst.H.shape[0], p.n_tx, K, dtype=torch.complex64)
+    V[:, :, keep] = H.mH @ torch.linalg.inv(A)
+    return V * (p.power / (V.abs() ** 2).sum((-2, -1))).sqrt().view(-1, 1, 1)
+
+
+@pytest.mark.parametrize("weights", [None, [1.0, 3.0, 0.5, 2.0]])
+def test_rzf_select_is_the_best_of_rzf_and_rzf_without_a_user(weights):
+    p = _problem(8, 4, (10.0, 10.0), weights=weights)
+    inst = p.sample(256, 11)
+    H = inst.H.clone()
+    H[::2, 1] = H[::2, 0] + 0.05 * H[::2, 1]          # users 0 and 1 nearly parallel in every other channel
+    inst = p.instance(H, inst.noise_var)
+    V = p.init(inst, "rzf_select")
+    assert V.shape == (256, 8, 4) and V.dtype == torch.complex64
+    torch.testing.assert_close((V.abs() ** 2).sum((-2, -1)), torch.full((256,), p.power), rtol=1e-4, atol=0)
+    r, r_rzf = p.objective(V, inst), p.objective(p.init(inst, "rzf"), inst)
+    assert (r >= r_rzf * (1 - 1e-5)).all()
+    # the candidates by brute force: RZF on all users and on every set of three
+    cands = [_rzf_on(p, inst, torch.ones(4, dtype=torch.bool))]
+    for i in range(4):
+        keep = torch.ones(4, dtype=torch.bool)
+        keep[i] = False
+        cands.append(_rzf_on(p, inst, keep))
+    rates = torch.stack([p.objective(c, inst) for c in cands], -1)
+    assert (r <= rates.max(-1).values * (1 + 1e-5)).all()
+    off = (V.abs() ** 2).sum(-2) < 1e-8 * p.power                  # (B, K): users switched off
+    assert off.sum(-1).max() <= 1
+    dropped = off.any(-1)
+    assert dropped[::2].float().mean() > 0.3 and dropped[::2].sum() > dropped[1::2].sum()
+    for b in torch.nonzero(dropped).flatten().tolist():              # a dropped user: exactly RZF on the others
+        i = int(off[b].nonzero())
+        torch.testing.assert_close(V[b], cands[1 + i][b], rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(V[~dropped], cands[0][~dropped], rtol=1e-3, atol=1e-4)
+
+
+def test_rzf_select_with_one_user_is_rzf():
+    p = _problem(4, 1, (10.0, 10.0))
+    inst = p.sample(16, 2)
+    torch.testing.assert_close(p.init(inst, "rzf_select"), p.init(inst, "rzf"), rtol=1e-5, atol=1e-6)
+
+
+def test_a_switched_off_user_stays_off_and_the_reference_tries_the_selection():
+    p = _problem(8, 4, (10.0, 10.0))
+    inst = p.sample(64, 4)
+    H = inst.H.clone()
+    H[:, 1] = H[:, 0] + 0.02 * H[:, 1]
+    inst = p.instance(H, inst.noise_var)
+    V0 = p.init(inst, "rzf_select")
+    off = (V0.abs() ** 2).sum(-2) < 1e-8 * p.power
+    assert off.any()
+    V = solve(p, inst, ProximalGradient(normalize="norm"), {"step": 0.1, "momentum": 0.5}, 5, x0=V0).x
+    assert ((V.abs() ** 2).sum(-2)[off] < 1e-8 * p.power).all()       # its gradient is zero: PGA keeps it off
+    assert "rzf_select" in p.reference_solver.inits
+    assert (p.objective(reference(p, inst), inst) >= p.objective(V, inst) * (1 - 1e-5)).all()

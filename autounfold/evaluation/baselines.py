@@ -367,6 +367,7 @@ CLASSICAL = {
     "wmmse_tuned": ("WMMSE, tuned relaxation", wmmse_tuned),
     "pga_tuned": ("PGA, tuned step and momentum", pga_tuned),
     "rzf": ("RZF (closed form)", lambda problem, inst, K: problem.init(inst, "rzf")),
+    "rzf_select": ("RZF with user selection (closed form)", lambda problem, inst, K: problem.init(inst, "rzf_select")),
     "zf": ("ZF (closed form)", lambda problem, inst, K: None if getattr(problem, "name", "") == "detection" and
            inst.H.shape[-1] > inst.H.shape[-2] else problem.init(inst, "zf")),
     "mrt": ("MRT (closed form)", lambda problem, inst, K: problem.init(inst, "mrt")),

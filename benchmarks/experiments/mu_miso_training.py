@@ -46,6 +46,16 @@ VARIANTS["8x4: unfolded PGA, 4 SNR knots, 1500 steps, batch 1024"] = ["model.lay
 VARIANTS["8x4: UWMMSE, 4 SNR knots, 1500 steps"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500"]
 VARIANTS["8x4: UWMMSE, 4 SNR knots, 1500 steps, lr 0.002"] = ["model.layer=uwmmse", "model.snr_knots=4",
                                                                "training.steps=1500", "training.lr=0.002"]
+# per-layer scalars also conditioned on the channel's condition number (model.cond_knots): how many knots
+for _snr, _cond in ((4, 5), (4, 9), (7, 5), (4, 3)):
+    VARIANTS[f"8x4: unfolded PGA, {_snr} SNR x {_cond} condition knots, 1500 steps"] = [
+        "model.layer=momentum", f"model.snr_knots={_snr}", f"model.cond_knots={_cond}", "training.steps=1500"]
+for _size in ("8x4: ", "", "64x16: "):
+    VARIANTS[f"{_size}unfolded PGA, 4 SNR x 5 condition knots, 1500 steps"] = [
+        "model.layer=momentum", "model.snr_knots=4", "model.cond_knots=5", "training.steps=1500"]
+    # the same from plain RZF (the preset's init before problem.init: rzf_select)
+    VARIANTS[f"{_size}unfolded PGA, 4 SNR x 5 condition knots, 1500 steps, init rzf"] = [
+        "model.layer=momentum", "model.snr_knots=4", "model.cond_knots=5", "training.steps=1500", "problem.init=rzf"]
 VARIANTS["unfolded PGA, 4 SNR knots, 1500 steps"] = ["model.layer=momentum", "model.snr_knots=4", "training.steps=1500"]
 VARIANTS["UWMMSE, 4 SNR knots, 1500 steps"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500"]
 VARIANTS["UWMMSE, 4 SNR knots, 1500 steps, lr 0.002"] = ["model.layer=uwmmse", "model.snr_knots=4", "training.steps=1500",
