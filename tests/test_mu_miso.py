@@ -368,8 +368,13 @@ def test_rzf_select_is_the_best_of_rzf_and_rzf_without_a_user(weights):
         keep[i] = False
         cands.append(_rzf_on(p, inst, keep))
     rates = torch.stack([p.objective(c, inst) for c in cands], -1)
-    assert (r <= rates.max(-1).values * (1 + 1e-5)).all()
-    off = (V.abs() ** 2).sum(-2) < 1e-8 * p.power                  # (B, K): users switched off
+    # the candidates are RZF and RZF without each of the two users with the largest diag (G + K s2 / P I)^-1
+    G = inst.H @ inst.H.mH
+    M = torch.linalg.inv(G + (4 * inst.noise_var / p.power).view(-1, 1, 1) * torch.eye(4, dtype=G.dtype))
+    top = torch.diagonal(M, dim1=-2, dim2=-1).real.topk(2, -1).indices
+    best = torch.maximum(rates[:, 0], torch.maximum(rates.gather(1, 1 + top[:, :1]), rates.gather(1, 1 + top[:, 1:])).squeeze(1))
+    torch.testing.assert_close(r, best, rtol=1e-4, atol=0)
+    off = (V.abs() ** 2).sum(-2) == 0                                  # (B, K): users switched off, exactly
     assert off.sum(-1).max() <= 1
     dropped = off.any(-1)
     assert dropped[::2].float().mean() > 0.3 and dropped[::2].sum() > dropped[1::2].sum()
@@ -385,6 +390,18 @@ def test_rzf_select_with_one_user_is_rzf():
     torch.testing.assert_close(p.init(inst, "rzf_select"), p.init(inst, "rzf"), rtol=1e-5, atol=1e-6)
 
 
+def test_rzf_select_with_two_users_and_one_channel():
+    p = _problem(4, 2, (10.0, 10.0))
+    inst = p.sample(1, 2)
+    H = inst.H.clone()
+    H[0, 1] = H[0, 0] + 1e-3 * H[0, 1]                  # parallel users: serve one of them
+    inst = p.instance(H, inst.noise_var)
+    V = p.init(inst, "rzf_select")
+    assert V.shape == (1, 4, 2) and p.feasible(V, inst).all()
+    assert int(((V.abs() ** 2).sum(-2) == 0).sum()) == 1
+    assert p.objective(V, inst) > 1.05 * p.objective(p.init(inst, "rzf"), inst)
+
+
 def test_a_switched_off_user_stays_off_and_the_reference_tries_the_selection():
     p = _problem(8, 4, (10.0, 10.0))
     inst = p.sample(64, 4)
@@ -392,9 +409,9 @@ def test_a_switched_off_user_stays_off_and_the_reference_tries_the_selection():
     H[:, 1] = H[:, 0] + 0.02 * H[:, 1]
     inst = p.instance(H, inst.noise_var)
     V0 = p.init(inst, "rzf_select")
-    off = (V0.abs() ** 2).sum(-2) < 1e-8 * p.power
+    off = (V0.abs() ** 2).sum(-2) == 0
     assert off.any()
     V = solve(p, inst, ProximalGradient(normalize="norm"), {"step": 0.1, "momentum": 0.5}, 5, x0=V0).x
-    assert ((V.abs() ** 2).sum(-2)[off] < 1e-8 * p.power).all()       # its gradient is zero: PGA keeps it off
+    assert ((V.abs() ** 2).sum(-2)[off] == 0).all()                   # its gradient is zero: PGA keeps it off
     assert "rzf_select" in p.reference_solver.inits
-    assert (p.objective(reference(p, inst), inst) >= p.objective(V, inst) * (1 - 1e-5)).all()
+    assert (p.objective(reference(p, inst), inst) >= p.objective(V, inst) * (1 - 1e-4)).all()

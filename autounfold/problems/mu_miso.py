@@ -55,10 +55,10 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
     When two users' channels are nearly parallel, the sum-rate optimum often serves only one of them;
     a gradient method started from RZF cannot switch a user off in a few steps (a switched-off user's
     gradient is zero, so it stays off). Dropping user i is the Schur downdate X = M - M[:, i] M[i, :] / M_ii
-    (the inverse restricted to the other users, row and column i zero), so the candidates cost one
-    K x K inverse and K x K products; V = H^H X.
+    (the inverse of the other users' Gram matrix plus the same load K s2 / P, row and column i zero), so
+    the candidates cost one K x K inverse and K x K products; V = H^H X.
 
-    Args: H (B, K, n_tx) complex, noise_var (B,), power P, weights (1 or B, K) float.
+    Args: H (B, K, n_tx) complex, noise_var (B,), power P, weights (K,), (1, K) or (B, K) float.
     Returns: V (B, n_tx, K) complex64 with ||V||_F^2 = P (column i zero where user i was dropped)."""
     B, K = H.shape[0], H.shape[1]
     G = H @ H.mH
@@ -71,14 +71,16 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
             i = drop[:, j].view(-1, 1, 1)
             col = torch.gather(M, 2, i.expand(B, K, 1))                                     # M[:, i]
             row = torch.gather(M, 1, i.expand(B, 1, K))                                     # M[i, :]
-            X.append(M - col @ row / torch.gather(row, 2, i))
+            keep = 1.0 - torch.nn.functional.one_hot(drop[:, j], K).to(G.real.dtype)         # (B, K)
+            # zero in exact arithmetic; made exactly zero, so the user stays off under any solver
+            X.append((M - col @ row / torch.gather(row, 2, i)) * (keep.unsqueeze(-1) * keep.unsqueeze(-2)))
     X = torch.stack(X, 1)                                                                   # (B, c + 1, K, K)
     Z = G.unsqueeze(1) @ X                                                                  # H V per candidate
     scale = power / (X.conj() * Z).real.sum((-2, -1)).clamp_min(1e-30)                    # P / ||V||_F^2
     gains = abs2(Z) * scale.view(B, -1, 1, 1)
     T = gains.sum(-1) + noise_var.view(-1, 1, 1)
     signal = torch.diagonal(gains, dim1=-2, dim2=-1)
-    rate = (torch.as_tensor(weights, dtype=T.dtype, device=T.device).unsqueeze(1)
+    rate = (torch.as_tensor(weights, dtype=T.dtype, device=T.device).reshape(-1, 1, K)
             * torch.log2(T / (T - signal).clamp_min(1e-12 * T))).sum(-1)                   # (B, c + 1)
     best = rate.argmax(-1)
     pick = torch.arange(B, device=H.device)
@@ -144,8 +146,8 @@ class MuMisoProblem(Problem):
     Args:
         source: the channel source (its n_rx is K).
         user_weights: a_k (default all 1).
-        init: "rzf" (regularised zero forcing, regularisation K s2 / P), "zf" or "mrt", scaled to
-            full power; "rzf_select": RZF with user selection, per channel the best of RZF and RZF
+        init: "rzf" (the default; regularised zero forcing, regularisation K s2 / P), "zf" or "mrt",
+            scaled to full power; "rzf_select" (``preset:mu_miso``'s): RZF with user selection, per channel the best of RZF and RZF
             with one user switched off (``rzf_select``).
     """
 
