@@ -168,8 +168,8 @@ COND_QUANTILES = (0.01, 0.99)
 
 
 def resolve_cond_knots(cfg: ExperimentConfig, problem: Problem) -> ExperimentConfig:
-    """``cfg`` with an integer ``model.cond_knots`` n >= 2 replaced by n values of log10 of the channel
-    condition number, spread evenly between its 1st and 99th percentiles on a draw of 512 training
+    """``cfg`` with an integer ``model.cond_knots`` n >= 2 replaced by n values of the channel's
+    conditioning (``problem.log_condition``), spread evenly between its 1st and 99th percentiles on a draw of 512 training
     channels (``generator(seed, "cond_knots")``, the training batches' problem), so that a saved or moved
     model keeps them. ConfigError where the problem has no ``log_condition``."""
     n = cfg.model.cond_knots

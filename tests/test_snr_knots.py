@@ -2,6 +2,7 @@
 functions of each sample's SNR. Without training they equal the network without knots; at a knot they
 are that knot's value, between knots the linear blend, beyond the ends the end value; the knots travel
 with the saved model; bad configs are refused with the field named."""
+import math
 import pytest
 import torch
 
@@ -233,7 +234,7 @@ def test_condition_knots_export_and_need_a_problem_with_a_condition_number(tmp_p
     got = torch.view_as_complex(load_torch_export(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var))
     with torch.no_grad():
         torch.testing.assert_close(got, model(inst.H, inst.noise_var), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ConfigError, match="lasso has no channel condition number"):
+    with pytest.raises(ConfigError, match="lasso has no channel conditioning"):
         build_model(load_config("preset:lista", ["model.cond_knots=3", "training.steps=0"]))
     with pytest.raises(ConfigError, match="model.cond_knots: must be 0"):
         _cfg("model.cond_knots=1")
@@ -248,3 +249,33 @@ def test_a_model_saved_with_its_unresolved_config_keeps_the_knots_it_was_built_w
     assert loaded.snr_knots.tolist() == model.snr_knots.tolist()
     assert torch.allclose(loaded.cond_knots, model.cond_knots)
     assert isinstance(loaded.config.model.cond_knots, list)
+
+
+def test_log_condition_is_the_zero_forcing_power_penalty():
+    from autounfold.problems.base import log_condition
+    g = torch.Generator().manual_seed(3)
+    H = torch.randn(64, 6, 10, dtype=torch.complex64, generator=g)
+    lam = torch.linalg.eigvalsh((H @ H.mH).to(torch.complex128))                         # exact, float64
+    want = torch.log10(lam.sum(-1) * (1.0 / lam).sum(-1) / 36.0)
+    got = log_condition(H)
+    assert got.dtype == torch.float32 and got.shape == (64,)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-4)
+    kappa = lam[:, -1] / lam[:, 0]                                  # between kappa / m^2 and (kappa + 1)^2 / (4 kappa)
+    assert (got.double() >= torch.log10(kappa / 36.0) - 1e-4).all()
+    assert (got.double() <= torch.log10((kappa + 1) ** 2 / (4 * kappa)) + 1e-4).all()
+    Q = torch.linalg.qr(torch.randn(10, 6, dtype=torch.complex64, generator=g))[0].mH * 3.0   # orthogonal rows, equal norm
+    assert abs(float(log_condition(Q.unsqueeze(0)))) < 1e-5
+    torch.testing.assert_close(log_condition(H.mH), got)                                      # the smaller Gram matrix either way
+    H[0, 1] = H[0, 0]                                                                         # singular: finite, large
+    assert 5.0 < float(log_condition(H[:1])) < 6.0 + math.log10(6) + 0.1
+
+
+def test_rmul_is_the_complex_product_bit_for_bit():
+    from autounfold.problems.base import rmul
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(5, 4, 3, dtype=torch.complex64, generator=g)
+    for s in (torch.rand(5, 1, 1, generator=g), torch.rand(5, 4, 3, generator=g), torch.tensor(0.7), 2.5):
+        assert torch.equal(rmul(z, s), z * s)
+    assert torch.equal(rmul(z.conj(), torch.rand(5, 1, 1, generator=g).fill_(2.0)), z.conj() * 2.0)
+    x = torch.randn(5, 3, generator=g)
+    assert torch.equal(rmul(x, torch.full((5, 1), 3.0)), x * 3.0)

@@ -12,7 +12,7 @@ import torch
 
 from ..errors import ConfigError
 from ..plugins import ALGORITHMS
-from ..problems.base import Problem, batch_scalar
+from ..problems.base import Problem, batch_scalar, rmul
 
 
 @dataclass
@@ -76,7 +76,7 @@ class ProximalGradient:
         x, x_prev = state.x, state.x_prev
         beta = params.get("momentum")
         moving = beta is not None and not (isinstance(beta, (int, float)) and beta == 0)
-        y = x + batch_scalar(beta, x) * (x - x_prev) if moving and self.extrapolation == "nesterov" else x
+        y = x + rmul(x - x_prev, batch_scalar(beta, x)) if moving and self.extrapolation == "nesterov" else x
         d, curvature = problem.scaled_direction(y, inst, self.normalize, params.get("operator"))
         alpha = batch_scalar(params["step"], y)
         if curvature is not None:
@@ -84,11 +84,11 @@ class ProximalGradient:
         transform = params.get("transform")
         if transform is not None:
             d = transform @ d
-        z = y + alpha * d
+        z = y + rmul(d, alpha)
         if params.get("correction") is not None:
             z = z + entrywise_mlp(params["correction"], torch.stack([y, alpha * d], -1))
         if moving and self.extrapolation == "heavy_ball":
-            z = z + batch_scalar(beta, x) * (x - x_prev)
+            z = z + rmul(x - x_prev, batch_scalar(beta, x))
         threshold = params.get("threshold")
         if threshold is None and hasattr(problem, "threshold"):
             threshold = problem.threshold(alpha)

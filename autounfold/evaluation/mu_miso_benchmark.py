@@ -53,7 +53,7 @@ TRAIN_POOL, TEST_POOL = 0, 1
 
 def variant(name: str) -> Tuple[str, List[str]]:
     """A benchmark variant: a mu_miso layer type, optionally with its per-layer scalars conditioned on
-    the SNR and / or the channel's condition number (``momentum+snr4``: unfolded PGA with
+    the SNR and / or the channel's conditioning (``momentum+snr4``: unfolded PGA with
     ``model.snr_knots=4``; ``momentum+snr4+cond5`` adds ``model.cond_knots=5``). Returns (layer,
     overrides); ConfigError names a bad one."""
     layer, *conds = name.split("+")

@@ -186,8 +186,9 @@ class BeamformingProblem(Problem):
         return G, M, s2
 
     def log_condition(self, inst) -> torch.Tensor:
-        """log10 of the condition number of the channel's Gram matrix, (B,) float32: the second feature
-        ``model.cond_knots`` conditions the per-layer scalars on."""
+        """How far the channel's rows are from orthogonal (``problems.base.log_condition``: log10 of
+        tr(G) tr(G^-1) / m^2 for its Gram matrix G), (B,) float32: the second feature ``model.cond_knots``
+        conditions the per-layer scalars on."""
         return log_condition(inst.H)
 
     def objective(self, W, inst) -> torch.Tensor:

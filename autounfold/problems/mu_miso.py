@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, log_condition, norm_ratio
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, log_condition, norm_ratio, rmul
 
 LN2 = math.log(2.0)
 
@@ -34,13 +34,17 @@ def sum_rate_gradient(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor,
     """dR/dRe(V) + j dR/dIm(V) of the weighted sum rate R = sum_k a_k log2(T_k / I_k), (B, n_tx, K).
 
     Args: H (B, K, n_tx) complex, V (B, n_tx, K) complex, noise_var (B,), weights a: (B or 1, K)
-    float or a scalar. With Z = H V: grad = (2 / ln2) H^H (A o Z), A_kj = a_k (1 / T_k - 1 / I_k)
+    float, a scalar, or None (all 1). With Z = H V: grad = (2 / ln2) H^H (A o Z), A_kj = a_k (1 / T_k - 1 / I_k)
     for j != k and a_k / T_k for j = k."""
     Z, T, I = interference(H, V, noise_var)
-    a = torch.as_tensor(weights, dtype=T.dtype, device=T.device)
-    coef = (a * (1.0 / T - 1.0 / I)).unsqueeze(-1).expand_as(Z.real).clone()
-    coef.diagonal(dim1=-2, dim2=-1).copy_((a / T).expand_as(T))
-    return (2.0 / LN2) * (H.mH @ (coef * Z))
+    inv_T = 1.0 / T
+    off, own = inv_T - 1.0 / I, inv_T
+    if weights is not None:
+        a = torch.as_tensor(weights, dtype=T.dtype, device=T.device)
+        off, own = a * off, a * own
+    coef = off.unsqueeze(-1).expand_as(Z.real).clone()
+    coef.diagonal(dim1=-2, dim2=-1).copy_(own.expand_as(T))
+    return (2.0 / LN2) * (H.mH @ rmul(Z, coef))
 
 
 SELECT_CANDIDATES = 2
@@ -58,33 +62,46 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
     (the inverse of the other users' Gram matrix plus the same load K s2 / P, row and column i zero), so
     the candidates cost one K x K inverse and K x K products; V = H^H X.
 
-    Args: H (B, K, n_tx) complex, noise_var (B,), power P, weights (K,), (1, K) or (B, K) float.
+    Args: H (B, K, n_tx) complex, noise_var (B,), power P, weights (K,), (1, K) or (B, K) float, or None
+    (all 1).
     Returns: V (B, n_tx, K) complex64 with ||V||_F^2 = P (column i zero where user i was dropped)."""
     B, K = H.shape[0], H.shape[1]
-    G = H @ H.mH
-    load = (K * noise_var / power).view(-1, 1, 1).to(G.real.dtype)
-    M = torch.linalg.inv(G + load * torch.eye(K, dtype=G.dtype, device=G.device))
-    X = [M]
+    A = H @ H.mH                                                                            # G, then G + load I
+    load = (K * noise_var / power).to(A.real.dtype)
+    A.diagonal(dim1=-2, dim2=-1).add_(load.view(-1, 1))
+    M = torch.linalg.inv(A)
+    # H V = G X without another product: G M = I - load M
+    Z0 = rmul(M, -load.view(-1, 1, 1))
+    Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    X, Z = [M], [Z0]
+    keep = torch.ones(B, 1, K, dtype=A.real.dtype, device=A.device)                        # users each candidate serves
     if K > 1:
-        drop = torch.diagonal(M, dim1=-2, dim2=-1).real.topk(min(candidates, K), -1).indices   # (B, c)
+        diag = torch.diagonal(M, dim1=-2, dim2=-1).real                                    # (B, K), > 0
+        drop = diag.topk(min(candidates, K), -1).indices                                    # (B, c)
+        keep = torch.cat([keep, 1.0 - torch.nn.functional.one_hot(drop, K).to(keep.dtype)], 1)   # (B, c + 1, K)
+        inv_diag = 1.0 / torch.gather(diag, 1, drop)                                        # 1 / M_ii, (B, c)
         for j in range(drop.shape[1]):
-            i = drop[:, j].view(-1, 1, 1)
-            col = torch.gather(M, 2, i.expand(B, K, 1))                                     # M[:, i]
-            row = torch.gather(M, 1, i.expand(B, 1, K))                                     # M[i, :]
-            keep = 1.0 - torch.nn.functional.one_hot(drop[:, j], K).to(G.real.dtype)         # (B, K)
-            # zero in exact arithmetic; made exactly zero, so the user stays off under any solver
-            X.append((M - col @ row / torch.gather(row, 2, i)) * (keep.unsqueeze(-1) * keep.unsqueeze(-2)))
-    X = torch.stack(X, 1)                                                                   # (B, c + 1, K, K)
-    Z = G.unsqueeze(1) @ X                                                                  # H V per candidate
-    scale = power / (X.conj() * Z).real.sum((-2, -1)).clamp_min(1e-30)                    # P / ||V||_F^2
-    gains = abs2(Z) * scale.view(B, -1, 1, 1)
+            col = torch.gather(M, 2, drop[:, j].view(-1, 1, 1).expand(B, K, 1))             # M[:, i] (B, K, 1)
+            outer = col * rmul(col.mH, inv_diag[:, j].view(-1, 1, 1))                       # M[:, i] M[i, :] / M_ii
+            X.append(M - outer)
+            # G X = Z0 + load M[:, i] M[i, :] / M_ii - e_i M[i, :] / M_ii: the last term only changes user i's
+            # row (and sets Z_ii to 0); user i is off, so its row is left out and its rate masked below
+            Z.append(Z0 + rmul(outer, load.view(-1, 1, 1)))
+    X, Z = torch.stack(X, 1), torch.stack(Z, 1)                                             # (B, c + 1, K, K)
+    # ||H^H X||_F^2 = tr(X^H G X), exact for every candidate (X's column i is zero, up to rounding)
+    power_now = (torch.view_as_real(X) * torch.view_as_real(Z)).sum((-3, -2, -1))
+    scale = power / power_now.clamp_min(1e-30)
+    gains = abs2(Z) * scale.unsqueeze(-1).unsqueeze(-1)
     T = gains.sum(-1) + noise_var.view(-1, 1, 1)
     signal = torch.diagonal(gains, dim1=-2, dim2=-1)
-    rate = (torch.as_tensor(weights, dtype=T.dtype, device=T.device).reshape(-1, 1, K)
-            * torch.log2(T / (T - signal).clamp_min(1e-12 * T))).sum(-1)                   # (B, c + 1)
-    best = rate.argmax(-1)
+    rate = torch.log2(T / (T - signal).clamp_min(1e-12 * T)) * keep                         # (B, c + 1, K)
+    if weights is not None:
+        rate = torch.as_tensor(weights, dtype=T.dtype, device=T.device).reshape(-1, 1, K) * rate
+    best = rate.sum(-1).argmax(-1)                                                          # (B,)
     pick = torch.arange(B, device=H.device)
-    return (H.mH @ (X[pick, best] * scale[pick, best].sqrt().view(-1, 1, 1))).to(torch.complex64)
+    V = H.mH @ rmul(X[pick, best], scale[pick, best].sqrt().view(-1, 1, 1))
+    # the dropped user's column exactly zero (so it stays off under any solver)
+    return rmul(V, keep[pick, best].unsqueeze(1)).to(torch.complex64)
 
 
 INITS = ("rzf", "zf", "mrt", "rzf_select")
@@ -232,8 +249,9 @@ class MuMisoProblem(Problem):
         return self.instance(batch.H, batch.noise_var)
 
     def log_condition(self, inst) -> torch.Tensor:
-        """log10 of the condition number of the channel's Gram matrix, (B,) float32: the second feature
-        ``model.cond_knots`` conditions the per-layer scalars on."""
+        """How far the channel's rows are from orthogonal (``problems.base.log_condition``: log10 of
+        tr(G) tr(G^-1) / m^2 for its Gram matrix G), (B,) float32: the second feature ``model.cond_knots``
+        conditions the per-layer scalars on."""
         return log_condition(inst.H)
 
     def user_weights(self, inst) -> torch.Tensor:
@@ -260,7 +278,7 @@ class MuMisoProblem(Problem):
         With Z = H V, T_k the received power plus noise and I_k = T_k - |Z_kk|^2,
         grad = (2 / ln2) H^H (A o Z),  A_kj = a_k (1 / T_k - 1 / I_k) for j != k and a_k / T_k for
         j = k: it lies in the row space of H, like every WMMSE iterate."""
-        return sum_rate_gradient(inst.H, V, inst.noise_var, self.user_weights(inst))
+        return sum_rate_gradient(inst.H, V, inst.noise_var, None if self.weights is None else self.user_weights(inst))
 
     def curvature(self, V, inst, mode: str = "norm") -> torch.Tensor:
         """The scale the gradient is divided by, (B,) float32. ``norm``: ||grad||_F / ||V||_F, so
@@ -282,7 +300,7 @@ class MuMisoProblem(Problem):
     def prox(self, Z, inst, threshold=None) -> torch.Tensor:
         """Projection onto ||V||_F^2 <= P (a scaling; ``threshold`` is unused)."""
         norm = frob2(Z).sqrt().view(-1, 1, 1)
-        return Z * torch.clamp(math.sqrt(self.power) / norm.clamp_min(1e-30), max=1.0)
+        return rmul(Z, torch.clamp(math.sqrt(self.power) / norm.clamp_min(1e-30), max=1.0))
 
     def feasible(self, V, inst, rtol: float = 1e-5) -> torch.Tensor:
         return frob2(V) <= self.power * (1 + rtol)
@@ -294,8 +312,8 @@ class MuMisoProblem(Problem):
         method = method or self.init_method
         H = inst.H
         if method == "rzf_select":
-            V = rzf_select(H, inst.noise_var, self.power, self.user_weights(inst))
-        elif method == "mrt":
+            return rzf_select(H, inst.noise_var, self.power, None if self.weights is None else self.user_weights(inst))
+        if method == "mrt":
             V = H.mH
         elif method in ("rzf", "zf"):
             G = H @ H.mH

@@ -26,7 +26,7 @@ def check_conditioning(problem, algorithm, field: str = "snr_knots") -> None:
     (``per_sample``)."""
     if field == "cond_knots":
         if not callable(getattr(problem, "log_condition", None)):
-            raise ConfigError(f"model.cond_knots: {problem.name} has no channel condition number to condition on "
+            raise ConfigError(f"model.cond_knots: {problem.name} has no channel conditioning to condition on "
                               "(no log_condition); set model.cond_knots to 0")
     else:
         snr = problem.instance_snr
@@ -74,8 +74,8 @@ class Unfolded(nn.Module):
             log space); each knot starts at the layer's initial value, so the network starts as
             without knots. Needs a problem whose instances carry ``snr_db`` (``Problem.instance_snr``)
             and an update rule that takes per-sample parameters (``per_sample``).
-        cond_knots: None, or >= 2 increasing values of log10 of the channel Gram matrix's condition
-            number (``problem.log_condition``): the same on that feature; with both, each scalar has a
+        cond_knots: None, or >= 2 increasing values of the channel's conditioning, log10 of
+            tr(G) tr(G^-1) / m^2 for its Gram matrix G (``problem.log_condition``): the same on that feature; with both, each scalar has a
             value per (SNR knot, condition knot) pair, interpolated bilinearly.
 
     Call:
@@ -155,18 +155,32 @@ class Unfolded(nn.Module):
             w = c if w is None else (w.unsqueeze(-1) * c.unsqueeze(-2)).flatten(-2)
         return w
 
-    def layer_values(self, k: int, weights: Optional[torch.Tensor] = None) -> dict:
+    def knotted_values(self, weights: torch.Tensor) -> dict:
+        """Every conditioned scalar at every layer for the knot weights ``weights`` (B, num_knots), constrained:
+        {name: (B, K)} (one product per scalar for all layers; ``run`` hands them to ``layer_values``)."""
+        out = {}
+        for name in self.knotted:
+            v = weights @ self.params[name.replace(".", "__")].mT                      # (B, K or 1)
+            out[name] = v.exp() if self.kinds[name] == "positive" else v
+        return out
+
+    def layer_values(self, k: int, weights: Optional[torch.Tensor] = None, knotted: Optional[dict] = None) -> dict:
         """The update rule's parameters at layer k (0-based), constrained (positive steps exponentiated).
         A conditioned scalar is (B,) at the knot weights ``weights`` (``knot_weights``), or its
-        (num_knots,) values at the knots without them."""
+        (num_knots,) values at the knots without them; ``knotted`` (``knotted_values``) gives it
+        precomputed for all layers."""
         out = dict(self.fixed)
         for key, raw in self.params.items():
             name = key.replace("__", ".")
-            v = raw[0 if name in self.shared else k]
-            if weights is not None and name in self.knotted:
-                v = weights @ v
-            if self.kinds[name] == "positive":
-                v = v.exp()
+            layer = 0 if name in self.shared else k
+            if knotted is not None and name in knotted:
+                v = knotted[name][:, layer]
+            else:
+                v = raw[layer]
+                if weights is not None and name in self.knotted:
+                    v = weights @ v
+                if self.kinds[name] == "positive":
+                    v = v.exp()
             if "." in name:                       # grouped: operator.gram -> out["operator"]["gram"]
                 group, key = name.split(".", 1)
                 out.setdefault(group, {})[key] = v
@@ -217,9 +231,10 @@ class Unfolded(nn.Module):
         if state is None:
             state = self.algorithm.init_state(self.problem.init(inst))
         weights = self.knot_weights(inst)
+        knotted = None if weights is None else self.knotted_values(weights)
         iterates: List[torch.Tensor] = []
         for k in range(K):
-            state = self.algorithm.step(self.problem, inst, state, self.layer_values(k, weights))
+            state = self.algorithm.step(self.problem, inst, state, self.layer_values(k, weights, knotted))
             if return_all:
                 iterates.append(state.x)
         return iterates if return_all else state.x
