@@ -51,7 +51,7 @@ benchmark-auto-pgd: setup
 	$(PY) -m autounfold.cli benchmark-auto-pgd --out results/auto_pgd
 
 # MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF, and the 3GPP section;
-# 1500 training steps per model, the preset's (about 31 min on 2 cores)
+# 1500 training steps per model, the preset's (about 36 min on 2 cores)
 benchmark-mu-miso: setup
 	$(PY) -m autounfold.cli benchmark-mu-miso --steps 1500 --out results/mu_miso
 

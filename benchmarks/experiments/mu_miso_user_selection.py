@@ -1,7 +1,7 @@
 """Where tuned PGA-5 loses sum rate on MU-MISO, and what starting from RZF with user selection buys.
 
 Part 1 (8 x 4, 10 dB, the cell unfolded PGA-5 missed 99.7% in from plain RZF): the test channels split
-into five equal groups by log10 of the condition number of H H^H; per group, tuned PGA-5 from RZF (% of
+into five equal groups by log_condition (log10 tr(G) tr(G^-1) / K^2, G = H H^H); per group, tuned PGA-5 from RZF (% of
 the reference in that group, and the group's share of PGA-5's total shortfall), and how often the
 reference serves fewer than K users (a user's power below 1e-6 of P).
 
@@ -64,7 +64,7 @@ def part1():
     served = ((ref.abs() ** 2).sum(-2) > 1e-6 * p.power).sum(-1)
     print(f"\n8 x 4, 10 dB, tuned PGA-5 from RZF ({prm['step']:.4f}, momentum {prm['momentum']}): "
           f"{float(100 * r.mean() / r_ref.mean()):.3f}% overall\n")
-    print("| condition group (log10 cond of H H^H) | PGA-5 % of reference | share of PGA-5's shortfall | "
+    print("| condition group (log_condition: log10 tr(G) tr(G^-1) / K^2) | PGA-5 % of reference | share of PGA-5's shortfall | "
           "reference serves < K users |")
     print("|---|---|---|---|")
     for g in range(5):
