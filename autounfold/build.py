@@ -183,11 +183,11 @@ def resolve_cond_knots(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
     c = train_problem.log_condition(train_problem.sample(COND_DRAW, generator(cfg.seed, "cond_knots")))
     lo, hi = (float(torch.quantile(c.double(), q)) for q in COND_QUANTILES)
     if not hi > lo:
-        raise ConfigError(f"model.cond_knots: the training channels' condition numbers do not vary (log10 {lo:.3g}); "
+        raise ConfigError(f"model.cond_knots: the training channels' conditioning does not vary (log10 {lo:.3g}); "
                           "give the knots as a list, or set model.cond_knots to 0")
     knots = [round(lo + (hi - lo) * i / (n - 1), 4) for i in range(n)]
     if len(set(knots)) < n:
-        raise ConfigError(f"model.cond_knots: the training channels' condition numbers vary too little for {n} "
+        raise ConfigError(f"model.cond_knots: the training channels' conditioning varies too little for {n} "
                           f"knots (log10 {lo:.4g} to {hi:.4g}); use fewer, give a list, or set model.cond_knots to 0")
     return cfg.model_copy(update={"model": cfg.model.model_copy(update={"cond_knots": knots})})
 

@@ -415,3 +415,13 @@ def test_a_switched_off_user_stays_off_and_the_reference_tries_the_selection():
     assert ((V.abs() ** 2).sum(-2)[off] == 0).all()                   # its gradient is zero: PGA keeps it off
     assert "rzf_select" in p.reference_solver.inits
     assert (p.objective(reference(p, inst), inst) >= p.objective(V, inst) * (1 - 1e-4)).all()
+
+
+@pytest.mark.parametrize("snr, gain", [(-10.0, 1.0), (0.0, 0.01), (30.0, 100.0)])
+def test_rzf_select_is_at_full_power_when_the_load_dwarfs_the_channel(snr, gain):
+    p = _problem(16, 8, (snr, snr))
+    inst = p.sample(512, 8)
+    inst = p.instance(gain * inst.H, inst.noise_var)
+    V = p.init(inst, "rzf_select")
+    assert p.feasible(V, inst).all()
+    torch.testing.assert_close((V.abs() ** 2).sum((-2, -1)), torch.full((512,), p.power), rtol=1e-5, atol=0)

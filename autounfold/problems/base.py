@@ -285,17 +285,18 @@ def log_condition(H: torch.Tensor) -> torch.Tensor:
     orthogonal rows of the same total gain: 0 for orthogonal rows of equal norm, between
     log10(k / m^2) and log10((k + 1)^2 / (4 k)) otherwise, k = cond(G) (Kantorovich). H (B, m, n) complex (rows: users or receive
     antennas). A Cholesky factor and one triangular solve (half the time of G's eigenvalues at 8 x 8);
-    a load of 1e-6 of G's mean eigenvalue keeps G^-1 defined, so values stop near 6 + log10(m).
-    Without gradient: a feature of the input."""
+    a load of 1e-6 of G's mean eigenvalue keeps G^-1 defined, so values stay below 6 (a factorisation that
+    fails in float32 reads as 6). Without gradient: a feature of the input."""
     with torch.no_grad():
         G = H @ H.mH if H.shape[-2] <= H.shape[-1] else H.mH @ H
         m = G.shape[-1]
         tr = torch.diagonal(G, dim1=-2, dim2=-1).real.sum(-1).clamp_min(1e-30)
         G.diagonal(dim1=-2, dim2=-1).add_((1e-6 / m * tr).unsqueeze(-1))
-        L = torch.linalg.cholesky_ex(G)[0]
+        L, info = torch.linalg.cholesky_ex(G)
         eye = torch.eye(m, dtype=G.dtype, device=G.device).expand_as(G)
         inv_trace = abs2(torch.linalg.solve_triangular(L, eye, upper=False)).sum((-2, -1))      # tr(G^-1) = ||L^-1||_F^2
-        return torch.log10(tr * inv_trace / (m * m)).float()
+        value = torch.log10(tr * inv_trace / (m * m)).clamp(0.0, 6.0)
+        return torch.where(info == 0, value, torch.full_like(value, 6.0)).float()
 
 
 def _norm(z: torch.Tensor, dims, keepdim: bool) -> torch.Tensor:

@@ -69,7 +69,7 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
     A = H @ H.mH                                                                            # G, then G + load I
     load = (K * noise_var / power).to(A.real.dtype)
     A.diagonal(dim1=-2, dim2=-1).add_(load.view(-1, 1))
-    M = torch.linalg.inv(A)
+    M = torch.linalg.inv_ex(A)[0]                                                           # A is PD (load > 0): no check, no sync
     # H V = G X without another product: G M = I - load M
     Z0 = rmul(M, -load.view(-1, 1, 1))
     Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)
@@ -88,7 +88,8 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
             # row (and sets Z_ii to 0); user i is off, so its row is left out and its rate masked below
             Z.append(Z0 + rmul(outer, load.view(-1, 1, 1)))
     X, Z = torch.stack(X, 1), torch.stack(Z, 1)                                             # (B, c + 1, K, K)
-    # ||H^H X||_F^2 = tr(X^H G X), exact for every candidate (X's column i is zero, up to rounding)
+    # ||H^H X||_F^2 = tr(X^H G X) for every candidate (X's column i is zero, up to rounding): good for the
+    # ranking; it loses digits when the load dwarfs G (SNR far below 0 dB), so V is rescaled from its own norm
     power_now = (torch.view_as_real(X) * torch.view_as_real(Z)).sum((-3, -2, -1))
     scale = power / power_now.clamp_min(1e-30)
     gains = abs2(Z) * scale.unsqueeze(-1).unsqueeze(-1)
@@ -99,9 +100,9 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
         rate = torch.as_tensor(weights, dtype=T.dtype, device=T.device).reshape(-1, 1, K) * rate
     best = rate.sum(-1).argmax(-1)                                                          # (B,)
     pick = torch.arange(B, device=H.device)
-    V = H.mH @ rmul(X[pick, best], scale[pick, best].sqrt().view(-1, 1, 1))
-    # the dropped user's column exactly zero (so it stays off under any solver)
-    return rmul(V, keep[pick, best].unsqueeze(1)).to(torch.complex64)
+    # the dropped user's column exactly zero (so it stays off under any solver), then V at power P exactly
+    V = rmul(H.mH @ X[pick, best], keep[pick, best].unsqueeze(1))
+    return rmul(V, (power / frob2(V).clamp_min(1e-30)).sqrt().view(-1, 1, 1)).to(torch.complex64)
 
 
 INITS = ("rzf", "zf", "mrt", "rzf_select")

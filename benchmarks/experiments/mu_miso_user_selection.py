@@ -12,7 +12,7 @@ problem's ``rzf_select``) or all K users as the one to switch off; the start alo
 The benchmark's test draws and reference (1024 channels per cell, WMMSE to convergence from RZF, MRT
 and RZF with user selection, the best per channel).
 
-    .venv/bin/python benchmarks/experiments/mu_miso_user_selection.py     (about 3 min, 2 cores)
+    .venv/bin/python benchmarks/experiments/mu_miso_user_selection.py     (about 4 min, 2 cores)
 """
 import torch
 
