@@ -265,8 +265,7 @@ def frob2(V: torch.Tensor) -> torch.Tensor:
 def scale_rows(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """z (B, ...) complex times the real per-sample factor s (B,), through the real view (a real
     tensor times a complex one is first promoted to complex)."""
-    zr = torch.view_as_real(z.resolve_conj())
-    return torch.view_as_complex(zr * s.view(-1, *([1] * (zr.dim() - 1))))
+    return rmul(z, s.view(-1, *([1] * (z.dim() - 1))))
 
 
 def rmul(z: torch.Tensor, s) -> torch.Tensor:

@@ -255,6 +255,10 @@ class MuMisoProblem(Problem):
         conditions the per-layer scalars on."""
         return log_condition(inst.H)
 
+    def _weights_or_none(self, inst):
+        """``user_weights(inst)``, or None when every weight is 1 (the sum-rate formulas then skip them)."""
+        return None if self.weights is None else self.user_weights(inst)
+
     def user_weights(self, inst) -> torch.Tensor:
         """(1, K) float32 user weights a_k."""
         w = torch.ones(self.n_users) if self.weights is None else torch.tensor(self.weights)
@@ -279,7 +283,7 @@ class MuMisoProblem(Problem):
         With Z = H V, T_k the received power plus noise and I_k = T_k - |Z_kk|^2,
         grad = (2 / ln2) H^H (A o Z),  A_kj = a_k (1 / T_k - 1 / I_k) for j != k and a_k / T_k for
         j = k: it lies in the row space of H, like every WMMSE iterate."""
-        return sum_rate_gradient(inst.H, V, inst.noise_var, None if self.weights is None else self.user_weights(inst))
+        return sum_rate_gradient(inst.H, V, inst.noise_var, self._weights_or_none(inst))
 
     def curvature(self, V, inst, mode: str = "norm") -> torch.Tensor:
         """The scale the gradient is divided by, (B,) float32. ``norm``: ||grad||_F / ||V||_F, so
@@ -313,7 +317,7 @@ class MuMisoProblem(Problem):
         method = method or self.init_method
         H = inst.H
         if method == "rzf_select":
-            return rzf_select(H, inst.noise_var, self.power, None if self.weights is None else self.user_weights(inst))
+            return rzf_select(H, inst.noise_var, self.power, self._weights_or_none(inst))
         if method == "mrt":
             V = H.mH
         elif method in ("rzf", "zf"):
