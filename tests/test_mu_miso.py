@@ -176,6 +176,7 @@ def test_saved_model_api_and_input_errors(tmp_path):
     (["model.algorithm=nope"], "unknown algorithm 'nope'"),
     (["model.algorithm=admm"], "does not run layer 'uwmmse'"),
     (["model.layer=signed"], "model.layer 'signed' does not apply to mu_miso"),
+    (["problem.init=rzf_sel"], "problem.init: .*'rzf_select'"),
 ])
 def test_config_errors_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
