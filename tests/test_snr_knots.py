@@ -193,12 +193,11 @@ def test_beamforming_gradient_layers_take_knots_too():
 # ---- the second feature: the channel's conditioning (model.cond_knots) ------------------------------------
 
 def test_condition_knots_spread_over_the_training_channels_and_start_as_the_plain_network():
-    from autounfold.problems.base import log_condition
     plain = build_model(_cfg())
     both = build_model(_cfg("model.snr_knots=3", "model.cond_knots=4"))
     knots = both.config.model.cond_knots
     assert len(knots) == 4 and all(b > a for a, b in zip(knots, knots[1:]))
-    c = log_condition(plain.problem.sample(512, 9).H)
+    c = plain.problem.log_condition(plain.problem.sample(512, 9))
     assert float(c.min()) - 0.05 <= knots[0] and knots[-1] <= float(c.max()) + 0.05   # within the channels' range
     assert {k: tuple(v.shape) for k, v in both.params.items()} == {"step": (3, 12), "momentum": (3, 12)}
     assert "step.snr15dB.cond" + f"{knots[1]:g}" in both.scalar_parameters()

@@ -41,7 +41,9 @@ class SolveResult:
 @torch.no_grad()
 def solve(problem, inst, algorithm, params: dict, iterations: int, tol: Optional[float] = None,
           trajectory: bool = False, x0: Optional[torch.Tensor] = None) -> SolveResult:
-    """Run ``algorithm.step`` up to ``iterations`` times.
+    """Run ``algorithm.step`` up to ``iterations`` times, from ``x0``, else from the rule's own start
+    (``algorithm.start(problem, inst)``, as ``Unfolded.run``) where it has one that applies, else from
+    ``problem.init(inst)``.
 
     Args:
         params: {name: scalar | list | callable(k)} per-iteration hyperparameters.
@@ -51,11 +53,13 @@ def solve(problem, inst, algorithm, params: dict, iterations: int, tol: Optional
     """
     if iterations < 0:
         raise ConfigError(f"iterations must be >= 0 (got {iterations})")
-    x = problem.init(inst) if x0 is None else x0
-    state = algorithm.init_state(x)
+    start = getattr(algorithm, "start", None) if x0 is None else None
+    state = start(problem, inst) if callable(start) else None        # the rule's own start (as the unfolded net's)
+    if state is None:
+        state = algorithm.init_state(problem.init(inst) if x0 is None else x0)
     traj, prev_obj, converged, k = [], None, False, 0
     if tol is not None:
-        prev_obj = problem.objective(x, inst)
+        prev_obj = problem.objective(state.x, inst)
     for k in range(iterations):
         state = algorithm.step(problem, inst, state, {n: param_at(v, k) for n, v in params.items()})
         if trajectory:

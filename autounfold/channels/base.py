@@ -95,12 +95,18 @@ class ChannelBatch:
             them (``check_channel`` returns them; the beamformer's matched-filter start reuses them
             instead of reading H once more), else None. They describe this H: code that builds a
             batch with another H (a channel estimate, a perturbation) must not carry them over.
+        derived: what a problem computed from this batch's H and noise_var and keeps for the rest of
+            one call (MU-MISO: the Gram matrix and RZF's inverse, shared by its start and its
+            conditioning feature), by name; starts empty. Not an argument: a new batch (``to``,
+            indexing, ``dataclasses.replace``) starts without it, so it never outlives its H. Code that
+            changes H or noise_var in place must clear it.
     """
 
     H: torch.Tensor
     noise_var: torch.Tensor
     snr_db: torch.Tensor
     row_energy: Optional[torch.Tensor] = field(default=None, repr=False, compare=False)
+    derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def to(self, device) -> "ChannelBatch":
         energy = None if self.row_energy is None else self.row_energy.to(device)

@@ -262,6 +262,14 @@ def frob2(V: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.view_as_real(V.resolve_conj()), dim=(-3, -2, -1)).square()
 
 
+def re_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Re sum conj(a) b over all but the first dimension of complex (B, ...) tensors, (B,): one fused
+    reduction of the real views."""
+    B = a.shape[0]
+    return torch.linalg.vecdot(torch.view_as_real(a.resolve_conj()).reshape(B, -1),
+                               torch.view_as_real(b.resolve_conj()).reshape(B, -1))
+
+
 def scale_rows(z: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """z (B, ...) complex times the real per-sample factor s (B,), through the real view (a real
     tensor times a complex one is first promoted to complex)."""

@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from ..channels.base import CHANNEL_SAMPLING_KEYS, ChannelBatch, ChannelConfig, ChannelSource, build_channel, check_channel
 from ..errors import ConfigError, InputError
 from ..plugins import PROBLEMS
-from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, log_condition, norm_ratio, rmul
+from .base import Problem, ProblemConfig, ReferenceSolver, abs2, frob2, norm_ratio, rmul
 
 LN2 = math.log(2.0)
 
@@ -30,21 +30,33 @@ def interference(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor):
     return Z, T, (T - signal).clamp_min(1e-12 * T)
 
 
+def sum_rate_coefficients(Z: torch.Tensor, noise_var: torch.Tensor, weights) -> torch.Tensor:
+    """The sum-rate gradient's factor C in dR/dRe(V) + j dR/dIm(V) = H^H C, (B, K, K) complex.
+
+    Args: Z = H V (B, K, K) complex (Z[k, j] = h_k^H v_j), noise_var (B,), weights a: (B or 1, K)
+    float, a scalar, or None (all 1). C = (2 / ln2) A o Z with A_kj = a_k (1 / T_k - 1 / I_k) for
+    j != k and a_k / T_k for j = k (T_k received power plus noise, I_k = T_k - |Z_kk|^2, kept >= 1e-12 T_k),
+    formed as a row scaling of Z and its diagonal set, in few operations (each costs about as much as the
+    arithmetic at K x K)."""
+    sq = torch.view_as_real(Z.resolve_conj()).square()                                    # (B, K, K, 2)
+    T = sq.sum((-2, -1)) + noise_var.unsqueeze(-1)                                          # (B, K)
+    I = torch.maximum(T - torch.diagonal(sq, dim1=1, dim2=2).sum(1), 1e-12 * T)
+    own, own_i = (2.0 / LN2) / T, (2.0 / LN2) / I                                       # a_k / T_k, a_k / I_k (x 2 / ln2)
+    if weights is not None:
+        a = torch.as_tensor(weights, dtype=T.dtype, device=T.device)
+        own, own_i = a * own, a * own_i
+    C = Z * (own - own_i).unsqueeze(-1)
+    C.diagonal(dim1=-2, dim2=-1).copy_(torch.diagonal(Z, dim1=-2, dim2=-1) * own)   # set, not added: no cancellation at high SINR
+    return C
+
+
 def sum_rate_gradient(H: torch.Tensor, V: torch.Tensor, noise_var: torch.Tensor, weights) -> torch.Tensor:
     """dR/dRe(V) + j dR/dIm(V) of the weighted sum rate R = sum_k a_k log2(T_k / I_k), (B, n_tx, K).
 
     Args: H (B, K, n_tx) complex, V (B, n_tx, K) complex, noise_var (B,), weights a: (B or 1, K)
-    float, a scalar, or None (all 1). With Z = H V: grad = (2 / ln2) H^H (A o Z), A_kj = a_k (1 / T_k - 1 / I_k)
-    for j != k and a_k / T_k for j = k."""
-    Z, T, I = interference(H, V, noise_var)
-    inv_T = 1.0 / T
-    off, own = inv_T - 1.0 / I, inv_T
-    if weights is not None:
-        a = torch.as_tensor(weights, dtype=T.dtype, device=T.device)
-        off, own = a * off, a * own
-    coef = off.unsqueeze(-1).expand_as(Z.real).clone()
-    coef.diagonal(dim1=-2, dim2=-1).copy_(own.expand_as(T))
-    return (2.0 / LN2) * (H.mH @ rmul(Z, coef))
+    float, a scalar, or None (all 1). With Z = H V: grad = H^H C, C = ``sum_rate_coefficients(Z)``
+    = (2 / ln2) A o Z, A_kj = a_k (1 / T_k - 1 / I_k) for j != k and a_k / T_k for j = k."""
+    return H.mH @ sum_rate_coefficients(H @ V, noise_var, weights)
 
 
 SELECT_CANDIDATES = 2
@@ -58,51 +70,82 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
 
     When two users' channels are nearly parallel, the sum-rate optimum often serves only one of them;
     a gradient method started from RZF cannot switch a user off in a few steps (a switched-off user's
-    gradient is zero, so it stays off). Dropping user i is the Schur downdate X = M - M[:, i] M[i, :] / M_ii
-    (the inverse of the other users' Gram matrix plus the same load K s2 / P, row and column i zero), so
-    the candidates cost one K x K inverse and K x K products; V = H^H X.
+    gradient is zero, so it stays off). ``rzf_select_rows`` gives the choice as V = H^H X.
 
     Args: H (B, K, n_tx) complex, noise_var (B,), power P, weights (K,), (1, K) or (B, K) float, or None
     (all 1).
     Returns: V (B, n_tx, K) complex64 with ||V||_F^2 = P (column i zero where user i was dropped)."""
-    B, K = H.shape[0], H.shape[1]
-    A = H @ H.mH                                                                            # G, then G + load I
-    load = (K * noise_var / power).to(A.real.dtype)
-    A.diagonal(dim1=-2, dim2=-1).add_(load.view(-1, 1))
-    M = torch.linalg.inv_ex(A)[0]                                                           # A is PD (load > 0): no check, no sync
-    # H V = G X without another product: G M = I - load M
-    Z0 = rmul(M, -load.view(-1, 1, 1))
-    Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)
-    X, Z = [M], [Z0]
-    keep = torch.ones(B, 1, K, dtype=A.real.dtype, device=A.device)                        # users each candidate serves
-    if K > 1:
-        diag = torch.diagonal(M, dim1=-2, dim2=-1).real                                    # (B, K), > 0
-        drop = diag.topk(min(candidates, K), -1).indices                                    # (B, c)
-        keep = torch.cat([keep, 1.0 - torch.nn.functional.one_hot(drop, K).to(keep.dtype)], 1)   # (B, c + 1, K)
-        inv_diag = 1.0 / torch.gather(diag, 1, drop)                                        # 1 / M_ii, (B, c)
-        for j in range(drop.shape[1]):
-            col = torch.gather(M, 2, drop[:, j].view(-1, 1, 1).expand(B, K, 1))             # M[:, i] (B, K, 1)
-            outer = col * rmul(col.mH, inv_diag[:, j].view(-1, 1, 1))                       # M[:, i] M[i, :] / M_ii
-            X.append(M - outer)
-            # G X = Z0 + load M[:, i] M[i, :] / M_ii - e_i M[i, :] / M_ii: the last term only changes user i's
-            # row (and sets Z_ii to 0); user i is off, so its row is left out and its rate masked below
-            Z.append(Z0 + rmul(outer, load.view(-1, 1, 1)))
-    X, Z = torch.stack(X, 1), torch.stack(Z, 1)                                             # (B, c + 1, K, K)
-    # ||H^H X||_F^2 = tr(X^H G X) for every candidate (X's column i is zero, up to rounding): good for the
-    # ranking; it loses digits when the load dwarfs G (SNR far below 0 dB), so V is rescaled from its own norm
-    power_now = (torch.view_as_real(X) * torch.view_as_real(Z)).sum((-3, -2, -1))
-    scale = power / power_now.clamp_min(1e-30)
-    gains = abs2(Z) * scale.unsqueeze(-1).unsqueeze(-1)
-    T = gains.sum(-1) + noise_var.view(-1, 1, 1)
-    signal = torch.diagonal(gains, dim1=-2, dim2=-1)
-    rate = torch.log2(T / (T - signal).clamp_min(1e-12 * T)) * keep                         # (B, c + 1, K)
-    if weights is not None:
-        rate = torch.as_tensor(weights, dtype=T.dtype, device=T.device).reshape(-1, 1, K) * rate
-    best = rate.sum(-1).argmax(-1)                                                          # (B,)
-    pick = torch.arange(B, device=H.device)
-    # the dropped user's column exactly zero (so it stays off under any solver), then V at power P exactly
-    V = rmul(H.mH @ X[pick, best], keep[pick, best].unsqueeze(1))
+    load = rzf_load(noise_var, power, H.shape[1])
+    V = H.mH @ rzf_select_rows(rzf_inverse(H @ H.mH, load), load, noise_var, power, weights, candidates)
     return rmul(V, (power / frob2(V).clamp_min(1e-30)).sqrt().view(-1, 1, 1)).to(torch.complex64)
+
+
+def rzf_load(noise_var: torch.Tensor, power: float, n_users: int) -> torch.Tensor:
+    """RZF's regularisation K s2 / P, (B,)."""
+    return n_users * noise_var / power
+
+
+def rzf_inverse(G: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
+    """M = (G + load I)^{-1}, (B, K, K) complex, row-major, without gradient: G (B, K, K) Hermitian
+    positive semidefinite (not modified), load (B,) > 0. An LU inverse (a Cholesky factor is slightly
+    cheaper but fails in float32 where the load is tiny against a rank-deficient G), with no check and no
+    synchronisation."""
+    with torch.no_grad():
+        A = G.clone()
+        A.diagonal(dim1=-2, dim2=-1).add_(load.to(A.real.dtype).view(-1, 1))
+        # LAPACK returns it column-major, and every elementwise operation on it (and a solver's state
+        # built from it) is slower on that layout than one copy
+        return torch.linalg.inv_ex(A)[0].contiguous()
+
+
+def rzf_select_rows(M: torch.Tensor, load: torch.Tensor, noise_var: torch.Tensor, power: float, weights,
+                    candidates: int = SELECT_CANDIDATES, with_signals: bool = False):
+    """``rzf_select``'s choice in the row space: X (B, K, K) complex with V = H^H X, not scaled to the
+    power (column i exactly zero where user i was dropped).
+
+    With M = (G + load I)^{-1} (RZF: V = H^H M), dropping user i is the Schur downdate
+    X_i = M - M[:, i] M[i, :] / M_ii (the inverse of the other users' Gram matrix plus the same load, row
+    and column i zero), and its received signals are G X_i = I - load X_i - e_i M[i, :] / M_ii: the
+    candidates cost elementwise work on K x K matrices, no product with G or H. Each candidate's
+    weighted sum rate is taken at full power, ||H^H X||_F^2 = Re <X, G X>.
+
+    Args: M = ``rzf_inverse(G, load)`` (B, K, K) complex, load (B,) = ``rzf_load``, noise_var (B,), power
+    P, weights as ``rzf_select``.
+    Returns: X, and with ``with_signals`` (X, Z), Z = G X (B, K, K) from the identities above (as
+    accurate as M itself: the product G X would lose about cond(G) times the rounding of X).
+    Without gradient: a start, chosen per channel."""
+    with torch.no_grad():
+        B, K = M.shape[0], M.shape[1]
+        l3 = load.to(M.real.dtype).view(-1, 1, 1)
+        Z0 = M * -l3
+        Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)                         # G M = I - load M
+        c = min(candidates, K) if K > 1 else 0                         # one user: nobody to drop
+        if c < 1:
+            return (M, Z0) if with_signals else M
+        # every candidate at once, (B, c + 1, K, K): RZF, then RZF without user drop[:, j]
+        top, drop = torch.diagonal(M, dim1=-2, dim2=-1).real.topk(c, -1)                     # (B, c), M_ii > 0
+        cols = torch.gather(M, 1, drop.unsqueeze(-1).expand(B, c, K)).conj()                 # M[i, :]^* = M[:, i]^T (B, c, K)
+        rows = cols.conj() / top.unsqueeze(-1)                                                # M[i, :] / M_ii
+        outer = cols.unsqueeze(-1) * rows.unsqueeze(-2)                                       # M[:, i] M[i, :] / M_ii
+        hot = (drop.unsqueeze(-1) == torch.arange(K, device=M.device)).to(M.real.dtype)      # e_i (B, c, K)
+        X = torch.cat([M.unsqueeze(1), M.unsqueeze(1) - outer], 1)
+        Z = torch.cat([Z0.unsqueeze(1), Z0.unsqueeze(1) + outer * l3.unsqueeze(1) - hot.unsqueeze(-1) * rows.unsqueeze(-2)], 1)
+        # weighted sum rate of each V = H^H X at power P: its gains are |Z_kj|^2 q s2 with
+        # q = P / (Re <X, Z> s2), so T_k / s2 = q sum_j |Z_kj|^2 + 1 and I_k / s2 = T_k / s2 - q |Z_kk|^2
+        Xr, Zr = torch.view_as_real(X), torch.view_as_real(Z)
+        q = power / (torch.linalg.vecdot(Xr.flatten(2), Zr.flatten(2)).clamp_min(1e-30) * noise_var.unsqueeze(-1))
+        sq = Zr.square()
+        T = sq.sum((-2, -1)) * q.unsqueeze(-1)                                                # (B, c + 1, K)
+        I = (T - torch.diagonal(sq, dim1=-3, dim2=-2).sum(-2) * q.unsqueeze(-1)).clamp_min(0.0)
+        r = torch.log2((T + 1.0) / (I + 1.0))
+        if weights is not None:
+            r = torch.as_tensor(weights, dtype=r.dtype, device=r.device).reshape(-1, 1, K) * r
+        best = r.sum(-1).argmax(-1)                                                           # (B,), 0: all users
+        at = torch.arange(B, device=M.device)
+        # the dropped user's column exactly zero (so it stays off under any solver)
+        keep = (1.0 - torch.cat([torch.zeros_like(hot[:, :1]), hot], 1)[at, best]).unsqueeze(1)   # (B, 1, K)
+        X = X[at, best] * keep
+        return (X, Z[at, best] * keep) if with_signals else X
 
 
 INITS = ("rzf", "zf", "mrt", "rzf_select")
@@ -250,10 +293,37 @@ class MuMisoProblem(Problem):
         return self.instance(batch.H, batch.noise_var)
 
     def log_condition(self, inst) -> torch.Tensor:
-        """How far the channel's rows are from orthogonal (``problems.base.log_condition``: log10 of
-        tr(G) tr(G^-1) / m^2 for its Gram matrix G), (B,) float32: the second feature ``model.cond_knots``
-        conditions the per-layer scalars on."""
-        return log_condition(inst.H)
+        """How far the channel's rows are from orthogonal, as regularised zero forcing sees them, (B,)
+        float32: log10 of tr(A) tr(A^-1) / K^2 for A = H H^H + K s2 / P I (RZF's Gram matrix; the
+        arithmetic over the harmonic mean of its eigenvalues, ``problems.base.log_condition`` of A), in
+        [0, 6]. The second feature ``model.cond_knots`` conditions the per-layer scalars on. Taken from
+        RZF's inverse (``rzf_inverse``), which the start shares, so it costs a trace. Where the load is
+        small against G (high SNR) it is the unregularised feature; at low SNR the load pulls it towards
+        0, as it does RZF's power penalty."""
+        with torch.no_grad():
+            G, M = self.gram(inst), self.rzf_inverse(inst)
+            K = self.n_users
+            tr_a = torch.diagonal(G, dim1=-2, dim2=-1).real.sum(-1) + K * self.rzf_load(inst)
+            tr_m = torch.diagonal(M, dim1=-2, dim2=-1).real.sum(-1)
+            return torch.log10((tr_a * tr_m).clamp_min(1e-30) / (K * K)).clamp(0.0, 6.0).float()
+
+    def gram(self, inst) -> torch.Tensor:
+        """G = H H^H, (B, K, K) complex, computed once per batch (``inst.derived``)."""
+        G = inst.derived.get("gram")
+        if G is None:
+            G = inst.derived["gram"] = inst.H @ inst.H.mH
+        return G
+
+    def rzf_load(self, inst) -> torch.Tensor:
+        """RZF's regularisation K s2 / P, (B,)."""
+        return rzf_load(inst.noise_var, self.power, self.n_users)
+
+    def rzf_inverse(self, inst) -> torch.Tensor:
+        """M = (G + K s2 / P I)^{-1} (RZF: V = H^H M), (B, K, K) complex, once per batch (``inst.derived``)."""
+        M = inst.derived.get("rzf_inverse")
+        if M is None:
+            M = inst.derived["rzf_inverse"] = rzf_inverse(self.gram(inst), self.rzf_load(inst))
+        return M
 
     def _weights_or_none(self, inst):
         """``user_weights(inst)``, or None when every weight is 1 (the sum-rate formulas then skip them)."""
@@ -310,28 +380,46 @@ class MuMisoProblem(Problem):
     def feasible(self, V, inst, rtol: float = 1e-5) -> torch.Tensor:
         return frob2(V) <= self.power * (1 + rtol)
 
-    def init(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
-        """Linear precoder at full power, (B, n_tx, K) complex64: rzf H^H (H H^H + K s2 / P I)^{-1},
-        zf H^H (H H^H)^{-1} (a 1e-6 relative load keeps it defined when K > n_tx), mrt H^H, or
-        rzf_select (``rzf_select``)."""
+    # ---- row space (``ProximalGradient``'s K x K path) ----------------------------------------
+    def row_space_start(self, inst, method: Optional[str] = None):
+        """The start in the row space of H: (G, X, Z) with G = H H^H (B, K, K), the start V = H^H X up to
+        its scale (``init`` scales it to full power): rzf M = (G + K s2 / P I)^{-1}, zf (G + eps I)^{-1}
+        (eps 1e-6 of G's mean eigenvalue keeps it defined when K > n_tx), mrt I, rzf_select
+        ``rzf_select_rows``; and its received signals Z = H V = G X, from the inverse's identity
+        G M = I - load M where there is one (accurate where the product G M would lose digits to G's
+        conditioning). Every gradient of the sum rate is H^H C for a K x K C (``row_space_coefficients``),
+        so projected gradient ascent from such a start never leaves the row space and runs on K x K
+        matrices (``ProximalGradient``)."""
         method = method or self.init_method
-        H = inst.H
+        G = self.gram(inst)
         if method == "rzf_select":
-            return rzf_select(H, inst.noise_var, self.power, self._weights_or_none(inst))
+            return (G, *rzf_select_rows(self.rzf_inverse(inst), self.rzf_load(inst), inst.noise_var, self.power,
+                                        self._weights_or_none(inst), with_signals=True))
         if method == "mrt":
-            V = H.mH
-        elif method in ("rzf", "zf"):
-            G = H @ H.mH
-            eye = torch.eye(self.n_users, dtype=G.dtype, device=G.device)
-            if method == "rzf":
-                load = (self.n_users * inst.noise_var / self.power).view(-1, 1, 1)
-            else:
-                load = 1e-6 * torch.diagonal(G, dim1=-2, dim2=-1).real.mean(-1).view(-1, 1, 1)
-            V = H.mH @ torch.linalg.inv(G + load * eye)
+            return G, torch.eye(self.n_users, dtype=G.dtype, device=G.device).expand_as(G), G
+        if method == "rzf":
+            M, load = self.rzf_inverse(inst), self.rzf_load(inst)
+        elif method == "zf":
+            load = 1e-6 * torch.diagonal(G, dim1=-2, dim2=-1).real.mean(-1)
+            M = rzf_inverse(G, load)
         else:
             raise ConfigError(f"mu_miso: unknown init {method!r}; allowed: {', '.join(INITS)}")
-        norm = frob2(V).sqrt().view(-1, 1, 1).clamp_min(1e-30)
-        return (V / norm * math.sqrt(self.power)).to(torch.complex64)
+        Z = M * -load.to(M.real.dtype).view(-1, 1, 1)
+        Z.diagonal(dim1=-2, dim2=-1).add_(1.0)
+        return G, M, Z
+
+    def row_space_coefficients(self, Z, inst) -> torch.Tensor:
+        """C (B, K, K) complex with gradient H^H C at the precoder whose received signals are Z = H V
+        (``sum_rate_coefficients``)."""
+        return sum_rate_coefficients(Z, inst.noise_var, self._weights_or_none(inst))
+
+    def init(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
+        """Linear precoder at full power, (B, n_tx, K) complex64: H^H X for ``row_space_start``'s X
+        (rzf H^H (H H^H + K s2 / P I)^{-1}, zf H^H (H H^H)^{-1}, mrt H^H, rzf_select ``rzf_select``),
+        scaled from its own norm."""
+        X = self.row_space_start(inst, method)[1]
+        V = inst.H.mH @ X
+        return rmul(V, (self.power / frob2(V).clamp_min(1e-30)).sqrt().view(-1, 1, 1)).to(torch.complex64)
 
     def loss_scale(self, inst) -> torch.Tensor:
         """Per-sample scale of the relative loss: the RZF sum rate (cheap, within a few % of the

@@ -74,9 +74,10 @@ class Unfolded(nn.Module):
             log space); each knot starts at the layer's initial value, so the network starts as
             without knots. Needs a problem whose instances carry ``snr_db`` (``Problem.instance_snr``)
             and an update rule that takes per-sample parameters (``per_sample``).
-        cond_knots: None, or >= 2 increasing values of the channel's conditioning, log10 of
-            tr(G) tr(G^-1) / m^2 for its Gram matrix G (``problem.log_condition``): the same on that feature; with both, each scalar has a
-            value per (SNR knot, condition knot) pair, interpolated bilinearly.
+        cond_knots: None, or >= 2 increasing values of the channel's conditioning (``problem.log_condition``:
+            log10 of tr(A) tr(A^-1) / m^2, A the Gram matrix, regularised as RZF's for MU-MISO): the same on
+            that feature; with both, each scalar has a value per (SNR knot, condition knot) pair, interpolated
+            bilinearly.
 
     Call:
         ``model(*inputs)`` validates raw inputs through ``problem.instance`` (beamforming:

@@ -56,7 +56,8 @@ VARIANTS["UWMMSE, 4 SNR knots, 1500 steps, lr 0.002"] = ["model.layer=uwmmse", "
                                                           "training.lr=0.002"]
 # every variant above ran from plain RZF, the preset's start then: pinned to it (their reference has since gained a
 # third start, rzf_select, so the README's rows move slightly)
-# (the condition-knot rows used log10 cond(G) as the feature, since replaced by log_condition's tr(G) tr(G^-1) / K^2)
+# (the condition-knot rows used log10 cond(G) as the feature, since replaced by log_condition's tr(G) tr(G^-1) / K^2,
+# and that since by the same of RZF's regularised Gram matrix H H^H + K s2 / P I: rerun, they condition on it)
 for _name in VARIANTS:
     VARIANTS[_name] = VARIANTS[_name] + ["problem.init=rzf"]
 for _size in ("8x4: ", "", "64x16: "):
