@@ -157,6 +157,8 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
                 "interface": {"problem": problem.name, "inputs": problem.inputs, "outputs": problem.outputs},
                 "sha256": {"config.yaml": _digest(config_bytes), "weights.pt": _digest(weight_bytes)},
                 "layer_parameters": model.scalar_parameters(), "metrics": _finite(metrics or {})}
+        if getattr(model, "cond_knots", None) is not None:        # what the condition knots are values of
+            meta["conditioning"] = getattr(problem, "conditioning", None)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
@@ -210,6 +212,7 @@ def load(path, map_location="cpu"):
     origin = str(path / "config.yaml")
     cfg = parse_config(yaml_mapping(raw["config.yaml"], origin, ArtifactError), origin)
     model = build_model(cfg)
+    _check_conditioning(path, model)
     try:
         state = torch.load(io.BytesIO(raw["weights.pt"]), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
@@ -226,6 +229,23 @@ def load(path, map_location="cpu"):
         raise ArtifactError(f"{path}: weights do not match config.yaml ({str(err).splitlines()[0]})") from None
     model.config = cfg
     return model.eval()
+
+
+def _check_conditioning(path: Path, model) -> None:
+    """ArtifactError where the model's condition knots are values of another feature than the one its
+    problem computes now (``problem.conditioning``, recorded in meta.json at save; a model saved before
+    the record existed conditioned on an earlier definition): its scalars would be read at the wrong knots."""
+    if getattr(model, "cond_knots", None) is None:
+        return
+    try:
+        recorded = json.loads((path / "meta.json").read_bytes().decode("utf-8")).get("conditioning")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        recorded = None
+    now = getattr(model.problem, "conditioning", None)
+    if recorded != now:
+        raise ArtifactError(f"{path}: its condition knots (model.cond_knots) are values of "
+                            f"{recorded or 'an earlier conditioning feature'}, but {model.problem.name} now "
+                            f"conditions on {now}; retrain it")
 
 
 def _recorded_digests(path: Path) -> dict:

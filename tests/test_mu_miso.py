@@ -594,3 +594,48 @@ def test_benchmark_main_section_times_latency_in_rounds_over_the_run(tmp_path, m
     assert rows["WMMSE-100"]["speedup_vs_wmmse100"] == 1.0
     md = (tmp_path / "b" / "mu_miso_benchmark.md").read_text()
     assert "3 rounds spread over the run, median over rounds" in md and "| lowest - highest round |" in md
+
+
+def test_gradients_reach_the_channel_through_the_start_and_the_steps():
+    """With a channel that carries a gradient (a channel model or estimator trained end to end), the start
+    stays differentiable (RZF's inverse is not detached, nor kept on the batch) and the solver takes the
+    general step, whose products with H carry the gradient; its iterates are the row-space path's."""
+    p = MuMisoProblem(IIDRayleigh(8, 4, (10.0, 10.0)), init="rzf")
+    inst = p.sample(8, 3)
+    H = inst.H.clone().requires_grad_(True)
+    g_inst = ChannelBatch(H, inst.noise_var, inst.snr_db)
+    V = p.init(g_inst)
+    p.objective(V, g_inst).sum().backward()
+    H2 = inst.H.clone().requires_grad_(True)
+    load = (4 * inst.noise_var / p.power).view(-1, 1, 1)
+    V2 = H2.mH @ torch.linalg.inv(H2 @ H2.mH + load * torch.eye(4))                # RZF written out
+    V2 = V2 / torch.linalg.vector_norm(V2, dim=(-2, -1), keepdim=True) * math.sqrt(p.power)
+    p.objective(V2, ChannelBatch(H2, inst.noise_var, inst.snr_db)).sum().backward()
+    torch.testing.assert_close(H.grad, H2.grad, rtol=1e-3, atol=1e-3 * float(H2.grad.abs().max()))
+    assert g_inst.derived == {}
+    algo = ProximalGradient(normalize="norm")
+    assert algo.start(p, g_inst) is None
+    state = algo.init_state(p.init(g_inst))
+    for _ in range(3):
+        state = algo.step(p, g_inst, state, {"step": 0.1, "momentum": 0.3})
+    (dH,) = torch.autograd.grad(p.objective(state.x, g_inst).sum(), H)
+    assert torch.isfinite(dH).all() and float(dH.abs().max()) > 0
+    with torch.no_grad():
+        row = solve(p, inst, algo, {"step": 0.1, "momentum": 0.3}, 3).x
+    torch.testing.assert_close(state.x.detach(), row, rtol=1e-3, atol=1e-4)
+
+
+def test_row_space_step_of_a_zero_channel_stays_finite():
+    """A sample with H = 0 (no gradient, nothing received) keeps a finite state and reads out V = 0, as the
+    general step does; the other samples are unaffected."""
+    p = _problem(8, 4, (10.0, 10.0))
+    inst = p.sample(4, 2)
+    H = inst.H.clone()
+    H[1] = 0
+    inst = ChannelBatch(H, inst.noise_var, inst.snr_db)
+    algo = ProximalGradient(normalize="norm")
+    state = algo.start(p, inst)
+    for _ in range(2):
+        state = algo.step(p, inst, state, {"step": 0.1, "momentum": 0.3})
+    assert torch.isfinite(torch.view_as_real(state.X)).all() and float(state.x[1].abs().max()) == 0.0
+    assert bool(p.feasible(state.x, inst).all())

@@ -251,6 +251,31 @@ def test_a_model_saved_with_its_unresolved_config_keeps_the_knots_it_was_built_w
     assert isinstance(loaded.config.model.cond_knots, list)
 
 
+def test_a_model_whose_condition_knots_belong_to_another_feature_is_refused(tmp_path):
+    """meta.json records what the condition knots are values of; a model saved when the problem computed
+    another feature (or before the record existed) is refused with the reason, not scored at wrong knots."""
+    import json
+
+    from autounfold.errors import ArtifactError
+    model = build_model(_cfg("model.snr_knots=2", "model.cond_knots=3"))
+    path = autounfold.save(model, tmp_path / "m", model.config)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["conditioning"] == model.problem.conditioning and "K s2 / P" in meta["conditioning"]
+    autounfold.load(path)
+    for recorded in ("log10 cond(G)", None):
+        if recorded is None:
+            meta.pop("conditioning")
+        else:
+            meta["conditioning"] = recorded
+        (path / "meta.json").write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match="condition knots .* retrain it"):
+            autounfold.load(path)
+    plain = build_model(_cfg("model.snr_knots=2"))                       # no condition knots: nothing recorded
+    p2 = autounfold.save(plain, tmp_path / "p", plain.config)
+    assert "conditioning" not in json.loads((p2 / "meta.json").read_text())
+    autounfold.load(p2)
+
+
 def test_log_condition_is_the_zero_forcing_power_penalty():
     from autounfold.problems.base import log_condition
     g = torch.Generator().manual_seed(3)

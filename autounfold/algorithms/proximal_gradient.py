@@ -5,6 +5,7 @@ iterations) and by the unfolded network (K layers, learned per-layer parameters)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -125,6 +126,8 @@ class ProximalGradient:
         rows = getattr(problem, "row_space_start", None)
         if rows is None or getattr(problem, "constraint", None) != "total" or self.normalize not in (None, "norm"):
             return None
+        if torch.is_grad_enabled() and (inst.H.requires_grad or inst.noise_var.requires_grad):
+            return None                  # gradients reach the channel through the general step's products
         G, X, Z = rows(inst)
         n = re_dot(X, Z)
         s = (float(problem.power) / n.clamp_min(1e-30)).sqrt()          # full power, as ``problem.init``
@@ -148,7 +151,7 @@ class ProximalGradient:
         W = G @ C                                                       # H grad
         alpha = batch_scalar(params["step"], n)
         if self.normalize is not None:                                  # / (||grad|| / ||V||), each kept >= 1e-30
-            alpha = alpha * (n.clamp_min(1e-60) / re_dot(C, W).clamp_min(1e-60)).sqrt()
+            alpha = alpha * n.clamp_min(0.0).sqrt().clamp_min(1e-30) / re_dot(C, W).clamp_min(0.0).sqrt().clamp_min(1e-30)
         a4 = alpha.expand(B).view(B, 1, 1, 1)
         # Z is updated with the step rather than recomputed as G X_new: X carries the start's
         # (G + load I)^{-1}, large where G is ill-conditioned, and G X would lose cond(G) times its rounding
@@ -158,7 +161,7 @@ class ProximalGradient:
         else:
             Xr, Zr = torch.addcmul(_rv(X), _rv(C), a4), torch.addcmul(_rv(Z), _rv(W), a4)
         n_new = torch.linalg.vecdot(Xr.reshape(B, -1), Zr.reshape(B, -1))     # ||V_new||^2 = Re <X, G X>
-        s = (problem.power / n_new.clamp_min(1e-60)).sqrt().clamp(max=1.0)    # projection onto ||V||^2 <= P
+        s = (math.sqrt(problem.power) / n_new.clamp_min(0.0).sqrt().clamp_min(1e-30)).clamp(max=1.0)   # onto ||V||^2 <= P
         s4 = s.view(B, 1, 1, 1)
         return RowSpaceState(torch.view_as_complex(Xr * s4), state.X, torch.view_as_complex(Zr * s4), state.Z,
                              n_new * s * s, G, problem, inst)

@@ -95,11 +95,12 @@ class ChannelBatch:
             them (``check_channel`` returns them; the beamformer's matched-filter start reuses them
             instead of reading H once more), else None. They describe this H: code that builds a
             batch with another H (a channel estimate, a perturbation) must not carry them over.
-        derived: what a problem computed from this batch's H and noise_var and keeps for the rest of
-            one call (MU-MISO: the Gram matrix and RZF's inverse, shared by its start and its
-            conditioning feature), by name; starts empty. Not an argument: a new batch (``to``,
-            indexing, ``dataclasses.replace``) starts without it, so it never outlives its H. Code that
-            changes H or noise_var in place must clear it.
+        derived: what a problem computed from this batch's H and noise_var, kept as long as the batch
+            object (MU-MISO: the Gram matrix and RZF's inverse, shared by its start and its conditioning
+            feature), by name; starts empty. Not an argument: a new batch (``to``, indexing,
+            ``dataclasses.replace``) starts without it, so it never outlives its H. Code that changes H or
+            noise_var in place must clear it; code that times calls must give each call a new batch
+            (``inst[:]``), or the later calls skip that work.
     """
 
     H: torch.Tensor

@@ -185,6 +185,9 @@ class BeamformingProblem(Problem):
         G, M = logdet_system(inst.H, W, s2)                              # (B, n_rx, S), (B, S, S)
         return G, M, s2
 
+    conditioning = "log10 tr(G) tr(G^-1) / m^2, G the smaller Gram matrix of H"
+    """What ``log_condition`` computes, recorded with a saved model that conditions on it (``artifacts``)."""
+
     def log_condition(self, inst) -> torch.Tensor:
         """How far the channel's rows are from orthogonal (``problems.base.log_condition``: log10 of
         tr(G) tr(G^-1) / m^2 for its Gram matrix G), (B,) float32: the second feature ``model.cond_knots``

@@ -86,16 +86,15 @@ def rzf_load(noise_var: torch.Tensor, power: float, n_users: int) -> torch.Tenso
 
 
 def rzf_inverse(G: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
-    """M = (G + load I)^{-1}, (B, K, K) complex, row-major, without gradient: G (B, K, K) Hermitian
-    positive semidefinite (not modified), load (B,) > 0. An LU inverse (a Cholesky factor is slightly
-    cheaper but fails in float32 where the load is tiny against a rank-deficient G), with no check and no
-    synchronisation."""
-    with torch.no_grad():
-        A = G.clone()
-        A.diagonal(dim1=-2, dim2=-1).add_(load.to(A.real.dtype).view(-1, 1))
-        # LAPACK returns it column-major, and every elementwise operation on it (and a solver's state
-        # built from it) is slower on that layout than one copy
-        return torch.linalg.inv_ex(A)[0].contiguous()
+    """M = (G + load I)^{-1}, (B, K, K) complex, row-major: G (B, K, K) Hermitian positive semidefinite
+    (not modified), load (B,) > 0. An LU inverse (a Cholesky factor is slightly cheaper but fails in
+    float32 where the load is tiny against a rank-deficient G), with no check and no synchronisation;
+    differentiable where G or the load is."""
+    A = G.clone()
+    A.diagonal(dim1=-2, dim2=-1).add_(load.to(A.real.dtype).view(-1, 1))
+    # LAPACK returns it column-major, and every elementwise operation on it (and a solver's state built
+    # from it) is slower on that layout than one copy
+    return torch.linalg.inv_ex(A)[0].contiguous()
 
 
 def rzf_select_rows(M: torch.Tensor, load: torch.Tensor, noise_var: torch.Tensor, power: float, weights,
@@ -113,39 +112,39 @@ def rzf_select_rows(M: torch.Tensor, load: torch.Tensor, noise_var: torch.Tensor
     P, weights as ``rzf_select``.
     Returns: X, and with ``with_signals`` (X, Z), Z = G X (B, K, K) from the identities above (as
     accurate as M itself: the product G X would lose about cond(G) times the rounding of X).
-    Without gradient: a start, chosen per channel."""
-    with torch.no_grad():
-        B, K = M.shape[0], M.shape[1]
-        l3 = load.to(M.real.dtype).view(-1, 1, 1)
-        Z0 = M * -l3
-        Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)                         # G M = I - load M
-        c = min(candidates, K) if K > 1 else 0                         # one user: nobody to drop
-        if c < 1:
-            return (M, Z0) if with_signals else M
-        # every candidate at once, (B, c + 1, K, K): RZF, then RZF without user drop[:, j]
-        top, drop = torch.diagonal(M, dim1=-2, dim2=-1).real.topk(c, -1)                     # (B, c), M_ii > 0
-        cols = torch.gather(M, 1, drop.unsqueeze(-1).expand(B, c, K)).conj()                 # M[i, :]^* = M[:, i]^T (B, c, K)
-        rows = cols.conj() / top.unsqueeze(-1)                                                # M[i, :] / M_ii
-        outer = cols.unsqueeze(-1) * rows.unsqueeze(-2)                                       # M[:, i] M[i, :] / M_ii
-        hot = (drop.unsqueeze(-1) == torch.arange(K, device=M.device)).to(M.real.dtype)      # e_i (B, c, K)
-        X = torch.cat([M.unsqueeze(1), M.unsqueeze(1) - outer], 1)
-        Z = torch.cat([Z0.unsqueeze(1), Z0.unsqueeze(1) + outer * l3.unsqueeze(1) - hot.unsqueeze(-1) * rows.unsqueeze(-2)], 1)
-        # weighted sum rate of each V = H^H X at power P: its gains are |Z_kj|^2 q s2 with
-        # q = P / (Re <X, Z> s2), so T_k / s2 = q sum_j |Z_kj|^2 + 1 and I_k / s2 = T_k / s2 - q |Z_kk|^2
+    The choice is per channel; the chosen X and Z are differentiable where M and the load are."""
+    B, K = M.shape[0], M.shape[1]
+    l3 = load.to(M.real.dtype).view(-1, 1, 1)
+    Z0 = M * -l3
+    Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)                         # G M = I - load M
+    c = min(candidates, K) if K > 1 else 0                         # one user: nobody to drop
+    if c < 1:
+        return (M, Z0) if with_signals else M
+    # every candidate at once, (B, c + 1, K, K): RZF, then RZF without user drop[:, j]
+    top, drop = torch.diagonal(M, dim1=-2, dim2=-1).real.topk(c, -1)                     # (B, c), M_ii > 0
+    cols = torch.gather(M, 1, drop.unsqueeze(-1).expand(B, c, K)).conj()                 # M[i, :]^* = M[:, i]^T (B, c, K)
+    rows = cols.conj() / top.unsqueeze(-1)                                                # M[i, :] / M_ii
+    outer = cols.unsqueeze(-1) * rows.unsqueeze(-2)                                       # M[:, i] M[i, :] / M_ii
+    hot = (drop.unsqueeze(-1) == torch.arange(K, device=M.device)).to(M.real.dtype)      # e_i (B, c, K)
+    X = torch.cat([M.unsqueeze(1), M.unsqueeze(1) - outer], 1)
+    Z = torch.cat([Z0.unsqueeze(1), Z0.unsqueeze(1) + outer * l3.unsqueeze(1) - hot.unsqueeze(-1) * rows.unsqueeze(-2)], 1)
+    # weighted sum rate of each V = H^H X at power P: its gains are |Z_kj|^2 q s2 with
+    # q = P / (Re <X, Z> s2), so T_k / s2 = q sum_j |Z_kj|^2 + 1 and I_k / s2 = T_k / s2 - q |Z_kk|^2
+    with torch.no_grad():                                                                 # only the choice
         Xr, Zr = torch.view_as_real(X), torch.view_as_real(Z)
         q = power / (torch.linalg.vecdot(Xr.flatten(2), Zr.flatten(2)).clamp_min(1e-30) * noise_var.unsqueeze(-1))
         sq = Zr.square()
-        T = sq.sum((-2, -1)) * q.unsqueeze(-1)                                                # (B, c + 1, K)
+        T = sq.sum((-2, -1)) * q.unsqueeze(-1)                                            # (B, c + 1, K)
         I = (T - torch.diagonal(sq, dim1=-3, dim2=-2).sum(-2) * q.unsqueeze(-1)).clamp_min(0.0)
         r = torch.log2((T + 1.0) / (I + 1.0))
         if weights is not None:
             r = torch.as_tensor(weights, dtype=r.dtype, device=r.device).reshape(-1, 1, K) * r
-        best = r.sum(-1).argmax(-1)                                                           # (B,), 0: all users
-        at = torch.arange(B, device=M.device)
-        # the dropped user's column exactly zero (so it stays off under any solver)
-        keep = (1.0 - torch.cat([torch.zeros_like(hot[:, :1]), hot], 1)[at, best]).unsqueeze(1)   # (B, 1, K)
-        X = X[at, best] * keep
-        return (X, Z[at, best] * keep) if with_signals else X
+        best = r.sum(-1).argmax(-1)                                                       # (B,), 0: all users
+    at = torch.arange(B, device=M.device)
+    # the dropped user's column exactly zero (so it stays off under any solver)
+    keep = (1.0 - torch.cat([torch.zeros_like(hot[:, :1]), hot], 1)[at, best]).unsqueeze(1)   # (B, 1, K)
+    X = X[at, best] * keep
+    return (X, Z[at, best] * keep) if with_signals else X
 
 
 INITS = ("rzf", "zf", "mrt", "rzf_select")
@@ -292,14 +291,18 @@ class MuMisoProblem(Problem):
     def accept(self, batch: ChannelBatch) -> ChannelBatch:
         return self.instance(batch.H, batch.noise_var)
 
+    conditioning = "log10 tr(A) tr(A^-1) / K^2, A = H H^H + K s2 / P I"
+    """What ``log_condition`` computes, recorded with a saved model that conditions on it (``artifacts``)."""
+
     def log_condition(self, inst) -> torch.Tensor:
         """How far the channel's rows are from orthogonal, as regularised zero forcing sees them, (B,)
         float32: log10 of tr(A) tr(A^-1) / K^2 for A = H H^H + K s2 / P I (RZF's Gram matrix; the
         arithmetic over the harmonic mean of its eigenvalues, ``problems.base.log_condition`` of A), in
         [0, 6]. The second feature ``model.cond_knots`` conditions the per-layer scalars on. Taken from
         RZF's inverse (``rzf_inverse``), which the start shares, so it costs a trace. Where the load is
-        small against G (high SNR) it is the unregularised feature; at low SNR the load pulls it towards
-        0, as it does RZF's power penalty."""
+        small against G's eigenvalues (high SNR, K <= n_tx) it is the unregularised feature; at low SNR
+        the load pulls it towards 0, as it does RZF's power penalty; with K > n_tx, G is singular and it
+        grows with the SNR (tr(A^-1) >= (K - n_tx) / load) up to its cap."""
         with torch.no_grad():
             G, M = self.gram(inst), self.rzf_inverse(inst)
             K = self.n_users
@@ -308,10 +311,13 @@ class MuMisoProblem(Problem):
             return torch.log10((tr_a * tr_m).clamp_min(1e-30) / (K * K)).clamp(0.0, 6.0).float()
 
     def gram(self, inst) -> torch.Tensor:
-        """G = H H^H, (B, K, K) complex, computed once per batch (``inst.derived``)."""
+        """G = H H^H, (B, K, K) complex, computed once per batch (``inst.derived``; not kept where it
+        carries a gradient to the channel, which one backward pass would consume)."""
         G = inst.derived.get("gram")
         if G is None:
-            G = inst.derived["gram"] = inst.H @ inst.H.mH
+            G = inst.H @ inst.H.mH
+            if not G.requires_grad:
+                inst.derived["gram"] = G
         return G
 
     def rzf_load(self, inst) -> torch.Tensor:
@@ -320,9 +326,12 @@ class MuMisoProblem(Problem):
 
     def rzf_inverse(self, inst) -> torch.Tensor:
         """M = (G + K s2 / P I)^{-1} (RZF: V = H^H M), (B, K, K) complex, once per batch (``inst.derived``)."""
-        M = inst.derived.get("rzf_inverse")
+        key = ("rzf_inverse", self.power)                                # the load depends on P
+        M = inst.derived.get(key)
         if M is None:
-            M = inst.derived["rzf_inverse"] = rzf_inverse(self.gram(inst), self.rzf_load(inst))
+            M = rzf_inverse(self.gram(inst), self.rzf_load(inst))
+            if not M.requires_grad:
+                inst.derived[key] = M
         return M
 
     def _weights_or_none(self, inst):

@@ -111,4 +111,6 @@ def _latency(model, spec: SearchSpec, device) -> float:
     from ..seeding import generator
 
     inst = model.problem.sample(spec.objective.latency_batch, generator(spec.seed, "latency"), device)
-    return measure_latency({"model": lambda: model.run(inst)}, repeats=15, warmup=2)["model"]["median_ms"]
+    # a new batch per call (``inst[:]`` starts without ``derived``): a problem may keep per-batch work there
+    # (MU-MISO: the Gram matrix, RZF's inverse), and a timed call must do it as a user's call does
+    return measure_latency({"model": lambda: model.run(inst[:])}, repeats=15, warmup=2)["model"]["median_ms"]
