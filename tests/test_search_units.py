@@ -146,8 +146,9 @@ def test_trial_table_round_trip_and_pareto(spec, tmp_path):
         R.trial_row("t3", PARAMS, {"status": "ok", "objective": 98.0, "val_score": 98.0, "latency_ms": 7.0, "num_layers": 4}, 3, None, spec),
         R.trial_row("t4", PARAMS, {"status": "running", "objective": 97.0, "val_score": 97.0, "num_layers": 3}, 1, None, spec),
         R.trial_row("t5", PARAMS, {}, 0, "RayTaskError: worker died", spec),
+        R.trial_row("t6", PARAMS, {}, 0, None, spec),       # interrupted before its first report, no error
     ]
-    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "unfinished", "error"]
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok", "unfinished", "error", "unfinished"]
     asha = parse_spec({**json.loads(json.dumps(SPEC)), "budget": {"num_samples": 12, "n_initial_points": 3,
                                                                   "asha": {"grace_period": 1}}})
     # with ASHA, a trial that ended mid-way was stopped by it

@@ -39,8 +39,8 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
 
     status: ``ok`` (trained to the end), ``failed`` (the trial reported why: bad config, divergence),
     ``stopped`` (stopped early by ASHA: its last validation is its score), ``unfinished`` (the
-    search was interrupted while it ran; ``--resume`` continues it), ``error`` (the worker died;
-    Ray's error text is the reason)."""
+    search was interrupted while it ran, or before its first report; ``--resume`` continues it),
+    ``error`` (the worker died; Ray's error text is the reason)."""
     metrics = metrics or {}
     status = metrics.get("status")
     error = error_reason(error) if error is not None else None
@@ -49,7 +49,9 @@ def trial_row(trial_id: str, params: dict, metrics: dict, iterations: int, error
     elif status == "running":
         status = "stopped" if spec.budget.asha is not None else "unfinished"
     elif status is None:
-        status = "error"
+        # no report and no error: the search ended (an interrupt, a time budget) before the trial's first
+        # report; a worker that died would have left Ray's error text
+        status = "unfinished"
     row = {
         "trial_id": trial_id, "status": status,
         "objective": _float(metrics.get("objective")), "val_score": _float(metrics.get("val_score")),

@@ -123,7 +123,10 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     first = pd.read_parquet(out / "trials.parquet")
     done_first = set(first[first.status == "ok"].trial_id)
     assert rc == 130, log.read_text()[-3000:]
-    assert 1 <= len(done_first) < 5 and (first.status == "unfinished").any()
+    assert 1 <= len(done_first) < 5
+    # trials in flight at the interrupt are recorded as unfinished, none as failed; an interrupt that lands
+    # between trials (the running ones done, the next not yet started: a race a loaded machine hits) leaves none
+    assert (first[first.status != "ok"].status == "unfinished").all()
 
     second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=env, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
