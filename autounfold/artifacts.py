@@ -205,14 +205,15 @@ def load(path, map_location="cpu"):
             raise ArtifactError(f"{path}: not an autounfold model directory (missing {name})")
     # each file is read once: the bytes that are verified are the bytes that are parsed
     raw = {name: (path / name).read_bytes() for name in ("config.yaml", "weights.pt")}
-    for name, digest in _recorded_digests(path).items():
+    meta = _read_meta(path)
+    for name, digest in _recorded_digests(meta).items():
         if _digest(raw[name]) != digest:
             raise ArtifactError(f"{path / name}: does not match the sha256 recorded in meta.json "
                                 "(the file was changed after the model was saved)")
     origin = str(path / "config.yaml")
     cfg = parse_config(yaml_mapping(raw["config.yaml"], origin, ArtifactError), origin)
     model = build_model(cfg)
-    _check_conditioning(path, model)
+    _check_conditioning(path, model, meta)
     try:
         state = torch.load(io.BytesIO(raw["weights.pt"]), map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
@@ -231,16 +232,13 @@ def load(path, map_location="cpu"):
     return model.eval()
 
 
-def _check_conditioning(path: Path, model) -> None:
+def _check_conditioning(path: Path, model, meta: dict) -> None:
     """ArtifactError where the model's condition knots are values of another feature than the one its
     problem computes now (``problem.conditioning``, recorded in meta.json at save; a model saved before
     the record existed conditioned on an earlier definition): its scalars would be read at the wrong knots."""
     if getattr(model, "cond_knots", None) is None:
         return
-    try:
-        recorded = json.loads((path / "meta.json").read_bytes().decode("utf-8")).get("conditioning")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        recorded = None
+    recorded = meta.get("conditioning")
     now = getattr(model.problem, "conditioning", None)
     if recorded != now:
         raise ArtifactError(f"{path}: its condition knots (model.cond_knots) are values of "
@@ -248,7 +246,9 @@ def _check_conditioning(path: Path, model) -> None:
                             f"conditions on {now}; retrain it")
 
 
-def _recorded_digests(path: Path) -> dict:
+def _read_meta(path: Path) -> dict:
+    """meta.json of a model directory as a dict ({} where there is none, or it holds no object);
+    ArtifactError where it is not valid JSON."""
     meta_path = path / "meta.json"
     if not meta_path.is_file():
         return {}
@@ -256,5 +256,9 @@ def _recorded_digests(path: Path) -> dict:
         meta = json.loads(meta_path.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise ArtifactError(f"{meta_path}: not valid JSON ({err})") from None
-    digests = meta.get("sha256") if isinstance(meta, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def _recorded_digests(meta: dict) -> dict:
+    digests = meta.get("sha256")
     return {k: v for k, v in digests.items() if k in ("config.yaml", "weights.pt")} if isinstance(digests, dict) else {}

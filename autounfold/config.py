@@ -53,8 +53,9 @@ class ModelConfig(_Strict):
     # range (the built model's config lists them); a list gives them in dB; 0: one value per layer.
     # Problems whose instances carry their SNR (mu_miso, beamforming) and the pgd / wmmse update rules.
     snr_knots: Union[int, List[float]] = 0
-    # the same over the channel's conditioning, log10 of tr(G) tr(G^-1) / m^2 for its Gram matrix G = H H^H
-    # (how far the users / antennas are from orthogonal; ``problems.base.log_condition``): an integer n >= 2 spreads n knots evenly between the 1st and 99th
+    # the same over the channel's conditioning (``problem.log_condition``: log10 of tr(A) tr(A^-1) / m^2, A the
+    # Gram matrix H H^H, for mu_miso plus RZF's load K s2 / P I; how far the users / antennas are from
+    # orthogonal): an integer n >= 2 spreads n knots evenly between the 1st and 99th
     # percentiles of a draw of the training channels; with snr_knots too, each scalar is bilinear on the
     # grid of both (the problem supplies ``log_condition``: mu_miso, beamforming)
     cond_knots: Union[int, List[float]] = 0

@@ -613,6 +613,8 @@ def test_gradients_reach_the_channel_through_the_start_and_the_steps():
     p.objective(V2, ChannelBatch(H2, inst.noise_var, inst.snr_db)).sum().backward()
     torch.testing.assert_close(H.grad, H2.grad, rtol=1e-3, atol=1e-3 * float(H2.grad.abs().max()))
     assert g_inst.derived == {}
+    p.log_condition(g_inst)                          # under no_grad: still not kept for the next call
+    assert g_inst.derived == {}
     algo = ProximalGradient(normalize="norm")
     assert algo.start(p, g_inst) is None
     state = algo.init_state(p.init(g_inst))

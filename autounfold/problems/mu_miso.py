@@ -76,7 +76,12 @@ def rzf_select(H: torch.Tensor, noise_var: torch.Tensor, power: float, weights, 
     (all 1).
     Returns: V (B, n_tx, K) complex64 with ||V||_F^2 = P (column i zero where user i was dropped)."""
     load = rzf_load(noise_var, power, H.shape[1])
-    V = H.mH @ rzf_select_rows(rzf_inverse(H @ H.mH, load), load, noise_var, power, weights, candidates)
+    return at_full_power(H.mH @ rzf_select_rows(rzf_inverse(H @ H.mH, load), load, noise_var, power, weights, candidates),
+                         power)
+
+
+def at_full_power(V: torch.Tensor, power: float) -> torch.Tensor:
+    """V (B, n_tx, K) complex scaled from its own norm to ||V||_F^2 = P, complex64."""
     return rmul(V, (power / frob2(V).clamp_min(1e-30)).sqrt().view(-1, 1, 1)).to(torch.complex64)
 
 
@@ -97,6 +102,14 @@ def rzf_inverse(G: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv_ex(A)[0].contiguous()
 
 
+def rzf_signals(M: torch.Tensor, load: torch.Tensor) -> torch.Tensor:
+    """G M = I - load M for M = (G + load I)^{-1}, (B, K, K): the received signals of V = H^H M without a
+    product with G (which would lose about cond(G) times the rounding of M)."""
+    Z = M * -load.to(M.real.dtype).view(-1, 1, 1)
+    Z.diagonal(dim1=-2, dim2=-1).add_(1.0)
+    return Z
+
+
 def rzf_select_rows(M: torch.Tensor, load: torch.Tensor, noise_var: torch.Tensor, power: float, weights,
                     candidates: int = SELECT_CANDIDATES, with_signals: bool = False):
     """``rzf_select``'s choice in the row space: X (B, K, K) complex with V = H^H X, not scaled to the
@@ -115,8 +128,7 @@ def rzf_select_rows(M: torch.Tensor, load: torch.Tensor, noise_var: torch.Tensor
     The choice is per channel; the chosen X and Z are differentiable where M and the load are."""
     B, K = M.shape[0], M.shape[1]
     l3 = load.to(M.real.dtype).view(-1, 1, 1)
-    Z0 = M * -l3
-    Z0.diagonal(dim1=-2, dim2=-1).add_(1.0)                         # G M = I - load M
+    Z0 = rzf_signals(M, load)
     c = min(candidates, K) if K > 1 else 0                         # one user: nobody to drop
     if c < 1:
         return (M, Z0) if with_signals else M
@@ -310,29 +322,28 @@ class MuMisoProblem(Problem):
             tr_m = torch.diagonal(M, dim1=-2, dim2=-1).real.sum(-1)
             return torch.log10((tr_a * tr_m).clamp_min(1e-30) / (K * K)).clamp(0.0, 6.0).float()
 
+    @staticmethod
+    def _per_batch(inst, key, compute):
+        """``compute()``, kept in ``inst.derived[key]`` for the batch's later calls; never kept for a channel
+        that carries a gradient (one backward pass would consume it, and a value computed under no_grad
+        would cut the gradient of the next call)."""
+        if inst.H.requires_grad or inst.noise_var.requires_grad:
+            return compute()
+        if key not in inst.derived:
+            inst.derived[key] = compute()
+        return inst.derived[key]
+
     def gram(self, inst) -> torch.Tensor:
-        """G = H H^H, (B, K, K) complex, computed once per batch (``inst.derived``; not kept where it
-        carries a gradient to the channel, which one backward pass would consume)."""
-        G = inst.derived.get("gram")
-        if G is None:
-            G = inst.H @ inst.H.mH
-            if not G.requires_grad:
-                inst.derived["gram"] = G
-        return G
+        """G = H H^H, (B, K, K) complex, computed once per batch (``_per_batch``)."""
+        return self._per_batch(inst, "gram", lambda: inst.H @ inst.H.mH)
 
     def rzf_load(self, inst) -> torch.Tensor:
         """RZF's regularisation K s2 / P, (B,)."""
         return rzf_load(inst.noise_var, self.power, self.n_users)
 
     def rzf_inverse(self, inst) -> torch.Tensor:
-        """M = (G + K s2 / P I)^{-1} (RZF: V = H^H M), (B, K, K) complex, once per batch (``inst.derived``)."""
-        key = ("rzf_inverse", self.power)                                # the load depends on P
-        M = inst.derived.get(key)
-        if M is None:
-            M = rzf_inverse(self.gram(inst), self.rzf_load(inst))
-            if not M.requires_grad:
-                inst.derived[key] = M
-        return M
+        """M = (G + K s2 / P I)^{-1} (RZF: V = H^H M), (B, K, K) complex, once per batch and power (``_per_batch``)."""
+        return self._per_batch(inst, ("rzf_inverse", self.power), lambda: rzf_inverse(self.gram(inst), self.rzf_load(inst)))
 
     def _weights_or_none(self, inst):
         """``user_weights(inst)``, or None when every weight is 1 (the sum-rate formulas then skip them)."""
@@ -413,9 +424,7 @@ class MuMisoProblem(Problem):
             M = rzf_inverse(G, load)
         else:
             raise ConfigError(f"mu_miso: unknown init {method!r}; allowed: {', '.join(INITS)}")
-        Z = M * -load.to(M.real.dtype).view(-1, 1, 1)
-        Z.diagonal(dim1=-2, dim2=-1).add_(1.0)
-        return G, M, Z
+        return G, M, rzf_signals(M, load)
 
     def row_space_coefficients(self, Z, inst) -> torch.Tensor:
         """C (B, K, K) complex with gradient H^H C at the precoder whose received signals are Z = H V
@@ -426,9 +435,7 @@ class MuMisoProblem(Problem):
         """Linear precoder at full power, (B, n_tx, K) complex64: H^H X for ``row_space_start``'s X
         (rzf H^H (H H^H + K s2 / P I)^{-1}, zf H^H (H H^H)^{-1}, mrt H^H, rzf_select ``rzf_select``),
         scaled from its own norm."""
-        X = self.row_space_start(inst, method)[1]
-        V = inst.H.mH @ X
-        return rmul(V, (self.power / frob2(V).clamp_min(1e-30)).sqrt().view(-1, 1, 1)).to(torch.complex64)
+        return at_full_power(inst.H.mH @ self.row_space_start(inst, method)[1], self.power)
 
     def loss_scale(self, inst) -> torch.Tensor:
         """Per-sample scale of the relative loss: the RZF sum rate (cheap, within a few % of the
