@@ -223,3 +223,31 @@ def test_error_reason_is_one_text_for_exceptions_and_ray_error_text():
     assert R.error_reason(text) == "ValueError: bad lr"
     assert R.error_reason(RuntimeError(text)) == "ValueError: bad lr"
     assert R.error_reason(None) == ""
+
+
+def test_results_table_each_trial_once_when_tune_state_lags(spec, tmp_path):
+    """At an interrupt Tune's saved state can lag the callback: a trial the callback saw end comes back
+    without metrics (named only by its directory), or listed twice. The table still holds each trial once,
+    under its id, with the callback's row."""
+    from types import SimpleNamespace
+
+    from autounfold.search.runner import _write_results
+    from autounfold.spaces.dimensions import OPTION_KEY
+    config = {**PARAMS, "model.layer": {OPTION_KEY: "signed"}}           # as the searcher samples it
+    ok = R.trial_row("a1b2c_00001", PARAMS, {"status": "ok", "objective": 99.0, "val_score": 99.0,
+                                             "num_layers": 3, "trial_id": "a1b2c_00001"}, 3, None, spec)
+    ran = {"status": "running", "objective": 98.0, "val_score": 98.0, "num_layers": 3, "trial_id": "a1b2c_00002"}
+
+    def res(name, metrics):
+        return SimpleNamespace(metrics=metrics, path=str(tmp_path / "tune" / name), config=config, error=None,
+                               checkpoint=None)
+    grid = [res("trainable_a1b2c_00001_1_model.layer=signed_2026-12-05_22-00-00", None),    # no metrics
+            res("trainable_a1b2c_00002_2_model.layer=signed_2026-12-05_22-00-01", ran),
+            res("trainable_a1b2c_00002_2_model.layer=signed_2026-12-05_22-00-01", ran),     # listed twice
+            res("trainable_a1b2c_00003_3_model.layer=signed_2026-12-05_22-00-02", None)]    # never reported
+    table, best, _ = _write_results(grid, {"a1b2c_00001": ok}, spec, tmp_path, "model")
+    assert sorted(table.trial_id) == ["a1b2c_00001", "a1b2c_00002",
+                                      "trainable_a1b2c_00003_3_model.layer=signed_2026-12-05_22-00-02"]
+    by_id = table.set_index("trial_id")
+    assert by_id.loc["a1b2c_00001", "status"] == "ok" and best.trial_id == "a1b2c_00001"
+    assert by_id.loc["a1b2c_00002", "status"] == "unfinished"

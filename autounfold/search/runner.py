@@ -79,6 +79,16 @@ def _scheduler(spec: SearchSpec):
                          grace_period=a.grace_period, reduction_factor=a.reduction_factor)
 
 
+def _trial_id_of_dir(name: str, known) -> str:
+    """The trial id of a result that carries no metrics, from its directory name: a known id inside
+    Tune's name for it (``<trainable>_<id>_<tag>_<date>``), or the name when none matches. Without
+    this a trial the callback saw end, whose result Tune's state saved before its first report,
+    would be tabled twice: once under its id and once under its directory's name."""
+    if name in known:
+        return name
+    return next((tid for tid in known if f"_{tid}_" in f"_{name}_"), name)
+
+
 def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model_dir_name: str):
     """Trial table (Parquet), leaderboard, Pareto plot and the best trial's model.
 
@@ -90,7 +100,9 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
     rows, checkpoints, seen = [], {}, set()
     for res in grid:
         m = res.metrics or {}
-        trial_id = m.get("trial_id") or Path(res.path).name
+        trial_id = m.get("trial_id") or _trial_id_of_dir(Path(res.path).name, rows_by_trial)
+        if trial_id in seen:                    # one trial listed twice by a state saved mid-interrupt
+            continue
         row = rows_by_trial.get(trial_id)
         if row is None:
             params = spec.flatten(res.config) if res.config else {}
