@@ -262,12 +262,34 @@ def test_random_start_does_not_depend_on_the_batch():
     torch.testing.assert_close(p.init(inst[2:3], "random"), x[2:3])
 
 
+def test_subspace_start_spans_the_dominant_subspace_where_unit_modulus_can():
+    """With L close to M (here 12 and 10) a unit-modulus W_a can span the top-L eigenvectors of
+    sum_b H_b^H H_b: the subspace start's alternating projections get there, and with the best digital
+    precoder it is then as good as any precoder confined to that subspace (and above the svd start)."""
+    from autounfold.problems.hybrid import SUBSPACE_ITERATIONS
+    p = _problem(M=12, L=10, NB=8, N=6)
+    inst = p.sample(64, 21)
+    x = p.init(inst, "subspace")
+    assert bool(p.feasible(x, inst).all())
+    W_a, _ = p.unpack_stacked(x, inst)
+    _, U = torch.linalg.eigh((inst.H.mH @ inst.H).sum(1))
+    U = U[..., -10:]
+    resid = (W_a - U @ (U.mH @ W_a)).abs().square().sum((1, 2)) / W_a.abs().square().sum((1, 2))
+    assert float(resid.max()) < 1e-3, (SUBSPACE_ITERATIONS, float(resid.max()))
+    confined = p.objective(p.pack_stacked(U, p.digital_given_analog_stacked(U, inst)), inst)   # any basis of it
+    rate, svd = p.objective(x, inst), p.objective(p.init(inst, "svd"), inst)
+    assert float((confined - rate).abs().max()) < 1e-2 * float(confined.mean())
+    assert float(rate.mean()) > float(svd.mean())
+    torch.testing.assert_close(p.init(inst[3:5], "subspace"), x[3:5])            # per sample
+
+
 def test_evaluate_runs_the_declared_baselines_on_other_sizes():
     model = build_model(load_config("preset:hybrid", SMALL))
     rows = evaluate_model(model, ["nominal", "M16"], batch=32)
     methods = {r["method"] for r in rows}
     assert {"hybrid_pga-3 (this model)", "PGA, tuned analog and digital steps-3", "PE-AltMin + best digital-3",
-            "SVD-phase analog + best digital (closed form)"} <= methods
+            "SVD-phase analog + best digital (closed form)",
+            "subspace analog (alternating projections) + best digital (closed form)"} <= methods
     assert all(r["feasible"] and 50 < r["pct_of_bound"] <= 100.0001 for r in rows)
     assert set(CLASSICAL) >= set(model.problem.classical)
 

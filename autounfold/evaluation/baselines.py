@@ -254,7 +254,7 @@ def hybrid_pga_tuned(problem, inst, iterations: int):
 def altmin(problem, inst, iterations: int):
     """Alternating minimisation towards the fully-digital precoder with phase extraction (PE-AltMin
     after Yu, Shen, Zhang and Letaief 2016, wideband: one analog matrix for all bands): from the
-    SVD-phase analog precoder (the preset's start), ``iterations`` rounds of W_d,b = pinv(W_a) F_b (least squares per band) and
+    SVD-phase analog precoder (the two-stage design), ``iterations`` rounds of W_d,b = pinv(W_a) F_b (least squares per band) and
     W_a = phase(sum_b F_b W_d,b^H); the digital readout is the best digital precoder for the final
     analog one (``digital_given_analog``: exact water-filling for logdet), which is stronger than
     PE-AltMin's rescaled least squares."""
@@ -268,9 +268,17 @@ def altmin(problem, inst, iterations: int):
 
 
 def two_stage(problem, inst, iterations: int):
-    """The two-stage design (and the preset's start): phases of the top-L eigenvectors of
-    sum_b H_b^H H_b and the best digital precoder for them (no iteration), whatever the model's init."""
+    """The two-stage design: phases of the top-L eigenvectors of sum_b H_b^H H_b and the best digital
+    precoder for them (no iteration), whatever the model's init."""
     return problem.init(inst, "svd")
+
+
+def subspace(problem, inst, iterations: int):
+    """A unit-modulus analog precoder near the span of the top-L eigenvectors of sum_b H_b^H H_b
+    (``SUBSPACE_ITERATIONS`` alternating projections from the SVD phases) and the best digital
+    precoder for it (no further iteration), whatever the model's init. Where L is close to M the
+    span is reached exactly and this is as good as any precoder confined to it."""
+    return problem.init(inst, "subspace")
 
 
 # ---- robust PCA (rpca) ---------------------------------------------------------------------------
@@ -374,6 +382,7 @@ CLASSICAL = {
     "hybrid_pga_tuned": ("PGA, tuned analog and digital steps", hybrid_pga_tuned),
     "altmin": ("PE-AltMin + best digital", altmin),
     "two_stage": ("SVD-phase analog + best digital (closed form)", two_stage),
+    "subspace": ("subspace analog (alternating projections) + best digital (closed form)", subspace),
     "rpca_tuned": ("alternating RPCA, tuned step and threshold schedule", rpca_tuned),
     "lmmse": ("LMMSE (closed form)", lambda problem, inst, K: problem.init(inst, "lmmse")),
     "sic": ("soft interference cancellation", _sic),

@@ -1,5 +1,5 @@
 """The hybrid precoding benchmark job: unfolded PGA against classical PGA (steps tuned per depth),
-PE-AltMin and the two-stage design, as % of the fully-digital bound; transfer to other antenna and
+PE-AltMin, the two-stage design and the subspace design, as % of the fully-digital bound; transfer to other antenna and
 band counts; conditions not trained on; latency; JSON + Markdown + PNG (``autounfold
 benchmark-hybrid``, ``make benchmark-hybrid``).
 
@@ -34,6 +34,9 @@ PGA_DEPTHS = (1, 2, 3, 5, 10, 30, 100)
 CONVERGED = 1000                                  # iterations of "PGA to convergence"
 ROBUSTNESS = ("iid", "snr0", "snr10", "snr20", "snr30", "as30", "delay16")
 ANTENNAS = (8, 16, 32)
+STARTS = {"svd": "SVD-phase analog + best digital (two-stage)",
+          "subspace": "subspace analog (alternating projections) + best digital",
+          "random": "random-phase analog + best digital"}
 BANDS = (4, 16)
 
 
@@ -108,8 +111,10 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
         for T in (depth, 30):
             rows.append({"method": f"PE-AltMin-{T} + best digital", "kind": "classical", "iterations": T,
                          **p.summarize(baselines.altmin(p, test, T), test, ref)})
-        rows.append({"method": "SVD-phase analog + best digital (the shared start)", "kind": "closed form",
-                     "iterations": 0, **p.summarize(baselines.two_stage(p, test, 0), test, ref)})
+        for init in ("svd", "subspace"):
+            shared = " (the shared start)" if init == p.init_method else ""
+            rows.append({"method": STARTS[init] + shared, "kind": "closed form", "iterations": 0,
+                         **p.summarize(p.init(test, init), test, ref)})
     result["quality"] = {"bound_rate": float(p.objective(ref, test).mean()), "rows": rows}
     _log("quality table done", quiet)
 
@@ -139,6 +144,7 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
             for T in (depth, 30):
                 row[f"PGA-{T} (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, tuned[T]), t, r)
             row["two-stage"] = q.summarize(baselines.two_stage(q, t, 0), t, r)
+            row["subspace"] = q.summarize(baselines.subspace(q, t, 0), t, r)
         robust.append(row)
     result["robustness"] = robust
     _log("robustness done", quiet)
@@ -159,12 +165,15 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
         qv = q.sample(val_batch, generator(seed, "hybrid-benchmark", "scale-val", what))
         qvr = reference(q, qv)
         local = _tuned_steps(q, depth, qv, qvr)
+        local30 = _tuned_steps(q, 30, qv, qvr)
         with torch.no_grad():
             s_moved, s_native = q.summarize(moved.run(t), t, r), q.summarize(native.run(t), t, r)
             scale.append({"change": change, "label": what, "transferred": s_moved, "trained_here": s_native,
                           "ratio_pct": 100.0 * s_moved["rate_mean"] / s_native["rate_mean"],
                           f"PGA-{depth} (tuned here)": q.summarize(baselines.hybrid_pga(q, t, depth, local), t, r),
-                          f"PGA-{depth} (nominal steps)": q.summarize(baselines.hybrid_pga(q, t, depth, tuned[depth]), t, r)})
+                          f"PGA-{depth} (nominal steps)": q.summarize(baselines.hybrid_pga(q, t, depth, tuned[depth]), t, r),
+                          "PGA-30 (tuned here)": q.summarize(baselines.hybrid_pga(q, t, 30, local30), t, r),
+                          "start (closed form)": q.summarize(q.init(t), t, r)})
     result["scalability"] = scale
     _log("scalability done", quiet)
 
@@ -175,7 +184,8 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                 "PGA-30": lambda: baselines.hybrid_pga(p, lat_inst, 30, tuned[30]),
                 f"PE-AltMin-{depth}": lambda: baselines.altmin(p, lat_inst, depth),
                 "PE-AltMin-30": lambda: baselines.altmin(p, lat_inst, 30),
-                "two-stage (start)": lambda: baselines.two_stage(p, lat_inst, 0)})
+                "two-stage": lambda: baselines.two_stage(p, lat_inst, 0),
+                "subspace": lambda: baselines.subspace(p, lat_inst, 0)})
     lat = measure_latency(fns, repeats=repeats)
     with torch.no_grad():
         pct = {name: p.summarize(fn(), lat_inst, ref[:latency_batch])["pct_of_bound"] for name, fn in fns.items()}
@@ -204,8 +214,8 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
             for T in (depth, 30):
                 st = _tuned_steps(q, T, qv, qvr)
                 srows.append({"method": f"PGA-{T}, tuned steps", "steps": st, **q.summarize(baselines.hybrid_pga(q, t, T, st), t, r)})
-            srows.append({"method": "SVD-phase analog + RZF digital (the shared start)",
-                          **q.summarize(baselines.two_stage(q, t, 0), t, r)})
+            srows.append({"method": f"{STARTS[q.init_method].replace('best digital', 'RZF digital')} (the shared start)",
+                          **q.summarize(q.init(t), t, r)})
         result["sum_rate"] = {"bound": "fully-digital WMMSE per band from RZF, per channel to a relative change "
                                        "< 1e-6 (at most 1000 iterations)", "reference_seconds": ref_s, "rows": srows}
         _log("sum-rate objective done", quiet)
@@ -229,8 +239,9 @@ def markdown(result: dict) -> str:
              f"objective {s['objective']}. % = 100 x mean rate / mean rate of the fully-digital bound (per band the "
              "best precoder with M chains: right singular vectors with water-filling); p5 / min over channels of "
              "the per-channel %. Classical PGA's analog and digital steps are swept on a validation draw at each "
-             "depth; every solver starts from the same point (phases of the top-L eigenvectors of sum_b H_b^H H_b, "
-             "best digital precoder for them).", ""]
+             f"depth; every iterative solver starts from the same point, the {STARTS[pr.get('init', 'svd')]} "
+             "(svd: phases of the top-L eigenvectors of sum_b H_b^H H_b; subspace: from there, alternating "
+             "projections onto their span and onto unit modulus).", ""]
     q = result["quality"]
     lines += [f"## Rate at the preset's setting (bound {q['bound_rate']:.3f} bit/s/Hz)", "",
               "| method | kind | iterations | % of bound | p5 % | min % | rate |", "|---|---|---|---|---|---|---|"]
@@ -253,7 +264,7 @@ def markdown(result: dict) -> str:
     lines.append("| **worst** | " + " | ".join(f"**{worst[m]:.3f}**" for m in methods) + " |")
     sc = result["scalability"]
     if sc:
-        keys = [k for k in sc[0] if k.startswith("PGA-")]
+        keys = [k for k in sc[0] if k.startswith("PGA-") or k.startswith("start")]
         lines += ["", "## Scalability: the nominal model applied unchanged at other sizes, against a model trained there", "",
                   "| change | transferred % of bound | trained-here % of bound | transferred / trained-here rate | "
                   + " | ".join(keys) + " |", "|---|---|---|---|" + "---|" * len(keys)]

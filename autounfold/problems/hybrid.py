@@ -37,7 +37,12 @@ from .mu_miso import interference, sum_rate_gradient
 
 LN2 = math.log(2.0)
 OBJECTIVES = ("logdet", "sum_rate")
-INITS = ("svd", "random")
+INITS = ("svd", "subspace", "random")
+SUBSPACE_ITERATIONS = 20
+"""Alternating projections of the ``subspace`` start: from the svd start, W_a <- unit-modulus(P_S W_a)
+with P_S the projector onto the top-L eigenvectors of sum_b H_b^H H_b. Each costs one (M x M)(M x L)
+product per sample; on the preset's draws the residual ||W_a - P_S W_a||^2 / ||W_a||^2 falls below
+2e-5 by 20 (``tests/test_hybrid.py``)."""
 
 
 class HybridConfig(ProblemConfig):
@@ -49,7 +54,7 @@ class HybridConfig(ProblemConfig):
     n_bands: int = Field(8, ge=1, le=256)
     n_users: int = Field(6, ge=1)
     objective: Literal["logdet", "sum_rate"] = "logdet"
-    init: Literal["svd", "random"] = "svd"
+    init: Literal["svd", "subspace", "random"] = "svd"
     channel: WidebandConfig = WidebandConfig()
 
     @model_validator(mode="after")
@@ -109,8 +114,10 @@ class HybridPrecodingProblem(Problem):
 
     Args:
         source: the multi-band channel source; n_rf: L; objective; init: "svd" (phases of the top-L
-            eigenvectors of sum_b H_b^H H_b) or "random" phases; either way the digital precoder is
-            the best one for that analog precoder (``digital_given_analog``).
+            eigenvectors of sum_b H_b^H H_b), "subspace" (from there, alternating projections onto
+            their span and onto unit modulus, ``SUBSPACE_ITERATIONS``: where L is close to M a
+            unit-modulus W_a spans that subspace exactly) or "random" phases; either way the
+            digital precoder is the best one for that analog precoder (``digital_given_analog``).
     """
 
     name = "hybrid_precoding"
@@ -123,7 +130,7 @@ class HybridPrecodingProblem(Problem):
                                "sum_rate a fully-digital WMMSE reference, a local optimum)",
                "p5_pct": "5th percentile over channels of 100 x rate / bound", "min_pct": "worst channel, % of its bound",
                "rate_mean": "mean rate over bands, bit/s/Hz", "feasible": "unit-modulus analog and per-band power P"}
-    classical = ("hybrid_pga_tuned", "altmin", "two_stage")
+    classical = ("hybrid_pga_tuned", "altmin", "two_stage", "subspace")
     sampling_keys = WIDEBAND_SAMPLING_KEYS
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
@@ -415,14 +422,23 @@ class HybridPrecodingProblem(Problem):
         return self._fully_digital(inst.H, inst.noise_var)
 
     def analog_start(self, inst, method: Optional[str] = None, seed=0) -> torch.Tensor:
-        """W_a (B, M, L): "svd" the phases of the top-L eigenvectors of sum_b H_b^H H_b; "random"
-        uniform phases (seeded; the same matrix for every sample)."""
+        """W_a (B, M, L): "svd" the phases of the top-L eigenvectors U of sum_b H_b^H H_b;
+        "subspace" from there ``SUBSPACE_ITERATIONS`` times W_a <- unit-modulus(U U^H W_a), which
+        converges to a unit-modulus basis of span(U) where one exists (L near M) and otherwise stops
+        at a unit-modulus matrix near it; "random" uniform phases (seeded; the same matrix for every
+        sample)."""
         method = method or self.init_method
         B, NB, N, M = inst.H.shape
-        if method == "svd":
+        if method in ("svd", "subspace"):
             C = (inst.H.mH @ inst.H).sum(1)                                        # (B, M, M)
             _, U = torch.linalg.eigh(C)
-            return project_analog(U[..., -self.n_rf:].flip(-1))
+            U = U[..., -self.n_rf:].flip(-1)                                       # (B, M, L)
+            W = project_analog(U)
+            if method == "subspace":
+                P = U @ U.mH
+                for _ in range(SUBSPACE_ITERATIONS):
+                    W = project_analog(P @ W)
+            return W
         if method == "random":
             # one seeded phase matrix for every sample: a sample's output does not depend on its
             # place in the batch, and the shape is static for export
