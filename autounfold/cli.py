@@ -203,7 +203,7 @@ def benchmark_hybrid(out: Path = typer.Option(Path("results/hybrid"), help="dire
                      sum_rate: bool = typer.Option(True, help="also the per-user sum-rate objective"),
                      seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
     """Wideband hybrid precoding: unfolded PGA against classical PGA tuned at 1-100 iterations and to
-    convergence, PE-AltMin and the two-stage design (% of the fully-digital bound), the nominal model
+    convergence, PE-AltMin, the two-stage and the subspace designs (% of the fully-digital bound), the nominal model
     at other antenna and band counts against models trained there, unseen conditions, latency and the
     learned steps; JSON + Markdown + plots."""
     from .evaluation.hybrid_benchmark import run_hybrid_benchmark

@@ -313,15 +313,19 @@ def test_cli_train_and_evaluate(tmp_path):
     assert {r["scenario"] for r in rows} == {"B4"} and all(0 < r["pct_of_bound"] <= 100.0001 for r in rows)
 
 
-def test_torchscript_export_has_both_outputs_and_matches_eager(tmp_path):
-    from autounfold.deploy import export_torchscript, load_torchscript
-    model = build_model(load_config("preset:hybrid", SMALL))
-    path = export_torchscript(model, tmp_path / "h.pt")
-    meta = json.loads((tmp_path / "h.pt.json").read_text())
+@pytest.mark.parametrize("fmt", ["torchscript", "torch.export"])
+def test_export_has_both_outputs_and_matches_eager(tmp_path, fmt):
+    from autounfold.deploy import export_torch_export, export_torchscript, load_torch_export, load_torchscript
+    export, load, name = {"torchscript": (export_torchscript, load_torchscript, "h.pt"),
+                          "torch.export": (export_torch_export, load_torch_export, "h.pt2")}[fmt]
+    model = build_model(load_config("preset:hybrid", SMALL))        # the preset's start: 20 projections in the graph
+    path = export(model, tmp_path / name)
+    meta = json.loads((tmp_path / f"{name}.json").read_text())
     assert meta["inputs"] == {"H_real": ["B", 3, 3, 8, 2], "noise_var": ["B"]}
     assert meta["output"] == {"W_a_real": ["B", 8, 4, 2], "W_d_real": ["B", 3, 4, 3, 2]}
     inst = model.problem.sample(9, 4)
-    a, d = load_torchscript(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var)
+    with torch.no_grad():
+        a, d = load(path)(torch.view_as_real(inst.H).contiguous(), inst.noise_var)
     with torch.no_grad():
         W_a, W_d = model(inst.H, inst.noise_var)
     torch.testing.assert_close(torch.view_as_complex(a.contiguous()), W_a, rtol=1e-4, atol=1e-4)

@@ -226,9 +226,11 @@ def test_error_reason_is_one_text_for_exceptions_and_ray_error_text():
 
 
 def test_results_table_each_trial_once_when_tune_state_lags(spec, tmp_path):
-    """At an interrupt Tune's saved state can lag the callback: a trial the callback saw end comes back
-    without metrics (named only by its directory), or listed twice. The table still holds each trial once,
-    under its id, with the callback's row."""
+    """At an interrupt Tune's saved state can lag the callback: a trial comes back without metrics (named
+    only by its directory) or listed twice. The table still holds each trial once, under its id, with the
+    callback's row where it has one, and the best trial's model comes from whichever listing kept its
+    checkpoint."""
+    import contextlib
     from types import SimpleNamespace
 
     from autounfold.search.runner import _write_results
@@ -236,18 +238,27 @@ def test_results_table_each_trial_once_when_tune_state_lags(spec, tmp_path):
     config = {**PARAMS, "model.layer": {OPTION_KEY: "signed"}}           # as the searcher samples it
     ok = R.trial_row("a1b2c_00001", PARAMS, {"status": "ok", "objective": 99.0, "val_score": 99.0,
                                              "num_layers": 3, "trial_id": "a1b2c_00001"}, 3, None, spec)
-    ran = {"status": "running", "objective": 98.0, "val_score": 98.0, "num_layers": 3, "trial_id": "a1b2c_00002"}
+    saved = tmp_path / "ckpt"
+    (saved / "model").mkdir(parents=True)
+    (saved / "model" / "weights.pt").write_text("w")
+    checkpoint = SimpleNamespace(as_directory=lambda: contextlib.nullcontext(str(saved)))
 
-    def res(name, metrics):
+    def res(name, metrics=None, checkpoint=None):
         return SimpleNamespace(metrics=metrics, path=str(tmp_path / "tune" / name), config=config, error=None,
-                               checkpoint=None)
-    grid = [res("trainable_a1b2c_00001_1_model.layer=signed_2026-12-05_22-00-00", None),    # no metrics
-            res("trainable_a1b2c_00002_2_model.layer=signed_2026-12-05_22-00-01", ran),
-            res("trainable_a1b2c_00002_2_model.layer=signed_2026-12-05_22-00-01", ran),     # listed twice
-            res("trainable_a1b2c_00003_3_model.layer=signed_2026-12-05_22-00-02", None)]    # never reported
-    table, best, _ = _write_results(grid, {"a1b2c_00001": ok}, spec, tmp_path, "model")
-    assert sorted(table.trial_id) == ["a1b2c_00001", "a1b2c_00002",
-                                      "trainable_a1b2c_00003_3_model.layer=signed_2026-12-05_22-00-02"]
+                               checkpoint=checkpoint)
+
+    def running(tid, it):
+        return {"status": "running", "objective": 98.0, "val_score": 98.0, "num_layers": 3, "trial_id": tid,
+                "training_iteration": it}
+    d1, d2 = "trainable_a1b2c_00001_1_x=1_2026-12-05_22-00-00", "trainable_a1b2c_00002_2_x=2_2026-12-05_22-00-01"
+    d3, d4 = "trainable_a1b2c_00003_3_x=3_2026-12-05_22-00-02", "trainable_9f8e7d6c_4_x=4_2026-12-05_22-00-03"
+    grid = [res(d1), res(d1, dict(ok), checkpoint),           # the callback's ok trial: first without metrics
+            res(d2, running("a1b2c_00002", 2)), res(d2, running("a1b2c_00002", 2)),      # listed twice
+            res(d3),                                           # never reported
+            res(d4), res(d4, running("9f8e7d6c", 1))]          # unseen by the callback, then with metrics
+    table, best, best_model = _write_results(grid, {"a1b2c_00001": ok}, spec, tmp_path, "model")
+    assert sorted(table.trial_id) == ["9f8e7d6c", "a1b2c_00001", "a1b2c_00002", d3]
     by_id = table.set_index("trial_id")
     assert by_id.loc["a1b2c_00001", "status"] == "ok" and best.trial_id == "a1b2c_00001"
-    assert by_id.loc["a1b2c_00002", "status"] == "unfinished"
+    assert (best_model / "weights.pt").read_text() == "w"
+    assert by_id.loc["a1b2c_00002", "status"] == by_id.loc["9f8e7d6c", "status"] == by_id.loc[d3, "status"] == "unfinished"

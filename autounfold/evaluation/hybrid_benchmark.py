@@ -239,9 +239,9 @@ def markdown(result: dict) -> str:
              f"objective {s['objective']}. % = 100 x mean rate / mean rate of the fully-digital bound (per band the "
              "best precoder with M chains: right singular vectors with water-filling); p5 / min over channels of "
              "the per-channel %. Classical PGA's analog and digital steps are swept on a validation draw at each "
-             f"depth; every iterative solver starts from the same point, the {STARTS[pr.get('init', 'svd')]} "
+             f"depth; classical and unfolded PGA start from the same point, the {STARTS[pr.get('init', 'svd')]} "
              "(svd: phases of the top-L eigenvectors of sum_b H_b^H H_b; subspace: from there, alternating "
-             "projections onto their span and onto unit modulus).", ""]
+             "projections onto their span and onto unit modulus); PE-AltMin starts from the SVD phases.", ""]
     q = result["quality"]
     lines += [f"## Rate at the preset's setting (bound {q['bound_rate']:.3f} bit/s/Hz)", "",
               "| method | kind | iterations | % of bound | p5 % | min % | rate |", "|---|---|---|---|---|---|---|"]

@@ -97,22 +97,35 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
     search) gets its row from its last reported result through the same ``results.trial_row``; if
     it did end, that row goes to the rows log too, so that a resume knows the trial as ended."""
     from .callbacks import append_row
-    rows, checkpoints, seen = [], {}, set()
-    for res in grid:
-        m = res.metrics or {}
-        trial_id = m.get("trial_id") or _trial_id_of_dir(Path(res.path).name, rows_by_trial)
-        if trial_id in seen:                    # one trial listed twice by a state saved mid-interrupt
-            continue
+    results = list(grid)
+    # the trial ids behind Tune's directory names: from every listing with metrics, else a known id
+    # (the callback's trials) inside the name
+    named = {Path(r.path).name: r.metrics["trial_id"] for r in results if (r.metrics or {}).get("trial_id")}
+    known = set(rows_by_trial) | set(named.values())
+    latest, checkpoints = {}, {}
+
+    def iteration(res):
+        return (res.metrics or {}).get("training_iteration", 0)
+    for res in results:
+        name = Path(res.path).name
+        trial_id = (res.metrics or {}).get("trial_id") or named.get(name) or _trial_id_of_dir(name, known)
+        # one trial listed twice by a state saved mid-interrupt: its furthest listing, and a checkpoint
+        # from any listing (the furthest listing's own where it has one)
+        if trial_id not in latest or iteration(res) > iteration(latest[trial_id]):
+            latest[trial_id] = res
+        if res.checkpoint is not None and (trial_id not in checkpoints or latest[trial_id] is res):
+            checkpoints[trial_id] = res.checkpoint
+    rows = []
+    for trial_id, res in latest.items():
         row = rows_by_trial.get(trial_id)
         if row is None:
+            m = res.metrics or {}
             params = spec.flatten(res.config) if res.config else {}
             row = R.trial_row(trial_id, params, m, m.get("training_iteration", 0), res.error, spec)
             if row["status"] in R.ENDED:
                 append_row(out / ROWS_LOG, row)
         rows.append(row)
-        seen.add(trial_id)
-        if res.checkpoint is not None:
-            checkpoints[trial_id] = res.checkpoint
+    seen = set(latest)
     # a trial that ended after Tune's last saved state before a crash: its row survives in the log
     rows += [row for tid, row in rows_by_trial.items() if tid not in seen]
     table = R.trial_table(rows, spec.objective)

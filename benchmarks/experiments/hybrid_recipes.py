@@ -8,6 +8,10 @@ their final analog precoder. ``--umi`` instead scores on 3GPP UMi bands (Sionna;
 steps of PGA-5 and PGA-30 swept on a UMi validation draw of 256): the preset model trained on the
 clustered channel, applied unchanged, against classical PGA tuned there.
 
+The preset starts from the ``subspace`` design since c2ac339; the recipe tables in
+benchmarks/experiments/README.md ran at 659cad6, from the SVD phases (``svd``), with that commit's
+committed benchmark steps (check it out to rerun them as they were).
+
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py [--readout] [variant ...]   (about 6 min, 2 cores)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 3 min)
 """
@@ -59,7 +63,7 @@ def umi():
             steps, _ = tune_hybrid_pga(p, val, vref, T)
             rows[f"PGA-{T}, steps tuned on UMi {steps['step_analog']:.3g} / {steps['step_digital']:.3g}"] = \
                 baselines.hybrid_pga(p, test, T, steps)
-        rows["two-stage start"] = baselines.two_stage(p, test, 0)
+        rows[f"the preset's start ({p.init_method})"] = p.init(test)
         for name, x in rows.items():
             s = p.summarize(x, test, ref)
             print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
