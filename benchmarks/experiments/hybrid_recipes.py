@@ -78,28 +78,43 @@ def umi():
                 baselines.hybrid_pga(p, test, T, steps)
         rows[f"the preset's start ({p.init_method})"] = p.init(test)
         for name, x in rows.items():
-            s = p.summarize(x, test, ref)
-            print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+            row(name, p.summarize(x, test, ref))
 
 
-def m32(names):
-    names = names or list(M32_VARIANTS)
-    unknown = [n for n in names if n not in M32_VARIANTS]
-    if unknown:
-        sys.exit(f"unknown --m32 variant(s) {unknown}; allowed: {', '.join(M32_VARIANTS)}")
+def trained(variants: dict, names, base, test_size: int, *draw):
+    """Each named variant of ``preset:hybrid`` (``base`` + its overrides) trained (seed 0) and yielded
+    as (name, model, problem, test, ref), every one scored on the same test draw ``draw`` of
+    ``test_size`` channels (drawn with the first variant's problem) and its reference."""
+    unknown = [n for n in names if n not in variants]
+    if unknown:                              # before any output: checked when called, not when iterated
+        sys.exit(f"unknown variant(s) {unknown}; allowed: {', '.join(variants)}")
+    return _trained(variants, names, base, test_size, draw)
+
+
+def _trained(variants, names, base, test_size, draw):
     test = ref = None
-    print("| at M 32, L 10 | % of bound | p5 % | min % |\n|---|---|---|---|")
     for name in names:
-        cfg = load_config("preset:hybrid", M32 + M32_VARIANTS[name])
+        cfg = load_config("preset:hybrid", base + variants[name])
         model = build_model(cfg)
         train(model, cfg.training, seed=cfg.seed, progress=False)
         p = model.problem
         if test is None:
-            test = p.sample(512, generator(0, "hybrid-benchmark", "scale", "n_antennas=32, n_rf=10"))
+            test = p.sample(test_size, generator(0, *draw))
             ref = reference(p, test)
+        yield name, model.eval(), p, test, ref
+
+
+def row(name, s):
+    print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+
+
+def m32(names):
+    runs = trained(M32_VARIANTS, names or list(M32_VARIANTS), M32, 512, "hybrid-benchmark", "scale",
+                   "n_antennas=32, n_rf=10")
+    print("| at M 32, L 10 | % of bound | p5 % | min % |\n|---|---|---|---|")
+    for name, model, p, test, ref in runs:
         with torch.no_grad():
-            s = p.summarize(model.eval().run(test), test, ref)
-        print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+            row(name, p.summarize(model.run(test), test, ref))
 
 
 def main(args):
@@ -109,23 +124,12 @@ def main(args):
         return m32([a for a in args if a != "--m32"])
     readout = "--readout" in args
     names = [a for a in args if a != "--readout"] or list(VARIANTS)
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        sys.exit(f"unknown variant(s) {unknown}; allowed: {', '.join(VARIANTS)}")
-    test = ref = None
+    runs = trained(VARIANTS, names, [], 1024, "hybrid-benchmark", "test")
     print("| variant | % of bound | p5 % | min % |\n|---|---|---|---|")
-    for name in names:
-        cfg = load_config("preset:hybrid", VARIANTS[name])
-        model = build_model(cfg)
-        train(model, cfg.training, seed=cfg.seed, progress=False)
-        p = model.problem
-        if test is None:
-            test = p.sample(1024, generator(0, "hybrid-benchmark", "test"))
-            ref = reference(p, test)
+    for name, model, p, test, ref in runs:
         with torch.no_grad():
-            x = model.eval().run(test)
-            s = p.summarize(x, test, ref)
-            print(f"| {name} | {s['pct_of_bound']:.3f} | {s['p5_pct']:.2f} | {s['min_pct']:.2f} |", flush=True)
+            x = model.run(test)
+            row(name, p.summarize(x, test, ref))
             if readout and name == "preset":
                 def best_digital(x):
                     W_a, _ = p.unpack_stacked(x, test)
