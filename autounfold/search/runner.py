@@ -125,9 +125,8 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
             if row["status"] in R.ENDED:
                 append_row(out / ROWS_LOG, row)
         rows.append(row)
-    seen = set(latest)
     # a trial that ended after Tune's last saved state before a crash: its row survives in the log
-    rows += [row for tid, row in rows_by_trial.items() if tid not in seen]
+    rows += [row for tid, row in rows_by_trial.items() if tid not in latest]
     table = R.trial_table(rows, spec.objective)
     R.write_table(table, out / TRIALS_FILE)
     (out / "leaderboard.md").write_text(R.leaderboard_markdown(R.leaderboard(table)))
