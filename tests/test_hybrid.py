@@ -199,6 +199,7 @@ def test_saved_model_api_and_input_errors(tmp_path):
     (["problem.channel.model=rician"], "channel.model"),
     (["problem.channel.snr_db=[20, 0]"], "low <= high"),
     (["problem.objective=capacity"], "objective"),
+    (["problem.init=subspce"], "problem.init: Input should be 'svd', 'subspace' or 'random'"),
     (["model.layer=signed"], "model.layer 'signed' does not apply to hybrid_precoding"),
     (["model.layer=lista", "model.step_init=0.1"], "model.layer 'lista' does not apply to hybrid_precoding"),
     (["model.digital_step_init=-1", "model.step_init=0.1"], "digital_step_init must be > 0"),
