@@ -42,7 +42,7 @@ SUBSPACE_ITERATIONS = 20
 """Alternating projections of the ``subspace`` start: from the svd start, W_a <- unit-modulus(P_S W_a)
 with P_S the projector onto the top-L eigenvectors of sum_b H_b^H H_b. Each costs one (M x M)(M x L)
 product per sample. At 12 antennas and 10 RF chains the residual ||W_a - P_S W_a||^2 / ||W_a||^2 after 20
-is about 6e-6 on a typical channel and below 1e-3 on every one tested (``tests/test_hybrid.py``)."""
+is below 1e-3 on every channel of ``tests/test_hybrid.py``'s draw (the bound that test asserts)."""
 
 
 class HybridConfig(ProblemConfig):
