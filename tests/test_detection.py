@@ -335,25 +335,36 @@ def test_canary_scores_detectors_by_ser():
     assert decide(s, tolerance=0.0) == "rollback"
 
 
-def test_detnet_step_is_the_unbiased_lmmse_estimate_with_its_exact_error_variance():
-    """From the uniform start (m = 0, v = 1) DetNet's preconditioned step with delta = 1 is the
-    per-user unbiased LMMSE estimate, and its error variance is the LMMSE detector's (what SIC's first
-    iteration computes independently); with a smaller step the variance formula matches the empirical
-    error of q."""
+def test_detnet_step_is_sics_estimate_at_delta_one_and_its_variance_matches_the_error():
+    """DetNet's preconditioned step with delta = 1 lands on SIC's unbiased estimate with SIC's
+    variance (from the uniform start: the LMMSE detector; from a confident iterate too), and with a
+    smaller step its variance formula matches the empirical error of q, at the start and from an
+    iterate that knows part of the symbols (where v differs per user)."""
     from autounfold.problems.detection import sic_statistics
     p = _problem(4, 6, "16qam", snr=(12.0, 12.0))
     inst = p.sample(20000, generator(31))
     x0 = p.init(inst)
-    m, v = p.soft_symbols(x0)
-    q, e = D.lmmse_gradient_step(inst, m, v, 1.0)
+    q, e = D.lmmse_gradient_step(p, inst, x0, 1.0)
     est, nu, _ = sic_statistics(p, inst, x0)
     assert torch.allclose(q, est, atol=1e-4) and torch.allclose(e, nu, rtol=1e-3)
     s = p.constellation[inst.s]
-    q2, e2 = D.lmmse_gradient_step(inst, m, v, 0.6)
-    assert (q2 - s).abs().square().mean().item() == pytest.approx(e2.mean().item(), rel=0.05)
+    # an iterate certain of user 0's true symbol, uniform over the others
+    known = x0.clone()
+    known[:, 0] = torch.where(torch.nn.functional.one_hot(inst.s[:, 0], p.num_points).bool(), 0.0, -30.0)
+    q1, e1 = D.lmmse_gradient_step(p, inst, known, 1.0)
+    est1, nu1, _ = sic_statistics(p, inst, known)
+    assert torch.allclose(q1, est1, atol=1e-4) and torch.allclose(e1, nu1, rtol=1e-3)
+    for x in (x0, known):
+        for delta in (0.6, 1.0):
+            q2, e2 = D.lmmse_gradient_step(p, inst, x, delta)
+            for u in range(1, 4):
+                err = (q2[:, u] - s[:, u]).abs().square().mean().item()
+                assert err == pytest.approx(e2[:, u].mean().item(), rel=0.05), (delta, u)
 
 
-def test_detnet_without_its_network_is_the_classical_detector_and_better_than_lmmse():
+def test_detnet_without_its_network_is_sic_and_better_than_lmmse():
+    """With delta = tau = 1 and no network DetNet's layer is SIC without damping (its classical
+    baseline, ``detnet_classical``), and the built network with a zero last layer is that detector."""
     cfg = load_config("preset:detnet", ["model.num_layers=4", "problem.n_users=8", "problem.n_rx=8",
                                         "problem.modulation=16qam", "problem.channel.snr_db=[18,18]"])
     model = build_model(cfg).eval()
@@ -365,8 +376,41 @@ def test_detnet_without_its_network_is_the_classical_detector_and_better_than_lm
         x = model.run(inst)
     classical = D.detnet_classical(p, inst, 4)
     assert torch.allclose(p.log_probs(x).exp(), classical.exp(), atol=1e-4)
+    assert torch.equal(classical, D.sic(p, inst, 4))                 # the same arithmetic, bit for bit
     ser = p.summarize(classical, inst, inst.s)["ser"]
     assert ser < 0.5 * p.summarize(D.lmmse(p, inst), inst, inst.s)["ser"]
+
+
+def test_a_detnet_saved_for_the_shared_variance_step_is_refused_at_load(tmp_path):
+    """DetNet's update rule changed meaning (revision 2: per-user variances in the preconditioner).
+    A model saved by this version loads; one whose meta.json records revision 1, or predates the
+    record (revision 1 implied), is refused naming the layer and both revisions; other layers,
+    never revised, load from a meta.json without the record."""
+    import json
+    from autounfold.artifacts import load, save
+    from autounfold.errors import ArtifactError
+    cfg = load_config("preset:detnet", ["model.num_layers=2"])
+    model = build_model(cfg)
+    save(model, tmp_path / "m", cfg)
+    meta_path = tmp_path / "m" / "meta.json"
+    assert json.loads(meta_path.read_text())["layer_revision"] == {"detnet": 2}
+    inst = model.problem.sample(5, generator(40))
+    assert torch.allclose(load(tmp_path / "m")(inst.y, inst.H, inst.noise_var), model.eval()(inst.y, inst.H, inst.noise_var))
+    for record in ({"detnet": 1}, None):
+        meta = json.loads(meta_path.read_text())
+        if record is None:
+            meta.pop("layer_revision")
+        else:
+            meta["layer_revision"] = record
+        meta_path.write_text(json.dumps(meta))
+        with pytest.raises(ArtifactError, match=r"revision 1 of the 'detnet' layer.*revision 2.*retrain"):
+            load(tmp_path / "m")
+    cfg2 = load_config("preset:deepsic", ["model.num_layers=2"])
+    save(build_model(cfg2), tmp_path / "d", cfg2)
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    meta.pop("layer_revision")
+    (tmp_path / "d" / "meta.json").write_text(json.dumps(meta))
+    assert load(tmp_path / "d").layer == "deepsic"
 
 
 def test_relative_noise_inflation_scales_with_the_received_power():

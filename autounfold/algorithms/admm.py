@@ -25,7 +25,7 @@ the box [-a, a] + j [-a, a] that holds the constellation (a = its largest real c
 box-relaxed ("infinity-norm") detector of Shahabuddin, Juntti and Studer (ADMIN, 2017). The penalty
 is relative to the noise: the x-update is (H^H H + rho s2 I)^-1 (H^H y + rho s2 (z - u)), so from
 z = u = 0 and rho = 1 the first x is the LMMSE estimate of unit-energy symbols. It runs through the
-eigendecomposition of H^H H, once per instance (``algorithms.detection._gram_eigen``). The iterate is
+eigendecomposition of H^H H, once per instance (``_gram_eigen``). The iterate is
 the log-probabilities -|x_u - c|^2 / (tau nu_u) with nu_u = s2 [(H^H H + rho s2 I)^-1]_uu (the
 estimate's noise variance for a unit prior) and a calibration tau (1 classical): the hard decision
 is the constellation point nearest to x, whatever tau. ADMM-Net's z-update may also move towards the
@@ -99,6 +99,20 @@ class LassoSplitting:
         return z
 
 
+def _gram_eigen(inst):
+    """The eigendecomposition of H^H H (eigenvalues (B, U) float32 >= 0, vectors Q (B, U, U)) and
+    H^H y (B, U), computed once per instance and kept on it: every layer of an ADMM call needs them
+    and none depends on a learned parameter (H and y are data, no gradient flows into them)."""
+    cache = inst.__dict__.get("_gram_eigen")
+    if cache is None or cache[0] is not inst.H:
+        with torch.no_grad():
+            lam, Q = torch.linalg.eigh(inst.H.mH @ inst.H)
+            hy = (inst.H.mH @ inst.y.unsqueeze(-1)).squeeze(-1)
+        cache = (inst.H, lam.clamp_min(0.0), Q, hy)
+        inst.__dict__["_gram_eigen"] = cache
+    return cache[1:]
+
+
 class BoxDetectionSplitting:
     """f = ||y - H s||^2 / (2 s2), g = the indicator of the constellation's box (module docstring);
     variables (B, U) complex64."""
@@ -118,7 +132,6 @@ class BoxDetectionSplitting:
 
     def x_update(self, inst, v, rho):
         """(H^H H + rho s2 I)^-1 (H^H y + rho s2 v) and the diagonal of that inverse (B, U)."""
-        from .detection import _gram_eigen
         lam, Q, hy = _gram_eigen(inst)
         inv = 1.0 / (lam + rho)                                                   # (B, U)
         rhs = hy + rho.to(v.dtype) * v

@@ -45,20 +45,29 @@ gradient step from the soft estimate, a projection onto the constellation, a sma
 layer. The plain step m + delta_k H^H (y - H m) (even scaled per user by 1 / ||h_u||^2) is badly
 conditioned on square channels: measured here, the first version of this layer, trained 2000 steps,
 never reached SER 1e-2 on 8 x 8 16-QAM. Our layer therefore takes the step along the LMMSE
-preconditioner, as OAMP does (Ma and Ping 2017; He, Wen, Jin and Li 2018):
+preconditioner built from the users' current posterior variances V = diag(v), as OAMP does with a
+scalar one (Ma and Ping 2017; He, Wen, Jin and Li 2018):
 
-    W = (H^H H + s2 / v_bar I)^-1 H^H,   D = diag(W H),   v_bar = mean_u v_u   (v_u the posterior variances)
-    q = m + delta_k D^-1 W (y - H m)                           (delta_k = 1: the unbiased LMMSE estimate
-                                                                of s around the current soft estimate m)
-    e_u = sum_j |[I - delta_k D^-1 W H]_uj|^2 v_j + delta_k^2 s2 [D^-1 W W^H D^-1]_uu   (its error variance)
+    W = V H^H (H V H^H + s2 I)^-1,   D = diag(W H)
+    q = m + delta_k D^-1 W (y - H m) = m + delta_k (s^ - m)    s^, nu: the SIC step's estimate and variance
+    e = (1 - delta_k)^2 v + delta_k^2 nu                      the error variance of q
 
-then the soft projection -|q_u - c|^2 / (tau_k e_u) with a learned calibration tau_k, to which a small
-network per layer, shared by the users (so any U and n_rx), adds logits; it sees (q_u, log(tau_k e_u),
-the previous probabilities, a hidden state h_u of DetNetStep.state_size entries) and returns the next
-hidden state. From the uniform start the first layer's projection is the LMMSE detector's. With
-delta_k = tau_k = 1 and no network the layer is a classical detector of its own (``detnet_classical``,
-an LMMSE-preconditioned projected gradient with one shared prior variance, a simplified OAMP
-without its divergence-free step), the equal-depth baseline of the network.
+D^-1 W cancels each user's own variance (W_u = v_u g_u^H with g_u = B^-1 h_u, D_uu = v_u t_u; where
+v_u = 0, its limit g_u^H / t_u), so delta_k = 1 lands on SIC's unbiased estimate s^, and delta_k < 1
+relaxes the current soft estimate towards it (> 1 extrapolates); R = I - delta_k D^-1 W H has
+R_uu = 1 - delta_k and R_uj = -delta_k L_uj, which gives e (exact for priors independent of y, as at
+the uniform start; inside the iteration an approximation, as SIC's nu is). Then the soft projection
+-|q_u - c|^2 / (tau_k e_u) with a learned calibration tau_k, to which a small network per layer,
+shared by the users (so any U and n_rx), adds logits; it sees (q_u, log(tau_k e_u), the previous
+probabilities, a hidden state h_u of DetNetStep.state_size entries) and returns the next hidden
+state. With delta_k = tau_k = 1 and no network the layer is SIC without
+damping (``detnet_classical`` equals ``sic``), the equal-depth baseline of the network.
+
+The first version of this layer used one shared prior variance v_bar = mean_u v_u in W (one
+eigendecomposition of H^H H per call). It is a worse detector: once most users are confident, v_bar
+is small and W turns into zero forcing for the one user still uncertain. On the detection benchmark
+of 2026-12-04 its classical form at 10 layers reached SER 1e-2 at 9.19 dB on 4 x 4 QPSK (SIC-5: 7.32)
+and 19.35 dB on 8 x 8 16-QAM (SIC-5: 16.13); the trained network 9.19 and 17.23 dB.
 """
 from __future__ import annotations
 
@@ -237,8 +246,7 @@ class DetNetStep:
         x = state.x
         C = problem.num_points
         logp, hidden = x[..., :C], x[..., C:]
-        m, v = problem.soft_symbols(x)
-        q, e = lmmse_gradient_step(inst, m, v, params.get("step", 1.0))
+        q, e = lmmse_gradient_step(problem, inst, x, params.get("step", 1.0))
         tau = e * batch_scalar(params.get("temperature", 1.0), e)
         base = -(q.unsqueeze(-1) - problem.points(x)).abs().square() / tau.unsqueeze(-1)
         net = params.get("detnet")
@@ -250,48 +258,16 @@ class DetNetStep:
         return State(torch.cat([new, torch.tanh(out[..., C:])], -1), x)
 
 
-VARIANCE_FLOOR = 1e-4
-"""The smallest prior variance v_bar the LMMSE preconditioner assumes (a confident iterate would
-otherwise turn it into zero forcing with an unbounded regulariser ratio)."""
-
-
-def _gram_eigen(inst):
-    """The eigendecomposition of H^H H (eigenvalues (B, U) float32 >= 0, vectors Q (B, U, U)) and
-    H^H y (B, U), computed once per instance and kept on it: every layer of a DetNet call needs them
-    and none depends on a learned parameter (H and y are data, no gradient flows into them)."""
-    cache = inst.__dict__.get("_gram_eigen")
-    if cache is None or cache[0] is not inst.H:
-        with torch.no_grad():
-            lam, Q = torch.linalg.eigh(inst.H.mH @ inst.H)
-            hy = (inst.H.mH @ inst.y.unsqueeze(-1)).squeeze(-1)
-        cache = (inst.H, lam.clamp_min(0.0), Q, hy)
-        inst.__dict__["_gram_eigen"] = cache
-    return cache[1:]
-
-
-def lmmse_gradient_step(inst, m: torch.Tensor, v: torch.Tensor, step) -> Tuple[torch.Tensor, torch.Tensor]:
-    """DetNet's preconditioned gradient step (module docstring) from the soft estimate m (B, U)
-    complex64 with posterior variances v (B, U) float32; ``step`` delta (a scalar or (B,)).
-    Returns q (B, U) complex64 and its per-user error variance e (B, U) float32 (> 0).
-
-    Through the eigendecomposition H^H H = Q diag(lam) Q^H (once per instance), with c = s2 / v_bar:
-    W r = Q diag(1 / (lam + c)) Q^H H^H r, W H = Q diag(lam / (lam + c)) Q^H and
-    diag(W W^H) = |Q|^2 (lam / (lam + c)^2): a layer costs two small products, no inverse."""
-    lam, Q, hy = _gram_eigen(inst)
-    s2 = inst.noise_var
-    c = (s2 / v.mean(-1).clamp_min(VARIANCE_FLOOR)).unsqueeze(-1)                      # (B, 1)
-    inv = 1.0 / (lam + c)                                                               # (B, U)
-    q2 = Q.real.square() + Q.imag.square()                                              # |Q_uk|^2
-    d = (q2 @ (lam * inv).unsqueeze(-1)).squeeze(-1).clamp_min(1e-9)                    # diag(W H)
-    w_w = (q2 @ (lam * inv.square()).unsqueeze(-1)).squeeze(-1)                         # diag(W W^H)
-    gram_m = Q @ (lam.to(Q.dtype).unsqueeze(-1) * (Q.mH @ m.unsqueeze(-1)))              # H^H H m
-    z = (Q @ (inv.to(Q.dtype).unsqueeze(-1) * (Q.mH @ (hy.unsqueeze(-1) - gram_m)))).squeeze(-1)   # W (y - H m)
-    delta = batch_scalar(step, d)
-    q = m + delta * z / d
-    wh = (Q * (lam * inv).to(Q.dtype).unsqueeze(-2)) @ Q.mH                             # W H
-    resid = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device) - (delta / d).to(Q.dtype).unsqueeze(-1) * wh
-    e = (resid.real.square() + resid.imag.square()) @ v.unsqueeze(-1)
-    e = e.squeeze(-1) + delta.square() * s2.unsqueeze(-1) * w_w / d.square()
+def lmmse_gradient_step(problem, inst, x, step) -> Tuple[torch.Tensor, torch.Tensor]:
+    """DetNet's preconditioned gradient step (module docstring) from the iterate x (its soft symbols:
+    mean m (B, U) complex64, posterior variances v (B, U)); ``step`` delta (a scalar or (B,)).
+    Returns q (B, U) complex64 and its per-user error variance e (B, U) float32 (> 0): one U x U
+    solve per sample and layer, the SIC step's."""
+    est, nu, _ = sic_statistics(problem, inst, x)
+    m, v = problem.soft_symbols(x)
+    delta = batch_scalar(step, nu)
+    q = est - (1.0 - delta) * (est - m)              # = m + delta (s^ - m), and exactly s^ at delta = 1
+    e = (1.0 - delta).square() * v + delta.square() * nu
     return q, e.clamp_min(1e-9)
 
 

@@ -388,7 +388,7 @@ CLASSICAL = {
     "sic": ("soft interference cancellation", _sic),
     "sic_tuned": ("soft interference cancellation, tuned damping and noise inflation", sic_tuned),
     "sic_mix": ("soft interference cancellation, strongest interferer exact", _sic_mix),
-    "detnet_classical": ("LMMSE-preconditioned projected gradient (DetNet's layer, classical parameters)",
+    "detnet_classical": ("DetNet's layer with its classical parameters (SIC without damping)",
                          _detnet_classical),
     "kbest": ("K-best, K = 16, Sionna (closed form)", _kbest),
     "ml": ("ML, exhaustive (closed form)", ml_if_small),

@@ -11,7 +11,7 @@ unfolds) plain, with damping and noise inflation tuned at each SNR on a validati
 each user's strongest residual interferer kept exact (the mixture SIC, ``sic_mix``), Sionna's K-best
 (K = 16) and EP (10 iterations), exhaustive ML where C^U <= 65536 (per-user MAP decisions, which are
 at least as good as the joint ML vector in SER), DetNet's layer with its classical parameters at
-DetNet's depth (LMMSE-PG, ``algorithms.detection.detnet_classical``), and the trained networks:
+DetNet's depth (SIC without damping, ``algorithms.detection.detnet_classical``), and the trained networks:
 DeepSIC (trained sequentially, each iteration alone then end to end, and end to end only), DeepSIC
 on the mixture SIC (layer ``deepsic_mix``, trained sequentially), DetNet
 and SIC with a learned damping and two noise inflations per iteration (paradigm 1). Every network is trained with its
@@ -126,7 +126,7 @@ def _classical(problem, K: int, tuned_params, K_detnet: int, tuned_mix=None) -> 
            f"SIC-{K}, strongest interferer exact": lambda inst: D.sic(problem, inst, K, exact_interferers=1),
            **({f"SIC-{K}, strongest interferer exact, tuned damping + inflation":
                lambda inst: D.sic(problem, inst, K, *tuned_mix, exact_interferers=1)} if tuned_mix else {}),
-           f"LMMSE-PG-{K_detnet} (DetNet's layer, classical)": lambda inst: D.detnet_classical(problem, inst, K_detnet),
+           f"SIC-{K_detnet} (DetNet's layer, classical)": lambda inst: D.detnet_classical(problem, inst, K_detnet),
            "K-best (K=16, Sionna)": lambda inst: D.kbest(problem, inst, 16),
            "EP-10 (Sionna)": lambda inst: D.ep(problem, inst, 10)}
     if problem.num_points ** problem.n_users <= D.ML_MAX_CANDIDATES:

@@ -91,6 +91,9 @@ class LayerType:
             as the keyword ``digital``.
         support_selection: the layer keeps the largest entries unshrunk (LISTA-CPSS, ALISTA);
             ``params`` takes the per-layer shares from ``model.support`` as the keyword ``support``.
+        revision: raised when the update rule the layer's weights were trained for changes meaning
+            (same parameters, another computation); saved models record it and ``load`` refuses one
+            trained for another revision. ``revised``: what the current revision changed.
     """
 
     name: str
@@ -105,6 +108,8 @@ class LayerType:
     fixes: Tuple[str, ...] = ()
     digital_step: bool = False
     support_selection: bool = False
+    revision: int = 1
+    revised: str = ""
 
     @property
     def tunable(self) -> bool:
@@ -411,7 +416,8 @@ LAYERS.register(LayerType(
 LAYERS.register(LayerType(
     "detnet", "DNN inductive bias",
     "DetNet: LMMSE-preconditioned gradient step delta_k, soft projection with calibration tau_k and an MLP "
-    "(3 + C + 8 -> 32 -> C + 8) shared by the users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet"))
+    "(3 + C + 8 -> 32 -> C + 8) shared by the users (any U, n_rx)", _detnet_params, problems=("detection",), positive_step=True, algorithm="detnet",
+    revision=2, revised="the gradient step's LMMSE preconditioner uses each user's posterior variance, not their mean (2026-12-06)"))
 
 
 def _admm_params(net: bool):
