@@ -1,13 +1,16 @@
-"""DeepSIC on SIC and on the mixture SIC (4 x 4 QPSK, nominal and behind 3-bit ADCs): which training
-recipe, and does the network add anything to its classical base?
+"""DeepSIC and DetNet training recipes on the detection benchmark's cases: which recipe, and does the
+network add anything to its classical base?
 
-Each variant is ``preset:deepsic`` with the detection benchmark's case overrides (its training SNR
-range, its ADC setting) and the listed changes, trained once (seed 0), then scored on the benchmark's
-own test draws (20000 symbol vectors per SNR point): SNR at SER 1e-2 by the benchmark's interpolation
-and the SER curve. The classical rows are SIC-5, the mixture SIC-5 (``sic_mix``) and exhaustive ML.
+Each variant is its preset (``preset:deepsic`` or ``preset:detnet``) with the detection benchmark's
+case overrides (its training SNR range, its ADC setting, its channel) and the listed changes, trained
+once (seed 0), then scored on the benchmark's own test draws (20000 symbol vectors per SNR point; on
+3GPP cases from the benchmark's test user pool): SNR at SER 1e-2 by the benchmark's interpolation and
+the SER curve. The classical rows are SIC-5, the mixture SIC-5 (``sic_mix``) and, where C^U is small
+enough, exhaustive ML. ``--history`` prints each variant's validation SER at every validation.
 
-    .venv/bin/python benchmarks/experiments/deepsic_recipes.py [--case 4x4_qpsk|4x4_qpsk_adc3 ...] [variant ...]
-    (about 8 min per case for all variants, 2 cores)
+    .venv/bin/python benchmarks/experiments/deepsic_recipes.py [--case 4x4_qpsk ...] [--history] [variant ...]
+    (no variant named: the DeepSIC variants, about 8 min per 4 x 4 case on 2 cores; the DetNet ones
+    take 1.5-2.5 min each on 4 x 4, 3-4 min on 8 x 8)
 """
 import argparse
 import sys
@@ -23,33 +26,54 @@ from autounfold.seeding import generator
 from autounfold.training import train
 
 VARIANTS = {
-    "deepsic_seq": ["model.layer=deepsic"],
-    "deepsic_e2e": ["model.layer=deepsic", "training.loss=end_to_end"],
-    "mix_seq": ["model.layer=deepsic_mix"],
-    "mix_e2e": ["model.layer=deepsic_mix", "training.loss=end_to_end"],
-    "mix_e2e_6000": ["model.layer=deepsic_mix", "training.loss=end_to_end", "training.steps=6000"],
-    "mix_seq_6000": ["model.layer=deepsic_mix", "training.steps=6000"],
+    "deepsic_seq": ("preset:deepsic", ["model.layer=deepsic"]),
+    "deepsic_e2e": ("preset:deepsic", ["model.layer=deepsic", "training.loss=end_to_end"]),
+    "mix_seq": ("preset:deepsic", ["model.layer=deepsic_mix"]),
+    "mix_e2e": ("preset:deepsic", ["model.layer=deepsic_mix", "training.loss=end_to_end"]),
+    "mix_e2e_6000": ("preset:deepsic", ["model.layer=deepsic_mix", "training.loss=end_to_end", "training.steps=6000"]),
+    "mix_seq_6000": ("preset:deepsic", ["model.layer=deepsic_mix", "training.steps=6000"]),
+    "detnet": ("preset:detnet", []),
+    "detnet_e2e": ("preset:detnet", ["training.loss=end_to_end"]),
+    "detnet_slow": ("preset:detnet", ["training.lr=0.0003", "training.scalar_lr=0.001"]),
+    # then a coordinate search over the per-layer step and temperature, scored by the SER near the
+    # case's crossing of 1e-2 (REFINE_SNR)
+    "detnet_refine": ("preset:detnet", ["training.refine.params=[step,temperature]", "training.refine.batch=16384"]),
 }
+REFINE_SNR = {"4x4_qpsk": (6.0, 8.0), "8x8_16qam": (13.0, 15.0), "8x8_16qam_umi": (15.0, 17.0), "4x4_qpsk_adc3": (8.0, 10.0)}
+"""Where the refine draw of a ``*_refine`` variant lies, per case: around the SNR where SIC-5 and the
+networks cross SER 1e-2 in the detection benchmark."""
 TEST_SIZE = 20000
 
 
-def run_case(name: str, variants):
+def run_case(name: str, variants, verbose: bool = False):
     case = CASES[name]
     models = {}
     for v in variants:
-        cfg = load_config("preset:deepsic", _overrides(case, case["train_snr"]) + VARIANTS[v] + ["seed=0"])
+        preset, changes = VARIANTS[v]
+        if v.endswith("_refine"):
+            if name not in REFINE_SNR:
+                raise SystemExit(f"{v}: no refine SNR range for case {name!r} (REFINE_SNR has {', '.join(REFINE_SNR)})")
+            lo, hi = REFINE_SNR[name]
+            changes = changes + [f"training.refine.problem.channel.snr_db=[{lo},{hi}]"]
+        cfg = load_config(preset, _overrides(case, case["train_snr"]) + changes + ["seed=0"])
         model = build_model(cfg)
         t0 = time.perf_counter()
         res = train(model, cfg.training, seed=0, progress=False)
-        print(f"[{name}] {v}: trained in {time.perf_counter() - t0:.0f} s, validation SER {-res.best_score:.4f}",
-              file=sys.stderr, flush=True)
+        print(f"[{name}] {v}: trained in {time.perf_counter() - t0:.0f} s, validation SER {-res.best_score:.4f} "
+              f"at step {res.best_step}" + (f", refine {res.refine}" if res.refine else ""), file=sys.stderr, flush=True)
+        if verbose:
+            for h in res.history:
+                print(f"[{name}] {v}: step {h['step']} loss {h['loss']:.4f} validation SER {-h['val_score']:.4f}",
+                      file=sys.stderr, flush=True)
         models[v] = model.eval()
     curves = {}
     for snr in case["snrs"]:
-        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr))).problem)
+        test_pool = 1 if case["channel"].get("model") in ("umi", "uma", "cdl", "tdl") else 0   # the benchmark's
+        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), test_pool)).problem)
         inst = q.sample(TEST_SIZE, generator(0, "test", name, snr))
-        fns = {"SIC-5": lambda i: D.sic(q, i, 5), "mixture SIC-5": lambda i: D.sic(q, i, 5, exact_interferers=1),
-               "ML (exhaustive)": lambda i: D.ml(q, i)}
+        fns = {"SIC-5": lambda i: D.sic(q, i, 5), "mixture SIC-5": lambda i: D.sic(q, i, 5, exact_interferers=1)}
+        if q.num_points ** q.n_users <= D.ML_MAX_CANDIDATES:
+            fns["ML (exhaustive)"] = lambda i: D.ml(q, i)
         fns.update({v: (lambda m: (lambda i: m.run(i)))(m) for v, m in models.items()})
         with torch.no_grad():
             for k, f in fns.items():
@@ -65,14 +89,15 @@ def run_case(name: str, variants):
 
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", action="append", choices=["4x4_qpsk", "4x4_qpsk_adc3"])
+    ap.add_argument("--case", action="append", choices=list(CASES))
+    ap.add_argument("--history", action="store_true", help="print each variant's validation history")
     ap.add_argument("variants", nargs="*")
     args = ap.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variant(s) {unknown}; allowed: {', '.join(VARIANTS)}")
     for name in args.case or ["4x4_qpsk", "4x4_qpsk_adc3"]:
-        run_case(name, args.variants or list(VARIANTS))
+        run_case(name, args.variants or [v for v in VARIANTS if not v.startswith("detnet")], args.history)
 
 
 if __name__ == "__main__":
