@@ -34,7 +34,7 @@ import torch
 from .build import build_model
 from .config import ExperimentConfig, parse_config, yaml_mapping
 from .errors import ArtifactError
-from .plugins import LAYERS
+from .unfolding.layers import layer_revision, revision_mismatch
 
 FORMAT_VERSION = 1
 MODEL_FILES = ("config.yaml", "weights.pt", "meta.json")
@@ -160,7 +160,7 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
                 "layer_parameters": model.scalar_parameters(), "metrics": _finite(metrics or {})}
         if getattr(model, "cond_knots", None) is not None:        # what the condition knots are values of
             meta["conditioning"] = getattr(problem, "conditioning", None)
-        meta["layer_revision"] = {model.layer: LAYERS.get(model.layer).revision}   # which update rule the weights fit
+        meta["layer_revision"] = {model.layer: layer_revision(model.layer)}   # which update rule the weights fit
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)
@@ -253,12 +253,9 @@ def _check_layer_revision(path: Path, model, meta: dict) -> None:
     """ArtifactError where the weights were trained for another revision of the model's layer type
     (``LayerType.revision``, recorded in meta.json at save; a model saved before the record existed
     was trained for revision 1): the same parameters would feed another computation."""
-    layer = LAYERS.get(model.layer)
-    recorded = (meta.get("layer_revision") or {}).get(model.layer, 1)
-    if recorded != layer.revision:
-        raise ArtifactError(f"{path}: its weights were trained for revision {recorded} of the {model.layer!r} layer, "
-                            f"this autounfold runs revision {layer.revision} ({layer.revised or 'a changed update rule'}); "
-                            f"retrain it")
+    why = revision_mismatch(model.layer, meta.get("layer_revision"))
+    if why:
+        raise ArtifactError(f"{path}: {why}; retrain it")
 
 
 def _read_meta(path: Path) -> dict:

@@ -413,6 +413,27 @@ def test_a_detnet_saved_for_the_shared_variance_step_is_refused_at_load(tmp_path
     assert load(tmp_path / "d").layer == "deepsic"
 
 
+def test_a_detnet_training_snapshot_from_the_old_rule_is_not_resumed():
+    """A training snapshot (what a search trial checkpoints) records its layer's revision; resuming
+    one taken under DetNet's revision 1, or one from before the record (revision 1 implied), is a
+    ConfigError naming the layer, while the current snapshot resumes."""
+    cfg = load_config("preset:detnet", ["model.num_layers=2", "training.steps=4", "training.batch_size=16",
+                                        "training.validate_every=2", "training.validation_batch=32"])
+    snaps = []
+    train(build_model(cfg), cfg.training, seed=1, progress=False, on_validation=lambda e, snap: snaps.append(snap()))
+    snap = snaps[1]
+    assert snap["layer_revision"] == {"detnet": 2}
+    train(build_model(cfg), cfg.training, seed=1, progress=False, resume=snap)
+    for record in ({"detnet": 1}, None):
+        old = dict(snap)
+        if record is None:
+            old.pop("layer_revision")
+        else:
+            old["layer_revision"] = record
+        with pytest.raises(ConfigError, match=r"cannot resume.*revision 1 of the 'detnet' layer.*revision 2"):
+            train(build_model(cfg), cfg.training, seed=1, progress=False, resume=old)
+
+
 def test_relative_noise_inflation_scales_with_the_received_power():
     p = _problem(4, 4, adc_bits=3, snr=(20.0, 20.0))
     inst = p.sample(500, generator(33))

@@ -14,6 +14,7 @@ from ..build import build_refine_problem, build_training_problem
 from ..config import TrainingConfig
 from ..errors import ConfigError, TrainingError
 from ..seeding import generator
+from ..unfolding.layers import layer_revision, revision_mismatch
 from .losses import layer_weights, per_sample_loss, training_reference
 
 
@@ -138,6 +139,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
 
     def _snapshot(step, p_idx, next_i, opt, sched):
         return {"format": 1, "step": step, "phase": p_idx, "next_i": next_i,
+                "layer_revision": {model.layer: layer_revision(model.layer)},
                 "model": copy.deepcopy(model.state_dict()), "best_state": copy.deepcopy(best_state),
                 "optimizer": copy.deepcopy(opt.state_dict()) if opt is not None else None,
                 "scheduler": sched.state_dict() if sched is not None else None,
@@ -148,6 +150,9 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     step, first_phase, first_i = 0, 0, 0
     p_idx, i, opt, sched = 0, -1, None, None
     if resume is not None:
+        why = revision_mismatch(model.layer, resume.get("layer_revision"))
+        if why:          # a snapshot from before an update-rule change: its weights fit the old rule
+            raise ConfigError(f"cannot resume this training: {why}; start it afresh")
         step, first_phase, first_i = resume["step"], resume["phase"], resume["next_i"]
         model.load_state_dict(resume["model"])
         best_state.update(resume["best_state"])

@@ -121,6 +121,24 @@ class LayerType:
         return self.problems is None or problem in self.problems
 
 
+def layer_revision(name: str) -> int:
+    """The current revision of layer type ``name`` (``LayerType.revision``; 1 for a plugin object that
+    declares none)."""
+    return int(getattr(LAYERS.get(name), "revision", 1))
+
+
+def revision_mismatch(name: str, record) -> Optional[str]:
+    """Why weights trained under ``record`` (a saved ``{layer: revision}`` mapping; None or a missing
+    entry: revision 1, the state before revisions were recorded) do not fit layer ``name`` now, or None."""
+    recorded = (record if isinstance(record, dict) else {}).get(name, 1)
+    now = layer_revision(name)
+    if recorded == now:
+        return None
+    what = getattr(LAYERS.get(name), "revised", "") or "a changed update rule"
+    return (f"its weights were trained for revision {recorded} of the {name!r} layer, this autounfold runs "
+            f"revision {now} ({what})")
+
+
 def chebyshev_steps(num_layers: int, edge: float) -> list:
     """Signed steps whose update polynomial prod_k (1 + alpha_k lambda) has its roots at the
     Chebyshev nodes of [0, edge]: it damps eigen-directions below ``edge`` (of the normalised
