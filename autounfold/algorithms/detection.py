@@ -263,8 +263,8 @@ def lmmse_gradient_step(problem, inst, x, step) -> Tuple[torch.Tensor, torch.Ten
     mean m (B, U) complex64, posterior variances v (B, U)); ``step`` delta (a scalar or (B,)).
     Returns q (B, U) complex64 and its per-user error variance e (B, U) float32 (> 0): one U x U
     solve per sample and layer, the SIC step's."""
-    est, nu, _ = sic_statistics(problem, inst, x)
     m, v = problem.soft_symbols(x)
+    est, nu, _ = sic_statistics(problem, inst, x, moments=(m, v))
     delta = batch_scalar(step, nu)
     q = est - (1.0 - delta) * (est - m)              # = m + delta (s^ - m), and exactly s^ at delta = 1
     e = (1.0 - delta).square() * v + delta.square() * nu

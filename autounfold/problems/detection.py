@@ -132,7 +132,7 @@ def gaussian_logits(est: torch.Tensor, nu: torch.Tensor, points: torch.Tensor) -
     return torch.log_softmax(-d / nu.unsqueeze(-1), dim=-1)
 
 
-def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False):
+def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False, moments=None):
     """The SIC step's per-user estimate s^ (B, U) complex64, its effective noise variance nu (B, U)
     and the matched-filter SNR ||h_u||^2 / s2 (B, U), at the iterate x (module docstring).
     ``inflation`` (a scalar or (B,), >= 0) is added to the noise variance the step assumes: the
@@ -140,11 +140,12 @@ def sic_statistics(problem, inst, x, inflation=None, leakage: bool = False):
     error); 0 or None is the classical step. ``leakage``: also return L (B, U, U) complex64,
     L[u, j] = g_u^H h_j / t_u, so that s^_u - s_u = sum_{j != u} L[u, j] (s_j - m_j) + filtered noise
     (L[u, u] = 1; nu_u = sum_{j != u} |L[u, j]|^2 v_j + the filtered noise's variance), and the soft
-    symbols m (B, U) complex64, v (B, U) the step used."""
+    symbols m (B, U) complex64, v (B, U) the step used. ``moments``: those soft symbols (m, v) where the
+    caller already has them (``problem.soft_symbols(x)``), so they are not computed twice."""
     H, y, s2 = inst.H, inst.y, inst.noise_var
     if inflation is not None:
         s2 = s2 + batch_scalar(inflation, s2)
-    m, v = problem.soft_symbols(x)
+    m, v = problem.soft_symbols(x) if moments is None else moments
     U = H.shape[-1]
     # push-through: (H D H^H + s2 I)^-1 H = H (D H^H H + s2 I)^-1, a U x U solve
     gram = H.mH @ H                                                             # (B, U, U)
