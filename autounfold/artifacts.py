@@ -34,7 +34,7 @@ import torch
 from .build import build_model
 from .config import ExperimentConfig, parse_config, yaml_mapping
 from .errors import ArtifactError
-from .unfolding.layers import layer_revision, revision_mismatch
+from .unfolding.layers import revision_mismatch, revision_record
 
 FORMAT_VERSION = 1
 MODEL_FILES = ("config.yaml", "weights.pt", "meta.json")
@@ -160,7 +160,7 @@ def save(model, path, config: ExperimentConfig, metrics: Optional[dict] = None, 
                 "layer_parameters": model.scalar_parameters(), "metrics": _finite(metrics or {})}
         if getattr(model, "cond_knots", None) is not None:        # what the condition knots are values of
             meta["conditioning"] = getattr(problem, "conditioning", None)
-        meta["layer_revision"] = {model.layer: layer_revision(model.layer)}   # which update rule the weights fit
+        meta["layer_revision"] = revision_record(model.layer)   # which update rule the weights fit
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text)

@@ -66,6 +66,12 @@ def _log(msg: str, quiet: bool):
         print(f"[detection benchmark {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def case_test_pool(case: dict) -> int:
+    """The user pool a case's test draws come from: 1 on a 3GPP channel (training uses pool 0, so the
+    test users are unseen), 0 (unused) on the others."""
+    return 1 if case["channel"].get("model") else 0
+
+
 def _overrides(case: dict, snr, pool_seed: int = 0) -> List[str]:
     U, N, mod = case["sizes"]
     out = [f"problem.n_users={U}", f"problem.n_rx={N}", f"problem.modulation={mod}",
@@ -149,9 +155,8 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
         for label, m in trained[case["transfer_from"]].items():
             models[f"{label}, trained on Rayleigh"] = m
     curves: Dict[str, List[float]] = {}
-    test_pool = 1 if case["channel"].get("model") else 0
     for snr in case["snrs"]:
-        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), test_pool)).problem)
+        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), case_test_pool(case))).problem)
         inst = q.sample(test_size, generator(seed, "test", name, snr))
         # the tuned SIC gets its two knobs chosen at this SNR, on a validation draw of its own
         val = q.sample(SIC_VALIDATION, generator(seed, "validation-sic", name, snr))
@@ -169,7 +174,7 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
     kinds = {label: crossing_kind(case["snrs"], c) for label, c in curves.items()}
     # latency at the middle SNR, batch latency_batch, same process
     q = build_problem(load_config("preset:deepsic", _overrides(case, (case["snrs"][len(case["snrs"]) // 2],) * 2,
-                                                                   test_pool)).problem)
+                                                                   case_test_pool(case))).problem)
     lat_inst = q.sample(latency_batch, generator(seed, "latency", name))
     mid = case["snrs"][len(case["snrs"]) // 2]
     fns = {k: (lambda f: (lambda: f(lat_inst)))(f) for k, f in _classical(q, K, tuned_at[mid], K_detnet, tuned_mix_at[mid]).items()}

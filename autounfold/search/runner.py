@@ -121,7 +121,7 @@ def _write_results(grid, rows_by_trial: dict, spec: SearchSpec, out: Path, model
         if row is None:
             m = res.metrics or {}
             params = spec.flatten(res.config) if res.config else {}
-            row = R.trial_row(trial_id, params, m, m.get("training_iteration", 0), res.error, spec)
+            row = R.trial_row(trial_id, params, m, iteration(res), res.error, spec)
             if row["status"] in R.ENDED:
                 append_row(out / ROWS_LOG, row)
         rows.append(row)

@@ -14,7 +14,7 @@ from ..build import build_refine_problem, build_training_problem
 from ..config import TrainingConfig
 from ..errors import ConfigError, TrainingError
 from ..seeding import generator
-from ..unfolding.layers import layer_revision, revision_mismatch
+from ..unfolding.layers import revision_mismatch, revision_record
 from .losses import layer_weights, per_sample_loss, training_reference
 
 
@@ -139,7 +139,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
 
     def _snapshot(step, p_idx, next_i, opt, sched):
         return {"format": 1, "step": step, "phase": p_idx, "next_i": next_i,
-                "layer_revision": {model.layer: layer_revision(model.layer)},
+                "layer_revision": revision_record(model.layer),
                 "model": copy.deepcopy(model.state_dict()), "best_state": copy.deepcopy(best_state),
                 "optimizer": copy.deepcopy(opt.state_dict()) if opt is not None else None,
                 "scheduler": sched.state_dict() if sched is not None else None,

@@ -127,9 +127,15 @@ def layer_revision(name: str) -> int:
     return int(getattr(LAYERS.get(name), "revision", 1))
 
 
+def revision_record(name: str) -> Dict[str, int]:
+    """What a saved model or training snapshot records of its layer type: ``{name: revision}``
+    (read back by ``revision_mismatch``)."""
+    return {name: layer_revision(name)}
+
+
 def revision_mismatch(name: str, record) -> Optional[str]:
-    """Why weights trained under ``record`` (a saved ``{layer: revision}`` mapping; None or a missing
-    entry: revision 1, the state before revisions were recorded) do not fit layer ``name`` now, or None."""
+    """Why weights trained under ``record`` (a saved ``revision_record``; None or a missing entry:
+    revision 1, the state before revisions were recorded) do not fit layer ``name`` now, or None."""
     recorded = (record if isinstance(record, dict) else {}).get(name, 1)
     now = layer_revision(name)
     if recorded == now:

@@ -21,7 +21,7 @@ import torch
 from autounfold.algorithms import detection as D
 from autounfold.build import build_model, build_problem
 from autounfold.config import load_config
-from autounfold.evaluation.detection_benchmark import CASES, _overrides, snr_at
+from autounfold.evaluation.detection_benchmark import CASES, _overrides, snr_at, case_test_pool
 from autounfold.seeding import generator
 from autounfold.training import train
 
@@ -68,8 +68,7 @@ def run_case(name: str, variants, verbose: bool = False):
         models[v] = model.eval()
     curves = {}
     for snr in case["snrs"]:
-        test_pool = 1 if case["channel"].get("model") in ("umi", "uma", "cdl", "tdl") else 0   # the benchmark's
-        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), test_pool)).problem)
+        q = build_problem(load_config("preset:deepsic", _overrides(case, (snr, snr), case_test_pool(case))).problem)
         inst = q.sample(TEST_SIZE, generator(0, "test", name, snr))
         fns = {"SIC-5": lambda i: D.sic(q, i, 5), "mixture SIC-5": lambda i: D.sic(q, i, 5, exact_interferers=1)}
         if q.num_points ** q.n_users <= D.ML_MAX_CANDIDATES:
