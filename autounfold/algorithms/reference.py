@@ -16,7 +16,9 @@ from .solver import param_at, solve
 @torch.no_grad()
 def reference(problem, inst) -> torch.Tensor:
     """The optimum of ``inst`` (closed form), or the declared iterative solve to its tolerance
-    (from the declared initialisations, the best objective per sample).
+    (from the declared initialisations, the best objective per sample). A per-sample solve runs all
+    its starts as one stacked batch; its float results, like any per-sample solve's, depend slightly
+    on which samples share the batch (a sample's last digits can differ from a solve of it alone).
 
     Returns an iterate of the problem's solution shape (beamforming: (B, n_tx, S) complex64;
     lasso: (B, n) float32; mu_miso: (B, n_tx, K) complex64)."""
@@ -28,15 +30,24 @@ def reference(problem, inst) -> torch.Tensor:
         raise ConfigError(f"problem {problem.name!r} declares neither a closed form nor a reference_solver")
     algo = ALGORITHMS.get(decl.algorithm).for_reference(decl)
     starts = [problem.init(inst, m) for m in decl.inits] if decl.inits else [problem.reference_init(inst)]
+    if decl.per_sample and len(starts) > 1:
+        # every start in one stacked solve (S B samples): each sample stops on its own, so the loop runs
+        # as long as the slowest start instead of the sum over starts, and its per-step overhead, which
+        # dominates once few samples are left, is paid once (MU-MISO's three starts: about 2x faster)
+        S, B = len(starts), starts[0].shape[0]
+        stacked = inst[torch.arange(B, device=starts[0].device).repeat(S)]
+        xs = _solve_per_sample(problem, stacked, algo, dict(decl.params), decl, torch.cat(starts)).unflatten(0, (S, B))
+        runs = [(x, inst) for x in xs]
+    else:
+        run = _solve_per_sample if decl.per_sample else _solve_batch
+        runs = [(run(problem, inst, algo, dict(decl.params), decl, x0), inst) for x0 in starts]
     best, best_obj = None, None
-    run = _solve_per_sample if decl.per_sample else _solve_batch
-    for x0 in starts:
-        x = run(problem, inst, algo, dict(decl.params), decl, x0)
-        obj = problem.sense * problem.objective(x, inst)
+    for x, sub in runs:
+        obj = problem.sense * problem.objective(x, sub)
         if best is None:
             best, best_obj = x, obj
         else:
-            better = obj > best_obj
+            better = obj > best_obj                      # ties keep the earlier start
             best = torch.where(better.view(-1, *([1] * (x.dim() - 1))), x, best)
             best_obj = torch.maximum(obj, best_obj)
     return best
