@@ -418,7 +418,7 @@ def test_a_detnet_training_snapshot_from_the_old_rule_is_not_resumed():
     one taken under DetNet's revision 1, or one from before the record (revision 1 implied), is a
     ConfigError naming the layer, while the current snapshot resumes."""
     cfg = load_config("preset:detnet", ["model.num_layers=2", "training.steps=4", "training.batch_size=16",
-                                        "training.validate_every=2", "training.validation_batch=32"])
+                                        "training.validate_every=2", "training.validation_batch=32", "training.refine=null"])
     snaps = []
     train(build_model(cfg), cfg.training, seed=1, progress=False, on_validation=lambda e, snap: snaps.append(snap()))
     snap = snaps[1]
@@ -432,6 +432,28 @@ def test_a_detnet_training_snapshot_from_the_old_rule_is_not_resumed():
             old["layer_revision"] = record
         with pytest.raises(ConfigError, match=r"cannot resume.*revision 1 of the 'detnet' layer.*revision 2"):
             train(build_model(cfg), cfg.training, seed=1, progress=False, resume=old)
+
+
+def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_crosses_1e_2():
+    """preset:detnet ends its training with a coordinate search scored by the SER on a draw at 6-8 dB
+    (its own setting's crossing of 1e-2); the detection benchmark moves that draw to each case's band,
+    keeping the case's channel and mismatch, and leaves presets without a refine alone."""
+    from autounfold.build import build_refine_problem
+    from autounfold.evaluation.detection_benchmark import CASES, _overrides, refine_overrides
+    preset = load_config("preset:detnet")
+    assert preset.training.refine.params == ["step", "temperature"]
+    assert build_refine_problem(build_model(preset), preset.training).describe()["channel"]["snr_db"] == [6.0, 8.0]
+    for name, case in CASES.items():
+        over = _overrides(case, case["train_snr"])
+        cfg = load_config("preset:detnet", over + refine_overrides(case, load_config("preset:detnet", over)))
+        model = build_model(cfg)
+        drawn = build_refine_problem(model, cfg.training).describe()
+        assert drawn["channel"]["snr_db"] == list(case["refine"]["snr"]), name
+        assert drawn["adc_bits"] == case.get("extra", {}).get("adc_bits"), name
+        assert drawn["channel"]["model"] == case["channel"].get("model", "iid_rayleigh"), name
+        assert model.problem.describe()["channel"]["snr_db"] == list(case["train_snr"]), name     # training: unchanged
+        assert cfg.training.refine.batch == case["refine"].get("batch", preset.training.refine.batch), name
+    assert refine_overrides(CASES["4x4_qpsk"], load_config("preset:deepsic")) == []
 
 
 def test_relative_noise_inflation_scales_with_the_received_power():

@@ -44,15 +44,21 @@ TARGET_SER = 1e-2
 SIC_VALIDATION = 2000                 # symbol vectors on which the tuned SIC's knobs are chosen, per SNR
 CASES = {
     "4x4_qpsk": {"title": "4 x 4 QPSK, i.i.d. Rayleigh", "sizes": (4, 4, "qpsk"), "channel": {},
-                 "train_snr": (0.0, 16.0), "snrs": [0, 2, 4, 6, 8, 10, 12, 14, 16]},
+                 "train_snr": (0.0, 16.0), "snrs": [0, 2, 4, 6, 8, 10, 12, 14, 16], "refine": {"snr": (6.0, 8.0)}},
     "8x8_16qam": {"title": "8 x 8 16-QAM, i.i.d. Rayleigh", "sizes": (8, 8, "16qam"), "channel": {},
-                  "train_snr": (8.0, 28.0), "snrs": [8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28]},
+                  "train_snr": (8.0, 28.0), "snrs": [8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28],
+                  "refine": {"snr": (13.0, 15.0), "batch": 8192}},
     "8x8_16qam_umi": {"title": "8 x 8 16-QAM, 3GPP UMi (Sionna), test users from another pool", "sizes": (8, 8, "16qam"),
                       "channel": {"model": "umi"}, "train_snr": (8.0, 28.0), "snrs": [8, 12, 16, 20, 24, 28],
-                      "transfer_from": "8x8_16qam", "networks": ("deepsic", "deepsic_mix", "detnet", "sic_damped")},
+                      "transfer_from": "8x8_16qam", "networks": ("deepsic", "deepsic_mix", "detnet", "sic_damped"),
+                      "refine": {"snr": (15.0, 17.0), "batch": 8192}},
     "4x4_qpsk_adc3": {"title": "4 x 4 QPSK behind 3-bit ADCs (mismatch)", "sizes": (4, 4, "qpsk"), "channel": {},
-                      "extra": {"adc_bits": 3}, "train_snr": (0.0, 28.0), "snrs": [0, 4, 8, 12, 16, 20, 24, 28]},
+                      "extra": {"adc_bits": 3}, "train_snr": (0.0, 28.0), "snrs": [0, 4, 8, 12, 16, 20, 24, 28],
+                      "refine": {"snr": (8.0, 10.0)}},
 }
+"""Each case's problem, training SNR range, test SNR grid and ``refine``: where the draw of a network's
+``training.refine`` lies (DetNet's preset ends its training with one, scored by the SER), around the SNR
+where SIC-5 and the networks cross SER 1e-2 here, and its size where the preset's is slow (8 x 8 16-QAM)."""
 NETWORKS = {"deepsic": ("preset:deepsic", []), "deepsic_e2e": ("preset:deepsic", ["training.loss=end_to_end"]),
             "deepsic_mix": ("preset:deepsic", ["model.layer=deepsic_mix"]),
             "detnet": ("preset:detnet", []), "sic_damped": ("preset:deepsic", ["model.layer=sic_damped"])}
@@ -113,13 +119,29 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
     over = _overrides(case, case["train_snr"]) + extra + [f"seed={seed}"]
     if steps is not None:
         over.append(f"training.steps={steps}")
-    cfg = load_config(preset, over)
+    cfg = load_config(preset, over + refine_overrides(case, load_config(preset, over)))
     model = build_model(cfg)
     t0 = time.perf_counter()
     res = train(model, cfg.training, seed=cfg.seed, progress=False)
     secs = time.perf_counter() - t0
-    _log(f"{case_name}: trained {net} (K={model.num_layers}) in {secs:.0f} s, validation SER {-res.best_score:.4f}", quiet)
-    return model.eval(), secs, cfg.training.steps
+    refined = None
+    if res.refine:
+        refined = {"band_db": list(case["refine"]["snr"]), "batch": cfg.training.refine.batch,
+                   "params": res.refine["params"], "start": -res.refine["start"], "end": -res.refine["end"],
+                   "seconds": res.refine["seconds"]}
+    _log(f"{case_name}: trained {net} (K={model.num_layers}) in {secs:.0f} s, validation SER {-res.best_score:.4f}"
+         + (f"; refine SER {refined['start']:.4f} -> {refined['end']:.4f} at {refined['band_db']} dB" if refined else ""), quiet)
+    return model.eval(), secs, cfg.training.steps, refined
+
+
+def refine_overrides(case: dict, cfg) -> List[str]:
+    """Where a preset ends its training with ``training.refine``: that draw moved to the case's band
+    (``CASES[...]["refine"]``) and sized as the case says; nothing for a preset without one."""
+    if cfg.training.refine is None:
+        return []
+    band = case["refine"]
+    out = [f"training.refine.problem.channel.snr_db=[{band['snr'][0]},{band['snr'][1]}]"]
+    return out + ([f"training.refine.batch={band['batch']}"] if "batch" in band else [])
 
 
 def _classical(problem, K: int, tuned_params, K_detnet: int, tuned_mix=None) -> Dict[str, object]:
@@ -148,9 +170,9 @@ def case_benchmark(name: str, networks: Sequence[str], trained: dict, steps: Opt
     models, train_info, tuned_at, tuned_mix_at = {}, {}, {}, {}
     networks = [n for n in networks if n in case.get("networks", NETWORKS)]
     for net in networks:
-        models[LABELS[net]], secs, n_steps = _train(name, case, net, steps, seed, quiet)
+        models[LABELS[net]], secs, n_steps, refined = _train(name, case, net, steps, seed, quiet)
         train_info[LABELS[net]] = {"seconds": secs, "steps": n_steps, "layers": models[LABELS[net]].num_layers,
-                                   "params": models[LABELS[net]].num_parameters()}
+                                   "params": models[LABELS[net]].num_parameters(), "refine": refined}
     if case.get("transfer_from") and case["transfer_from"] in trained:
         for label, m in trained[case["transfer_from"]].items():
             models[f"{label}, trained on Rayleigh"] = m
@@ -273,9 +295,13 @@ def markdown(result: dict) -> str:
             lines.append(f"| {k} | {_fmt(e['snr_at_1e-2'][k])} | " + " | ".join(f"{v:.2e}" for v in e["curves"][k])
                          + f" | {_fmt(lat)} |")
         if e["training"]:
-            lines += ["", "| network | layers | parameters | training |", "|---|---|---|---|"]
+            lines += ["", "| network | layers | parameters | training | then `training.refine`: SER on its draw, start -> end |",
+                      "|---|---|---|---|---|"]
             for k, t in e["training"].items():
-                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) |")
+                r = t.get("refine")
+                refined = (f"{r['start']:.4f} -> {r['end']:.4f} ({', '.join(r['params'])}; {r['batch']} vectors at "
+                           f"{r['band_db'][0]:g}-{r['band_db'][1]:g} dB; {r['seconds']:.0f} s)") if r else "—"
+                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | {refined} |")
         lines += ["", f"![SER vs SNR, {e['title']}]({e['plot']})", ""]
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"
