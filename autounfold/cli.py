@@ -288,10 +288,22 @@ def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
                        steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
                        test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point (and LASSO signals)"),
                        repeats: int = typer.Option(10, min=1, help="latency repetitions"),
-                       seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
+                       seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False),
+                       refresh_quotes: bool = typer.Option(
+                           False, "--refresh-quotes", help="re-read only the rows quoted from the detection benchmark "
+                           "(benchmarks/detection_benchmark.json) into the result already in --out; runs nothing else")):
     """ADMM-Net (LASSO, box-relaxed detection) and learned EP (8x8 16-QAM, also under a mismatched SNR)
     against classical ADMM and EP at equal and twice the iterations with tuned knobs; the bars."""
-    from .evaluation.textbook_benchmark import SECTIONS, run_textbook_benchmark
+    from .evaluation.textbook_benchmark import SECTIONS, refresh_quotes as refresh, run_textbook_benchmark
+    if refresh_quotes:
+        given = [name for name, value, default in (("--sections", sections, "lasso,admm_detection,ep"), ("--steps", steps, None),
+                                                    ("--test-size", test_size, 20000), ("--repeats", repeats, 10),
+                                                    ("--seed", seed, 0)) if value != default]
+        if given:
+            raise ConfigError(f"--refresh-quotes runs nothing, so it takes --out alone (got {', '.join(given)})")
+        refresh(out)
+        console.print(f"re-read the detection benchmark's rows into {out}/TEXTBOOK_RESULTS.md", highlight=False)
+        return
     names = _choices(sections, SECTIONS, "--sections")
     r = run_textbook_benchmark(out, sections=names, steps=steps, test_size=test_size, repeats=repeats, seed=seed,
                                quiet=quiet)

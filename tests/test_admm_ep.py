@@ -424,6 +424,61 @@ def test_textbook_benchmark_rejects_bad_options_and_reads_its_bars(tmp_path):
     assert "ADMM-8 " in bars[0]["bar"] and "ADMM-10" in bars[1]["bar"] and "EP-10" in bars[2]["bar"]
 
 
+def test_refresh_quotes_rereads_only_the_detection_benchmarks_rows(tmp_path):
+    """``benchmark-textbook --refresh-quotes``: the committed textbook result with a later detection run's
+    curves (here the committed detection JSON with DetNet's and K-best's curves changed): the quoted
+    rows and their crossings follow it, the textbook's own rows stay, the report says so; a missing
+    result or a detection run on other test draws is a one-line error that writes nothing."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    from autounfold.evaluation.textbook_benchmark import QUOTED, refresh_quotes
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    out = tmp_path / "o"
+    out.mkdir()
+    shutil.copy(bench / "textbook_benchmark.json", out)
+    before = json.loads((out / "textbook_benchmark.json").read_text())
+    det = json.loads((bench / "detection_benchmark.json").read_text())
+    for e in det["cases"]:
+        e["curves"]["DetNet"] = [0.5 * v for v in e["curves"]["DetNet"]]
+        e["curves"].pop("K-best (K=16, Sionna)")
+    source = tmp_path / "detection_benchmark.json"
+    source.write_text(json.dumps(det))
+    with pytest.raises(ConfigError, match="no textbook_benchmark.json"):
+        refresh_quotes(tmp_path / "empty", source)
+    assert not (tmp_path / "empty").exists()
+
+    after = refresh_quotes(out, source)
+    cases = {e["case"]: e for e in det["cases"]}
+    quoting = [e for e in after["sections"] if e["section"] in ("admm_detection", "ep")]
+    assert len(quoting) == 2
+    for e, old in ((e, next(o for o in before["sections"] if o["section"] == e["section"])) for e in quoting):
+        src = cases[e["case"]]
+        idx = [src["snrs"].index(v) for v in e["snrs"]]
+        assert e["curves"]["DetNet" + QUOTED] == [src["curves"]["DetNet"][i] for i in idx]
+        assert "K-best (K=16, Sionna)" + QUOTED not in e["curves"]            # gone from the source: gone here
+        own = {k: v for k, v in old["curves"].items() if not k.endswith(QUOTED)}
+        assert {k: v for k, v in e["curves"].items() if not k.endswith(QUOTED)} == own
+        assert all(e["snr_at_1e-2"][k] == old["snr_at_1e-2"][k] for k in own)
+        assert e["snr_at_1e-2"]["DetNet" + QUOTED] != old["snr_at_1e-2"]["DetNet" + QUOTED]
+    md = (out / "TEXTBOOK_RESULTS.md").read_text()
+    assert "re-read from its detection_benchmark.json" in md and "--refresh-quotes" in md
+    assert json.loads((out / "textbook_benchmark.json").read_text())["setup"]["quotes_refreshed"]["from"] == source.name
+    assert {p.name for p in out.glob("*.png")} == {e["plot"] for e in quoting}
+
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    det["setup"]["seed"] = 1                                                  # other test draws
+    source.write_text(json.dumps(det))
+    with pytest.raises(ConfigError, match="no 4x4_qpsk curves on this result's test draws"):
+        refresh_quotes(out, source)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    run = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-textbook", "--out", str(out), "--refresh-quotes",
+                          "--steps", "3"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "takes --out alone (got --steps)" in run.stderr
+
+
 def test_textbook_ep_depth_bars_compare_each_depth_with_twice_its_iterations():
     """The depth section: each learned EP-k below the preset's depth K against EP-2k (tuned and Sionna's 0.9),
     read with its own k (not the section's K); the preset's own depth is left to the ep section's bars; the

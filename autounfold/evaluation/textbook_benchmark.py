@@ -171,19 +171,23 @@ def _lasso_unseen(models: dict, K: int, nominal_knobs, test_size: int, seed: int
 
 
 # ---- detection ------------------------------------------------------------------------------------
-def _committed_curves(case: str, snrs: Sequence[float], test_size: int, seed: int) -> Dict[str, List[float]]:
+QUOTED = " (detection benchmark, same symbols)"
+"""The suffix of the rows read from the detection benchmark's results."""
+
+
+def _committed_curves(case: str, snrs: Sequence[float], test_size: int, seed: int,
+                      source: Path = DETECTION_JSON) -> Dict[str, List[float]]:
     """The detection benchmark's curves of ``FROM_DETECTION[case]`` at ``snrs``, when its committed JSON
-    used the same test draws (same seed and test size); {} otherwise."""
-    if not DETECTION_JSON.exists():
+    (``source``) used the same test draws (same seed and test size); {} otherwise."""
+    if not source.exists():
         return {}
-    data = json.loads(DETECTION_JSON.read_text())
+    data = json.loads(source.read_text())
     if data["setup"]["seed"] != seed:
         return {}
     for e in data["cases"]:
         if e["case"] == case and e["test_size"] == test_size and all(s in e["snrs"] for s in snrs):
             idx = [e["snrs"].index(s) for s in snrs]
-            return {f"{k} (detection benchmark, same symbols)": [e["curves"][k][i] for i in idx]
-                    for k in FROM_DETECTION[case] if k in e["curves"]}
+            return {f"{k}{QUOTED}": [e["curves"][k][i] for i in idx] for k in FROM_DETECTION[case] if k in e["curves"]}
     return {}
 
 
@@ -449,7 +453,10 @@ def markdown(result: dict) -> str:
              f"`autounfold benchmark-textbook` (seed {s['seed']}, torch {s['torch']}, {s['threads']} threads, CPU; "
              f"{s['seconds'] / 60:.1f} min in all). Classical knobs (ADMM's penalty and over-relaxation, EP's damping) are "
              f"tuned for each depth on a validation draw of {VALIDATION} (per SNR point for detection), never on the test "
-             "draw. Networks trained with their presets (`preset:admm_net`, `preset:admm_detection`, `preset:learned_ep`).", ""]
+             "draw. Networks trained with their presets (`preset:admm_net`, `preset:admm_detection`, `preset:learned_ep`)."
+             + (f" Rows marked \"detection benchmark, same symbols\" re-read from its {s['quotes_refreshed']['from']} on "
+                f"{s['quotes_refreshed']['on']} (`benchmark-textbook --refresh-quotes`: a later detection run on the same "
+                "test draws; everything else is this run's)." if s.get("quotes_refreshed") else ""), ""]
     for e in result["sections"]:
         lines += [f"## {e['title']}", ""]
         if e["section"] == "lasso":
@@ -551,4 +558,43 @@ def run_textbook_benchmark(out_dir, sections: Sequence[str] = SECTIONS, steps: O
     return result
 
 
-__all__ = ["run_textbook_benchmark", "markdown", "SECTIONS"]
+def refresh_quotes(out_dir, source: Path = DETECTION_JSON) -> dict:
+    """Re-read the rows quoted from the detection benchmark (``source``, default its committed JSON) into
+    the textbook result in ``out_dir``, without re-running anything of this benchmark: for when the
+    detection benchmark was re-run after this one. Rewrites textbook_benchmark.json, TEXTBOOK_RESULTS.md
+    and the plots of the sections that quote it; ConfigError (nothing written) when there is no result
+    there or ``source`` holds no curves on the same test draws for a section that quoted some."""
+    out, source = Path(out_dir), Path(source)
+    path = out / "textbook_benchmark.json"
+    if not path.exists():
+        raise ConfigError(f"benchmark-textbook --refresh-quotes: no textbook_benchmark.json in {out} (run the benchmark "
+                          "there first)")
+    if not source.exists():
+        raise ConfigError(f"benchmark-textbook --refresh-quotes: no detection results at {source}")
+    result = json.loads(path.read_text())
+    seed, moved = result["setup"]["seed"], []
+    for e in result["sections"]:
+        if e["section"] not in ("admm_detection", "ep"):
+            continue
+        fresh = _committed_curves(e["case"], e["snrs"], e["test_size"], seed, source)
+        if not fresh:
+            raise ConfigError(f"benchmark-textbook --refresh-quotes: {source} has no {e['case']} curves on this result's "
+                              f"test draws (seed {seed}, {e['test_size']} vectors, SNRs {e['snrs']})")
+        for k in [k for k in e["curves"] if k.endswith(QUOTED)]:
+            del e["curves"][k]
+        e["curves"].update(fresh)
+        moved.append(_finish(e, e["test_size"]))
+    data = json.loads(source.read_text())
+    result["setup"]["quotes_refreshed"] = {"from": source.name, "on": time.strftime("%Y-%m-%d"),
+                                           "detection_minutes": round(data["setup"]["seconds"] / 60, 1)}
+    result["bars"] = _bars(result["sections"])
+    text = json.dumps(result, indent=2, default=float, allow_nan=False)
+    md = markdown(result)
+    for e in moved:
+        _plot(e, out / e["plot"])
+    path.write_text(text)
+    (out / "TEXTBOOK_RESULTS.md").write_text(md)
+    return result
+
+
+__all__ = ["run_textbook_benchmark", "refresh_quotes", "markdown", "SECTIONS"]
