@@ -8,7 +8,7 @@ import os
 
 import torch
 
-from .config import ExperimentConfig, ModelConfig
+from .config import ExperimentConfig, ModelConfig, refine_band_inside
 from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
@@ -30,7 +30,14 @@ def build_training_problem(model, training) -> Problem:
 
 
 def build_refine_problem(model, training) -> Problem:
-    """The problem ``training.refine`` draws its scoring set from (as ``build_training_problem``)."""
+    """The problem ``training.refine`` draws its scoring set from (as ``build_training_problem``);
+    ConfigError when its SNR band lies outside the model's (``config.refine_band_inside``)."""
+    exp = getattr(model, "config", None)
+    if isinstance(exp, ExperimentConfig) and training.refine.problem:
+        try:
+            refine_band_inside(exp.problem.model_dump(mode="json"), training.refine.problem)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     return _changed_problem(model, training.refine.problem, "training.refine.problem", "the refine draw")
 
 

@@ -268,7 +268,8 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
                                                        "8x8_16qam networks when that case runs first)"),
                         networks: str = typer.Option("deepsic,deepsic_e2e,deepsic_mix,detnet,sic_damped",
                                                      help="comma-separated networks"),
-                        steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
+                        steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets'; "
+                                                  "DetNet's preset still ends with its refine, a few minutes per case)"),
                         test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point"),
                         repeats: int = typer.Option(10, min=1, help="latency repetitions"),
                         seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):
@@ -291,17 +292,21 @@ def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
                        seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False),
                        refresh_quotes: bool = typer.Option(
                            False, "--refresh-quotes", help="re-read only the rows quoted from the detection benchmark "
-                           "(benchmarks/detection_benchmark.json) into the result already in --out; runs nothing else")):
+                           "(--detection-json) into the result already in --out; runs nothing else"),
+                       detection_json: Path = typer.Option(None, help="with --refresh-quotes: the detection benchmark's "
+                                                           "JSON (default: benchmarks/detection_benchmark.json)")):
     """ADMM-Net (LASSO, box-relaxed detection) and learned EP (8x8 16-QAM, also under a mismatched SNR)
     against classical ADMM and EP at equal and twice the iterations with tuned knobs; the bars."""
-    from .evaluation.textbook_benchmark import SECTIONS, refresh_quotes as refresh, run_textbook_benchmark
+    from .evaluation.textbook_benchmark import DETECTION_JSON, SECTIONS, refresh_quotes as refresh, run_textbook_benchmark
+    if detection_json is not None and not refresh_quotes:
+        raise ConfigError("--detection-json is read by --refresh-quotes only (a full run quotes the committed one)")
     if refresh_quotes:
         given = [name for name, value, default in (("--sections", sections, "lasso,admm_detection,ep"), ("--steps", steps, None),
                                                     ("--test-size", test_size, 20000), ("--repeats", repeats, 10),
                                                     ("--seed", seed, 0)) if value != default]
         if given:
             raise ConfigError(f"--refresh-quotes runs nothing, so it takes --out alone (got {', '.join(given)})")
-        refresh(out)
+        refresh(out, detection_json or DETECTION_JSON)
         console.print(f"re-read the detection benchmark's rows into {out}/TEXTBOOK_RESULTS.md", highlight=False)
         return
     names = _choices(sections, SECTIONS, "--sections")

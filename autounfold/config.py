@@ -146,6 +146,24 @@ def dotted_keys(changes: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
+def refine_band_inside(problem: dict, changes: Dict[str, Any]) -> None:
+    """A refine draw scores the network on an SNR (or Eb/N0) band the metric matters at; one outside the
+    range the model is trained and validated on (a preset's band left behind by a changed
+    ``problem.*``) would tune it for conditions it never sees: ValueError naming both. Checked when
+    training starts (``build.build_refine_problem``), not on every config: a trained model's config
+    applied to another SNR for evaluation is fine."""
+    for key, band in dotted_keys(changes).items():
+        if not key.split(".")[-1].endswith(("snr_db", "ebno_db")):
+            continue
+        rng = _lookup(problem, key)
+        lo_hi = [float(v) for v in (rng if isinstance(rng, (list, tuple)) else [rng, rng])]
+        ab = [float(v) for v in (band if isinstance(band, (list, tuple)) else [band, band])]
+        if min(ab) < min(lo_hi) or max(ab) > max(lo_hi):
+            raise ValueError(f"training.refine.problem.{key} {ab} lies outside problem.{key} {lo_hi}, where the model "
+                             f"is trained and validated; set training.refine.problem.{key} inside it (where the metric "
+                             "matters, e.g. around the SER's crossing of 1e-2), or training.refine: null")
+
+
 def _lookup(data: dict, dotted: str):
     for part in dotted.split("."):
         data = data[part]

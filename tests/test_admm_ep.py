@@ -449,6 +449,16 @@ def test_refresh_quotes_rereads_only_the_detection_benchmarks_rows(tmp_path):
     with pytest.raises(ConfigError, match="no textbook_benchmark.json"):
         refresh_quotes(tmp_path / "empty", source)
     assert not (tmp_path / "empty").exists()
+    with pytest.raises(ConfigError, match="no detection results at"):
+        refresh_quotes(out, tmp_path / "nowhere.json")
+    lasso_only = tmp_path / "lasso"
+    lasso_only.mkdir()
+    (lasso_only / "textbook_benchmark.json").write_text(json.dumps(
+        {**before, "sections": [e for e in before["sections"] if e["section"] == "lasso"]}))
+    with pytest.raises(ConfigError, match="no section that quotes the detection benchmark"):
+        refresh_quotes(lasso_only, source)
+    assert [p.name for p in lasso_only.iterdir()] == ["textbook_benchmark.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["textbook_benchmark.json"]
 
     after = refresh_quotes(out, source)
     cases = {e["case"]: e for e in det["cases"]}
@@ -474,9 +484,21 @@ def test_refresh_quotes_rereads_only_the_detection_benchmarks_rows(tmp_path):
     with pytest.raises(ConfigError, match="no 4x4_qpsk curves on this result's test draws"):
         refresh_quotes(out, source)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == written
-    run = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-textbook", "--out", str(out), "--refresh-quotes",
-                          "--steps", "3"], capture_output=True, text=True, timeout=120)
+    cli = [sys.executable, "-m", "autounfold.cli", "benchmark-textbook", "--out", str(out), "--refresh-quotes"]
+    run = subprocess.run(cli + ["--steps", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "takes --out alone (got --steps)" in run.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written
+    det["setup"]["seed"] = 0
+    for e in det["cases"]:
+        e["curves"]["DetNet"] = [2.0 * v for v in e["curves"]["DetNet"]]          # the first change undone
+    source.write_text(json.dumps(det))
+    run = subprocess.run(cli + ["--detection-json", str(source)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    again = json.loads((out / "textbook_benchmark.json").read_text())
+    for e, old in zip((e for e in again["sections"] if e["section"] in ("admm_detection", "ep")), quoting):
+        src = cases[e["case"]]
+        assert e["curves"]["DetNet" + QUOTED] == [src["curves"]["DetNet"][src["snrs"].index(v)] for v in e["snrs"]]
+    assert not [p for p in out.iterdir() if p.name.startswith(".refresh-")]
 
 
 def test_textbook_ep_depth_bars_compare_each_depth_with_twice_its_iterations():

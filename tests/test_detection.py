@@ -445,7 +445,7 @@ def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_cross
     assert build_refine_problem(build_model(preset), preset.training).describe()["channel"]["snr_db"] == [6.0, 8.0]
     for name, case in CASES.items():
         over = _overrides(case, case["train_snr"])
-        cfg = load_config("preset:detnet", over + refine_overrides(case, load_config("preset:detnet", over)))
+        cfg = load_config("preset:detnet", over + refine_overrides(case, preset))
         model = build_model(cfg)
         drawn = build_refine_problem(model, cfg.training).describe()
         assert drawn["channel"]["snr_db"] == list(case["refine"]["snr"]), name
@@ -454,6 +454,48 @@ def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_cross
         assert model.problem.describe()["channel"]["snr_db"] == list(case["train_snr"]), name     # training: unchanged
         assert cfg.training.refine.batch == case["refine"].get("batch", preset.training.refine.batch), name
     assert refine_overrides(CASES["4x4_qpsk"], load_config("preset:deepsic")) == []
+
+
+def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
+    """The preset's training ends with the SER-scored coordinate search over every layer's step and
+    temperature (kept only where it beats the score: never worse on its draw); the detection report's
+    training table shows it beside the gradient steps, and a dash for networks without one."""
+    import json
+    from pathlib import Path
+    from autounfold.evaluation.detection_benchmark import markdown
+    cfg = load_config("preset:detnet", ["model.num_layers=2", "training.steps=2", "training.batch_size=16",
+                                        "training.validate_every=2", "training.validation_batch=64",
+                                        "training.refine.batch=256", "training.refine.sweeps=1"])
+    res = train(build_model(cfg), cfg.training, seed=0, progress=False)
+    assert res.refine["params"] == ["step", "temperature"]
+    assert res.refine["evaluations"] == 1 + 2 * 2 * len(cfg.training.refine.offsets)
+    assert res.refine["end"] >= res.refine["start"] and res.history[-1]["refined"]
+
+    result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "detection_benchmark.json").read_text())
+    case = result["cases"][0]
+    case["training"]["DetNet"].update(seconds=262.4, refine={"band_db": [6.0, 8.0], "batch": 16384, "start": 0.0301,
+                                                             "params": ["step", "temperature"], "end": 0.0282, "seconds": 183.0})
+    rows = [line for line in markdown(result).splitlines() if line.startswith("| DetNet | ") and "steps)" in line]
+    assert len(rows) == len(result["cases"])                # one training row per case
+    assert rows[0].endswith("| 79 s (2000 steps) | 0.0301 -> 0.0282 (step, temperature; 16384 vectors at 6-8 dB; 183 s) |"), rows[0]
+    assert all(r.endswith("| — |") for r in rows[1:]), rows
+
+
+def test_a_refine_band_outside_the_problems_snr_range_is_refused_when_training_starts():
+    """preset:detnet's refine band (6-8 dB) left behind by a changed SNR range would tune the network by
+    its SER where it is never trained or validated: train refuses before any step, naming both ranges
+    and the fixes; the same config still builds (a model applied at another SNR for evaluation)."""
+    cfg = load_config("preset:detnet", ["model.num_layers=2", "problem.channel.snr_db=[18,18]", "training.steps=2"])
+    model = build_model(cfg)
+    seen = []
+    with pytest.raises(ConfigError, match=r"training.refine.problem.channel.snr_db \[6.0, 8.0\] lies outside "
+                                          r"problem.channel.snr_db \[18.0, 18.0\].*or training.refine: null"):
+        train(model, cfg.training, seed=0, progress=False, on_validation=lambda *a: seen.append(a))
+    assert seen == []
+    inside = load_config("preset:detnet", ["model.num_layers=2", "problem.channel.snr_db=[18,18]", "training.steps=2",
+                                           "training.refine.problem.channel.snr_db=[18,18]", "training.refine.batch=64",
+                                           "training.refine.sweeps=1", "training.validation_batch=64"])
+    assert train(build_model(inside), inside.training, seed=0, progress=False).refine["evaluations"] > 1
 
 
 def test_relative_noise_inflation_scales_with_the_received_power():

@@ -98,8 +98,9 @@ def test_reference_runs_its_starts_stacked_and_keeps_each_samples_best():
                             for m in decl.inits])                                     # (3, B)
     ref = reference(p, inst)
     got, best = p.objective(ref, inst), separate.max(0).values
-    assert ((got - best).abs() / best <= 1e-3).float().mean() >= 0.95     # (shuffled samples would be far off)
-    assert abs(float(got.mean() / best.mean()) - 1.0) < 1e-4
+    # (any one start alone: 71-83 % of the samples within 1e-5 of the best, on three seeds tried)
+    assert (got >= best * (1 - 1e-5)).float().mean() >= 0.95
+    assert abs(float(got.mean() / best.mean()) - 1.0) < 2e-5
     assert (ref.abs().square().sum((-2, -1)) <= p.power * (1 + 1e-4)).all()
 
 

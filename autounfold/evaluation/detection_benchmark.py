@@ -119,7 +119,7 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
     over = _overrides(case, case["train_snr"]) + extra + [f"seed={seed}"]
     if steps is not None:
         over.append(f"training.steps={steps}")
-    cfg = load_config(preset, over + refine_overrides(case, load_config(preset, over)))
+    cfg = load_config(preset, over + refine_overrides(case, load_config(preset)))
     model = build_model(cfg)
     t0 = time.perf_counter()
     res = train(model, cfg.training, seed=cfg.seed, progress=False)
@@ -135,7 +135,8 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
 
 
 def refine_overrides(case: dict, cfg) -> List[str]:
-    """Where a preset ends its training with ``training.refine``: that draw moved to the case's band
+    """Where a preset (``cfg``: as it ships, since its own band may lie outside the case's range, which
+    the config refuses) ends its training with ``training.refine``: that draw moved to the case's band
     (``CASES[...]["refine"]``) and sized as the case says; nothing for a preset without one."""
     if cfg.training.refine is None:
         return []
@@ -301,7 +302,8 @@ def markdown(result: dict) -> str:
                 r = t.get("refine")
                 refined = (f"{r['start']:.4f} -> {r['end']:.4f} ({', '.join(r['params'])}; {r['batch']} vectors at "
                            f"{r['band_db'][0]:g}-{r['band_db'][1]:g} dB; {r['seconds']:.0f} s)") if r else "—"
-                lines.append(f"| {k} | {t['layers']} | {t['params']} | {t['seconds']:.0f} s ({t['steps']} steps) | {refined} |")
+                steps_only = t["seconds"] - (r["seconds"] if r else 0.0)      # "seconds": all of train(), refine included
+                lines.append(f"| {k} | {t['layers']} | {t['params']} | {steps_only:.0f} s ({t['steps']} steps) | {refined} |")
         lines += ["", f"![SER vs SNR, {e['title']}]({e['plot']})", ""]
     lines += bars_markdown(result.get("bars") or [])
     return "\n".join(lines) + "\n"

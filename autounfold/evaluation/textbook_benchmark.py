@@ -562,8 +562,11 @@ def refresh_quotes(out_dir, source: Path = DETECTION_JSON) -> dict:
     """Re-read the rows quoted from the detection benchmark (``source``, default its committed JSON) into
     the textbook result in ``out_dir``, without re-running anything of this benchmark: for when the
     detection benchmark was re-run after this one. Rewrites textbook_benchmark.json, TEXTBOOK_RESULTS.md
-    and the plots of the sections that quote it; ConfigError (nothing written) when there is no result
-    there or ``source`` holds no curves on the same test draws for a section that quoted some."""
+    and the plots of the two sections that quote it (``admm_detection``, ``ep``). ConfigError, with
+    nothing written, when there is no result there, it has neither section, or ``source`` is missing or
+    holds no curves of that section's case on the same test draws (seed, test size, SNRs)."""
+    import shutil
+    import tempfile
     out, source = Path(out_dir), Path(source)
     path = out / "textbook_benchmark.json"
     if not path.exists():
@@ -572,10 +575,12 @@ def refresh_quotes(out_dir, source: Path = DETECTION_JSON) -> dict:
     if not source.exists():
         raise ConfigError(f"benchmark-textbook --refresh-quotes: no detection results at {source}")
     result = json.loads(path.read_text())
-    seed, moved = result["setup"]["seed"], []
-    for e in result["sections"]:
-        if e["section"] not in ("admm_detection", "ep"):
-            continue
+    seed = result["setup"]["seed"]
+    quoting = [e for e in result["sections"] if e["section"] in ("admm_detection", "ep")]
+    if not quoting:
+        raise ConfigError(f"benchmark-textbook --refresh-quotes: the result in {out} has no section that quotes the "
+                          f"detection benchmark (sections: {', '.join(e['section'] for e in result['sections'])})")
+    for e in quoting:
         fresh = _committed_curves(e["case"], e["snrs"], e["test_size"], seed, source)
         if not fresh:
             raise ConfigError(f"benchmark-textbook --refresh-quotes: {source} has no {e['case']} curves on this result's "
@@ -583,15 +588,19 @@ def refresh_quotes(out_dir, source: Path = DETECTION_JSON) -> dict:
         for k in [k for k in e["curves"] if k.endswith(QUOTED)]:
             del e["curves"][k]
         e["curves"].update(fresh)
-        moved.append(_finish(e, e["test_size"]))
-    data = json.loads(source.read_text())
-    result["setup"]["quotes_refreshed"] = {"from": source.name, "on": time.strftime("%Y-%m-%d"),
-                                           "detection_minutes": round(data["setup"]["seconds"] / 60, 1)}
+        _finish(e, e["test_size"])
+    result["setup"]["quotes_refreshed"] = {"from": source.name, "on": time.strftime("%Y-%m-%d")}
     result["bars"] = _bars(result["sections"])
     text = json.dumps(result, indent=2, default=float, allow_nan=False)
     md = markdown(result)
-    for e in moved:
-        _plot(e, out / e["plot"])
+    staging = Path(tempfile.mkdtemp(prefix=".refresh-", dir=out))     # plots drawn aside, moved in last
+    try:
+        for e in quoting:
+            _plot(e, staging / e["plot"])
+        for e in quoting:
+            (staging / e["plot"]).replace(out / e["plot"])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     path.write_text(text)
     (out / "TEXTBOOK_RESULTS.md").write_text(md)
     return result

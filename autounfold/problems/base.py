@@ -29,7 +29,9 @@ class ReferenceSolver:
     ``extrapolation`` / ``normalize``) with ``params``, run until the largest relative objective
     change over the batch is below ``tol`` (``algorithms.reference``). With ``inits`` (names of
     ``problem.init`` methods) it is run from each and the best objective per sample is kept; with
-``per_sample`` each sample stops at its own tolerance (instances must support ``inst[idx]``).
+``per_sample`` each sample stops at its own tolerance (instances must support ``inst[idx]`` with a
+boolean mask and with an integer index tensor that repeats entries: several ``inits`` are solved as one
+stacked batch ``inst[arange(B).repeat(S)]``).
 
     ``params`` values may name a schedule the algorithms know (``"fista"``: FISTA's momentum)."""
 
