@@ -454,6 +454,15 @@ def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_cross
         assert model.problem.describe()["channel"]["snr_db"] == list(case["train_snr"]), name     # training: unchanged
         assert cfg.training.refine.batch == case["refine"].get("batch", preset.training.refine.batch), name
     assert refine_overrides(CASES["4x4_qpsk"], load_config("preset:deepsic")) == []
+    # every benchmark network ends with a refine at the case's band, over per-layer scalars its layer has
+    from autounfold.evaluation.detection_benchmark import NETWORKS
+    from autounfold.training.trainer import refine_parameters
+    case = CASES["4x4_qpsk_adc3"]
+    for net, (name, extra) in NETWORKS.items():
+        cfg = load_config(name, _overrides(case, case["train_snr"]) + extra + refine_overrides(case, load_config(name, extra)))
+        model = build_model(cfg)
+        assert refine_parameters(model, cfg.training.refine.params), net
+        assert build_refine_problem(model, cfg.training).describe()["channel"]["snr_db"] == [8.0, 10.0], net
 
 
 def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
@@ -472,6 +481,9 @@ def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
     assert res.refine["end"] >= res.refine["start"] and res.history[-1]["refined"]
 
     result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "detection_benchmark.json").read_text())
+    for e in result["cases"]:
+        for t in e["training"].values():
+            t["refine"] = None
     case = result["cases"][0]
     case["training"]["DetNet"].update(seconds=262.4, refine={"band_db": [6.0, 8.0], "batch": 16384, "start": 0.0301,
                                                              "params": ["step", "temperature"], "end": 0.0282, "seconds": 183.0})

@@ -25,6 +25,8 @@ from autounfold.evaluation.detection_benchmark import CASES, _overrides, snr_at,
 from autounfold.seeding import generator
 from autounfold.training import train
 
+DEEPSIC_REFINE = ["training.refine.params=[deepsic.noise,deepsic.noise_relative]", "training.refine.batch=16384",
+                  "training.refine.offsets=[-2,-1,-0.5,-0.25,0.25,0.5,1,2]"]
 VARIANTS = {
     "deepsic_seq": ("preset:deepsic", ["model.layer=deepsic"]),
     "deepsic_e2e": ("preset:deepsic", ["model.layer=deepsic", "training.loss=end_to_end"]),
@@ -32,6 +34,11 @@ VARIANTS = {
     "mix_e2e": ("preset:deepsic", ["model.layer=deepsic_mix", "training.loss=end_to_end"]),
     "mix_e2e_6000": ("preset:deepsic", ["model.layer=deepsic_mix", "training.loss=end_to_end", "training.steps=6000"]),
     "mix_seq_6000": ("preset:deepsic", ["model.layer=deepsic_mix", "training.steps=6000"]),
+    # DeepSIC's steps, then a coordinate search over its two noise inflations per iteration (absolute and
+    # relative to the received power), scored by the SER near the case's crossing (as DetNet's refine)
+    "deepsic_refine": ("preset:deepsic", ["model.layer=deepsic", *DEEPSIC_REFINE]),
+    "deepsic_e2e_refine": ("preset:deepsic", ["model.layer=deepsic", "training.loss=end_to_end", *DEEPSIC_REFINE]),
+    "mix_seq_refine": ("preset:deepsic", ["model.layer=deepsic_mix", *DEEPSIC_REFINE]),
     # DetNet's gradient steps alone (the preset's training.refine switched off)
     "detnet": ("preset:detnet", ["training.refine=null"]),
     "detnet_e2e": ("preset:detnet", ["training.loss=end_to_end", "training.refine=null"]),
