@@ -269,7 +269,7 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
                         networks: str = typer.Option("deepsic,deepsic_e2e,deepsic_mix,detnet,sic_damped",
                                                      help="comma-separated networks"),
                         steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets'; "
-                                                  "DetNet's preset still ends with its refine, a few minutes per case)"),
+                                                  "every network still ends with its refine, up to 12 min each on 8x8)"),
                         test_size: int = typer.Option(20000, min=100, help="test symbol vectors per SNR point"),
                         repeats: int = typer.Option(10, min=1, help="latency repetitions"),
                         seed: int = typer.Option(0, min=SEED_MIN, max=SEED_MAX), quiet: bool = typer.Option(False)):

@@ -57,7 +57,7 @@ CASES = {
                       "refine": {"snr": (8.0, 10.0)}},
 }
 """Each case's problem, training SNR range, test SNR grid and ``refine``: where the draw of a network's
-``training.refine`` lies (DetNet's preset ends its training with one, scored by the SER), around the SNR
+``training.refine`` lies (every network ends its training with one, scored by the SER), around the SNR
 where SIC-5 and the networks cross SER 1e-2 here, and its size where the preset's is slow (8 x 8 16-QAM)."""
 SCALAR_REFINE = ["training.refine.offsets=[-2,-1,-0.5,-0.25,0.25,0.5,1,2]", "training.refine.batch=16384"]
 """DeepSIC's and the learned SIC's gradient steps are followed by ``training.refine`` over all their per-layer
@@ -287,7 +287,7 @@ def markdown(result: dict) -> str:
              "(`preset:deepsic`, `preset:detnet`), each training ending with `training.refine`, a coordinate search over "
              "the per-layer scalars scored by the SER on a draw at the case's crossing of 1e-2 (DetNet: step and "
              "temperature, its preset's; DeepSIC: its two noise inflations, the learned SIC also its damping: "
-             "`training.refine.offsets=[-2,-1,-0.5,-0.25,0.25,0.5,1,2]`; the training table gives each). \"SNR at 1e-2\": log-linear interpolation on the curve's grid; — where the "
+             f"`{SCALAR_REFINE[0]}`; the training table gives each). \"SNR at 1e-2\": log-linear interpolation on the curve's grid; — where the "
              "curve never gets down to 1e-2 on the grid. ML rows: per-user MAP decisions from the exact posteriors "
              "(at least as good as the joint ML vector in SER).", ""]
     for e in result["cases"]:

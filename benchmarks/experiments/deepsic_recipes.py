@@ -21,12 +21,11 @@ import torch
 from autounfold.algorithms import detection as D
 from autounfold.build import build_model, build_problem
 from autounfold.config import load_config
-from autounfold.evaluation.detection_benchmark import CASES, _overrides, snr_at, case_test_pool
+from autounfold.evaluation.detection_benchmark import CASES, SCALAR_REFINE, _overrides, case_test_pool, snr_at
 from autounfold.seeding import generator
 from autounfold.training import train
 
-DEEPSIC_REFINE = ["training.refine.params=[deepsic.noise,deepsic.noise_relative]", "training.refine.batch=16384",
-                  "training.refine.offsets=[-2,-1,-0.5,-0.25,0.25,0.5,1,2]"]
+DEEPSIC_REFINE = ["training.refine.params=[deepsic.noise,deepsic.noise_relative]", *SCALAR_REFINE]   # the benchmark's
 VARIANTS = {
     "deepsic_seq": ("preset:deepsic", ["model.layer=deepsic"]),
     "deepsic_e2e": ("preset:deepsic", ["model.layer=deepsic", "training.loss=end_to_end"]),
