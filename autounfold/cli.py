@@ -283,7 +283,7 @@ def benchmark_detection(out: Path = typer.Option(Path("results/detection"),
 
 
 @command(app, "benchmark-textbook")
-def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
+def benchmark_textbook(ctx: typer.Context, out: Path = typer.Option(Path("results/textbook"),
                                                 help="directory for textbook_benchmark.json / TEXTBOOK_RESULTS.md / PNGs"),
                        sections: str = typer.Option("lasso,admm_detection,ep", help="comma-separated sections"),
                        steps: int = typer.Option(None, min=1, help="training steps per network (default: the presets')"),
@@ -301,9 +301,9 @@ def benchmark_textbook(out: Path = typer.Option(Path("results/textbook"),
     if detection_json is not None and not refresh_quotes:
         raise ConfigError("--detection-json is read by --refresh-quotes only (a full run quotes the committed one)")
     if refresh_quotes:
-        given = [name for name, value, default in (("--sections", sections, "lasso,admm_detection,ep"), ("--steps", steps, None),
-                                                    ("--test-size", test_size, 20000), ("--repeats", repeats, 10),
-                                                    ("--seed", seed, 0)) if value != default]
+        source = ctx.get_parameter_source          # what was typed (or set in the environment), whatever the defaults are
+        given = ["--" + name.replace("_", "-") for name in ("sections", "steps", "test_size", "repeats", "seed")
+                 if source(name) is not None and source(name).name != "DEFAULT"]
         if given:
             raise ConfigError(f"--refresh-quotes runs nothing, so it takes --out alone (got {', '.join(given)})")
         refresh(out, detection_json or DETECTION_JSON)

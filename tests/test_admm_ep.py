@@ -487,6 +487,8 @@ def test_refresh_quotes_rereads_only_the_detection_benchmarks_rows(tmp_path):
     cli = [sys.executable, "-m", "autounfold.cli", "benchmark-textbook", "--out", str(out), "--refresh-quotes"]
     run = subprocess.run(cli + ["--steps", "3"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "takes --out alone (got --steps)" in run.stderr
+    run = subprocess.run(cli + ["--seed", "0"], capture_output=True, text=True, timeout=120)   # typed, though the default
+    assert run.returncode == 2 and "takes --out alone (got --seed)" in run.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == written
     det["setup"]["seed"] = 0
     for e in det["cases"]:
