@@ -5,10 +5,11 @@ Names resolve through the tables in ``autounfold.plugins``: nothing here knows a
 from __future__ import annotations
 
 import os
+from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .config import ExperimentConfig, ModelConfig, refine_band_inside
+from .config import ExperimentConfig, ModelConfig, dotted_keys, lookup_dotted, refine_band_inside
 from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
@@ -29,16 +30,40 @@ def build_training_problem(model, training) -> Problem:
     return _changed_problem(model, training.problem, "training.problem", "the training batches")
 
 
-def build_refine_problem(model, training) -> Problem:
-    """The problem ``training.refine`` draws its scoring set from (as ``build_training_problem``);
-    ConfigError when its SNR band lies outside the model's (``config.refine_band_inside``)."""
+def build_refine_problem(model, refine, band: Optional[Sequence[float]] = None) -> Problem:
+    """The problem ``training.refine`` (``refine``, a RefineConfig) draws its scoring set from (as ``build_training_problem``);
+    ConfigError when its SNR band lies outside the model's (``config.refine_band_inside``). ``band``
+    ([lo, hi] dB): the draw's range along the problem's ``operating_key``, where ``training.refine.crossing``
+    placed it (``training.trainer.refine_band``); without it, a config with ``crossing`` is checked only
+    (the model must have a problem config to change)."""
     exp = getattr(model, "config", None)
-    if isinstance(exp, ExperimentConfig) and training.refine.problem:
+    if isinstance(exp, ExperimentConfig) and refine.problem:
         try:
-            refine_band_inside(exp.problem.model_dump(mode="json"), training.refine.problem)
+            refine_band_inside(exp.problem.model_dump(mode="json"), refine.problem)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    return _changed_problem(model, training.refine.problem, "training.refine.problem", "the refine draw")
+    changes = refine.problem
+    if refine.crossing is not None:
+        operating_range(model)                            # the model has an SNR range to sweep
+        if band is not None:
+            changes = {**dotted_keys(changes), type(model.problem).operating_key: [float(band[0]), float(band[1])]}
+    return _changed_problem(model, changes, "training.refine.problem", "the refine draw")
+
+
+def operating_range(model) -> Tuple[float, float]:
+    """(lo, hi) dB of ``model``'s problem along its ``operating_key`` (a single value: lo == hi), read from
+    ``model.config``; ConfigError for a problem without one or a model not built from an experiment config."""
+    key = type(model.problem).operating_key
+    if key is None:
+        raise ConfigError(f"training.refine.crossing: {model.problem.name} has no SNR range along which its metric "
+                          "falls (Problem.operating_key); place the refine draw with training.refine.problem")
+    exp = getattr(model, "config", None)
+    if not isinstance(exp, ExperimentConfig):
+        raise ConfigError("training.refine.crossing: the model was not built from an experiment config (build_model), "
+                          f"so there is no problem.{key} to sweep; build it with build_model")
+    value = lookup_dotted(exp.problem.model_dump(mode="json"), key)
+    lo, hi = (value, value) if not isinstance(value, (list, tuple)) else value
+    return float(min(lo, hi)), float(max(lo, hi))
 
 
 def _changed_problem(model, changes, label: str, what: str) -> Problem:

@@ -100,6 +100,12 @@ class RefineConfig(_Strict):
     # changes to the problem's sampling keys for the refine draw, e.g. {channel: {snr_db: [11, 13]}}: the
     # conditions where the metric matters (the validation draw and the saved problem are unchanged)
     problem: Dict[str, Any] = Field(default_factory=dict)
+    # instead of a fixed band in ``problem``: centre the draw, width_db wide, on the SNR where the model's
+    # metric (the problem's score key: SER, BLER) crosses this value, read after the gradient steps from a
+    # sweep of the problem's SNR range (its ``operating_key``) in 1 dB steps; a curve that does not cross
+    # it in the range puts the band at that end of the range
+    crossing: Optional[float] = Field(None, gt=0, lt=1)
+    width_db: float = Field(2.0, gt=0)
 
     @field_validator("offsets")
     @classmethod
@@ -155,7 +161,7 @@ def refine_band_inside(problem: dict, changes: Dict[str, Any]) -> None:
     for key, band in dotted_keys(changes).items():
         if not key.split(".")[-1].endswith(("snr_db", "ebno_db")):
             continue
-        rng = _lookup(problem, key)
+        rng = lookup_dotted(problem, key)
         lo_hi = [float(v) for v in (rng if isinstance(rng, (list, tuple)) else [rng, rng])]
         ab = [float(v) for v in (band if isinstance(band, (list, tuple)) else [band, band])]
         if min(ab) < min(lo_hi) or max(ab) > max(lo_hi):
@@ -164,7 +170,8 @@ def refine_band_inside(problem: dict, changes: Dict[str, Any]) -> None:
                              "matters, e.g. around the SER's crossing of 1e-2), or training.refine: null")
 
 
-def _lookup(data: dict, dotted: str):
+def lookup_dotted(data: dict, dotted: str):
+    """``data["a"]["b"]`` for ``dotted`` "a.b" (KeyError where a part is missing)."""
     for part in dotted.split("."):
         data = data[part]
     return data
@@ -193,7 +200,7 @@ def _section(data: dict, path, on_value=None):
 def _as_validated(changes: Dict[str, Any], changed) -> Dict[str, Any]:
     """``changes`` (nested or dotted) as dotted keys with the values the validated problem ``changed`` holds."""
     dumped = changed.model_dump(mode="json")
-    return {key: _lookup(dumped, key) for key in dotted_keys(changes)}
+    return {key: lookup_dotted(dumped, key) for key in dotted_keys(changes)}
 
 
 def _nested_merge(base: dict, dotted: Dict[str, Any]) -> dict:
@@ -268,6 +275,15 @@ class ExperimentConfig(_Strict):
         rp = self.refine_problem()
         if rp is not None:
             self.training.refine.problem = _as_validated(self.training.refine.problem, rp)
+        refine = self.training.refine
+        if refine is not None and refine.crossing is not None:
+            key = problem.operating_key
+            if key is None:
+                raise ValueError(f"training.refine.crossing: {problem.name} has no SNR range along which its metric "
+                                 "falls (Problem.operating_key); place the refine draw with training.refine.problem")
+            if key in dotted_keys(refine.problem):
+                raise ValueError(f"training.refine.crossing and training.refine.problem.{key} both place the refine "
+                                 "draw; keep one (crossing: where the metric crosses it; problem: a fixed band)")
         return self
 
     def training_problem(self) -> Optional[ProblemConfig]:

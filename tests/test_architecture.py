@@ -10,7 +10,7 @@ ROOT = Path(autounfold.__file__).parent
 
 # low -> high; a module may import its own layer and the layers before it
 LAYERS = [
-    {"errors", "seeding", "plugins", "gpu", "schema", "net"},
+    {"errors", "seeding", "plugins", "gpu", "schema", "net", "curves"},
     {"channels"},
     {"problems"},
     {"algorithms"},
@@ -29,7 +29,7 @@ RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 # narrower than the layers: the registry talks to MLflow only (what to register is autounfold.ops)
 ONLY = {"registry": {"registry", "errors", "spaces", "schema", "net"}}
 CORE = {"channels", "problems", "algorithms", "unfolding", "training", "evaluation", "monitoring", "config", "build",
-        "artifacts", "errors", "seeding", "plugins", "schema"}
+        "artifacts", "errors", "seeding", "plugins", "schema", "curves"}
 
 
 def _unit(path: Path) -> str:

@@ -199,7 +199,7 @@ def test_deepsic_training_beats_sic_under_quantisation():
     propagate) lowers the cross-entropy well below SIC's and the SER below it too."""
     cfg = load_config("preset:deepsic", ["model.num_layers=3", "problem.adc_bits=3", "problem.channel.snr_db=[15,25]",
                                          "training.steps=120", "training.validate_every=40", "training.validation_batch=1000",
-                                         "training.loss=end_to_end"])
+                                         "training.loss=end_to_end", "training.refine=null"])
     model = build_model(cfg)
     train(model, cfg.training, seed=0, progress=False)
     p = model.problem
@@ -263,7 +263,7 @@ def test_evaluate_declares_the_classical_detectors():
 
 
 def test_snr_at_reads_the_crossing_log_linearly():
-    from autounfold.evaluation.detection_benchmark import crossing_kind, snr_at
+    from autounfold.curves import crossing_kind, snr_at
     assert snr_at([0, 10], [1e-1, 1e-3]) == pytest.approx(5.0)
     assert snr_at([0, 10, 20], [0.5, 0.2, 0.05]) is None and crossing_kind([0, 10, 20], [0.5, 0.2, 0.05]) == "never"
     assert snr_at([4, 6], [1e-3, 1e-4]) == 4.0 and crossing_kind([4, 6], [1e-3, 1e-4]) == "below"
@@ -273,7 +273,8 @@ def test_snr_at_reads_the_crossing_log_linearly():
 
 
 def test_benchmark_bars_compare_the_curves_as_the_issue_states():
-    from autounfold.evaluation.detection_benchmark import _bars, crossing_kind, snr_at
+    from autounfold.curves import crossing_kind, snr_at
+    from autounfold.evaluation.detection_benchmark import _bars
     snrs = [0, 10]
 
     def case(name, curves):
@@ -435,25 +436,32 @@ def test_a_detnet_training_snapshot_from_the_old_rule_is_not_resumed():
 
 
 def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_crosses_1e_2():
-    """preset:detnet ends its training with a coordinate search scored by the SER on a draw at 6-8 dB
-    (its own setting's crossing of 1e-2); the detection benchmark moves that draw to each case's band,
-    keeping the case's channel and mismatch, and leaves presets without a refine alone."""
+    """preset:detnet ends its training with a coordinate search scored by the SER on a draw placed where
+    its SER crosses 1e-2 (``crossing``); the detection benchmark fixes that draw at each case's band,
+    keeping the case's channel and mismatch, and leaves networks without a refine alone."""
     from autounfold.build import build_refine_problem
-    from autounfold.evaluation.detection_benchmark import CASES, _overrides, refine_overrides
+    from autounfold.evaluation.detection_benchmark import CASES, SCALAR_REFINE, _overrides, refine_overrides
     preset = load_config("preset:detnet")
     assert preset.training.refine.params == ["step", "temperature"]
-    assert build_refine_problem(build_model(preset), preset.training).describe()["channel"]["snr_db"] == [6.0, 8.0]
+    assert preset.training.refine.crossing == 0.01 and not preset.training.refine.problem
+    # without a placed band the draw is the model's own problem (crossing places it once trained)
+    assert build_refine_problem(build_model(preset), preset.training.refine).describe()["channel"]["snr_db"] == [0.0, 20.0]
     for name, case in CASES.items():
         over = _overrides(case, case["train_snr"])
         cfg = load_config("preset:detnet", over + refine_overrides(case, preset))
         model = build_model(cfg)
-        drawn = build_refine_problem(model, cfg.training).describe()
+        drawn = build_refine_problem(model, cfg.training.refine).describe()
         assert drawn["channel"]["snr_db"] == list(case["refine"]["snr"]), name
         assert drawn["adc_bits"] == case.get("extra", {}).get("adc_bits"), name
         assert drawn["channel"]["model"] == case["channel"].get("model", "iid_rayleigh"), name
         assert model.problem.describe()["channel"]["snr_db"] == list(case["train_snr"]), name     # training: unchanged
         assert cfg.training.refine.batch == case["refine"].get("batch", preset.training.refine.batch), name
-    assert refine_overrides(CASES["4x4_qpsk"], load_config("preset:deepsic")) == []
+        assert cfg.training.refine.crossing is None, name                   # the case's band, not the sweep's
+    assert refine_overrides(CASES["4x4_qpsk"], load_config("preset:deepsic", ["training.refine=null"])) == []
+    # preset:deepsic refines as the benchmark's DeepSIC rows do (SCALAR_REFINE), its band placed by crossing
+    deepsic = load_config("preset:deepsic")
+    assert deepsic.training.refine.crossing == 0.01 and deepsic.training.refine.params == []
+    assert load_config("preset:deepsic", SCALAR_REFINE).training.refine == deepsic.training.refine
     # every benchmark network ends with a refine at the case's band, over per-layer scalars its layer has
     from autounfold.evaluation.detection_benchmark import NETWORKS
     from autounfold.training.trainer import refine_parameters
@@ -462,7 +470,7 @@ def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_cross
         cfg = load_config(name, _overrides(case, case["train_snr"]) + extra + refine_overrides(case, load_config(name, extra)))
         model = build_model(cfg)
         assert refine_parameters(model, cfg.training.refine.params), net
-        assert build_refine_problem(model, cfg.training).describe()["channel"]["snr_db"] == [8.0, 10.0], net
+        assert build_refine_problem(model, cfg.training.refine).describe()["channel"]["snr_db"] == [8.0, 10.0], net
 
 
 def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
@@ -479,6 +487,9 @@ def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
     assert res.refine["params"] == ["step", "temperature"]
     assert res.refine["evaluations"] == 1 + 2 * 2 * len(cfg.training.refine.offsets)
     assert res.refine["end"] >= res.refine["start"] and res.history[-1]["refined"]
+    placed = res.refine["placed"]                                  # the band its crossing placed, on record
+    assert placed["key"] == "channel.snr_db" and placed["grid"] == [float(v) for v in range(21)]
+    assert 0.0 <= placed["band"][0] and placed["band"][1] <= 20.0 and placed["band"][1] - placed["band"][0] == 2.0
 
     result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "detection_benchmark.json").read_text())
     for e in result["cases"]:
@@ -493,11 +504,63 @@ def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
     assert all(r.endswith("| — |") for r in rows[1:]), rows
 
 
+def test_refine_crossing_places_the_band_where_the_models_ser_crosses_its_target():
+    """``training.refine.crossing``: the sweep of the SNR range finds where the model's SER crosses the
+    target; a fresh draw at that SNR has a SER near the target; a curve that never reaches it (or is
+    already below it) puts the band at the range's high (low) end; problems without an SNR range, and a
+    crossing beside a fixed band, are refused with the field named."""
+    from autounfold.training.trainer import refine_band
+    torch.set_num_threads(1)
+
+    def sic3(snr, batch=16384):           # the untrained learned-damping SIC (SIC-3, lightly damped)
+        cfg = load_config("preset:deepsic", ["model.layer=sic_damped", "model.num_layers=3",
+                                             f"problem.channel.snr_db=[{snr[0]},{snr[1]}]", f"training.refine.batch={batch}"])
+        return build_model(cfg).eval(), cfg.training.refine
+    model, refine = sic3((0, 20))
+    placed = refine_band(model, refine, seed=0)
+    c = placed["crossing"]
+    assert placed["kind"] == "crossing" and placed["metric_name"] == "ser" and 3.0 < c < 15.0
+    assert placed["band"] == [round(c - 1.0, 2), round(c + 1.0, 2)]
+    at = build_problem(load_config("preset:deepsic", [f"problem.channel.snr_db=[{c},{c}]"]).problem)
+    test = at.sample(20000, generator(5, "test"))
+    with torch.no_grad():
+        ser = at.summarize(model.run(test), test, test.s)["ser"]
+    assert 0.007 < ser < 0.014, (c, ser)                            # the model's SER there: about the target
+    low, refine = sic3((0, 3), 2048)
+    never = refine_band(low, refine, seed=0)
+    assert never["kind"] == "never" and never["crossing"] is None and never["band"] == [1.0, 3.0]
+    high, refine = sic3((15, 20), 2048)
+    below = refine_band(high, refine, seed=0)
+    assert below["kind"] == "below" and below["band"] == [15.0, 17.0]
+    with pytest.raises(ConfigError, match=r"training.refine.crossing: mu_miso has no SNR range"):
+        load_config("preset:mu_miso", ["training.refine.crossing=0.01"])
+    with pytest.raises(ConfigError, match=r"training.refine.crossing and training.refine.problem.channel.snr_db both"):
+        load_config("preset:deepsic", ["training.refine.problem.channel.snr_db=[6,8]"])
+
+
+def test_training_preset_deepsic_ends_with_its_refine_and_saves_where_it_was_placed(tmp_path):
+    """``autounfold train preset:deepsic`` (through ``train_experiment``): the preset's refine runs over
+    the two noise inflations per iteration, and the saved metrics say where its crossing put the draw."""
+    import json
+    from autounfold.ops.experiments import train_experiment
+    out = train_experiment("preset:deepsic", tmp_path / "m", ["model.num_layers=2", "training.steps=2", "training.batch_size=16",
+                                                              "training.validate_every=2", "training.validation_batch=64",
+                                                              "training.refine.batch=512", "training.refine.sweeps=1"],
+                           progress=False)
+    assert out["refine_evaluations"] == 1 + 2 * 2 * 8 and out["refine_end"] >= out["refine_start"]
+    lo, hi = out["refine_band"]
+    assert 0.0 <= lo and hi <= 20.0 and hi - lo == 2.0
+    assert out["refine_crossing"] is None or lo <= out["refine_crossing"] <= hi
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["metrics"]["refine_band"] == [lo, hi]
+
+
 def test_a_refine_band_outside_the_problems_snr_range_is_refused_when_training_starts():
     """preset:detnet's refine band (6-8 dB) left behind by a changed SNR range would tune the network by
     its SER where it is never trained or validated: train refuses before any step, naming both ranges
     and the fixes; the same config still builds (a model applied at another SNR for evaluation)."""
-    cfg = load_config("preset:detnet", ["model.num_layers=2", "problem.channel.snr_db=[18,18]", "training.steps=2"])
+    band = ["training.refine.crossing=null", "training.refine.problem.channel.snr_db=[6,8]"]
+    cfg = load_config("preset:detnet", ["model.num_layers=2", "problem.channel.snr_db=[18,18]", "training.steps=2", *band])
     model = build_model(cfg)
     seen = []
     with pytest.raises(ConfigError, match=r"training.refine.problem.channel.snr_db \[6.0, 8.0\] lies outside "
@@ -505,6 +568,7 @@ def test_a_refine_band_outside_the_problems_snr_range_is_refused_when_training_s
         train(model, cfg.training, seed=0, progress=False, on_validation=lambda *a: seen.append(a))
     assert seen == []
     inside = load_config("preset:detnet", ["model.num_layers=2", "problem.channel.snr_db=[18,18]", "training.steps=2",
+                                           "training.refine.crossing=null",
                                            "training.refine.problem.channel.snr_db=[18,18]", "training.refine.batch=64",
                                            "training.refine.sweeps=1", "training.validation_batch=64"])
     assert train(build_model(inside), inside.training, seed=0, progress=False).refine["evaluations"] > 1

@@ -28,7 +28,8 @@ def trained():
     """A DeepSIC detector trained a few steps on UMi (pool_seed 0) and its baseline."""
     torch.set_num_threads(1)
     cfg = load_config("preset:deepsic", UMI + ["training.steps=30", "training.validate_every=15",
-                                               "training.validation_batch=256", "training.batch_size=64"])
+                                               "training.validation_batch=256", "training.batch_size=64",
+                                               "training.refine=null"])
     model = build_model(cfg)
     train(model, cfg.training, seed=0, progress=False)
     model.eval()

@@ -37,7 +37,7 @@ from ..config import load_config
 from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
-from .detection_benchmark import snr_at
+from ..curves import snr_at
 from .latency import measure_latency
 from .report import bars_markdown, fmt as _fmt
 

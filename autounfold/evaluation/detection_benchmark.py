@@ -23,7 +23,6 @@ SIC are trained on UMi, and all five Rayleigh-trained networks are applied to it
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -34,6 +33,7 @@ from ..algorithms import detection as D
 from ..algorithms.tuning import tune_sic
 from ..build import build_model, build_problem
 from ..config import load_config
+from ..curves import crossing_kind, snr_at
 from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
@@ -95,31 +95,6 @@ def _overrides(case: dict, snr, pool_seed: int = 0) -> List[str]:
     return out
 
 
-def snr_at(snrs: Sequence[float], sers: Sequence[float], target: float = TARGET_SER, floor: float = 1e-6) -> Optional[float]:
-    """The SNR (dB) where the curve first crosses ``target``, interpolating log10(SER) linearly between
-    the two grid points around the crossing; None if it never gets down to it on the grid (a NaN
-    point counts as not reached). A SER of 0 (no error in the test draw) is taken as ``floor`` (half
-    an error: pass 0.5 / symbols), not as 1e-12, which would pull the crossing onto the previous
-    point. A curve already at or below the target at its first point returns that point: an upper
-    bound (``crossing_kind`` says which)."""
-    for i, (s, e) in enumerate(zip(snrs, sers)):
-        if e == e and e <= target:                                      # e == e: not NaN
-            if i == 0:
-                return float(s)
-            s0, e0 = snrs[i - 1], sers[i - 1]
-            l0, l1, lt = math.log10(max(e0, floor)), math.log10(max(e, floor)), math.log10(target)
-            return float(s0 + (s - s0) * (l0 - lt) / max(l0 - l1, 1e-12))
-    return None
-
-
-def crossing_kind(snrs: Sequence[float], sers: Sequence[float], target: float = TARGET_SER) -> str:
-    """"crossing" (interpolated), "below" (the first point is already below the target: the SNR is an
-    upper bound) or "never" (not reached on the grid: the SNR is above the last point)."""
-    if sers and sers[0] == sers[0] and sers[0] <= target:
-        return "below"
-    return "crossing" if snr_at(snrs, sers, target) is not None else "never"
-
-
 def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int, quiet: bool):
     preset, extra = NETWORKS[net]
     over = _overrides(case, case["train_snr"]) + extra + [f"seed={seed}"]
@@ -142,12 +117,13 @@ def _train(case_name: str, case: dict, net: str, steps: Optional[int], seed: int
 
 def refine_overrides(case: dict, cfg) -> List[str]:
     """Where a network (``cfg``: its preset with the network's own changes, before the case's) ends its
-    training with ``training.refine``: that draw moved to the case's band (``CASES[...]["refine"]``) and
-    sized as the case says; nothing for a network without one."""
+    training with ``training.refine``: that draw fixed at the case's band (``CASES[...]["refine"]``, in
+    place of the presets' ``crossing``, so that every run refines where the benchmark says) and sized as
+    the case says; nothing for a network without one."""
     if cfg.training.refine is None:
         return []
     band = case["refine"]
-    out = [f"training.refine.problem.channel.snr_db=[{band['snr'][0]},{band['snr'][1]}]"]
+    out = [f"training.refine.problem.channel.snr_db=[{band['snr'][0]},{band['snr'][1]}]", "training.refine.crossing=null"]
     return out + ([f"training.refine.batch={band['batch']}"] if "batch" in band else [])
 
 

@@ -47,7 +47,8 @@ from ..errors import ConfigError
 from ..seeding import generator
 from ..training import train
 from .baselines import fista, ista
-from .detection_benchmark import CASES, _gap, _overrides, crossing_kind, snr_at
+from ..curves import crossing_kind, snr_at
+from .detection_benchmark import CASES, _gap, _overrides
 from .evaluate import transfer, with_problem_change
 from .latency import measure_latency
 from .report import bars_markdown, fmt as _fmt

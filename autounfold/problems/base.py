@@ -65,6 +65,10 @@ class Problem:
         sampling_keys: dotted problem-config keys that change only how instances are drawn (an SNR
             range, a channel model, an error knob), not the problem's math or sizes: what an
             experiment's ``training.problem`` may change for its training batches.
+        operating_key: the dotted sampling key of the problem's SNR range in dB (``channel.snr_db``,
+            ``ebno_db``) along which its score's metric falls towards 0 (SER, BLER): what
+            ``training.refine.crossing`` sweeps to place its draw where the metric crosses a target;
+            None: the problem has no such range (a refine draw is then placed by ``training.refine.problem``).
         draws_channels: instances are ``ChannelBatch`` from a ``ChannelSource`` (``problem.source``),
             so recorded CSI, ``csi write``, the drift monitor and canary traffic apply.
         instance_snr: its instances carry each sample's SNR in dB (``inst.snr_db``, (B,)), which
@@ -122,6 +126,7 @@ class Problem:
     classical: ClassVar[Tuple[str, ...]] = ()
     scenarios: ClassVar[Dict[str, Tuple[str, dict]]] = {"nominal": ("the trained configuration", {})}
     sampling_keys: ClassVar[Tuple[str, ...]] = ()
+    operating_key: ClassVar[Optional[str]] = None
     draws_channels: ClassVar[bool] = False
     instance_snr: ClassVar[Optional[bool]] = None
     monitored: ClassVar[Optional[bool]] = None

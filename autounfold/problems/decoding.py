@@ -264,6 +264,7 @@ class DecodingProblem(Problem):
                "feasible": "all output LLRs finite"}
     classical = ("bp", "bp_layered", "sionna_bp", "minsum")
     sampling_keys = ("ebno_db", "all_zero")
+    operating_key = "ebno_db"
     scenarios = {
         "nominal": ("nominal (the trained Eb/N0 range)", {}),
         "ebno1": ("Eb/N0 1 dB", _ebno(1.0)),

@@ -247,6 +247,7 @@ class DetectionProblem(Problem):
                "feasible": "probabilities finite, non-negative and summing to 1"}
     classical = ("zf", "lmmse", "sic", "sic_tuned", "sic_mix", "detnet_classical", "admm_tuned", "ep", "ep_tuned", "kbest", "ml")
     sampling_keys = CHANNEL_SAMPLING_KEYS + ("csi_error", "noise_error_db")
+    operating_key = "channel.snr_db"
     scenarios = {
         "nominal": ("nominal (the trained configuration)", {}),
         "snr5": ("SNR 5 dB", _change(snr_db=[5.0, 5.0])),

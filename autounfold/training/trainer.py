@@ -10,8 +10,9 @@ from typing import Callable, List, Optional
 import torch
 
 from ..algorithms import evaluation_reference
-from ..build import build_refine_problem, build_training_problem
+from ..build import build_refine_problem, build_training_problem, operating_range
 from ..config import TrainingConfig
+from ..curves import crossing_kind, snr_at
 from ..errors import ConfigError, TrainingError
 from ..seeding import generator
 from ..unfolding.layers import revision_mismatch, revision_record
@@ -111,7 +112,7 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
     # (another SNR range, channel model...); validation and everything else use the model's problem
     sampler = build_training_problem(model, cfg)
     refine_names = refine_parameters(model, cfg.refine.params) if cfg.refine is not None else None
-    refine_problem = build_refine_problem(model, cfg) if cfg.refine is not None else None
+    refine_problem = build_refine_problem(model, cfg.refine) if cfg.refine is not None else None
     torch.manual_seed(seed)
     model.to(device).train()
     val_inst = problem.sample(cfg.validation_batch, generator(seed, "validation"), device)
@@ -207,7 +208,16 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
         model.eval()
         result.seconds = time.perf_counter() - start
     if cfg.refine is not None:
+        placed = None
+        if cfg.refine.crossing is not None:           # the band where the trained model's metric crosses the target
+            placed = refine_band(model, cfg.refine, seed, device)
+            refine_problem = build_refine_problem(model, cfg.refine, placed["band"])
+            if progress:
+                print(f"refine band {placed['key']} {placed['band']} ({placed['kind']} of {placed['metric_name']} "
+                      f"{cfg.refine.crossing:g}: {placed['crossing']})", flush=True)
         result.refine = refine(model, cfg.refine, refine_names, refine_problem, seed, device, progress)
+        if placed is not None:
+            result.refine["placed"] = placed
         # what is reported describes the weights returned: the refined ones, scored on the validation draw
         with torch.no_grad():
             score = problem.score(problem.summarize(model.run(val_inst), val_inst, val_ref))
@@ -237,6 +247,41 @@ def refine_parameters(model, names) -> List[str]:
                           f"scalars ({', '.join(scalars) or 'none'}); set training.refine.params to some of those "
                           f"(a preset's list names its own layer's parameters)")
     return list(names)
+
+
+SWEEP_POINTS = 41
+"""At most this many SNRs in ``refine_band``'s sweep (1 dB apart, or closer to fit a wider range)."""
+
+
+def refine_band(model, cfg, seed: int, device="cpu") -> dict:
+    """Where ``training.refine.crossing`` places the refine draw (``RefineConfig``): the model's metric
+    (its problem's ``score_key``: SER, BLER) on a sweep of the problem's range along its ``operating_key``
+    in 1 dB steps (at most ``SWEEP_POINTS``; the refine's other problem changes applied), ``cfg.batch``
+    instances per point, every point from the same stream (``generator(seed, "refine-sweep")``: the same
+    channels and noise shapes at each SNR, so the curve falls smoothly), read by ``curves.snr_at``;
+    the band ``cfg.width_db`` wide centred on the crossing, moved inside the range. A metric already below
+    the target at the range's low end ("below") centres it there, one that never reaches it ("never") at
+    the high end. Returns {"key", "band" [lo, hi], "crossing" (dB or None), "kind", "metric_name",
+    "grid", "metric"}."""
+    lo, hi = operating_range(model)
+    key, name = type(model.problem).operating_key, type(model.problem).score_key
+    n = min(SWEEP_POINTS - 1, max(1, math.ceil(hi - lo - 1e-9)))
+    grid = [round(lo + (hi - lo) * i / n, 4) for i in range(n + 1)] if hi > lo else [lo]
+    per = cfg.batch
+    model.eval()
+    metric = []
+    for snr in grid:
+        problem = build_refine_problem(model, cfg, (snr, snr))
+        inst = problem.sample(per, generator(seed, "refine-sweep"), device)
+        with torch.no_grad():
+            metric.append(float(problem.summarize(model.run(inst), inst, evaluation_reference(problem, inst))[name]))
+    kind = crossing_kind(grid, metric, cfg.crossing)
+    crossing = snr_at(grid, metric, cfg.crossing, floor=0.5 / per) if kind == "crossing" else None
+    centre = crossing if crossing is not None else (lo if kind == "below" else hi)
+    a = min(max(centre - cfg.width_db / 2, lo), max(hi - cfg.width_db, lo))
+    band = [round(a, 2), round(min(a + cfg.width_db, hi), 2)]
+    return {"key": key, "band": band, "crossing": None if crossing is None else round(crossing, 3), "kind": kind,
+            "metric_name": name, "grid": grid, "metric": metric}
 
 
 def refine(model, cfg, names: List[str], problem, seed: int, device="cpu", progress: bool = False) -> dict:

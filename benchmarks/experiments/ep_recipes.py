@@ -10,7 +10,7 @@ import sys
 
 from autounfold.algorithms.ep import expectation_propagation
 from autounfold.evaluation import textbook_benchmark as tb
-from autounfold.evaluation.detection_benchmark import snr_at
+from autounfold.curves import snr_at
 
 # The preset is learned_ep_prior with 6 layers and training.refine over [prior_scale, damping_logit,
 # obs_scale]. Rows run before it name what they ran with: FIVE the 5 layers of the earlier presets,
