@@ -301,7 +301,7 @@ def benchmark_textbook(ctx: typer.Context, out: Path = typer.Option(Path("result
     if detection_json is not None and not refresh_quotes:
         raise ConfigError("--detection-json is read by --refresh-quotes only (a full run quotes the committed one)")
     if refresh_quotes:
-        source = ctx.get_parameter_source          # what was typed (or set in the environment), whatever the defaults are
+        source = ctx.get_parameter_source          # what was typed, whatever the defaults are
         given = ["--" + name.replace("_", "-") for name in ("sections", "steps", "test_size", "repeats", "seed")
                  if source(name) is not None and source(name).name != "DEFAULT"]
         if given:

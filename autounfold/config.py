@@ -102,10 +102,10 @@ class RefineConfig(_Strict):
     problem: Dict[str, Any] = Field(default_factory=dict)
     # instead of a fixed band in ``problem``: centre the draw, width_db wide, on the SNR where the model's
     # metric (the problem's score key: SER, BLER) crosses this value, read after the gradient steps from a
-    # sweep of the problem's SNR range (its ``operating_key``) in 1 dB steps; a curve that does not cross
+    # sweep of the problem's SNR range (its ``operating_key``) at most 1 dB apart; a curve that does not cross
     # it in the range puts the band at that end of the range
     crossing: Optional[float] = Field(None, gt=0, lt=1)
-    width_db: float = Field(2.0, gt=0)
+    width_db: float = Field(2.0, gt=0)            # (read with crossing only)
 
     @field_validator("offsets")
     @classmethod
@@ -281,6 +281,9 @@ class ExperimentConfig(_Strict):
             if key is None:
                 raise ValueError(f"training.refine.crossing: {problem.name} has no SNR range along which its metric "
                                  "falls (Problem.operating_key); place the refine draw with training.refine.problem")
+            if key not in problem.sampling_keys:          # a plugin's declaration error, caught before any step
+                raise ValueError(f"training.refine.crossing: {problem.name}'s operating_key {key!r} is not one of its "
+                                 f"sampling_keys ({', '.join(problem.sampling_keys) or 'none'})")
             if key in dotted_keys(refine.problem):
                 raise ValueError(f"training.refine.crossing and training.refine.problem.{key} both place the refine "
                                  "draw; keep one (crossing: where the metric crosses it; problem: a fixed band)")

@@ -473,7 +473,7 @@ def test_detnet_refines_its_step_and_temperature_where_each_benchmark_case_cross
         assert build_refine_problem(model, cfg.training.refine).describe()["channel"]["snr_db"] == [8.0, 10.0], net
 
 
-def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
+def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it(monkeypatch):
     """The preset's training ends with the SER-scored coordinate search over every layer's step and
     temperature (kept only where it beats the score: never worse on its draw); the detection report's
     training table shows it beside the gradient steps, and a dash for networks without one."""
@@ -483,13 +483,24 @@ def test_detnet_preset_runs_its_refine_and_the_benchmark_reports_it():
     cfg = load_config("preset:detnet", ["model.num_layers=2", "training.steps=2", "training.batch_size=16",
                                         "training.validate_every=2", "training.validation_batch=64",
                                         "training.refine.batch=256", "training.refine.sweeps=1"])
+    import autounfold.training.trainer as T
+    drawn = []
+    search = T.refine
+
+    def spy(model, rcfg, names, problem, *args, **kwargs):       # the problem the coordinate search draws from
+        drawn.append(problem.describe()["channel"]["snr_db"])
+        return search(model, rcfg, names, problem, *args, **kwargs)
+    monkeypatch.setattr(T, "refine", spy)
     res = train(build_model(cfg), cfg.training, seed=0, progress=False)
     assert res.refine["params"] == ["step", "temperature"]
     assert res.refine["evaluations"] == 1 + 2 * 2 * len(cfg.training.refine.offsets)
     assert res.refine["end"] >= res.refine["start"] and res.history[-1]["refined"]
     placed = res.refine["placed"]                                  # the band its crossing placed, on record
     assert placed["key"] == "channel.snr_db" and placed["grid"] == [float(v) for v in range(21)]
-    assert 0.0 <= placed["band"][0] and placed["band"][1] <= 20.0 and placed["band"][1] - placed["band"][0] == 2.0
+    assert 0.0 <= placed["band"][0] and placed["band"][1] <= 20.0
+    assert placed["band"][1] - placed["band"][0] == pytest.approx(2.0)
+    assert drawn == [placed["band"]]                               # and the search drew from that band
+    assert res.refine["seconds"] >= placed["seconds"] > 0
 
     result = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "detection_benchmark.json").read_text())
     for e in result["cases"]:
@@ -520,7 +531,8 @@ def test_refine_crossing_places_the_band_where_the_models_ser_crosses_its_target
     placed = refine_band(model, refine, seed=0)
     c = placed["crossing"]
     assert placed["kind"] == "crossing" and placed["metric_name"] == "ser" and 3.0 < c < 15.0
-    assert placed["band"] == [round(c - 1.0, 2), round(c + 1.0, 2)]
+    assert placed["band"] == pytest.approx([c - 1.0, c + 1.0])
+    assert model.training is False                                   # its mode as it was (eval)
     at = build_problem(load_config("preset:deepsic", [f"problem.channel.snr_db=[{c},{c}]"]).problem)
     test = at.sample(20000, generator(5, "test"))
     with torch.no_grad():
@@ -532,6 +544,11 @@ def test_refine_crossing_places_the_band_where_the_models_ser_crosses_its_target
     high, refine = sic3((15, 20), 2048)
     below = refine_band(high, refine, seed=0)
     assert below["kind"] == "below" and below["band"] == [15.0, 17.0]
+    narrow, refine = sic3((7.0, 7.5), 2048)                        # narrower than width_db: all of it
+    narrow.train()
+    assert refine_band(narrow, refine, seed=0)["band"] == [7.0, 7.5] and narrow.training
+    single, refine = sic3((12.0, 12.0), 2048)
+    assert refine_band(single, refine, seed=0)["band"] == [12.0, 12.0]
     with pytest.raises(ConfigError, match=r"training.refine.crossing: mu_miso has no SNR range"):
         load_config("preset:mu_miso", ["training.refine.crossing=0.01"])
     with pytest.raises(ConfigError, match=r"training.refine.crossing and training.refine.problem.channel.snr_db both"):
@@ -549,7 +566,8 @@ def test_training_preset_deepsic_ends_with_its_refine_and_saves_where_it_was_pla
                            progress=False)
     assert out["refine_evaluations"] == 1 + 2 * 2 * 8 and out["refine_end"] >= out["refine_start"]
     lo, hi = out["refine_band"]
-    assert 0.0 <= lo and hi <= 20.0 and hi - lo == 2.0
+    assert 0.0 <= lo and hi <= 20.0 and hi - lo == pytest.approx(2.0)
+    assert out["refine_crossing_kind"] in ("crossing", "below", "never")
     assert out["refine_crossing"] is None or lo <= out["refine_crossing"] <= hi
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["metrics"]["refine_band"] == [lo, hi]

@@ -59,7 +59,8 @@ def train_experiment(config: str, out: "str | Path", overrides: Optional[List[st
     if res.refine is not None:
         metrics.update({f"refine_{k}": v for k, v in res.refine.items() if k not in ("params", "placed")})
         if "placed" in res.refine:                # where training.refine.crossing put the draw
-            metrics.update(refine_band=res.refine["placed"]["band"], refine_crossing=res.refine["placed"]["crossing"])
+            placed = res.refine["placed"]
+            metrics.update(refine_band=placed["band"], refine_crossing=placed["crossing"], refine_crossing_kind=placed["kind"])
     save(model.cpu(), out, model.config, metrics, overwrite=overwrite,
          extra_files={"history.json": json.dumps(res.history, indent=1)})
     return {"model_dir": str(out), **metrics, "layer_parameters": model.scalar_parameters()}

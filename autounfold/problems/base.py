@@ -246,6 +246,11 @@ class Problem:
         """The validation score of a ``summarize`` result; higher is better."""
         return self.score_sign * float(summary[self.score_key])
 
+    def score_count(self, inst) -> int:
+        """How many units the score's metric counts over ``inst`` (blocks for a BLER; detection: symbols),
+        so that a rate read as 0 can be taken as half a unit (``curves.snr_at``'s floor)."""
+        return int(inst.batch_size)
+
 
 def batch_scalar(value, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a python scalar, a 0-d tensor or a (B,) tensor against ``like`` (B, ...)."""

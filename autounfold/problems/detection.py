@@ -442,6 +442,10 @@ class DetectionProblem(Problem):
         ce = float(-lp.gather(-1, s.unsqueeze(-1)).double().mean())
         return {"ser": ser, "ber": ber, "ce": ce, "feasible": bool(self.feasible(x, inst).all())}
 
+    def score_count(self, inst) -> int:
+        """Symbols the SER counts: B x U."""
+        return int(inst.H.shape[0] * inst.H.shape[-1])
+
     # ---- the drift monitor (autounfold.monitoring): the receive side and SER -----------------------
     def is_monitored(self) -> bool:
         return self.n_rx >= 2            # the watched statistic is the coherence across the receive array

@@ -213,11 +213,14 @@ def train(model, cfg: TrainingConfig, seed: int, purpose: str = "train", device=
             placed = refine_band(model, cfg.refine, seed, device)
             refine_problem = build_refine_problem(model, cfg.refine, placed["band"])
             if progress:
-                print(f"refine band {placed['key']} {placed['band']} ({placed['kind']} of {placed['metric_name']} "
-                      f"{cfg.refine.crossing:g}: {placed['crossing']})", flush=True)
+                where = "never reached" if placed["kind"] == "never" else (
+                    "already below at the low end" if placed["kind"] == "below" else f"crossed at {placed['crossing']:.2f} dB")
+                print(f"refine band {placed['key']} [{placed['band'][0]:.2f}, {placed['band'][1]:.2f}] "
+                      f"({placed['metric_name']} {cfg.refine.crossing:g} {where})", flush=True)
         result.refine = refine(model, cfg.refine, refine_names, refine_problem, seed, device, progress)
         if placed is not None:
             result.refine["placed"] = placed
+            result.refine["seconds"] += placed["seconds"]          # the sweep is part of the refine's time
         # what is reported describes the weights returned: the refined ones, scored on the validation draw
         with torch.no_grad():
             score = problem.score(problem.summarize(model.run(val_inst), val_inst, val_ref))
@@ -249,39 +252,41 @@ def refine_parameters(model, names) -> List[str]:
     return list(names)
 
 
-SWEEP_POINTS = 41
-"""At most this many SNRs in ``refine_band``'s sweep (1 dB apart, or closer to fit a wider range)."""
-
-
 def refine_band(model, cfg, seed: int, device="cpu") -> dict:
     """Where ``training.refine.crossing`` places the refine draw (``RefineConfig``): the model's metric
     (its problem's ``score_key``: SER, BLER) on a sweep of the problem's range along its ``operating_key``
-    in 1 dB steps (at most ``SWEEP_POINTS``; the refine's other problem changes applied), ``cfg.batch``
+    at evenly spaced points at most 1 dB apart (the refine's other problem changes applied), ``cfg.batch``
     instances per point, every point from the same stream (``generator(seed, "refine-sweep")``: the same
-    channels and noise shapes at each SNR, so the curve falls smoothly), read by ``curves.snr_at``;
-    the band ``cfg.width_db`` wide centred on the crossing, moved inside the range. A metric already below
+    channels and noise shapes at each SNR, so the curve falls smoothly), read by ``curves.snr_at`` (a point
+    without errors taken as half an error: ``Problem.score_count``); the band ``cfg.width_db`` wide centred
+    on the crossing, moved inside the range (all of it where the range is narrower). A metric already below
     the target at the range's low end ("below") centres it there, one that never reaches it ("never") at
-    the high end. Returns {"key", "band" [lo, hi], "crossing" (dB or None), "kind", "metric_name",
-    "grid", "metric"}."""
+    the high end. The model's train / eval mode is left as it was. Returns {"key", "band" [lo, hi],
+    "crossing" (dB or None), "kind", "metric_name", "grid", "metric", "seconds"}."""
+    start = time.perf_counter()
     lo, hi = operating_range(model)
     key, name = type(model.problem).operating_key, type(model.problem).score_key
-    n = min(SWEEP_POINTS - 1, max(1, math.ceil(hi - lo - 1e-9)))
-    grid = [round(lo + (hi - lo) * i / n, 4) for i in range(n + 1)] if hi > lo else [lo]
-    per = cfg.batch
+    n = max(1, math.ceil(hi - lo - 1e-9))
+    grid = [lo + (hi - lo) * i / n for i in range(n + 1)] if hi > lo else [lo]
+    was_training = model.training
     model.eval()
-    metric = []
-    for snr in grid:
-        problem = build_refine_problem(model, cfg, (snr, snr))
-        inst = problem.sample(per, generator(seed, "refine-sweep"), device)
-        with torch.no_grad():
-            metric.append(float(problem.summarize(model.run(inst), inst, evaluation_reference(problem, inst))[name]))
+    metric, counted = [], 0
+    try:
+        for snr in grid:
+            problem = build_refine_problem(model, cfg, (snr, snr))
+            inst = problem.sample(cfg.batch, generator(seed, "refine-sweep"), device)
+            counted = problem.score_count(inst)
+            with torch.no_grad():
+                metric.append(float(problem.summarize(model.run(inst), inst, evaluation_reference(problem, inst))[name]))
+    finally:
+        model.train(was_training)
     kind = crossing_kind(grid, metric, cfg.crossing)
-    crossing = snr_at(grid, metric, cfg.crossing, floor=0.5 / per) if kind == "crossing" else None
+    crossing = snr_at(grid, metric, cfg.crossing, floor=0.5 / max(counted, 1)) if kind == "crossing" else None
     centre = crossing if crossing is not None else (lo if kind == "below" else hi)
     a = min(max(centre - cfg.width_db / 2, lo), max(hi - cfg.width_db, lo))
-    band = [round(a, 2), round(min(a + cfg.width_db, hi), 2)]
-    return {"key": key, "band": band, "crossing": None if crossing is None else round(crossing, 3), "kind": kind,
-            "metric_name": name, "grid": grid, "metric": metric}
+    band = [a, min(a + cfg.width_db, hi)]
+    return {"key": key, "band": band, "crossing": crossing, "kind": kind, "metric_name": name, "grid": grid,
+            "metric": metric, "seconds": time.perf_counter() - start}
 
 
 def refine(model, cfg, names: List[str], problem, seed: int, device="cpu", progress: bool = False) -> dict:
