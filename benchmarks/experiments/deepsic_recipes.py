@@ -41,6 +41,8 @@ VARIANTS = {
     "deepsic_refine": ("preset:deepsic", ["model.layer=deepsic", *DEEPSIC_REFINE]),
     "deepsic_e2e_refine": ("preset:deepsic", ["model.layer=deepsic", "training.loss=end_to_end", *DEEPSIC_REFINE]),
     "mix_seq_refine": ("preset:deepsic", ["model.layer=deepsic_mix", *DEEPSIC_REFINE]),
+    # the preset as shipped: its refine's draw placed by its crossing (the SER's 1e-2), not by the case
+    "deepsic_preset": ("preset:deepsic", []),
     # DetNet's gradient steps alone
     "detnet": ("preset:detnet", [*STEPS_ONLY]),
     "detnet_e2e": ("preset:detnet", ["training.loss=end_to_end", *STEPS_ONLY]),
@@ -65,7 +67,10 @@ def run_case(name: str, variants, verbose: bool = False):
         t0 = time.perf_counter()
         res = train(model, cfg.training, seed=0, progress=False)
         print(f"[{name}] {v}: trained in {time.perf_counter() - t0:.0f} s, validation SER {-res.best_score:.4f} "
-              f"at step {res.best_step}" + (f", refine {res.refine}" if res.refine else ""), file=sys.stderr, flush=True)
+              f"at step {res.best_step}" + (f", refine {({k: v for k, v in res.refine.items() if k != 'placed'})}"
+                                            + (f", band {res.refine['placed']['band']} (crossing {res.refine['placed']['crossing']})"
+                                               if "placed" in res.refine else "") if res.refine else ""),
+              file=sys.stderr, flush=True)
         if verbose:
             for h in res.history:
                 print(f"[{name}] {v}: step {h['step']} loss {h['loss']:.4f} validation SER {-h['val_score']:.4f}",
