@@ -17,9 +17,11 @@ POSITIVE_STEPS = torch.logspace(-3, 4, 36).tolist()
 MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.9)
 RELAXATIONS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
 # analog and digital steps of hybrid PGA with the norm scaling (a step moves a block by that share of its norm).
-# Down to 1e-4: with the per-user sum rate the best analog step from the subspace start is 1e-4 to 1e-3 (the
-# analog precoder barely moves) and momentum 0.8-0.9 (benchmarks/experiments/hybrid_recipes.py --sum-rate); the
-# earlier grid (1e-2 .. 1e2, momenta up to 0.6) left classical PGA-30 at 97.19% of the bound instead of 98.32%
+# Down to 1e-4: with the per-user sum rate the sweep picks an analog step of 1e-4 to 1e-3 from the subspace start
+# (the analog precoder barely moves) and momentum 0.8-0.9 (benchmarks/experiments/hybrid_recipes.py --sum-rate);
+# the benchmark's earlier sweep (1e-2 .. 1e2, no momentum) left classical PGA-30 at 97.19% of the bound instead of
+# 98.32%. PGA-5's pick there (1e-4, momentum 0.9) is still a corner of this grid, and tune_hybrid_pga tries the
+# momenta only at the steps best without momentum: its optimum may lie beyond.
 HYBRID_STEPS = torch.logspace(-4, 2, 13).tolist()
 HYBRID_MOMENTA = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
 # the start of an unfolded network (``step_init: tuned``) needs no finer grid: training refines it

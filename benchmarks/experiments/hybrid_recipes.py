@@ -51,7 +51,7 @@ VARIANTS = {
 M32 = ["problem.n_antennas=32", "problem.n_rf=10"]
 M32_VARIANTS = {
     "preset": [],
-    "init_pga30_steps": ["model.step_init=21.5", "model.digital_step_init=2.15"],   # PGA-30's tuned steps there
+    "init_pga30_steps": ["model.step_init=21.5", "model.digital_step_init=2.15"],   # PGA-30's tuned steps there (2026-12-05 grid)
     "init_pga10_steps": ["model.step_init=4.64", "model.digital_step_init=2.15"],   # PGA-10's
     "momentum_600": ["model.layer=hybrid_pga_momentum", "training.steps=600"],
     "multi_iteration_600": ["training.loss=multi_iteration", "training.steps=600"],
