@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .config import ExperimentConfig, ModelConfig, dotted_keys, lookup_dotted, refine_band_inside
+from .config import ExperimentConfig, ModelConfig, dotted_keys, lookup_dotted, range_pair, refine_band_inside
 from .errors import ConfigError
 from .plugins import ALGORITHMS, LAYERS, PROBLEMS
 from .problems.base import Problem, ProblemConfig
@@ -61,9 +61,8 @@ def operating_range(model) -> Tuple[float, float]:
     if not isinstance(exp, ExperimentConfig):
         raise ConfigError("training.refine.crossing: the model was not built from an experiment config (build_model), "
                           f"so there is no problem.{key} to sweep; build it with build_model")
-    value = lookup_dotted(exp.problem.model_dump(mode="json"), key)
-    lo, hi = (value, value) if not isinstance(value, (list, tuple)) else value
-    return float(min(lo, hi)), float(max(lo, hi))
+    pair = range_pair(lookup_dotted(exp.problem.model_dump(mode="json"), key))
+    return min(pair), max(pair)
 
 
 def _changed_problem(model, changes, label: str, what: str) -> Problem:

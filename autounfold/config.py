@@ -161,13 +161,16 @@ def refine_band_inside(problem: dict, changes: Dict[str, Any]) -> None:
     for key, band in dotted_keys(changes).items():
         if not key.split(".")[-1].endswith(("snr_db", "ebno_db")):
             continue
-        rng = lookup_dotted(problem, key)
-        lo_hi = [float(v) for v in (rng if isinstance(rng, (list, tuple)) else [rng, rng])]
-        ab = [float(v) for v in (band if isinstance(band, (list, tuple)) else [band, band])]
+        lo_hi, ab = range_pair(lookup_dotted(problem, key)), range_pair(band)
         if min(ab) < min(lo_hi) or max(ab) > max(lo_hi):
             raise ValueError(f"training.refine.problem.{key} {ab} lies outside problem.{key} {lo_hi}, where the model "
                              f"is trained and validated; set training.refine.problem.{key} inside it (where the metric "
                              "matters, e.g. around the SER's crossing of 1e-2), or training.refine: null")
+
+
+def range_pair(value) -> List[float]:
+    """An SNR setting as [a, b] floats in its own order: a pair as given, a single value v as [v, v]."""
+    return [float(v) for v in (value if isinstance(value, (list, tuple)) else [value, value])]
 
 
 def lookup_dotted(data: dict, dotted: str):
