@@ -256,6 +256,45 @@ def test_tuned_start_is_the_tuned_classical_pga_on_the_validation_draw():
         build_model(load_config("preset:hybrid", SMALL + ["model.step_init=tuned", "model.digital_step_init=0.3"]))
 
 
+def test_pga_tuning_ends_at_a_point_no_coordinate_move_improves(monkeypatch):
+    """The coordinate search's pick: no other momentum at its steps, and no step pair within ``reach``
+    places at its momentum, scores better (checked by scoring them independently); it is at least as
+    good as the best momentum-free pair and as that pair's best momentum (the earlier two-stage sweep);
+    each point is scored once; a thinned first sweep still beats every point of its coarse grid."""
+    from autounfold.algorithms import tuning
+
+    p = _problem(objective="sum_rate")          # here momentum 0.9 moves the best digital step from 0.01 to 0.1
+    val = p.sample(32, 5)
+    ref = reference(p, val)
+    steps, momenta, T = tuning.HYBRID_INIT_STEPS, (0.0, 0.5, 0.9), 3
+
+    def score(a, d, m):
+        x = solve(p, val, HybridPGA(), {"step_analog": a, "step_digital": d, "momentum": m}, T).x
+        return p.score(p.summarize(x, val, ref)) if torch.isfinite(torch.view_as_real(x)).all() else float("-inf")
+
+    calls, real = [], tuning._score
+    monkeypatch.setattr(tuning, "_score", lambda *a: calls.append(tuple(sorted(a[-1].items()))) or real(*a))
+    best, s = tuning.tune_hybrid_pga(p, val, ref, T, steps=steps, momenta=momenta, reach=1)
+    monkeypatch.undo()
+    assert len(calls) == len(set(calls)) and len(calls) > len(steps) ** 2     # one score per point, beyond the first sweep
+    i, j, m = steps.index(best["step_analog"]), steps.index(best["step_digital"]), best["momentum"]
+    assert s == pytest.approx(score(steps[i], steps[j], m), abs=1e-9)
+    for mm in momenta:
+        assert score(steps[i], steps[j], mm) <= s + 1e-9, mm
+    for a in steps[max(0, i - 1):i + 2]:
+        for d in steps[max(0, j - 1):j + 2]:
+            assert score(a, d, m) <= s + 1e-9, (a, d)
+    pair = max(((a, d) for a in steps for d in steps), key=lambda ad: score(*ad, 0.0))
+    assert s >= max(score(*pair, mm) for mm in momenta) - 1e-9
+
+    thin, s_thin = tuning.tune_hybrid_pga(p, val, ref, T, steps=steps, stride=2)
+    assert thin["momentum"] == 0.0
+    assert s_thin >= max(score(a, d, 0.0) for a in steps[::2] for d in steps[::2]) - 1e-9
+    for bad in ({"stride": 0}, {"reach": -1}, {"steps": []}):
+        with pytest.raises(ValueError, match="tune_hybrid_pga"):
+            tuning.tune_hybrid_pga(p, val, ref, T, **{"steps": steps, **bad})
+
+
 def test_random_start_does_not_depend_on_the_batch():
     p = _problem()
     inst = p.sample(6, 12)
@@ -288,7 +327,7 @@ def test_evaluate_runs_the_declared_baselines_on_other_sizes():
     model = build_model(load_config("preset:hybrid", SMALL))
     rows = evaluate_model(model, ["nominal", "M16"], batch=32)
     methods = {r["method"] for r in rows}
-    assert {"hybrid_pga-3 (this model)", "PGA, tuned analog and digital steps-3", "PE-AltMin + best digital-3",
+    assert {"hybrid_pga-3 (this model)", "PGA, tuned steps and momentum-3", "PE-AltMin + best digital-3",
             "SVD-phase analog + best digital (closed form)",
             "subspace analog (alternating projections) + best digital (closed form)"} <= methods
     assert all(r["feasible"] and 50 < r["pct_of_bound"] <= 100.0001 for r in rows)

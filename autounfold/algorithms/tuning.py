@@ -16,16 +16,24 @@ from .solver import solve
 POSITIVE_STEPS = torch.logspace(-3, 4, 36).tolist()
 MOMENTA = (0.0, 0.3, 0.5, 0.7, 0.9)
 RELAXATIONS = (0.6, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.8, 2.0)
-# analog and digital steps of hybrid PGA with the norm scaling (a step moves a block by that share of its norm).
-# Down to 1e-4: with the per-user sum rate the sweep picks an analog step of 1e-4 to 1e-3 from the subspace start
-# (the analog precoder barely moves) and momentum 0.8-0.9 (benchmarks/experiments/hybrid_recipes.py --sum-rate);
-# the benchmark's earlier sweep (1e-2 .. 1e2, no momentum) left classical PGA-30 at 97.19% of the bound instead of
-# 98.32%. PGA-5's pick there (1e-4, momentum 0.9) is still a corner of this grid, and tune_hybrid_pga tries the
-# momenta only at the steps best without momentum: its optimum may lie beyond.
-HYBRID_STEPS = torch.logspace(-4, 2, 13).tolist()
-HYBRID_MOMENTA = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9)
+# analog and digital steps of hybrid PGA with the norm scaling (a step moves a block by that share of its norm),
+# half a decade apart. Down to 1e-5: with the per-user sum rate the best analog step from the subspace start is
+# 1e-4 or below (the analog precoder barely moves) with momentum 0.8-0.95 (benchmarks/experiments/hybrid_recipes.py
+# --sum-rate); the benchmark's sweep of 2026-12-05 (1e-2 .. 1e2, no momentum) left classical PGA-30 at 97.19% of the
+# bound instead of 98.32%, and the 1e-4 .. 1e2 / 0.9 grid of 2026-12-06 left PGA-5's pick on its corner.
+HYBRID_STEPS = torch.logspace(-5, 2, 15).tolist()
+HYBRID_MOMENTA = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
 # the start of an unfolded network (``step_init: tuned``) needs no finer grid: training refines it
 HYBRID_INIT_STEPS = torch.logspace(-4, 2, 7).tolist()
+
+
+def _score(problem, inst, ref, iterations: int, algo, params) -> float:
+    """``problem.score`` of ``iterations`` steps of ``algo`` with ``params`` on ``inst`` against ``ref``;
+    -inf when the result has a NaN or Inf."""
+    x = solve(problem, inst, algo, params, iterations).x
+    if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
+        return float("-inf")
+    return problem.score(problem.summarize(x, inst, ref))
 
 
 def _best(problem, inst, ref, iterations: int, candidates) -> Tuple[object, float]:
@@ -34,10 +42,7 @@ def _best(problem, inst, ref, iterations: int, candidates) -> Tuple[object, floa
     every candidate diverges."""
     best, best_score = None, float("-inf")
     for key, algo, params in candidates:
-        x = solve(problem, inst, algo, params, iterations).x
-        if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
-            continue
-        s = problem.score(problem.summarize(x, inst, ref))
+        s = _score(problem, inst, ref, iterations, algo, params)
         if s > best_score:
             best, best_score = key, s
     return best, best_score
@@ -68,23 +73,52 @@ def tune_wmmse(problem, inst, ref, iterations: int, grid: Iterable[float] = RELA
 
 @torch.no_grad()
 def tune_hybrid_pga(problem, inst, ref, iterations: int, steps: Iterable[float] = HYBRID_STEPS,
-                    momenta: Iterable[float] = (0.0,), normalize: Optional[str] = "norm") -> Tuple[dict, float]:
-    """The fixed (analog step, digital step[, momentum]) of ``iterations`` of hybrid PGA with the best
-    score on ``inst``: every pair of ``steps`` without momentum, then each momentum at the best pair.
-    Returns ({"step_analog", "step_digital", "momentum"}, score)."""
+                    momenta: Iterable[float] = (0.0,), normalize: Optional[str] = "norm", stride: int = 1,
+                    reach: int = 2, rounds: int = 4) -> Tuple[Optional[dict], float]:
+    """The fixed (analog step, digital step, momentum) of ``iterations`` of hybrid PGA with the best
+    score on ``inst``, by a coordinate search over ``steps`` x ``steps`` x ``momenta``:
+
+    1. every (analog, digital) pair of ``steps[::stride]`` without momentum (``stride`` > 1 thins this
+       sweep for long runs);
+    2. every momentum of ``momenta`` at the best pair so far;
+    3. every pair within ``reach`` places of ``steps`` of the best pair, at its momentum.
+
+    2 and 3 repeat until the best point stops moving (at most ``rounds`` times): a heavy-ball momentum
+    beta stretches the effective step by about 1 / (1 - beta), so the best steps move once momentum
+    enters, and 3 follows them. Every point is scored once; ties keep the point scored first.
+    Returns ({"step_analog", "step_digital", "momentum"}, score), or (None, -inf) when every point
+    diverges."""
     from .hybrid_pga import HybridPGA
+    steps, momenta = list(steps), list(momenta)
+    if not steps or stride < 1 or reach < 0 or rounds < 0:
+        raise ValueError(f"tune_hybrid_pga: needs steps, stride >= 1, reach >= 0, rounds >= 0 "
+                         f"(got {len(steps)} steps, stride {stride}, reach {reach}, rounds {rounds})")
     algo = HybridPGA(normalize=normalize)
-    steps = list(steps)
-    grid = [{"step_analog": a, "step_digital": d, "momentum": 0.0} for a in steps for d in steps]
-    best, score = _best(problem, inst, ref, iterations, ((p, algo, p) for p in grid))
-    if best is None:
-        return None, score
-    more = [{**best, "momentum": m} for m in momenta if m != 0.0]
-    if more:
-        other, other_score = _best(problem, inst, ref, iterations, ((p, algo, p) for p in more))
-        if other is not None and other_score > score:
-            best, score = other, other_score
-    return best, score
+    scores: dict = {}                                     # (analog index, digital index, momentum) -> score
+
+    def visit(points):
+        for i, j, m in points:
+            if (i, j, m) not in scores:
+                params = {"step_analog": steps[i], "step_digital": steps[j], "momentum": m}
+                scores[(i, j, m)] = _score(problem, inst, ref, iterations, algo, params)
+        return max(scores, key=scores.get)
+
+    coarse = range(0, len(steps), stride)
+    best = visit((i, j, 0.0) for i in coarse for j in coarse)
+    for _ in range(rounds):
+        if scores[best] == float("-inf"):
+            break
+        before = best
+        best = visit((best[0], best[1], m) for m in momenta)
+        i0, j0, m0 = best
+        near = lambda k: range(max(0, k - reach), min(len(steps), k + reach + 1))  # noqa: E731
+        best = visit((i, j, m0) for i in near(i0) for j in near(j0))
+        if best == before:
+            break
+    if scores[best] == float("-inf"):
+        return None, float("-inf")
+    i, j, m = best
+    return {"step_analog": steps[i], "step_digital": steps[j], "momentum": float(m)}, scores[best]
 
 
 # LASSO weights tried for ISTA / FISTA at a given iteration count (multiples of the problem's lam)

@@ -239,13 +239,14 @@ def hybrid_pga(problem, inst, iterations: int, params: dict):
 
 
 def hybrid_pga_tuned(problem, inst, iterations: int):
-    """Hybrid PGA with the validation-best fixed analog and digital steps for this depth."""
-    from ..algorithms.tuning import tune_hybrid_pga
+    """Hybrid PGA with the validation-best fixed analog and digital steps and heavy-ball momentum for this
+    depth (``tune_hybrid_pga`` over HYBRID_STEPS and HYBRID_MOMENTA, as the hybrid benchmark tunes it)."""
+    from ..algorithms.tuning import HYBRID_MOMENTA, tune_hybrid_pga
     size = _size(inst)
 
     def tune():
         val, ref = validation_set(problem, size)
-        best, _ = tune_hybrid_pga(problem, val, ref, iterations)
+        best, _ = tune_hybrid_pga(problem, val, ref, iterations, momenta=HYBRID_MOMENTA)
         return best or {"step_analog": 0.1, "step_digital": 0.1, "momentum": 0.0}
     return hybrid_pga(problem, inst, iterations, _tuned(problem, ("hybrid_pga", iterations, size), tune))
 
@@ -379,7 +380,7 @@ CLASSICAL = {
     "zf": ("ZF (closed form)", lambda problem, inst, K: None if getattr(problem, "name", "") == "detection" and
            inst.H.shape[-1] > inst.H.shape[-2] else problem.init(inst, "zf")),
     "mrt": ("MRT (closed form)", lambda problem, inst, K: problem.init(inst, "mrt")),
-    "hybrid_pga_tuned": ("PGA, tuned analog and digital steps", hybrid_pga_tuned),
+    "hybrid_pga_tuned": ("PGA, tuned steps and momentum", hybrid_pga_tuned),
     "altmin": ("PE-AltMin + best digital", altmin),
     "two_stage": ("SVD-phase analog + best digital (closed form)", two_stage),
     "subspace": ("subspace analog (alternating projections) + best digital (closed form)", subspace),
