@@ -147,7 +147,8 @@ def resolve_tuned_init(cfg: ExperimentConfig, problem: Problem) -> ExperimentCon
                               "step); leave it out, or give both steps as numbers")
         learns_momentum = "momentum" in layer.params(problem, m.num_layers, [1.0] * m.num_layers, 0.0, None)
         best, _ = tune_hybrid_pga(problem, inst, ref, m.num_layers, steps=HYBRID_INIT_STEPS, normalize=algo.normalize,
-                                  momenta=HYBRID_MOMENTA if learns_momentum else (0.0,), reach=1)
+                                  momenta=HYBRID_MOMENTA if learns_momentum else (0.0,), reach=1,
+                                  safeguard=algo.safeguard)
         if best is None:
             raise ConfigError(f"model.step_init 'tuned': no step pair of the grid gives a finite result for {m.layer!r}")
         update = {"step_init": best["step_analog"], "digital_step_init": best["step_digital"],

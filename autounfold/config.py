@@ -59,6 +59,11 @@ class ModelConfig(_Strict):
     # percentiles of a draw of the training channels; with snr_knots too, each scalar is bilinear on the
     # grid of both (the problem supplies ``log_condition``: mu_miso, beamforming)
     cond_knots: Union[int, List[float]] = 0
+    # hybrid_pga layers (and classical hybrid PGA): the iteration runs unchanged, but each layer outputs, per
+    # sample, the best iterate so far by the objective (one objective evaluation per layer), so the output is
+    # never worse than the start. A schedule tuned or learned on one SNR range can overshoot outside it (the
+    # sum-rate networks of the hybrid benchmark fell below their start at 30 dB)
+    safeguard: bool = False
 
     @field_validator("snr_knots", "cond_knots", mode="before")
     @classmethod
@@ -264,6 +269,9 @@ class ExperimentConfig(_Strict):
         if m.support is not None and not layer.support_selection:
             fits = LAYERS.select(lambda d: d.support_selection)
             raise ValueError(f"model.support applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")
+        if m.safeguard and layer.algorithm != "hybrid_pga":
+            fits = LAYERS.select(lambda d: d.algorithm == "hybrid_pga")
+            raise ValueError(f"model.safeguard applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")
         if m.digital_step_init is not None and not layer.digital_step:
             fits = LAYERS.select(lambda d: d.digital_step)
             raise ValueError(f"model.digital_step_init applies to layers {', '.join(fits)} (not {m.layer!r}); leave it out")

@@ -20,6 +20,7 @@ number of bands: the learned steps are then free of every dimension. ``none`` us
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -43,35 +44,52 @@ def _moving(beta) -> bool:
     return beta is not None and not (isinstance(beta, (int, float)) and beta == 0)
 
 
+@dataclass
+class GuardedState:
+    """The state of safeguarded hybrid PGA. x: (B, D) the best iterate so far per sample (the output);
+    path, path_prev: (B, D) the iteration's own current and previous iterate; f_best: (B,) the
+    objective of x (None until the first step computes it)."""
+
+    x: torch.Tensor
+    path: torch.Tensor
+    path_prev: torch.Tensor
+    f_best: Optional[torch.Tensor]
+
+
 @ALGORITHMS.register
 class HybridPGA:
     """The alternating projected gradient step of eq. 12 (module docstring).
 
     Per-iteration parameters: ``step_analog`` (mu_a, scalar), ``step_digital`` (mu_d, a scalar or one
-    per band), ``momentum`` (beta, optional heavy ball on both blocks).
+    per band), ``momentum`` (beta, optional heavy ball on both blocks). ``safeguard=True``: the
+    iteration runs unchanged, but each step returns, per sample, the best iterate so far by
+    ``problem.objective`` (``GuardedState``), so no output is worse than the start or any earlier one;
+    one objective evaluation per step. (``solve(tol=...)`` then measures the change of that best iterate,
+    and the reference solver runs the rule without the safeguard.)
     """
 
     name = "hybrid_pga"
     parameters = ("step_analog", "step_digital", "momentum")
     problems = ("hybrid_precoding",)
 
-    def __init__(self, normalize: Optional[str] = "norm"):
+    def __init__(self, normalize: Optional[str] = "norm", safeguard: bool = False):
         if normalize not in (None, "norm"):
             raise ConfigError(f"hybrid_pga: gradient scaling must be 'norm' or none (got {normalize!r})")
         self.normalize = normalize
+        self.safeguard = bool(safeguard)
         self.extrapolation = "heavy_ball"
 
     @classmethod
     def from_model_config(cls, cfg, problem) -> "HybridPGA":
         scaling = {"auto": problem.default_scaling, "none": None}.get(cfg.gradient_scaling, cfg.gradient_scaling)
-        return cls(normalize=scaling)
+        return cls(normalize=scaling, safeguard=cfg.safeguard)
 
     @classmethod
     def for_reference(cls, decl) -> "HybridPGA":
         return cls(normalize=decl.normalize)
 
-    def init_state(self, x0: torch.Tensor) -> State:
-        return State(x0, x0)
+    def init_state(self, x0: torch.Tensor):
+        return GuardedState(x0, x0, x0, None) if self.safeguard else State(x0, x0)
 
     def _scale(self, g: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
         """||g||_F / ||W||_F over the last two dimensions (kept for broadcasting)."""
@@ -79,7 +97,19 @@ class HybridPGA:
             return torch.ones((), dtype=g.real.dtype, device=g.device)
         return norm_ratio(g, W, keepdim=True)
 
-    def step(self, problem, inst, state: State, params: dict) -> State:
+    def step(self, problem, inst, state, params: dict):
+        if not self.safeguard:
+            return self._step(problem, inst, state, params)
+        # keep-best: the iteration goes on along its own path; what the step returns (state.x) is, per
+        # sample, the best iterate so far by the objective (ties keep the earlier one)
+        path = self._step(problem, inst, State(state.path, state.path_prev), params)
+        f_best = problem.objective(state.x, inst) if state.f_best is None else state.f_best
+        f = problem.objective(path.x, inst)
+        better = f > f_best                                                        # (B,)
+        return GuardedState(torch.where(better.unsqueeze(-1), path.x, state.x), path.x, path.x_prev,
+                            torch.where(better, f, f_best))
+
+    def _step(self, problem, inst, state: State, params: dict) -> State:
         NB = inst.H.shape[1]
         W_a, D = problem.unpack_stacked(state.x, inst)                             # (B, M, L), (B, L, NB N)
         beta = params.get("momentum")

@@ -33,7 +33,8 @@ def _score(problem, inst, ref, iterations: int, algo, params) -> float:
     x = solve(problem, inst, algo, params, iterations).x
     if not torch.isfinite(torch.view_as_real(x) if x.is_complex() else x).all():
         return float("-inf")
-    return problem.score(problem.summarize(x, inst, ref))
+    s = float(problem.score(problem.summarize(x, inst, ref)))
+    return s if s == s else float("-inf")                      # a NaN score never wins
 
 
 def _best(problem, inst, ref, iterations: int, candidates) -> Tuple[object, float]:
@@ -74,7 +75,7 @@ def tune_wmmse(problem, inst, ref, iterations: int, grid: Iterable[float] = RELA
 @torch.no_grad()
 def tune_hybrid_pga(problem, inst, ref, iterations: int, steps: Iterable[float] = HYBRID_STEPS,
                     momenta: Iterable[float] = (0.0,), normalize: Optional[str] = "norm", stride: int = 1,
-                    reach: int = 2, rounds: int = 4) -> Tuple[Optional[dict], float]:
+                    reach: int = 2, rounds: int = 4, safeguard: bool = False) -> Tuple[Optional[dict], float]:
     """The fixed (analog step, digital step, momentum) of ``iterations`` of hybrid PGA with the best
     score on ``inst``, by a coordinate search over ``steps`` x ``steps`` x ``momenta``:
 
@@ -83,17 +84,18 @@ def tune_hybrid_pga(problem, inst, ref, iterations: int, steps: Iterable[float] 
     2. every momentum of ``momenta`` at the best pair so far;
     3. every pair within ``reach`` places of ``steps`` of the best pair, at its momentum.
 
-    2 and 3 repeat until the best point stops moving (at most ``rounds`` times): a heavy-ball momentum
+    2 and 3 repeat until the best point stops moving (at most ``rounds`` times; ``rounds=0`` keeps the
+    momentum-free sweep of 1 alone): a heavy-ball momentum
     beta stretches the effective step by about 1 / (1 - beta), so the best steps move once momentum
     enters, and 3 follows them. Every point is scored once; ties keep the point scored first.
-    Returns ({"step_analog", "step_digital", "momentum"}, score), or (None, -inf) when every point
-    diverges."""
+    ``safeguard``: tune the safeguarded update (``HybridPGA(safeguard=True)``). Returns
+    ({"step_analog", "step_digital", "momentum"}, score), or (None, -inf) when every point diverges."""
     from .hybrid_pga import HybridPGA
     steps, momenta = list(steps), list(momenta)
     if not steps or stride < 1 or reach < 0 or rounds < 0:
         raise ValueError(f"tune_hybrid_pga: needs steps, stride >= 1, reach >= 0, rounds >= 0 "
                          f"(got {len(steps)} steps, stride {stride}, reach {reach}, rounds {rounds})")
-    algo = HybridPGA(normalize=normalize)
+    algo = HybridPGA(normalize=normalize, safeguard=safeguard)
     scores: dict = {}                                     # (analog index, digital index, momentum) -> score
 
     def visit(points):

@@ -232,10 +232,11 @@ def pga_tuned(problem, inst, iterations: int):
 
 
 # ---- wideband hybrid precoding (hybrid_precoding) ---------------------------------------------------
-def hybrid_pga(problem, inst, iterations: int, params: dict):
-    """Classical hybrid PGA (survey eq. 12, ``algorithms.hybrid_pga``) with fixed steps from the start."""
+def hybrid_pga(problem, inst, iterations: int, params: dict, safeguard: bool = False):
+    """Classical hybrid PGA (survey eq. 12, ``algorithms.hybrid_pga``) with fixed steps from the start
+    (``safeguard``: the same iteration, returning per sample the best iterate by the objective)."""
     from ..algorithms.hybrid_pga import HybridPGA
-    return solve(problem, inst, HybridPGA(), params, iterations).x
+    return solve(problem, inst, HybridPGA(safeguard=safeguard), params, iterations).x
 
 
 def hybrid_pga_tuned(problem, inst, iterations: int):

@@ -6,8 +6,8 @@ benchmark-hybrid``, ``make benchmark-hybrid``).
 Every unfolded model is trained with the preset recipe (``preset:hybrid``: 12 antennas, 10 RF chains,
 8 bands, 6 users, clustered multipath, SNR U[0, 20] dB, log-det rate, ``step_init: tuned``) and then
 tested unchanged. Classical PGA is the same update rule (``algorithms.hybrid_pga``) with fixed analog
-and digital steps, then a heavy-ball momentum, chosen by sweep on a validation draw of its own (never the test
-draw) at each depth (``_tuned_steps``).
+and digital steps and heavy-ball momentum, chosen by a coordinate search on a validation draw of its own (never
+the test draw) at each depth (``_tuned_steps``, ``algorithms.tuning.tune_hybrid_pga``).
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ PGA_DEPTHS = (1, 2, 3, 5, 10, 30, 100)
 CONVERGED = 1000                                  # iterations of "PGA to convergence"
 ROBUSTNESS = ("iid", "snr0", "snr10", "snr20", "snr30", "as30", "delay16", "umi")   # umi: 3GPP UMi bands (Sionna)
 ANTENNAS = (8, 16, 32)
+PGA_STRIDE_100 = 2                                # classical PGA-100's first sweep takes one step in this many
+PGA_REACH = 2                                     # the coordinate search's step neighbourhood, in grid places
 STARTS = {"svd": "SVD-phase analog + best digital (two-stage)",
           "subspace": "subspace analog (alternating projections) + best digital",
           "random": "random-phase analog + best digital"}
@@ -64,7 +66,8 @@ def _train(overrides: Sequence[str], steps: int, seed: int, quiet: bool, what: s
 def _tuned_steps(p, depth: int, val, vref, stride: int = 1) -> dict:
     """Classical PGA's analog and digital steps and heavy-ball momentum, best on the validation draw
     (``tune_hybrid_pga``'s coordinate search over HYBRID_STEPS x HYBRID_STEPS x HYBRID_MOMENTA)."""
-    best, _ = tune_hybrid_pga(p, val, vref, depth, steps=HYBRID_STEPS, momenta=HYBRID_MOMENTA, stride=stride)
+    best, _ = tune_hybrid_pga(p, val, vref, depth, steps=HYBRID_STEPS, momenta=HYBRID_MOMENTA, stride=stride,
+                              reach=PGA_REACH)
     return best
 
 
@@ -82,7 +85,8 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                                               "threads": torch.get_num_threads(), "torch": torch.__version__,
                                               "converged_iterations": CONVERGED, "objective": "logdet (eq. 11)",
                                               "pga_grid": {"steps": [HYBRID_STEPS[0], HYBRID_STEPS[-1], len(HYBRID_STEPS)],
-                                                           "momenta": list(HYBRID_MOMENTA), "stride_at_100": 2}}}
+                                                           "momenta": list(HYBRID_MOMENTA), "stride_at_100": PGA_STRIDE_100,
+                                                           "reach": PGA_REACH}}}
     models = {layer: _train([f"model.layer={layer}", f"model.num_layers={depth}"], steps, seed, quiet, f"{layer}-{depth}")
               for layer in layers}
     main, main_cfg, _ = models[layers[0]]
@@ -100,7 +104,7 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
         t0 = time.perf_counter()
         # at 100 iterations the first sweep takes every other step (a decade apart) to bound its cost; the
         # coordinate search then refines around its pick on the full grid
-        tuned[T] = _tuned_steps(p, T, val, vref, stride=2 if T >= 100 else 1)
+        tuned[T] = _tuned_steps(p, T, val, vref, stride=PGA_STRIDE_100 if T >= 100 else 1)
         _log(f"PGA-{T} steps {tuned[T]} in {time.perf_counter() - t0:.0f} s", quiet)
     rows: List[dict] = []
     with torch.no_grad():
@@ -270,7 +274,8 @@ def _grid_text(settings: dict) -> str:
     return (f"Classical PGA's analog and digital steps ({n} values, {lo:.0e} .. {hi:.0e} of a block's norm, half a decade "
             f"apart) and heavy-ball momentum ({', '.join(f'{m:g}' for m in g['momenta'])}) are chosen on a validation "
             "draw at each depth and objective by a coordinate search: every step pair without momentum, then every "
-            "momentum at the best pair, then the pairs within a decade of it at that momentum, repeated until the pick "
+            f"momentum at the best pair, then the pairs within {g.get('reach', 2)} grid places of it at that momentum, "
+            "repeated until the pick "
             f"stays (at 100 iterations the first sweep takes one step in {g['stride_at_100']})")
 
 

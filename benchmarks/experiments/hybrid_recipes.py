@@ -6,20 +6,34 @@ Each variant is ``preset:hybrid`` with the listed overrides; scored on the hybri
 classical PGA-5 / 10 / 30 (the benchmark's validation-tuned steps) with the best digital precoder for
 their final analog precoder. ``--umi`` instead scores on 3GPP UMi bands (Sionna; 512 test channels,
 steps of PGA-5 and PGA-30 swept on a UMi validation draw of 256): the preset model trained on the
-clustered channel, applied unchanged, against classical PGA tuned there.
+clustered channel, applied unchanged, against classical PGA tuned there (steps and momentum, as the benchmark
+tunes them).
 
 The preset starts from the ``subspace`` design since c2ac339; the recipe tables in
 benchmarks/experiments/README.md ran at 659cad6, from the SVD phases (``svd``), with that commit's
 committed benchmark steps (check it out to rerun them as they were).
 
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py [--readout] [variant ...]   (about 6 min, 2 cores)
-    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 3 min)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --umi                       (about 5 min)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --m32 [variant ...]         (about 7 min)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --sum-rate [variant ...]    (about 10 min)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --momentum-edge             (about 1.5 min)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --sum-rate-robust [variant ...]  (about 6 min)
+
+``--sum-rate-robust``: the sum-rate networks (``SUM_RATE_VARIANTS``; default: with and without momentum, each
+trained with and without ``model.safeguard``, those trained without it also run with it) and classical PGA-5 / PGA-30 with and without the safeguard, on the
+benchmark's sum-rate test draw and on its conditions not trained on (the same draws: 256 channels each), with the
+worst case. PGA-30 runs the benchmark's sum-rate steps (its JSON); PGA-5 is tuned on the benchmark's sum-rate
+validation draw, the safeguarded PGA-5 with the safeguard on.
+
+``--momentum-edge``: the benchmark's sum-rate PGA-5 picks the largest momentum of HYBRID_MOMENTA (0.95); this
+tunes it again with momenta up to 0.99 and beyond 1 on the same validation draw and scores it on the same test
+draw, to bound what the grid's edge costs PGA-5.
 
 ``--sum-rate``: the same question for the per-user sum-rate objective (with interference), where tuned
 PGA-30 is ahead of the unfolded PGA-5 in the benchmark: recipes trained with that objective, against PGA-5 /
-PGA-30 tuned as the benchmark tunes them (steps, then momentum, on its sum-rate validation draw), on the
+PGA-30 tuned as the benchmark tunes them (``tune_hybrid_pga``'s coordinate search over steps and momentum,
+on its sum-rate validation draw), on the
 benchmark's sum-rate test draw (512 channels).
 
 ``--m32``: the same question at 32 antennas and 10 RF chains, where iterations from the subspace start
@@ -35,9 +49,10 @@ import torch
 from autounfold.algorithms import reference
 from autounfold.algorithms.tuning import HYBRID_MOMENTA, tune_hybrid_pga
 from autounfold.build import build_model
-from autounfold.config import load_config
+from autounfold.config import ExperimentConfig, load_config
 from autounfold.evaluation import baselines
-from autounfold.evaluation.evaluate import transfer
+from autounfold.evaluation.evaluate import scenario_config, transfer
+from autounfold.evaluation.hybrid_benchmark import ROBUSTNESS
 from autounfold.seeding import generator
 from autounfold.training import train
 
@@ -64,6 +79,8 @@ SUM_RATE_VARIANTS = {
     "steps_1000": ["training.steps=1000"],
     "momentum_1000": ["model.layer=hybrid_pga_momentum", "training.steps=1000"],
     "multi_iteration": ["training.loss=multi_iteration"],
+    "safeguard": ["model.safeguard=true"],
+    "momentum_safeguard": ["model.layer=hybrid_pga_momentum", "model.safeguard=true"],
 }
 BENCHMARK_JSON = Path(__file__).resolve().parents[1] / "hybrid_benchmark.json"
 
@@ -88,9 +105,9 @@ def umi():
     with torch.no_grad():
         rows = {"unfolded PGA-5 (preset, trained on clustered)": moved.run(test)}
         for T in (5, 30):
-            steps, _ = tune_hybrid_pga(p, val, vref, T)
-            rows[f"PGA-{T}, steps tuned on UMi {steps['step_analog']:.3g} / {steps['step_digital']:.3g}"] = \
-                baselines.hybrid_pga(p, test, T, steps)
+            steps, _ = tune_hybrid_pga(p, val, vref, T, momenta=HYBRID_MOMENTA)     # as the benchmark tunes it
+            rows[f"PGA-{T}, tuned on UMi (analog {steps['step_analog']:.3g}, digital {steps['step_digital']:.3g}, "
+                 f"momentum {steps['momentum']:.2g})"] = baselines.hybrid_pga(p, test, T, steps)
         rows[f"the preset's start ({p.init_method})"] = p.init(test)
         for name, x in rows.items():
             row(name, p.summarize(x, test, ref))
@@ -152,7 +169,66 @@ def sum_rate(names):
             row(name, p.summarize(model.run(test), test, ref))
 
 
+def momentum_edge():
+    cfg = load_config("preset:hybrid", SUM_RATE + ["model.step_init=0.01", "model.digital_step_init=1.0"])
+    q = build_model(cfg).problem                                       # the problem alone: nothing is trained
+    val = q.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
+    vref = reference(q, val)
+    test = q.sample(512, generator(0, "hybrid-benchmark", "sr-test"))
+    ref = reference(q, test)
+    print("| sum rate, PGA-5 tuned with momenta | pick (analog, digital, momentum) | validation % | test % |\n|---|---|---|---|")
+    for extra in ((), (0.98, 0.99), (0.98, 0.99, 1.0, 1.05, 1.1)):
+        momenta = HYBRID_MOMENTA + extra
+        st, sv = tune_hybrid_pga(q, val, vref, 5, momenta=momenta)
+        pct = q.summarize(baselines.hybrid_pga(q, test, 5, st), test, ref)["pct_of_bound"]
+        print(f"| up to {momenta[-1]:g} | {st['step_analog']:.3g}, {st['step_digital']:.3g}, {st['momentum']:g} | "
+              f"{sv:.3f} | {pct:.3f} |", flush=True)
+
+
+def sum_rate_robust(names):
+    names = names or ["preset", "safeguard", "momentum", "momentum_safeguard"]
+    runs = list(trained(SUM_RATE_VARIANTS, names, SUM_RATE, 512, "hybrid-benchmark", "sr-test"))
+    p, test, ref = runs[0][2], runs[0][3], runs[0][4]
+    cfg = runs[0][1].config
+    draws = {"nominal": (p, test, ref)}
+    for sc in ROBUSTNESS:
+        q = transfer(runs[0][1], scenario_config(cfg, sc)).problem
+        t = q.sample(256, generator(0, "hybrid-benchmark", "sr", sc))
+        draws[sc] = (q, t, reference(q, t))
+    val = p.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
+    vref = reference(p, val)
+    bench = {r["method"]: r.get("steps") for r in json.loads(BENCHMARK_JSON.read_text())["sum_rate"]["rows"]}
+    classical = {}
+    for guard in (False, True):
+        st5, _ = tune_hybrid_pga(p, val, vref, 5, momenta=HYBRID_MOMENTA, safeguard=guard)
+        classical[f"PGA-5{', safeguarded' if guard else ''} (tuned: {st5['step_analog']:.2g}, {st5['step_digital']:.2g}, "
+                  f"{st5['momentum']:g})"] = (5, st5, guard)
+        classical[f"PGA-30{', safeguarded' if guard else ''} (the benchmark's steps)"] = (30, bench["PGA-30, tuned steps"], guard)
+    print("| sum rate, % of bound | " + " | ".join(draws) + " | worst |\n|---|" + "---|" * (len(draws) + 1))
+
+    def line(name, run):
+        vals = [q.summarize(run(sc, q, t), t, r)["pct_of_bound"] for sc, (q, t, r) in draws.items()]
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in vals) + f" | **{min(vals):.3f}** |", flush=True)
+
+    with torch.no_grad():
+        for name, model, *_ in runs:
+            line(name, lambda sc, q, t, m=model: (m if sc == "nominal" else transfer(m, scenario_config(m.config, sc))).run(t))
+            if not model.config.model.safeguard:        # trained without the safeguard, deployed with it
+                data = model.config.model_dump(mode="json")
+                data["model"]["safeguard"] = True
+                guarded = ExperimentConfig.model_validate(data)
+                line(f"{name}, safeguard at inference only",
+                     lambda sc, q, t, m=model, c=guarded: transfer(m, c if sc == "nominal" else scenario_config(c, sc)).run(t))
+        for name, (T, st, guard) in classical.items():
+            line(name, lambda sc, q, t, T=T, st=st, g=guard: baselines.hybrid_pga(q, t, T, st, safeguard=g))
+        line("the start", lambda sc, q, t: q.init(t))
+
+
 def main(args):
+    if "--sum-rate-robust" in args:
+        return sum_rate_robust([a for a in args if a != "--sum-rate-robust"])
+    if "--momentum-edge" in args:
+        return momentum_edge()
     if "--umi" in args:
         return umi()
     if "--sum-rate" in args:
