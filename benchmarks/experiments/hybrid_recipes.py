@@ -19,6 +19,11 @@ committed benchmark steps (check it out to rerun them as they were).
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --sum-rate [variant ...]    (about 10 min)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --momentum-edge             (about 1.5 min)
     .venv/bin/python benchmarks/experiments/hybrid_recipes.py --sum-rate-robust [variant ...]  (about 6 min)
+    .venv/bin/python benchmarks/experiments/hybrid_recipes.py --safeguard-latency          (about 1 min)
+
+``--safeguard-latency``: what ``model.safeguard`` costs: unfolded PGA-5 (and + momentum) with and without it,
+for both objectives, at batch 256 of the benchmark's test draw, interleaved medians of 20 rounds (the steps
+are fixed numbers: latency does not depend on trained values).
 
 ``--sum-rate-robust``: the sum-rate networks (``SUM_RATE_VARIANTS``; default: with and without momentum, each
 trained with and without ``model.safeguard``, those trained without it also run with it) and classical PGA-5 / PGA-30 with and without the safeguard, on the
@@ -224,7 +229,29 @@ def sum_rate_robust(names):
         line("the start", lambda sc, q, t: q.init(t))
 
 
+def safeguard_latency():
+    from autounfold.evaluation.latency import measure_latency
+    fns = {}
+    for objective in ("logdet", "sum_rate"):
+        for layer in ("hybrid_pga", "hybrid_pga_momentum"):
+            for guard in (False, True):
+                cfg = load_config("preset:hybrid", [f"problem.objective={objective}", f"model.layer={layer}",
+                                                    "model.step_init=0.001", "model.digital_step_init=1.0",
+                                                    f"model.safeguard={str(guard).lower()}"])
+                model = build_model(cfg).eval()
+                inst = model.problem.sample(256, generator(0, "hybrid-benchmark", "test"))
+                fns[(objective, layer, guard)] = lambda m=model, i=inst: m.run(i)
+    lat = measure_latency(fns, repeats=20)
+    print("| objective | layer | median ms | safeguarded median ms | cost |\n|---|---|---|---|---|")
+    for objective in ("logdet", "sum_rate"):
+        for layer in ("hybrid_pga", "hybrid_pga_momentum"):
+            a, b = lat[(objective, layer, False)]["median_ms"], lat[(objective, layer, True)]["median_ms"]
+            print(f"| {objective} | {layer} | {a:.1f} | {b:.1f} | {100 * (b / a - 1):+.0f}% |", flush=True)
+
+
 def main(args):
+    if "--safeguard-latency" in args:
+        return safeguard_latency()
     if "--sum-rate-robust" in args:
         return sum_rate_robust([a for a in args if a != "--sum-rate-robust"])
     if "--momentum-edge" in args:
