@@ -71,6 +71,26 @@ def _tuned_steps(p, depth: int, val, vref, stride: int = 1) -> dict:
     return best
 
 
+@torch.no_grad()
+def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: str, n: int, gen):
+    """One row of a table of conditions not trained on: each network (label -> (model, config, ...), the
+    first one's moved problem drawing the channels) and classical PGA with each depth's nominal steps, all
+    unchanged, on ``n`` channels of ``scenario`` drawn with ``gen``. Returns (row, problem, channels,
+    reference) for the caller's closed-form columns."""
+    row, q = {"scenario": scenario}, None
+    for label, (model, cfg, *_) in networks.items():
+        moved = transfer(model, scenario_config(cfg, scenario))
+        if q is None:
+            q = moved.problem
+            row["label"] = q.scenarios[scenario][0]
+            t = q.sample(n, gen)
+            r = reference(q, t)
+        row[label] = q.summarize(moved.run(t), t, r)
+    for T, st in steps.items():
+        row[f"PGA-{T} (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, st), t, r)
+    return row, q, t, r
+
+
 def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
                          layers: Sequence[str] = ("hybrid_pga", "hybrid_pga_band", "hybrid_pga_momentum"),
                          test_batch: int = 1024, val_batch: int = 256, latency_batch: int = 256, repeats: int = 20,
@@ -141,17 +161,9 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
     # ---- conditions not trained on (the nominal model and the nominal-tuned classical steps, unchanged) ----
     robust = []
     for sc in ROBUSTNESS:
-        cfg_sc = scenario_config(main_cfg, sc)
-        q = transfer(main, cfg_sc).problem
-        t = q.sample(test_batch // 2, generator(seed, "hybrid-benchmark", sc))
-        r = reference(q, t)
+        row, q, t, r = _unseen_row({f"{LABELS.get(la, la)}-{depth}": models[la] for la in layers},
+                                   {T: tuned[T] for T in (depth, 30)}, sc, test_batch // 2, generator(seed, "hybrid-benchmark", sc))
         with torch.no_grad():
-            row = {"scenario": sc, "label": q.scenarios[sc][0]}
-            for layer in layers:
-                m, m_cfg, _ = models[layer]
-                row[f"{LABELS.get(layer, layer)}-{depth}"] = q.summarize(transfer(m, scenario_config(m_cfg, sc)).run(t), t, r)
-            for T in (depth, 30):
-                row[f"PGA-{T} (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, tuned[T]), t, r)
             row["two-stage"] = q.summarize(baselines.two_stage(q, t, 0), t, r)
             row["subspace"] = q.summarize(baselines.subspace(q, t, 0), t, r)
         robust.append(row)
@@ -236,19 +248,9 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
         # the sum-rate networks and classical steps, unchanged, on the conditions not trained on
         sr_robust = []
         for sc in ROBUSTNESS:
-            q_sc = None
-            row = {"scenario": sc}
+            row, q_sc, t_sc, r_sc = _unseen_row({f"{LABELS.get(la, la)}-{depth}": srs[la] for la in srs}, sr_tuned, sc,
+                                                test_batch // 4, generator(seed, "hybrid-benchmark", "sr", sc))
             with torch.no_grad():
-                for la, (sr, sr_cfg, _) in srs.items():
-                    moved = transfer(sr, scenario_config(sr_cfg, sc))
-                    if q_sc is None:
-                        q_sc = moved.problem
-                        row["label"] = q_sc.scenarios[sc][0]
-                        t_sc = q_sc.sample(test_batch // 4, generator(seed, "hybrid-benchmark", "sr", sc))
-                        r_sc = reference(q_sc, t_sc)
-                    row[f"{LABELS.get(la, la)}-{depth}"] = q_sc.summarize(moved.run(t_sc), t_sc, r_sc)
-                for T in (depth, 30):
-                    row[f"PGA-{T} (nominal steps)"] = q_sc.summarize(baselines.hybrid_pga(q_sc, t_sc, T, sr_tuned[T]), t_sc, r_sc)
                 row["start"] = q_sc.summarize(q_sc.init(t_sc), t_sc, r_sc)
             sr_robust.append(row)
         result["sum_rate"] = {"bound": "fully-digital WMMSE per band from RZF, per channel to a relative change "

@@ -154,6 +154,12 @@ def m32(names):
             row(name, p.summarize(model.run(test), test, ref))
 
 
+def sr_validation(p):
+    """The hybrid benchmark's sum-rate validation draw (256 channels, seed 0) and its reference."""
+    val = p.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
+    return val, reference(p, val)
+
+
 def sum_rate(names):
     """The per-user sum-rate objective (with interference): recipes of the unfolded PGA-5 against classical
     PGA-5 / PGA-30 with the steps the benchmark tuned for this objective, on the benchmark's sum-rate test
@@ -164,8 +170,7 @@ def sum_rate(names):
     for name, model, p, test, ref in runs:
         with torch.no_grad():
             if first:                        # classical PGA tuned as the benchmark tunes it, on its sum-rate validation draw
-                val = p.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
-                vref = reference(p, val)
+                val, vref = sr_validation(p)
                 for T in (5, 30):
                     st, _ = tune_hybrid_pga(p, val, vref, T, momenta=HYBRID_MOMENTA)
                     row(f"PGA-{T}, tuned (analog {st['step_analog']:.3g}, digital {st['step_digital']:.3g}, momentum "
@@ -177,8 +182,7 @@ def sum_rate(names):
 def momentum_edge():
     cfg = load_config("preset:hybrid", SUM_RATE + ["model.step_init=0.01", "model.digital_step_init=1.0"])
     q = build_model(cfg).problem                                       # the problem alone: nothing is trained
-    val = q.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
-    vref = reference(q, val)
+    val, vref = sr_validation(q)
     test = q.sample(512, generator(0, "hybrid-benchmark", "sr-test"))
     ref = reference(q, test)
     print("| sum rate, PGA-5 tuned with momenta | pick (analog, digital, momentum) | validation % | test % |\n|---|---|---|---|")
@@ -200,8 +204,7 @@ def sum_rate_robust(names):
         q = transfer(runs[0][1], scenario_config(cfg, sc)).problem
         t = q.sample(256, generator(0, "hybrid-benchmark", "sr", sc))
         draws[sc] = (q, t, reference(q, t))
-    val = p.sample(256, generator(0, "hybrid-benchmark", "sr-val"))
-    vref = reference(p, val)
+    val, vref = sr_validation(p)
     bench = {r["method"]: r.get("steps") for r in json.loads(BENCHMARK_JSON.read_text())["sum_rate"]["rows"]}
     classical = {}
     for guard in (False, True):
