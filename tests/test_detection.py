@@ -299,13 +299,11 @@ def test_benchmark_bars_compare_the_curves_as_the_issue_states():
     assert not [b for b in _bars([case("4x4_qpsk", {"ML (exhaustive)": [1e-1, 1e-3]})])]
 
 
-def test_benchmark_detection_rejects_bad_options_before_work(tmp_path):
-    import subprocess
-    import sys
-    for args in (["--cases", "9x9"], ["--networks", "lista"], ["--test-size", "5"]):
-        r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-detection", "--out", str(tmp_path / "o")] + args,
-                           capture_output=True, text=True, timeout=120)
-        assert r.returncode == 2, (args, r.stderr)
+def test_benchmark_detection_rejects_bad_options_before_work(tmp_path, cli):
+    for args, what in ((["--cases", "9x9"], "--cases"), (["--networks", "lista"], "--networks"),
+                       (["--test-size", "5"], "--test-size")):
+        r = cli("benchmark-detection", "--out", tmp_path / "o", *args)
+        assert r.exit_code == 2 and what in r.stderr, (args, r.stderr)
         assert not (tmp_path / "o").exists()
 
 

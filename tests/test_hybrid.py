@@ -454,9 +454,8 @@ def test_monitor_sees_a_change_of_the_cluster_angular_spread(tmp_path):
     (["--bands", "0"], "--bands >= 1"),
     (["--layers", "hybrid_pga_band,hybrid_pga"], "fixes n_bands"),
 ])
-def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, args, message):
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-hybrid", "--out", str(out), *args],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = cli("benchmark-hybrid", "--out", out, *args)
+    assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()

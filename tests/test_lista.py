@@ -1,8 +1,6 @@
 """Sparse recovery at the state of the art: support selection, ALISTA's analytic weight, the oracle
 bound, lambda-tuned ISTA / FISTA, stagewise training and the LISTA-CPSS / ALISTA / TiLISTA layers."""
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -165,12 +163,11 @@ def test_scalar_lr_gives_scalars_their_own_rate():
     assert rates == [(pytest.approx(0.2 * cfg.training.lr), 2 * 50 * 25), (pytest.approx(0.2 * cfg.training.scalar_lr), 2)]
 
 
-def test_benchmark_lista_rejects_bad_options_before_work(tmp_path):
+def test_benchmark_lista_rejects_bad_options_before_work(tmp_path, cli):
     for args, what in [(["--settings", "huge"], "--settings"), (["--layers", "signed"], "--layers"),
                        (["--textbook-depths", "0"], "--textbook-depths")]:
-        r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-lista", "--out", str(tmp_path / "o")] + args,
-                           capture_output=True, text=True)
-        assert r.returncode == 2 and what in r.stderr + r.stdout, r.stderr
+        r = cli("benchmark-lista", "--out", tmp_path / "o", *args)
+        assert r.exit_code == 2 and what in r.stderr + r.stdout, r.stderr
         assert not (tmp_path / "o").exists()
 
 

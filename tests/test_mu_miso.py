@@ -310,11 +310,10 @@ def test_monitor_sees_a_covariance_shift_of_the_users_channels(tmp_path):
     (["--sections", "main,5g"], "--sections: choose among main, 3gpp (got 'main,5g')"),
     (["--sections", ","], "--sections: choose among main, 3gpp"),
 ])
-def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, args, message):
     out = tmp_path / "bench"
-    r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-mu-miso", "--out", str(out), *args],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = cli("benchmark-mu-miso", "--out", out, *args)
+    assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
 
 

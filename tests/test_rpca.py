@@ -177,14 +177,11 @@ def test_layerwise_recipe_is_each_layer_alone_then_end_to_end():
     assert sum(p[1] for p in phases) == 100
 
 
-def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path):
-    import subprocess
-    import sys
+def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path, cli):
     for args, what in [(["--cases", "c"], "--cases"), (["--layers", "ista"], "--layers"), (["--mismatch", "0"], "--mismatch"),
                        (["--n", "3"], "--n")]:
-        r = subprocess.run([sys.executable, "-m", "autounfold.cli", "benchmark-rpca", "--out", str(tmp_path / "o")] + args,
-                           capture_output=True, text=True)
-        assert r.returncode == 2 and what in r.stderr + r.stdout, r.stderr
+        r = cli("benchmark-rpca", "--out", tmp_path / "o", *args)
+        assert r.exit_code == 2 and what in r.stderr + r.stdout, r.stderr
         assert not (tmp_path / "o").exists()
 
 

@@ -1,4 +1,6 @@
-"""Real processes on loopback: an `mlflow server` started for the test and stopped by its PID."""
+"""Real processes on loopback: an `mlflow server` started for the test and stopped by its PID; and
+readers / writers of the Ray Tune state a search leaves on disk, to make the states a SIGKILL leaves."""
+import json
 import os
 import signal
 import socket
@@ -73,3 +75,33 @@ def mlflow_process(tmp_path):
 @pytest.fixture
 def mlflow_server(mlflow_process):
     yield mlflow_process.url
+
+
+def tune_state(out):
+    """The newest Tune experiment state and searcher state (search_gen_state) in ``out``/tune:
+    (experiment path, its JSON, searcher path, the unpickled searcher state)."""
+    import ray.cloudpickle as cloudpickle
+    tune = out / "tune"
+    exp = sorted(tune.glob("experiment_state-*.json"))[-1]
+    gen = sorted(tune.glob("search_gen_state-*.json"))[-1]
+    with open(gen, "rb") as fh:
+        return exp, json.loads(exp.read_text()), gen, cloudpickle.load(fh)
+
+
+def write_searcher_state(path, state):
+    import ray.cloudpickle as cloudpickle
+    with open(path, "wb") as fh:
+        cloudpickle.dump(state, fh)
+
+
+def set_searcher_behind(out):
+    """Make the searcher state of a finished search look like an earlier save: two fewer trials
+    suggested, and the last two of the experiment state still live although they ended (as a kill
+    between the two state writes can leave it). As saved, Tune would suggest two more trials and wait
+    for ever for the two live ones to end. Returns the trial ids in the order suggested."""
+    _, exp, gen_path, gen = tune_state(out)
+    order = [json.loads(t)["trial_id"] for t, _ in exp["trial_data"]]
+    gen["counter"] = len(order) - 2
+    gen["name:ConcurrencyLimiter"].update(live_trials=set(order[-2:]), num_unfinished_live_trials=2)
+    write_searcher_state(gen_path, gen)
+    return order

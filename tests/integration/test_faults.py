@@ -16,6 +16,8 @@ import yaml
 
 import autounfold
 
+from .conftest import set_searcher_behind
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -106,7 +108,7 @@ def test_sigkill_search_twice_then_resume_loses_and_duplicates_nothing(tmp_path)
 
     # a kill during a state sync may leave Tune's searcher state ahead of its experiment state (the
     # resumed search used to end early with exit 130, "interrupted"): rebuilt on resume, see
-    # test_resume_consistency.py for that state made on disk
+    # test_resume_consistency.py for that state made on disk; the state behind is made below
     second = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     table = pd.read_parquet(out / "trials.parquet")
@@ -125,9 +127,19 @@ def test_sigkill_search_twice_then_resume_loses_and_duplicates_nothing(tmp_path)
     assert all(c.info.status == "KILLED" for c in children if c not in kept)                    # none left RUNNING
     assert len(client.search_model_versions("name='faults'")) == 1
 
-    # resuming a finished search is idempotent: nothing new registered, no new child runs
-    again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=600)
+    # resuming a finished search is idempotent: no trial runs, nothing new registered, no new child runs;
+    # also when the searcher state on disk is behind the experiment state (a kill between the two writes)
+    order = set_searcher_behind(out)
+    assert sorted(order) == sorted(table.trial_id)
+    try:
+        again = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    except subprocess.TimeoutExpired as err:
+        pytest.fail(f"the resumed search hung: {str(err.stdout)[-2000:]}")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert [line for line in again.stdout.splitlines() if line.startswith("[")] == []     # no trial ran
+    final = pd.read_parquet(out / "trials.parquet")
+    assert sorted(final.trial_id) == sorted(table.trial_id)                                # nothing new
+    assert json.loads((out / "summary.json").read_text())["resume"]["counter"] == len(order)
     assert len(client.search_model_versions("name='faults'")) == 1
     assert len(client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")) == len(children)

@@ -1,6 +1,7 @@
 """--resume of a search whose Ray Tune searcher state disagrees with its experiment state, as a
 SIGKILL during a state sync leaves it (test_faults.py hits it by chance; here it is made on disk):
-the resumed search completes the budget with nothing run twice, and does not hang."""
+the resumed search completes the budget with nothing run twice. The searcher state behind the
+experiment state (the resumed search must not hang) is made on disk at the end of test_faults.py."""
 import json
 import os
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from .conftest import tune_state, write_searcher_state
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,23 +36,7 @@ def _search(path, out, *extra, timeout=300):
     return subprocess.run(cmd + list(extra), capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=timeout)
 
 
-def _state(out):
-    """Tune's newest experiment state and searcher counts (search_gen_state) in out/tune."""
-    import ray.cloudpickle as cloudpickle
-    tune = out / "tune"
-    exp = sorted(tune.glob("experiment_state-*.json"))[-1]
-    gen = sorted(tune.glob("search_gen_state-*.json"))[-1]
-    with open(gen, "rb") as fh:
-        return exp, json.loads(exp.read_text()), gen, cloudpickle.load(fh)
-
-
-def _write_gen(path, state):
-    import ray.cloudpickle as cloudpickle
-    with open(path, "wb") as fh:
-        cloudpickle.dump(state, fh)
-
-
-def test_resume_with_the_searcher_state_ahead_of_or_behind_the_experiment_state(tmp_path):
+def test_resume_with_the_searcher_state_ahead_of_the_experiment_state(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(SPEC))
     done = tmp_path / "done"
@@ -57,7 +44,7 @@ def test_resume_with_the_searcher_state_ahead_of_or_behind_the_experiment_state(
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = pd.read_parquet(done / "trials.parquet").set_index("trial_id")
     assert len(table) == 4 and (table.status == "ok").all()
-    exp_path, exp, gen_path, gen = _state(done)
+    exp_path, exp, gen_path, gen = tune_state(done)
     order = [json.loads(t)["trial_id"] for t, _ in exp["trial_data"]]        # in the order suggested
     assert sorted(order) == sorted(table.index) and gen["counter"] == 4
 
@@ -65,12 +52,12 @@ def test_resume_with_the_searcher_state_ahead_of_or_behind_the_experiment_state(
     # state that holds the first two; the last two never ended (no rows, no trial directories)
     ahead = tmp_path / "ahead"
     shutil.copytree(done, ahead)
-    exp_path, exp, gen_path, gen = _state(ahead)
+    exp_path, exp, gen_path, gen = tune_state(ahead)
     kept, lost = order[:2], order[2:]
     exp["trial_data"] = [t for t in exp["trial_data"] if json.loads(t[0])["trial_id"] in kept]
     exp_path.write_text(json.dumps(exp))
     gen["name:ConcurrencyLimiter"].update(live_trials=set(lost), num_unfinished_live_trials=2)
-    _write_gen(gen_path, gen)
+    write_searcher_state(gen_path, gen)
     rows = [line for line in (ahead / "trial_rows.jsonl").read_text().splitlines()
             if json.loads(line)["trial_id"] in kept]
     (ahead / "trial_rows.jsonl").write_text("".join(r + "\n" for r in rows))
@@ -91,22 +78,3 @@ def test_resume_with_the_searcher_state_ahead_of_or_behind_the_experiment_state(
     summary = json.loads((ahead / "summary.json").read_text())
     assert summary["resume"]["saved_counter"] == 4 and summary["resume"]["counter"] == 2
     assert summary["resume"]["saved_live"] == sorted(lost) and not summary["interrupted"]
-
-    # behind: the searcher state of an earlier save (2 suggested, the last two of the experiment
-    # state live although they ended) beside the experiment state of the finished search. As saved,
-    # Tune would suggest 2 more and wait for ever for the two live ones to end.
-    behind = tmp_path / "behind"
-    shutil.copytree(done, behind)
-    exp_path, exp, gen_path, gen = _state(behind)
-    gen["counter"] = 2
-    gen["name:ConcurrencyLimiter"].update(live_trials=set(order[2:]), num_unfinished_live_trials=2)
-    _write_gen(gen_path, gen)
-    try:
-        third = _search(path, behind, "--resume", timeout=180)
-    except subprocess.TimeoutExpired as err:
-        pytest.fail(f"the resumed search hung: {str(err.stdout)[-2000:]}")
-    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    final = pd.read_parquet(behind / "trials.parquet").set_index("trial_id")
-    assert sorted(final.index) == sorted(table.index)                          # nothing new, nothing again
-    assert [line for line in third.stdout.splitlines() if line.startswith("[")] == []   # no trial ran
-    assert json.loads((behind / "summary.json").read_text())["resume"]["counter"] == 4

@@ -143,47 +143,35 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
     assert "already holds a search; pass --resume" in err.value.stderr
 
 
-def test_mode_min_search_end_to_end(tmp_path):
-    """A real search with ``objective.mode: min``: TPE, the leaderboard, the trial table, the
-    summary's best and best_model all agree that the lowest objective wins."""
-    from autounfold.search import run_search
-    from autounfold.spaces import parse_spec
-
-    data = json.loads(json.dumps(SPEC))
-    data.update(name="minimise", objective={"mode": "min", "measure_latency": False},
-                budget={"num_samples": 4, "algorithm": "random", "max_concurrent": 2})
-    data["base"]["training"].update(steps=20, validate_every=10)
-    data["space"] = {"model.num_layers": {"type": "int", "low": 1, "high": 6}}
-    spec = parse_spec(data, "min.yaml")
-    outcome = run_search(spec, tmp_path / "out", num_cpus=2)
-    table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
-    ok = table[table.status == "ok"]
-    assert len(ok) >= 2 and list(table.objective) == sorted(table.objective)      # ascending: best first
-    lowest = ok.loc[ok.objective.idxmin()]
-    assert outcome.summary["best"]["trial_id"] == lowest.trial_id
-    assert lowest.trial_id in (tmp_path / "out" / "leaderboard.md").read_text().splitlines()[2]
-    assert autounfold.load(tmp_path / "out" / "best_model").num_layers == int(lowest.num_layers)
-
-
-def test_optuna_tpe_with_a_gated_warm_start_through_ray_tune(tmp_path):
-    """``budget.algorithm: optuna_tpe`` and ``budget.transfer: gated`` inside a real Tune run: the
-    earlier search's best configurations are trained first (replayed), the conditional space's
-    configurations reach the trainable in the one nested form, and Tune's searcher checkpoints
-    (cloudpickle of the wrapper and the Optuna study) do not break the search."""
+def test_optuna_tpe_minimising_with_a_gated_warm_start_through_ray_tune(tmp_path):
+    """``budget.algorithm: optuna_tpe``, ``objective.mode: min`` and ``budget.transfer: gated`` inside a
+    real Tune run. The trial table, the leaderboard, the summary's best and best_model all agree that
+    the lowest objective wins; the earlier search's best (lowest) configurations are trained first
+    (replayed); the conditional space's configurations reach the trainable in the one nested form, and
+    Tune's searcher checkpoints (cloudpickle of the wrapper and the Optuna study) do not break the search."""
     from autounfold.search import run_search
     from autounfold.search.history import read_history
     from autounfold.spaces import parse_spec
 
     data = json.loads(json.dumps(SPEC))
     data["budget"] = {"num_samples": 5, "n_initial_points": 2, "max_concurrent": 2, "algorithm": "optuna_tpe"}
-    data["objective"] = {"measure_latency": False}
+    data["objective"] = {"mode": "min", "measure_latency": False}
     first = run_search(parse_spec(data, "first.yaml"), tmp_path / "first", num_cpus=2)
-    assert len(first.table) == 5 and (first.table.status == "ok").sum() >= 3
+    table = first.table
+    assert len(table) == 5 and (table.status == "ok").sum() >= 3
+    ok = table[table.status == "ok"]
+    finite = table[table.objective.notna()]
+    assert list(finite.objective) == sorted(finite.objective) and table.objective.notna().is_monotonic_decreasing
+    lowest = ok.loc[ok.objective.idxmin()]                                          # ascending: best first
+    assert first.summary["best"]["trial_id"] == lowest.trial_id == table.trial_id.iloc[0]
+    assert lowest.trial_id in (tmp_path / "first" / "leaderboard.md").read_text().splitlines()[2]
+    assert autounfold.load(tmp_path / "first" / "best_model").num_layers == int(lowest.num_layers)
+
     data["budget"].update(transfer="gated", transfer_top_k=3)
     data["base"]["problem"]["channel"]["angular_spread_deg"] = 40.0
     hist = read_history(tmp_path / "first")
     warm = run_search(parse_spec(data, "warm.yaml"), tmp_path / "warm", history=hist, warm_start="first", num_cpus=2)
     assert warm.summary["warm_start_counts"]["replay"] == 3
-    earlier_top = first.table[first.table.status == "ok"].sort_values("objective", ascending=False).params.head(3)
+    earlier_top = ok.sort_values("objective", ascending=True).params.head(3)      # the three lowest
     assert set(earlier_top) <= set(warm.table.params)              # the replayed configurations were trained
     assert len(warm.table) == 5 and (warm.table.status != "error").all()
