@@ -29,7 +29,8 @@ demo: setup
 
 # everything: unit tests and the integration tests that start real Ray / MLflow processes (what CI runs).
 # Two pytest workers, one test file each at a time (a file's fixtures stay in one process): the
-# integration tests spend much of their time waiting on process starts (13 min vs 17.5 serial, 2 cores)
+# integration tests spend much of their time waiting on process starts (pytest 10-11 min on 2 cores, against
+# 17.5 min serial when last measured; a 3rd worker was slower: 678 s against 651 s)
 TEST_WORKERS ?= 2
 # torch threads per pytest worker: the cores shared out (two workers each running two OpenMP threads on two
 # cores made the CPU-bound files 2.4x slower: 215 s against 89 s for mu_miso + rpca + hybrid)
@@ -37,7 +38,7 @@ TEST_THREADS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); t=$$(( n / $(TEST_WOR
 test: setup
 	MLFLOW_DISABLE_TELEMETRY=true OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-# unit tests only (no Ray head, no mlflow server; about half a minute on 2 cores)
+# unit tests only (no Ray head, no mlflow server; one process, about 6 min)
 test-unit: setup
 	MLFLOW_DISABLE_TELEMETRY=true $(PY) -m pytest -q -m "not integration"
 
@@ -51,7 +52,7 @@ benchmark-auto-pgd: setup
 	$(PY) -m autounfold.cli benchmark-auto-pgd --out results/auto_pgd
 
 # MU-MISO sum rate: unfolded WMMSE / PGA against WMMSE, tuned WMMSE, tuned PGA, RZF, and the 3GPP section;
-# 1500 training steps per model, the preset's (about 36 min on 2 cores)
+# 1500 training steps per model, the preset's (about 35 min on 2 cores)
 benchmark-mu-miso: setup
 	$(PY) -m autounfold.cli benchmark-mu-miso --steps 1500 --out results/mu_miso
 
@@ -66,7 +67,7 @@ benchmark-hybrid: setup
 	$(PY) -m autounfold.cli benchmark-hybrid --out results/hybrid
 
 # Sparse recovery: ALISTA and LISTA-CPSS against ISTA / FISTA with lambda tuned per iteration count, the
-# converged LASSO and the oracle bound, textbook and classic settings (about 40 min on 2 cores)
+# converged LASSO and the oracle bound, textbook and classic settings (32-48 min on 2 cores)
 benchmark-lista: setup
 	$(PY) -m autounfold.cli benchmark-lista --out results/lista
 
