@@ -459,3 +459,34 @@ def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, args,
     r = cli("benchmark-hybrid", "--out", out, *args)
     assert r.exit_code == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not out.exists()
+
+
+def test_benchmark_deploys_networks_safeguarded_and_scores_safeguarded_pga_off_nominal():
+    """The hybrid benchmark's safeguarded rows: ``_guarded`` is the same trained network with
+    ``model.safeguard`` on, never below the plain network or the start on any channel; ``_unseen_row``
+    adds safeguarded classical PGA with its own steps to a row of conditions not trained on."""
+    from autounfold.evaluation.hybrid_benchmark import _guarded, _unseen_row
+    from autounfold.seeding import generator
+    cfg = load_config("preset:hybrid", SMALL + ["problem.objective=sum_rate", "model.step_init=1.0",
+                                                 "model.digital_step_init=1.0"])   # steps that overshoot somewhere
+    model = build_model(cfg).eval()
+    guarded, gcfg = _guarded(model, model.config)
+    assert gcfg.model.safeguard and not model.config.model.safeguard
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), guarded.state_dict().values()))
+    p, inst = model.problem, model.problem.sample(64, 5)
+    with torch.no_grad():
+        start, plain = p.objective(p.init(inst), inst), p.objective(model.run(inst), inst)
+        safe = p.objective(guarded.run(inst), inst)
+    assert (plain < start - 1e-4).any()                          # the plain iteration loses on some channels
+    assert (safe >= torch.maximum(start, plain) - 1e-5).all()
+
+    steps = {2: {"step_analog": 1.0, "step_digital": 1.0, "momentum": 0.0}}
+    row, q, t, r = _unseen_row({"net": (model, model.config), "net, guarded": (guarded, gcfg)}, steps, "snr30", 32,
+                               generator(0, "unseen"), guarded_steps=steps)
+    assert set(row) == {"scenario", "label", "net", "net, guarded", "PGA-2 (nominal steps)",
+                        "PGA-2, safeguarded (nominal steps)"}
+    with torch.no_grad():
+        first = q.summarize(q.init(t), t, r)["pct_of_bound"]
+    assert row["net, guarded"]["pct_of_bound"] >= max(row["net"]["pct_of_bound"], first) - 1e-4
+    pga, safe_pga = row["PGA-2 (nominal steps)"]["pct_of_bound"], row["PGA-2, safeguarded (nominal steps)"]["pct_of_bound"]
+    assert safe_pga >= max(pga, first) - 1e-4

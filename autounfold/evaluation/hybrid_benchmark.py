@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -22,7 +22,7 @@ from ..algorithms import reference
 from ..algorithms.hybrid_pga import HybridPGA, rate_trajectory
 from ..algorithms.tuning import HYBRID_MOMENTA, HYBRID_STEPS, tune_hybrid_pga
 from ..build import build_model
-from ..config import load_config
+from ..config import ExperimentConfig, load_config
 from ..seeding import generator
 from ..training import train
 from . import baselines
@@ -72,11 +72,13 @@ def _tuned_steps(p, depth: int, val, vref, stride: int = 1) -> dict:
 
 
 @torch.no_grad()
-def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: str, n: int, gen):
+def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: str, n: int, gen,
+                guarded_steps: Optional[Dict[int, dict]] = None):
     """One row of a table of conditions not trained on: each network (label -> (model, config, ...), the
-    first one's moved problem drawing the channels) and classical PGA with each depth's nominal steps, all
-    unchanged, on ``n`` channels of ``scenario`` drawn with ``gen``. Returns (row, problem, channels,
-    reference) for the caller's closed-form columns."""
+    first one's moved problem drawing the channels) and classical PGA with each depth's nominal steps (and,
+    with ``guarded_steps``, safeguarded classical PGA with its own nominal steps), all unchanged, on ``n``
+    channels of ``scenario`` drawn with ``gen``. Returns (row, problem, channels, reference) for the
+    caller's closed-form columns."""
     row, q = {"scenario": scenario}, None
     for label, (model, cfg, *_) in networks.items():
         moved = transfer(model, scenario_config(cfg, scenario))
@@ -88,7 +90,18 @@ def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: st
         row[label] = q.summarize(moved.run(t), t, r)
     for T, st in steps.items():
         row[f"PGA-{T} (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, st), t, r)
+    for T, st in (guarded_steps or {}).items():
+        row[f"PGA-{T}, safeguarded (nominal steps)"] = q.summarize(baselines.hybrid_pga(q, t, T, st, safeguard=True), t, r)
     return row, q, t, r
+
+
+def _guarded(model, cfg: ExperimentConfig):
+    """The trained network with ``model.safeguard`` switched on (same learned parameters; per channel the
+    best iterate so far), for deploying a network trained without it."""
+    data = cfg.model_dump(mode="json")
+    data["model"]["safeguard"] = True
+    guarded = ExperimentConfig.model_validate(data)
+    return transfer(model, guarded, model.problem), guarded
 
 
 def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
@@ -231,25 +244,36 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
         t0 = time.perf_counter()
         r = reference(q, t)
         ref_s = time.perf_counter() - t0
-        sr_tuned = {}
+        sr_tuned, sr_guarded = {}, {}
         for T in (depth, 30):
             t0 = time.perf_counter()
             sr_tuned[T] = _tuned_steps(q, T, qv, qvr)
             _log(f"sum rate: PGA-{T} steps {sr_tuned[T]} in {time.perf_counter() - t0:.0f} s", quiet)
+            t0 = time.perf_counter()           # the safeguarded solver tuned as it runs (its best steps may be larger)
+            sr_guarded[T], _ = tune_hybrid_pga(q, qv, qvr, T, steps=HYBRID_STEPS, momenta=HYBRID_MOMENTA,
+                                               reach=PGA_REACH, safeguard=True)
+            _log(f"sum rate: PGA-{T}, safeguarded, steps {sr_guarded[T]} in {time.perf_counter() - t0:.0f} s", quiet)
+        # each sum-rate network also deployed with model.safeguard on (trained without it)
+        sr_nets = {}
+        for la, (sr, cfg, *_) in srs.items():
+            sr_nets[f"{LABELS.get(la, la)}-{depth}"] = (sr, cfg)
+            sr_nets[f"{LABELS.get(la, la)}-{depth}, safeguard at inference"] = _guarded(sr, cfg)
         srows = []
         with torch.no_grad():
-            for la, (sr, _, _) in srs.items():
-                srows.append({"method": f"{LABELS.get(la)}-{depth}", **q.summarize(sr.run(t), t, r)})
+            for label, (net, _) in sr_nets.items():
+                srows.append({"method": label, **q.summarize(net.run(t), t, r)})
             for T in (depth, 30):
                 srows.append({"method": f"PGA-{T}, tuned steps", "steps": sr_tuned[T],
                               **q.summarize(baselines.hybrid_pga(q, t, T, sr_tuned[T]), t, r)})
+                srows.append({"method": f"PGA-{T}, safeguarded, tuned steps", "steps": sr_guarded[T],
+                              **q.summarize(baselines.hybrid_pga(q, t, T, sr_guarded[T], safeguard=True), t, r)})
             srows.append({"method": f"{STARTS[q.init_method].replace('best digital', 'RZF digital')} (the shared start)",
                           **q.summarize(q.init(t), t, r)})
         # the sum-rate networks and classical steps, unchanged, on the conditions not trained on
         sr_robust = []
         for sc in ROBUSTNESS:
-            row, q_sc, t_sc, r_sc = _unseen_row({f"{LABELS.get(la, la)}-{depth}": srs[la] for la in srs}, sr_tuned, sc,
-                                                test_batch // 4, generator(seed, "hybrid-benchmark", "sr", sc))
+            row, q_sc, t_sc, r_sc = _unseen_row(sr_nets, sr_tuned, sc, test_batch // 4,
+                                                generator(seed, "hybrid-benchmark", "sr", sc), guarded_steps=sr_guarded)
             with torch.no_grad():
                 row["start"] = q_sc.summarize(q_sc.init(t_sc), t_sc, r_sc)
             sr_robust.append(row)
@@ -356,7 +380,9 @@ def markdown(result: dict) -> str:
                          f"{r['rate_mean']:.3f} | {knobs} |")
         if srr.get("robustness"):
             lines += ["", f"Sum rate, not trained on (the sum-rate networks and the sum-rate classical steps, unchanged; "
-                          f"{srr['robustness_batch']} channels each): % of bound (p5)", ""]
+                          f"{srr['robustness_batch']} channels each): % of bound (p5). \"safeguard at inference\": the same "
+                          "network with `model.safeguard` on (each layer outputs per channel the best iterate so far); "
+                          "safeguarded PGA: the same iteration with that output, its steps tuned with it on", ""]
             lines += _robust_table(srr["robustness"])
     lines += ["", f"Total time {result['seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
