@@ -32,6 +32,18 @@ def cli():
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
+@pytest.fixture
+def refuse(monkeypatch):
+    """``refuse("autounfold.evaluation.m.run_x")``: a call of that function fails the test at once. For bad
+    input that must be refused before any work: run in-process, a benchmark that got past its checks would
+    otherwise go on for many minutes with no timeout."""
+    def _refuse(target: str):
+        def stop(*args, **kwargs):
+            raise AssertionError(f"{target} started: the bad input was not refused")
+        monkeypatch.setattr(target, stop)
+    return _refuse
+
+
 @pytest.fixture(autouse=True)
 def _deterministic():
     torch.manual_seed(1234)

@@ -299,11 +299,12 @@ def test_benchmark_bars_compare_the_curves_as_the_issue_states():
     assert not [b for b in _bars([case("4x4_qpsk", {"ML (exhaustive)": [1e-1, 1e-3]})])]
 
 
-def test_benchmark_detection_rejects_bad_options_before_work(tmp_path, cli):
+def test_benchmark_detection_rejects_bad_options_before_work(tmp_path, cli, refuse):
+    refuse("autounfold.evaluation.detection_benchmark.run_detection_benchmark")
     for args, what in ((["--cases", "9x9"], "--cases"), (["--networks", "lista"], "--networks"),
                        (["--test-size", "5"], "--test-size")):
         r = cli("benchmark-detection", "--out", tmp_path / "o", *args)
-        assert r.exit_code == 2 and what in r.stderr, (args, r.stderr)
+        assert r.exit_code == 2 and what in r.stderr, (args, r.stderr, r.exception)
         assert not (tmp_path / "o").exists()
 
 

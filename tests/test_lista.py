@@ -163,11 +163,12 @@ def test_scalar_lr_gives_scalars_their_own_rate():
     assert rates == [(pytest.approx(0.2 * cfg.training.lr), 2 * 50 * 25), (pytest.approx(0.2 * cfg.training.scalar_lr), 2)]
 
 
-def test_benchmark_lista_rejects_bad_options_before_work(tmp_path, cli):
+def test_benchmark_lista_rejects_bad_options_before_work(tmp_path, cli, refuse):
+    refuse("autounfold.evaluation.lista_benchmark.run_lista_benchmark")
     for args, what in [(["--settings", "huge"], "--settings"), (["--layers", "signed"], "--layers"),
                        (["--textbook-depths", "0"], "--textbook-depths")]:
         r = cli("benchmark-lista", "--out", tmp_path / "o", *args)
-        assert r.exit_code == 2 and what in r.stderr + r.stdout, r.stderr
+        assert r.exit_code == 2 and what in r.stderr + r.stdout, (r.stderr, r.exception)
         assert not (tmp_path / "o").exists()
 
 

@@ -177,11 +177,12 @@ def test_layerwise_recipe_is_each_layer_alone_then_end_to_end():
     assert sum(p[1] for p in phases) == 100
 
 
-def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path, cli):
+def test_benchmark_rpca_rejects_bad_options_before_work(tmp_path, cli, refuse):
+    refuse("autounfold.evaluation.rpca_benchmark.run_rpca_benchmark")
     for args, what in [(["--cases", "c"], "--cases"), (["--layers", "ista"], "--layers"), (["--mismatch", "0"], "--mismatch"),
                        (["--n", "3"], "--n")]:
         r = cli("benchmark-rpca", "--out", tmp_path / "o", *args)
-        assert r.exit_code == 2 and what in r.stderr + r.stdout, r.stderr
+        assert r.exit_code == 2 and what in r.stderr + r.stdout, (r.stderr, r.exception)
         assert not (tmp_path / "o").exists()
 
 

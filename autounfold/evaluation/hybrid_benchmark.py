@@ -307,7 +307,16 @@ def _grid_text(settings: dict) -> str:
 
 def _robust_table(rows: List[dict]) -> List[str]:
     """Markdown rows of a robustness table (one row per scenario, % of bound and p5 per method) and its worst case."""
-    methods = [k for k in rows[0] if k not in ("scenario", "label")]
+    listed = [k for k in rows[0] if k not in ("scenario", "label")]
+    methods = []                       # each safeguarded classical column beside its plain one
+    for m in listed:
+        if ", safeguarded (nominal steps)" in m:
+            continue
+        methods.append(m)
+        guarded = m.replace(" (nominal steps)", ", safeguarded (nominal steps)")
+        if m.endswith(" (nominal steps)") and guarded in listed:
+            methods.append(guarded)
+    methods += [m for m in listed if m not in methods]
     lines = ["| scenario | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for row in rows:
         lines.append(f"| {row['label']} | " + " | ".join(f"{row[m]['pct_of_bound']:.3f} ({row[m]['p5_pct']:.2f})"
@@ -379,10 +388,12 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['method']} | {r['pct_of_bound']:.3f} | {r['p5_pct']:.2f} | {r['min_pct']:.2f} | "
                          f"{r['rate_mean']:.3f} | {knobs} |")
         if srr.get("robustness"):
+            guard = any("safeguard" in k for k in srr["robustness"][0])
             lines += ["", f"Sum rate, not trained on (the sum-rate networks and the sum-rate classical steps, unchanged; "
-                          f"{srr['robustness_batch']} channels each): % of bound (p5). \"safeguard at inference\": the same "
-                          "network with `model.safeguard` on (each layer outputs per channel the best iterate so far); "
-                          "safeguarded PGA: the same iteration with that output, its steps tuned with it on", ""]
+                          f"{srr['robustness_batch']} channels each): % of bound (p5)"
+                      + (". \"safeguard at inference\": the same network with `model.safeguard` on (each layer outputs "
+                         "per channel the best iterate so far); safeguarded PGA: the same iteration with that output, its "
+                         "steps tuned with it on" if guard else ""), ""]
             lines += _robust_table(srr["robustness"])
     lines += ["", f"Total time {result['seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)

@@ -139,7 +139,9 @@ def test_sigkill_search_twice_then_resume_loses_and_duplicates_nothing(tmp_path)
     assert [line for line in again.stdout.splitlines() if line.startswith("[")] == []     # no trial ran
     final = pd.read_parquet(out / "trials.parquet")
     assert sorted(final.trial_id) == sorted(table.trial_id)                                # nothing new
-    assert json.loads((out / "summary.json").read_text())["resume"]["counter"] == len(order)
+    resumed = json.loads((out / "summary.json").read_text())["resume"]
+    assert resumed["saved_counter"] == len(order) - 2 and resumed["saved_live"] == sorted(order[-2:])   # read as made
+    assert resumed["counter"] == len(order)                                                           # and rebuilt
     assert len(client.search_model_versions("name='faults'")) == 1
     assert len(client.search_runs([parent.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{parent.info.run_id}'")) == len(children)
