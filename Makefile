@@ -62,7 +62,7 @@ benchmark-mu-miso-3gpp: setup
 	$(PY) -m autounfold.cli benchmark-mu-miso --steps 1500 --sections 3gpp --out results/mu_miso
 
 # Wideband hybrid precoding: unfolded PGA against classical PGA tuned per depth, PE-AltMin, the two-stage
-# and subspace designs and the fully-digital bound; transfer to other antenna / band counts; conditions not trained on (3GPP UMi among them) for the log-det and the sum-rate networks; latency (about 36 min on 2 cores)
+# and subspace designs and the fully-digital bound; transfer to other antenna / band counts; conditions not trained on (3GPP UMi among them) for the log-det and the sum-rate networks, the latter also safeguarded; latency (about 41 min on 2 cores)
 benchmark-hybrid: setup
 	$(PY) -m autounfold.cli benchmark-hybrid --out results/hybrid
 
