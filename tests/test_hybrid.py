@@ -463,15 +463,15 @@ def test_benchmark_bad_input_is_one_line_and_writes_nothing(tmp_path, cli, refus
 
 
 def test_benchmark_deploys_networks_safeguarded_and_scores_safeguarded_pga_off_nominal():
-    """The hybrid benchmark's safeguarded rows: ``_guarded`` is the same trained network with
+    """The hybrid benchmark's safeguarded rows: ``safeguarded`` is the same trained network with
     ``model.safeguard`` on, never below the plain network or the start on any channel; ``_unseen_row``
     adds safeguarded classical PGA with its own steps to a row of conditions not trained on."""
-    from autounfold.evaluation.hybrid_benchmark import _guarded, _unseen_row
+    from autounfold.evaluation.hybrid_benchmark import _unseen_row, safeguarded
     from autounfold.seeding import generator
     cfg = load_config("preset:hybrid", SMALL + ["problem.objective=sum_rate", "model.step_init=1.0",
                                                  "model.digital_step_init=1.0"])   # steps that overshoot somewhere
     model = build_model(cfg).eval()
-    guarded, gcfg = _guarded(model, model.config)
+    guarded, gcfg = safeguarded(model, model.config)
     assert gcfg.model.safeguard and not model.config.model.safeguard
     assert model.state_dict().keys() == guarded.state_dict().keys()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in guarded.state_dict().items())

@@ -63,11 +63,12 @@ def _train(overrides: Sequence[str], steps: int, seed: int, quiet: bool, what: s
     return model.eval(), model.config, secs
 
 
-def _tuned_steps(p, depth: int, val, vref, stride: int = 1) -> dict:
+def _tuned_steps(p, depth: int, val, vref, stride: int = 1, safeguard: bool = False) -> dict:
     """Classical PGA's analog and digital steps and heavy-ball momentum, best on the validation draw
-    (``tune_hybrid_pga``'s coordinate search over HYBRID_STEPS x HYBRID_STEPS x HYBRID_MOMENTA)."""
+    (``tune_hybrid_pga``'s coordinate search over HYBRID_STEPS x HYBRID_STEPS x HYBRID_MOMENTA;
+    ``safeguard``: of the safeguarded iteration, tuned as it runs)."""
     best, _ = tune_hybrid_pga(p, val, vref, depth, steps=HYBRID_STEPS, momenta=HYBRID_MOMENTA, stride=stride,
-                              reach=PGA_REACH)
+                              reach=PGA_REACH, safeguard=safeguard)
     return best
 
 
@@ -79,10 +80,15 @@ def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: st
     with ``guarded_steps``, safeguarded classical PGA with its own nominal steps), all unchanged, on ``n``
     channels of ``scenario`` drawn with ``gen``. Returns (row, problem, channels, reference) for the
     caller's closed-form columns."""
-    row, q = {"scenario": scenario}, None
+    row, q, first = {"scenario": scenario}, None, None
     for label, (model, cfg, *_) in networks.items():
-        moved = transfer(model, scenario_config(cfg, scenario))
+        moved_cfg = scenario_config(cfg, scenario)
+        # the first network's moved problem serves every network with the same problem section (building one
+        # again per network meant, for 3GPP scenarios, another Sionna channel pool)
+        shared = q if q is not None and moved_cfg.problem == first.problem else None
+        moved = transfer(model, moved_cfg, shared)
         if q is None:
+            first = moved_cfg
             q = moved.problem
             row["label"] = q.scenarios[scenario][0]
             t = q.sample(n, gen)
@@ -95,7 +101,7 @@ def _unseen_row(networks: Dict[str, tuple], steps: Dict[int, dict], scenario: st
     return row, q, t, r
 
 
-def _guarded(model, cfg: ExperimentConfig):
+def safeguarded(model, cfg: ExperimentConfig):
     """The trained network with ``model.safeguard`` switched on (same learned parameters; per channel the
     best iterate so far), for deploying a network trained without it."""
     data = cfg.model_dump(mode="json")
@@ -250,14 +256,13 @@ def run_hybrid_benchmark(out: Path, steps: int = 300, depth: int = 5,
             sr_tuned[T] = _tuned_steps(q, T, qv, qvr)
             _log(f"sum rate: PGA-{T} steps {sr_tuned[T]} in {time.perf_counter() - t0:.0f} s", quiet)
             t0 = time.perf_counter()           # the safeguarded solver tuned as it runs (its best steps may be larger)
-            sr_guarded[T], _ = tune_hybrid_pga(q, qv, qvr, T, steps=HYBRID_STEPS, momenta=HYBRID_MOMENTA,
-                                               reach=PGA_REACH, safeguard=True)
+            sr_guarded[T] = _tuned_steps(q, T, qv, qvr, safeguard=True)
             _log(f"sum rate: PGA-{T}, safeguarded, steps {sr_guarded[T]} in {time.perf_counter() - t0:.0f} s", quiet)
         # each sum-rate network also deployed with model.safeguard on (trained without it)
         sr_nets = {}
         for la, (sr, cfg, *_) in srs.items():
             sr_nets[f"{LABELS.get(la, la)}-{depth}"] = (sr, cfg)
-            sr_nets[f"{LABELS.get(la, la)}-{depth}, safeguard at inference"] = _guarded(sr, cfg)
+            sr_nets[f"{LABELS.get(la, la)}-{depth}, safeguard at inference"] = safeguarded(sr, cfg)
         srows = []
         with torch.no_grad():
             for label, (net, _) in sr_nets.items():

@@ -54,10 +54,10 @@ import torch
 from autounfold.algorithms import reference
 from autounfold.algorithms.tuning import HYBRID_MOMENTA, tune_hybrid_pga
 from autounfold.build import build_model
-from autounfold.config import ExperimentConfig, load_config
+from autounfold.config import load_config
 from autounfold.evaluation import baselines
 from autounfold.evaluation.evaluate import scenario_config, transfer
-from autounfold.evaluation.hybrid_benchmark import ROBUSTNESS
+from autounfold.evaluation.hybrid_benchmark import ROBUSTNESS, safeguarded
 from autounfold.seeding import generator
 from autounfold.training import train
 
@@ -222,9 +222,7 @@ def sum_rate_robust(names):
         for name, model, *_ in runs:
             line(name, lambda sc, q, t, m=model: (m if sc == "nominal" else transfer(m, scenario_config(m.config, sc))).run(t))
             if not model.config.model.safeguard:        # trained without the safeguard, deployed with it
-                data = model.config.model_dump(mode="json")
-                data["model"]["safeguard"] = True
-                guarded = ExperimentConfig.model_validate(data)
+                _, guarded = safeguarded(model, model.config)
                 line(f"{name}, safeguard at inference only",
                      lambda sc, q, t, m=model, c=guarded: transfer(m, c if sc == "nominal" else scenario_config(c, sc)).run(t))
         for name, (T, st, guard) in classical.items():
